@@ -1,0 +1,19 @@
+# Every target sets up what it needs first (apt packages, .venv, Fortran build): see scripts/setup.sh.
+export OMPI_ALLOW_RUN_AS_ROOT := 1
+export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
+export OMPI_MCA_rmaps_base_oversubscribe := 1
+
+PY := .venv/bin/python
+
+.PHONY: setup demo test bench
+setup:
+	./scripts/setup.sh
+
+demo: setup
+	.venv/bin/icecorr demo
+
+test: setup
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests
+
+bench: setup
+	$(PY) -m benchmarks
