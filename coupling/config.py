@@ -1,0 +1,81 @@
+"""Typed configuration of coupled runs (`icecorr couple`), emulator runs (`emulate`) and offline correction (`correct`)."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from fortran_stub.config import StrictConfig
+
+STEP_SECONDS = 43_200  # one product step: 12 h
+
+
+class OutputConfig(StrictConfig):
+    """What goes into the output NetCDF besides the corrected state."""
+
+    precision: Literal["float32", "float64"] = Field(
+        "float64", description="on-disk type of state variables (float64 keeps runs bit-comparable)")
+    write_forecast: bool = Field(False, description="also write the uncorrected 12 h forecast `forecast_{v}`")
+    write_correction: bool = Field(False, description="also write the applied correction `correction_{v}` "
+                                                      "(corrected − forecast, after bounds)")
+
+
+class TimeoutConfig(StrictConfig):
+    """Deadlines (s) for waiting on a peer rank: a dead or hung peer aborts the job instead of hanging it."""
+
+    handshake: float = Field(120.0, gt=0, description="start-up handshake between physics and ML ranks (s)")
+    step: float = Field(600.0, gt=0, description="any single exchange within a cycle (s)")
+
+
+class CoupleConfig(StrictConfig):
+    """A coupled (physics + corrector) or emulator ensemble run over one or more windows."""
+
+    members: int = Field(8, ge=1, description="ensemble members per window")
+    n_steps: int | None = Field(None, ge=1, description="12 h steps per window (give n_steps or days)")
+    days: float | None = Field(None, gt=0, description="window length in days (2 steps per day)")
+    start: datetime = Field(datetime(2000, 10, 1), description="time of forcing index 0 when the forcing "
+                                                               "source has no time axis")
+    start_indices: list[int] = Field([0], min_length=1, description="forcing/pair-file time index where each "
+                                                                    "window starts (one output file per window)")
+    seed: int = Field(0, ge=0, description="base seed; member k's noise at step n depends only on "
+                                           "(seed, window start index, k, n)")
+    output: str = Field("couple.nc", description="output NetCDF path (windows > 1: `<stem>_w<start><suffix>`)")
+    restart_interval: int = Field(0, ge=0, description="write a restart file every this many steps (0 = never)")
+    restart_dir: str | None = Field(None, description="folder of restart files (default: next to the output)")
+    checkpoint: str | None = Field(None, description="corrector checkpoint; None = zero correction (pure physics)")
+    sampler_steps: int | None = Field(None, ge=1, description="diffusion sampler steps (None = checkpoint default)")
+    initial_perturbation: float = Field(0.0, ge=0, description="std of the initial-state perturbation per member: "
+                                                               "absolute for sic (1), relative for sit/snt")
+    ml_ranks: int = Field(1, ge=1, description="ranks that hold the corrector when the role is not given per rank")
+    output_options: OutputConfig = Field(default_factory=OutputConfig)
+    timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
+
+    @model_validator(mode="after")
+    def _one_length(self) -> "CoupleConfig":
+        if self.n_steps is not None and self.days is not None and self.n_steps != round(self.days * 2):
+            raise ValueError(f"n_steps={self.n_steps} and days={self.days} disagree (2 steps per day): give one")
+        if self.days is not None and abs(self.days * 2 - round(self.days * 2)) > 1e-9:
+            raise ValueError(f"days={self.days} is not a whole number of 12 h steps")
+        return self
+
+    @property
+    def steps(self) -> int:
+        """12 h steps per window (default 30 = 15 days)."""
+        if self.n_steps is not None:
+            return self.n_steps
+        if self.days is not None:
+            return round(self.days * 2)
+        return 30
+
+
+class CorrectConfig(StrictConfig):
+    """Offline correction of existing coarse forecasts (`icecorr correct`)."""
+
+    members: int = Field(8, ge=1, description="corrected ensemble members per forecast")
+    seed: int = Field(0, ge=0, description="base seed; member k of time index t uses member_seeds(seed, t, 0, …)")
+    checkpoint: str | None = Field(None, description="corrector checkpoint (residual mode)")
+    sampler_steps: int | None = Field(None, ge=1, description="diffusion sampler steps (None = checkpoint default)")
+    chunk_size: int = Field(16, ge=1, description="time records read, corrected and written at once")
+    output_options: OutputConfig = Field(default_factory=OutputConfig)
+    timeout: float = Field(600.0, gt=0, description="deadline (s) for a chunk from another rank")
