@@ -1,0 +1,412 @@
+"""Training items from training-pair NetCDF files: normalised target, stacked conditioning, augmentation labels, mask.
+
+An item (a dict of float32 tensors) holds
+* `target` (V, ny, nx): the residual reference − forecast (mode 'residual') or the 12 h tendency reference − initial
+  (mode 'emulator') for the ML variables, normalised per channel; 0 where unobserved;
+* `target_mask` (V, ny, nx): 1 where the target is observed (finite, ocean, and `observed_{v}` ≠ 0 if the file has
+  such a per-variable, per-time mask), else 0 — gappy references are simply NaN;
+* `cond` (C, ny, nx): the conditioning channels in the corrector's order, normalised, 0 (the mean) on land;
+* `labels` (3,): augmentation flags (flip_x, flip_y, rot90); zeros for unaugmented items and at inference.
+
+Augmentation (flips and rot90, §1.1 of the anchors) acts on physical values before normalisation and treats C-grid
+velocities exactly (`augment_fields`). Files are read lazily through xarray; a file whose needed variables fit in
+`cache_max_mb` is read into memory once. Keys are plain indices or `(index, flip_x, flip_y, rot90)` tuples, so the
+random choices live in the sampler (`epoch_batches`) and a batch is a pure function of (seed, epoch, position):
+exact resume and identical results with any number of DataLoader workers.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+import xarray as xr
+
+from coupling.errors import InputError
+
+PAIR_PREFIXES = ("initial_", "forecast_", "reference_", "residual_")
+TIME_SUFFIXES = ("_t0", "_t1")
+
+#: vector components on C-grid faces (u on east faces, v on north faces) and at cell centres
+X_FACE, Y_FACE = {"siu"}, {"siv"}
+X_CENTRE, Y_CENTRE = {"uas", "uo"}, {"vas", "vo"}
+#: the component a channel exchanges places with when x and y are swapped
+XY_PARTNER = {"siu": "siv", "siv": "siu", "uas": "vas", "vas": "uas", "uo": "vo", "vo": "uo"}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Channel names
+# ----------------------------------------------------------------------------------------------------------------
+
+def split_name(channel: str) -> tuple[str, str, str]:
+    """'forecast_siu' → ('forecast_', 'siu', ''); 'uas_t1' → ('', 'uas', '_t1'); 'sic' → ('', 'sic', '')."""
+    prefix = next((p for p in PAIR_PREFIXES if channel.startswith(p)), "")
+    rest = channel[len(prefix):]
+    suffix = next((s for s in TIME_SUFFIXES if rest.endswith(s)), "")
+    return prefix, rest[: len(rest) - len(suffix)], suffix
+
+
+def xy_partner(channel: str) -> str:
+    """The channel holding the other vector component ('initial_siu' → 'initial_siv'); scalars map to themselves."""
+    prefix, base, suffix = split_name(channel)
+    return prefix + XY_PARTNER.get(base, base) + suffix
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Augmentation
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Flags:
+    """One augmentation: optional rot90 (`np.rot90` on (y, x) arrays: clockwise in an x-right, y-up frame), then
+    optional flips along x and y (see `augment_fields`)."""
+
+    flip_x: bool = False
+    flip_y: bool = False
+    rot90: bool = False
+
+    def labels(self) -> np.ndarray:
+        """The conditioning labels (flip_x, flip_y, rot90) as float32 0/1."""
+        return np.array([self.flip_x, self.flip_y, self.rot90], dtype=np.float32)
+
+
+def _flip_face(a: np.ndarray, axis: int, fill: np.ndarray | float) -> np.ndarray:
+    """Mirror face-staggered values along `axis`: a[..., k] lives on the far face of cell k (east/north), the near
+    wall (west/south) is implicit. Mirroring moves face k+1 to face n−1−k, so the far-face array of the mirrored
+    field is a[..., n−2−k]; the new far wall (index n−1) is the old near wall, filled with `fill`."""
+    a = np.moveaxis(a, axis, -1)
+    out = np.empty_like(a)
+    out[..., :-1] = a[..., -2::-1]
+    out[..., -1] = fill
+    return np.moveaxis(out, -1, axis)
+
+
+def augment_fields(fields: np.ndarray, names: Sequence[str], flags: Flags, is_mask: bool = False) -> np.ndarray:
+    """Apply `flags` to `fields` (..., C, ny, nx) whose channels are named `names`, in physical units.
+
+    Order: rot90 first, then flip_x, then flip_y. rot90 is `np.rot90` on (y, x): the old point (x, y) moves to
+    (x', y') = (y, −x) and vectors turn with it, (u', v') = (v, −u); it is implemented as a transpose (x ↔ y, exchanging
+    u/v channels and their faces, exact on the C-grid) followed by flip_y, and needs ny == nx.
+    Flips negate the normal component and re-stagger face values exactly (closed walls: the new far wall is the old
+    near wall, 0). For masks (`is_mask`) nothing is negated and the new wall copies the old far wall's mask.
+    Returns a new array; `fields` is not modified.
+    """
+    out = np.array(fields, copy=True)
+    bases = [split_name(n)[1] for n in names]
+    if flags.rot90:
+        if out.shape[-1] != out.shape[-2]:
+            raise ValueError(f"rot90 augmentation needs a square grid, got ny×nx = {out.shape[-2]}×{out.shape[-1]}")
+        index = {n: k for k, n in enumerate(names)}
+        perm = [index.get(xy_partner(n), k) for k, n in enumerate(names)]
+        out = np.swapaxes(out[..., perm, :, :], -1, -2)
+        out = _flip(out, bases, axis=-2, is_mask=is_mask)
+    if flags.flip_x:
+        out = _flip(out, bases, axis=-1, is_mask=is_mask)
+    if flags.flip_y:
+        out = _flip(out, bases, axis=-2, is_mask=is_mask)
+    return out
+
+
+def _flip(a: np.ndarray, bases: Sequence[str], axis: int, is_mask: bool) -> np.ndarray:
+    """Mirror every channel along `axis` (-1 = x, -2 = y), with vector/face handling per channel base name."""
+    faces, normal = (X_FACE, X_FACE | X_CENTRE) if axis == -1 else (Y_FACE, Y_FACE | Y_CENTRE)
+    out = np.flip(a, axis=axis).copy()
+    for c, base in enumerate(bases):
+        if base in faces:
+            ch = a[..., c, :, :]
+            wall = np.take(ch, -1, axis=axis) if is_mask else 0.0
+            out[..., c, :, :] = _flip_face(ch, axis, wall)
+        if base in normal and not is_mask:
+            out[..., c, :, :] *= -1.0
+    return out
+
+
+def epoch_batches(n_items: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
+                  augment: bool = True, square: bool = True, shuffle: bool = True,
+                  drop_last: bool = True) -> list[list[tuple[int, int, int, int]]]:
+    """This rank's batches of keys (index, flip_x, flip_y, rot90) for one epoch, a pure function of the arguments.
+
+    `batch_size` is per rank. The permutation and the flags come from a generator seeded by (seed, epoch) and are
+    the same on every rank; rank r takes every world-th item (as DistributedSampler does), so the global batch at
+    position b is the same set of items for any number of ranks that divides it.
+    """
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(epoch))
+    order = torch.randperm(n_items, generator=g) if shuffle else torch.arange(n_items)
+    flags = torch.randint(0, 2, (n_items, 3), generator=g)
+    if not augment:
+        flags.zero_()
+    if not square:
+        flags[:, 2] = 0
+    global_batch = batch_size * world
+    n_batches = n_items // global_batch if drop_last else -(-n_items // global_batch)
+    batches = []
+    for b in range(n_batches):
+        items = order[b * global_batch:(b + 1) * global_batch][rank::world]
+        batches.append([(int(i), *(int(f) for f in flags[i])) for i in items])
+    return [b for b in batches if b]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Normalisation statistics
+# ----------------------------------------------------------------------------------------------------------------
+
+@dataclass
+class ChannelStats:
+    """Per-channel mean and standard deviation (physical units of each channel), over observed ocean cells."""
+
+    names: list[str]
+    mean: np.ndarray  # (C,) float64
+    std: np.ndarray   # (C,) float64, floored so that constant channels do not divide by zero
+    count: np.ndarray  # (C,) number of observed ocean values used
+
+    def to_dict(self) -> dict:
+        return {"names": list(self.names), "mean": self.mean.tolist(), "std": self.std.tolist(),
+                "count": self.count.tolist()}
+
+
+class _Moments:
+    """Streaming count/mean/M2 per channel (Chan et al. pairwise update: no cancellation for large means)."""
+
+    def __init__(self, n_channels: int):
+        self.n = np.zeros(n_channels)
+        self.mean = np.zeros(n_channels)
+        self.m2 = np.zeros(n_channels)
+
+    def add(self, x: np.ndarray, valid: np.ndarray) -> None:
+        """x, valid: (T, C, ny, nx); only entries where valid is True count."""
+        x = np.where(valid, x, 0.0).astype(np.float64)
+        n_b = valid.sum(axis=(0, 2, 3)).astype(np.float64)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean_b = np.where(n_b > 0, x.sum(axis=(0, 2, 3)) / n_b, 0.0)
+        dev = np.where(valid, x - mean_b[None, :, None, None], 0.0)
+        m2_b = (dev ** 2).sum(axis=(0, 2, 3))
+        n = self.n + n_b
+        delta = mean_b - self.mean
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.mean = np.where(n > 0, self.mean + delta * n_b / np.maximum(n, 1), 0.0)
+            self.m2 = self.m2 + m2_b + delta ** 2 * self.n * n_b / np.maximum(n, 1)
+        self.n = n
+
+    def stats(self, names: list[str], std_floor: float) -> ChannelStats:
+        std = np.sqrt(self.m2 / np.maximum(self.n, 1))
+        return ChannelStats(list(names), self.mean.copy(), np.maximum(std, std_floor), self.n.copy())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The dataset
+# ----------------------------------------------------------------------------------------------------------------
+
+class PairDataset(torch.utils.data.Dataset):
+    """Items of one training-pair file (or a subset of its windows), see the module docstring.
+
+    path: the pair NetCDF; variables: ML variables (target channels, e.g. ['sic','sit','snt','siu','siv']);
+    cond_names: conditioning channels in order (file variable names such as 'initial_sic', 'uas_t0');
+    mode: 'residual' or 'emulator'; indices: window (time) indices to use (default all);
+    target_stats / cond_stats: normalisation (None = physical units, e.g. while computing the statistics).
+    """
+
+    def __init__(self, path: str | Path, variables: Sequence[str], cond_names: Sequence[str], mode: str,
+                 indices: Iterable[int] | None = None, target_stats: ChannelStats | None = None,
+                 cond_stats: ChannelStats | None = None, cache_max_mb: float = 1024.0):
+        if mode not in ("residual", "emulator"):
+            raise ValueError(f"mode must be 'residual' or 'emulator', got {mode!r}")
+        self.path, self.variables, self.cond_names, self.mode = Path(path), list(variables), list(cond_names), mode
+        self.target_stats, self.cond_stats = target_stats, cond_stats
+        self._pid, self._ds = None, None
+        ds = self._open()
+        self._check(ds)
+        n_time = ds.sizes["time"]
+        self.indices = np.arange(n_time) if indices is None else np.asarray(list(indices), dtype=np.int64)
+        if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= n_time):
+            raise InputError(str(self.path), "time", f"window index out of range 0..{n_time - 1}")
+        self.ny, self.nx = ds.sizes["y"], ds.sizes["x"]
+        self.ocean = self._ocean_mask(ds)
+        self.runs = (np.asarray(ds["run"].values) if "run" in ds.variables else np.zeros(n_time, dtype=np.int64))
+        self.grid_dx = float(ds.attrs.get("grid_dx", np.nan))
+        self.times = ds["time"].values if "time" in ds.variables else np.arange(n_time)
+        n_read = len(self._target_sources()) + len(self.cond_names)
+        size_mb = len(self.indices) * n_read * self.ny * self.nx * 4 / 2 ** 20
+        self._memory = None
+        if size_mb <= cache_max_mb:
+            self._memory = self._read_file(self.indices)
+
+    # --- file access -------------------------------------------------------------------------------------------
+    def _open(self) -> xr.Dataset:
+        """The lazily opened file, re-opened in each DataLoader worker process (handles are not fork-safe)."""
+        if self._ds is None or self._pid != os.getpid():
+            try:
+                # cache=False: indexing reads from disk each time instead of keeping whole variables in memory
+                self._ds = xr.open_dataset(self.path, cache=False)
+            except (OSError, ValueError) as exc:
+                raise InputError(str(self.path), None, f"cannot open as NetCDF: {exc}") from exc
+            self._pid = os.getpid()
+        return self._ds
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_ds"], state["_pid"] = None, None
+        return state
+
+    def _target_sources(self) -> list[str]:
+        """File variables read to form the target (and optional observation masks)."""
+        out = []
+        for v in self.variables:
+            out += [f"reference_{v}", f"initial_{v}"] if self.mode == "emulator" else [f"residual_{v}"]
+        return out
+
+    def _check(self, ds: xr.Dataset) -> None:
+        for dim in ("time", "y", "x"):
+            if dim not in ds.sizes:
+                raise InputError(str(self.path), dim, "missing dimension (pair files are (time, y, x))")
+        for name in self._target_sources() + self.cond_names:
+            if name not in ds.variables:
+                if name.startswith("residual_") and {f"reference_{name[9:]}", f"forecast_{name[9:]}"} <= set(ds.variables):
+                    continue  # formed as reference − forecast
+                raise InputError(str(self.path), name, "missing variable (see docs/design.md 'Training-pair files')")
+            if ds[name].dims != ("time", "y", "x"):
+                raise InputError(str(self.path), name, f"dims {ds[name].dims}, expected ('time', 'y', 'x')")
+
+    def _ocean_mask(self, ds: xr.Dataset) -> np.ndarray:
+        if "mask" not in ds.variables:
+            return np.ones((ds.sizes["y"], ds.sizes["x"]), dtype=bool)
+        m = np.asarray(ds["mask"].values)
+        if m.shape != (ds.sizes["y"], ds.sizes["x"]):
+            raise InputError(str(self.path), "mask", f"shape {m.shape}, expected (y, x)")
+        return np.nan_to_num(m) > 0.5
+
+    def _var(self, ds: xr.Dataset, name: str, idx: np.ndarray) -> np.ndarray:
+        if name.startswith("residual_") and name not in ds.variables:
+            v = name[9:]
+            return self._var(ds, f"reference_{v}", idx) - self._var(ds, f"forecast_{v}", idx)
+        return np.asarray(ds[name].isel(time=idx).values, dtype=np.float32)
+
+    def _read_file(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """Physical target (T, V, ny, nx) with NaN = unobserved, and conditioning (T, C, ny, nx), for file windows
+        `idx` (read in increasing order, one indexed read per variable)."""
+        ds = self._open()
+        order = np.argsort(idx, kind="stable")
+        sorted_idx = idx[order]
+        target = np.empty((len(idx), len(self.variables), self.ny, self.nx), np.float32)
+        for k, v in enumerate(self.variables):
+            if self.mode == "emulator":
+                t = self._var(ds, f"reference_{v}", sorted_idx) - self._var(ds, f"initial_{v}", sorted_idx)
+            else:
+                t = self._var(ds, f"residual_{v}", sorted_idx)
+            if f"observed_{v}" in ds.variables:  # optional per-variable, per-time observation mask
+                t = np.where(self._var(ds, f"observed_{v}", sorted_idx) > 0.5, t, np.nan)
+            target[order, k] = t
+        cond = np.empty((len(idx), len(self.cond_names), self.ny, self.nx), np.float32)
+        for k, name in enumerate(self.cond_names):
+            cond[order, k] = self._var(ds, name, sorted_idx)
+        return {"target": target, "cond": cond}
+
+    def read_physical(self, positions: np.ndarray) -> dict[str, np.ndarray]:
+        """Unnormalised, unaugmented target and conditioning for dataset positions (not file indices)."""
+        positions = np.asarray(positions, dtype=np.int64)
+        if self._memory is not None:
+            return {k: a[positions] for k, a in self._memory.items()}
+        return self._read_file(self.indices[positions])
+
+    # --- items -------------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, key) -> dict[str, torch.Tensor]:
+        return self.__getitems__([key])[0]
+
+    def __getitems__(self, keys: Sequence) -> list[dict[str, torch.Tensor]]:
+        """Items for a list of keys (int or (index, flip_x, flip_y, rot90)); one file read per variable."""
+        keys = [(int(k), 0, 0, 0) if np.isscalar(k) or isinstance(k, torch.Tensor) and k.ndim == 0 else
+                tuple(int(x) for x in k) for k in keys]
+        raw = self.read_physical(np.array([k[0] for k in keys]))
+        items = []
+        for b, (_, fx, fy, rot) in enumerate(keys):
+            items.append(self._item(raw["target"][b], raw["cond"][b], Flags(bool(fx), bool(fy), bool(rot))))
+        return items
+
+    def _item(self, target: np.ndarray, cond: np.ndarray, flags: Flags) -> dict[str, torch.Tensor]:
+        observed = np.isfinite(target) & self.ocean
+        bad = ~np.isfinite(cond) & self.ocean
+        if bad.any():
+            c = int(np.argwhere(bad)[0][0])
+            raise InputError(str(self.path), self.cond_names[c], "NaN/inf in an ocean cell of a conditioning field")
+        target = np.where(observed, target, 0.0).astype(np.float32)
+        cond = np.where(self.ocean, cond, 0.0).astype(np.float32)
+        if flags != Flags():
+            target = augment_fields(target, self.variables, flags)
+            cond = augment_fields(cond, self.cond_names, flags)
+            observed = augment_fields(observed.astype(np.float32), self.variables, flags, is_mask=True) > 0.5
+            land = augment_fields(np.broadcast_to(~self.ocean, cond.shape[-2:])[None].astype(np.float32),
+                                  ["mask"], flags, is_mask=True)[0] > 0.5
+        else:
+            land = ~self.ocean
+        if self.target_stats is not None:
+            target = (target - self.target_stats.mean[:, None, None]) / self.target_stats.std[:, None, None]
+        if self.cond_stats is not None:
+            cond = (cond - self.cond_stats.mean[:, None, None]) / self.cond_stats.std[:, None, None]
+        target = np.where(observed, target, 0.0)
+        cond = np.where(land, 0.0, cond)  # land carries no information: the normalised mean
+        return {"target": torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)),
+                "target_mask": torch.from_numpy(observed.astype(np.float32)),
+                "cond": torch.from_numpy(np.ascontiguousarray(cond, dtype=np.float32)),
+                "labels": torch.from_numpy(flags.labels())}
+
+    # --- statistics --------------------------------------------------------------------------------------------
+    def compute_stats(self, chunk: int = 64, std_floor: float = 1e-8) -> tuple[ChannelStats, ChannelStats, np.ndarray]:
+        """(target stats, conditioning stats, target coverage per variable) over this dataset's windows.
+
+        Streams `chunk` windows at a time, uses ocean cells only and ignores unobserved (NaN) targets, so gappy
+        references and files larger than memory are fine. Coverage = observed / ocean cells per target variable.
+        """
+        tm, cm = _Moments(len(self.variables)), _Moments(len(self.cond_names))
+        for start in range(0, len(self), chunk):
+            raw = self.read_physical(np.arange(start, min(start + chunk, len(self))))
+            ocean = np.broadcast_to(self.ocean, raw["target"].shape[-2:])
+            t_valid = np.isfinite(raw["target"]) & ocean
+            c_valid = np.isfinite(raw["cond"]) & ocean
+            bad = ocean & ~c_valid
+            if bad.any():
+                c = int(np.argwhere(bad)[0][1])
+                raise InputError(str(self.path), self.cond_names[c], "NaN/inf in an ocean cell of a conditioning field")
+            tm.add(raw["target"], t_valid)
+            cm.add(raw["cond"], c_valid)
+        coverage = tm.n / max(len(self) * int(self.ocean.sum()), 1)
+        for v, n in zip(self.variables, tm.n):
+            if n == 0:
+                raise InputError(str(self.path), f"reference_{v}", "no observed (finite) value in the train split")
+        return tm.stats(self.variables, std_floor), cm.stats(self.cond_names, std_floor), coverage
+
+    def with_stats(self, target_stats: ChannelStats, cond_stats: ChannelStats) -> "PairDataset":
+        """The same windows (sharing any in-memory cache) with normalisation switched on."""
+        new = object.__new__(PairDataset)
+        new.__dict__.update(self.__getstate__())
+        new.target_stats, new.cond_stats = target_stats, cond_stats
+        return new
+
+
+def split_windows(runs: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:
+    """(train, val) window indices holding out about `val_fraction` of windows as whole last runs (when there
+    are several runs) or as the last contiguous windows (one run), so validation never overlaps training runs."""
+    n = len(runs)
+    n_val = int(round(n * val_fraction))
+    if n_val == 0:
+        return np.arange(n), np.arange(0)
+    unique = list(dict.fromkeys(runs.tolist()))
+    if len(unique) > 1:
+        held, count = [], 0
+        for r in reversed(unique[1:]):  # keep at least one run for training
+            if count >= n_val:
+                break
+            held.append(r)
+            count += int((runs == r).sum())
+        val = np.isin(runs, held)
+        return np.flatnonzero(~val), np.flatnonzero(val)
+    return np.arange(n - n_val), np.arange(n - n_val, n)
+
+
+def collate(items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Stack item dicts into a batch dict (what the DataLoader's default collate would do, without its overhead)."""
+    return {k: torch.stack([it[k] for it in items]) for k in items[0]}
