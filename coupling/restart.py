@@ -1,0 +1,106 @@
+"""Restart files of coupled and emulator runs: the model state of every member of every window plus the step index.
+
+Randomness is stateless (`corrector.seeding.member_seeds(seed, start_index, step, members)`), so the base seed,
+the window start indices and the number of completed steps are all a continuation needs besides the states:
+a restarted run is bit-identical to an uninterrupted one. Files are CF NetCDF4 written atomically.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import xarray as xr
+
+from .errors import InputError
+from .output import write_dataset_atomic
+
+FORMAT = "icecorr-restart-1"
+SEEDING = "corrector.seeding.member_seeds(seed, window start index, step index, members)[member]"
+
+
+@dataclass
+class RestartState:
+    """Everything needed to continue a run after `step` completed 12 h steps."""
+
+    mode: str                       # "couple" | "emulate"
+    step: int                       # completed steps since the window starts
+    start_indices: list[int]        # forcing index of each window start
+    members: int
+    seed: int
+    states: dict[str, np.ndarray]   # variable -> (window, member, y, x) float64
+    units: dict[str, str] = field(default_factory=dict)
+    outputs: list[str] = field(default_factory=list)   # trajectory file of each window
+    checkpoint_id: str = ""
+    dx: float = 1.0
+    config: str = ""
+
+    def member_state(self, window: int, member: int) -> dict[str, np.ndarray]:
+        return {k: v[window, member] for k, v in self.states.items()}
+
+
+def restart_path(folder: str | Path, stem: str, step: int) -> Path:
+    return Path(folder) / f"{stem}.restart.step{step:05d}.nc"
+
+
+def write_restart(path: str | Path, r: RestartState) -> Path:
+    """Write `r` atomically (temp name + rename) and return the path."""
+    n_win, n_mem = len(r.start_indices), r.members
+    data_vars = {}
+    for name, arr in r.states.items():
+        arr = np.asarray(arr, dtype=np.float64)
+        if arr.shape[:2] != (n_win, n_mem):
+            raise ValueError(f"restart state '{name}' has shape {arr.shape}, expected ({n_win}, {n_mem}, ny, nx)")
+        data_vars[name] = (("window", "member", "y", "x"), arr, {"units": r.units.get(name, "")})
+    ds = xr.Dataset(
+        data_vars,
+        coords={"start_index": ("window", np.asarray(r.start_indices, dtype=np.int64)),
+                "member": np.arange(n_mem)},
+        attrs={"format": FORMAT, "mode": r.mode, "step": int(r.step), "seed": int(r.seed),
+               "members": int(n_mem), "seeding": SEEDING, "outputs": json.dumps(r.outputs),
+               "checkpoint_id": r.checkpoint_id, "grid_dx": float(r.dx), "config": r.config,
+               "Conventions": "CF-1.10"})
+    return write_dataset_atomic(ds, path)
+
+
+def read_restart(path: str | Path) -> RestartState:
+    """Read a restart file; any missing or inconsistent part is an InputError naming the file and field."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(str(path), None, "restart file does not exist")
+    try:
+        ds = xr.load_dataset(path)
+    except Exception as exc:  # noqa: BLE001 - any decode failure is one clear message
+        raise InputError(str(path), None, f"not a readable NetCDF restart file ({exc})") from exc
+    for key in ("format", "mode", "step", "seed", "members"):
+        if key not in ds.attrs:
+            raise InputError(str(path), key, "missing global attribute: not an icecorr restart file")
+    if ds.attrs["format"] != FORMAT:
+        raise InputError(str(path), "format", f"is {ds.attrs['format']!r}, expected {FORMAT!r}")
+    if "start_index" not in ds.coords:
+        raise InputError(str(path), "start_index", "missing window start indices")
+    states = {}
+    for name, var in ds.data_vars.items():
+        if var.dims != ("window", "member", "y", "x"):
+            raise InputError(str(path), name, f"has dims {var.dims}, expected (window, member, y, x)")
+        values = var.values.astype(np.float64)
+        if not np.isfinite(values).all():
+            raise InputError(str(path), name, "contains NaN or infinite values")
+        states[name] = values
+    return RestartState(
+        mode=str(ds.attrs["mode"]), step=int(ds.attrs["step"]),
+        start_indices=[int(i) for i in ds["start_index"].values], members=int(ds.attrs["members"]),
+        seed=int(ds.attrs["seed"]), states=states, units={k: v.attrs.get("units", "") for k, v in ds.data_vars.items()},
+        outputs=json.loads(ds.attrs.get("outputs", "[]")), checkpoint_id=str(ds.attrs.get("checkpoint_id", "")),
+        dx=float(ds.attrs.get("grid_dx", 1.0)), config=str(ds.attrs.get("config", "")))
+
+
+def check_continuation(path: str | Path, r: RestartState, mode: str, start_indices: list[int], members: int,
+                       seed: int) -> None:
+    """A restart continues the same run only: same mode, windows, members and seed."""
+    for fld, have, want in (("mode", r.mode, mode), ("start_index", r.start_indices, list(start_indices)),
+                            ("members", r.members, members), ("seed", r.seed, seed)):
+        if have != want:
+            raise InputError(str(path), fld, f"restart has {have!r} but this run asks for {want!r}; "
+                                             f"a restart must continue the same run")
