@@ -1,14 +1,53 @@
+! seaice_api: the routines Python calls (wrapped by f90wrap as fortran_stub.seaice.seaice_api).
+! Every routine returns an error code ierr (0 = ok) instead of stopping; coupling/bridge.py turns codes into
+! Python exceptions. Arrays are Fortran-ordered float64, passed in place (no copies).
+!
+!   advect_tracers(nx, ny, nq, dx, dt, u, v, q, limiter, cfl_max, xfirst, nsub, ierr)   seaice_transport::advect
+!   thermo_columns(tp, nx, ny, nf, dt, nsteps, a, vice, vsnow, tsurf, tos, forcing, update_tsurf,
+!                  da_new, dv_new, ierr)       nsteps thermodynamic steps with steady forcing(nx,ny,nf)
 module seaice_api
   use seaice_kinds, only: dp
-  use seaice_params, only: dyn_params
+  use seaice_params, only: thermo_params, coarse_params
+  use seaice_transport, only: advect
+  use seaice_thermo, only: thermo_step
+  use seaice_forcing, only: f_uas, f_vas, f_tas, f_huss, f_rsds, f_rlds, f_prsn, nforc
   implicit none
 contains
-  subroutine scale_field(p, a, nx, ny, ierr)
-    type(dyn_params), intent(in) :: p
-    integer, intent(in) :: nx, ny
-    real(dp), intent(inout) :: a(nx, ny)
+
+  subroutine advect_tracers(nx, ny, nq, dx, dt, u, v, q, limiter, cfl_max, xfirst, nsub, ierr)
+    integer, intent(in) :: nx, ny, nq, limiter
+    real(dp), intent(in) :: dx, dt, cfl_max
+    real(dp), intent(in) :: u(nx, ny), v(nx, ny)
+    real(dp), intent(inout) :: q(nx, ny, nq)
+    logical, intent(in) :: xfirst
+    integer, intent(out) :: nsub, ierr
+    call advect(nx, ny, dx, dt, u, v, q, nq, limiter, cfl_max, xfirst, nsub, ierr)
+  end subroutine advect_tracers
+
+  subroutine thermo_columns(tp, nx, ny, nf, dt, nsteps, a, vice, vsnow, tsurf, tos, forcing, update_tsurf, &
+                            da_new, dv_new, ierr)
+    type(thermo_params), intent(in) :: tp
+    integer, intent(in) :: nx, ny, nf, nsteps
+    real(dp), intent(in) :: dt
+    real(dp), intent(inout) :: a(nx, ny), vice(nx, ny), vsnow(nx, ny), tsurf(nx, ny), tos(nx, ny)
+    real(dp), intent(in) :: forcing(nx, ny, nf)
+    logical, intent(in) :: update_tsurf
+    real(dp), intent(inout) :: da_new(nx, ny), dv_new(nx, ny)
     integer, intent(out) :: ierr
-    a = a * p%rho_ice
+    real(dp) :: wspd(nx, ny)
+    integer :: n
     ierr = 0
-  end subroutine scale_field
+    if (nf /= nforc .or. dt <= 0.0_dp .or. nsteps < 0) then
+       ierr = 2
+       return
+    end if
+    wspd = sqrt(forcing(:, :, f_uas)**2 + forcing(:, :, f_vas)**2)
+    do n = 1, nsteps
+       call thermo_step(nx, ny, dt, tp, a, vice, vsnow, tsurf, tos, forcing(:, :, f_tas), forcing(:, :, f_huss), &
+                        forcing(:, :, f_rsds), forcing(:, :, f_rlds), forcing(:, :, f_prsn), wspd, update_tsurf, &
+                        da_new, dv_new, ierr)
+       if (ierr /= 0) return
+    end do
+  end subroutine thermo_columns
+
 end module seaice_api
