@@ -1,0 +1,145 @@
+"""Typed configuration of the corrector: network size, diffusion formulation, sampler and what is predicted.
+
+The `corrector:` section of a training YAML. Every section rejects unknown keys (a silently ignored sampler
+setting is a classic bug). `corrector` imports nothing from the other project packages, so it carries its own
+strict base class (same behaviour as `fortran_stub.config.StrictConfig`).
+"""
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+# The ML variables, in the order the network sees and predicts them (docs/design.md).
+ML_VARIABLES: tuple[str, ...] = ("sic", "sit", "snt", "siu", "siv")
+# Every forcing variable a training-pair file holds (as `{f}_t0`, `{f}_t1`).
+FORCING_VARIABLES: tuple[str, ...] = ("uas", "vas", "tas", "huss", "rsds", "rlds", "prsn", "uo", "vo")
+# Default forcing subset fed to the network: wind and ocean current drive the 12 h drift/deformation errors that a
+# coarse model makes; air temperature stands in for the thermodynamic forcing (radiation and humidity correlate with
+# it strongly in the synthetic forcing and mostly act through the physics, which the forecast already carries).
+DEFAULT_FORCING: tuple[str, ...] = ("uas", "vas", "tas", "uo", "vo")
+
+
+class CorrectorStrict(BaseModel):
+    """Base of every corrector config section: unknown keys are an error, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class NetworkConfig(CorrectorStrict):
+    """U-Net size. Grids must be divisible by 2**(len(channel_mults) - 1) (one down-sampling between levels)."""
+
+    base_channels: int = Field(32, ge=4, description="feature channels at full resolution")
+    channel_mults: list[int] = Field([1, 2, 4], min_length=1,
+                                     description="channel multiplier per level; level k has base*mults[k] channels")
+    blocks_per_level: int = Field(1, ge=1, description="residual blocks per level on the way down (and up)")
+    attention_bottleneck: bool = Field(True, description="multi-head self-attention at the coarsest level")
+    attention_window: int = Field(16, ge=1, description="attention acts within windows of at most this many "
+                                                        "bottleneck cells per side (keeps cost linear in cells)")
+    heads: int = Field(4, ge=1, description="attention heads")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout inside residual blocks")
+    embedding_dim: int = Field(128, ge=8, description="width of the noise-level + augmentation-label embedding")
+    norm_groups: int = Field(8, ge=1, description="GroupNorm groups (reduced to a divisor of each width)")
+
+    @field_validator("channel_mults")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if any(m < 1 for m in v):
+            raise ValueError(f"channel_mults must be positive integers, got {v}")
+        return v
+
+    @property
+    def downsamplings(self) -> int:
+        """Number of 2× down-samplings: grids must be divisible by 2**downsamplings."""
+        return len(self.channel_mults) - 1
+
+
+class DiffusionConfig(CorrectorStrict):
+    """EDM formulation (Karras et al. 2022) on targets normalised to unit standard deviation.
+
+    sigma_data = 1 because the targets are z-scored. The training σ distribution is log-normal(P_mean, P_std); its
+    median exp(P_mean) ≈ 0.67 σ_data sits a little higher than EDM's image default (0.6·σ_data at P_mean = −1.2,
+    σ_data = 0.5) and P_std is wider, so that the large-σ end — which sets the ensemble spread of the large scales —
+    is trained as well: published sea-ice diffusion ensembles are under-dispersive (spread/RMSE 0.5–0.7).
+    """
+
+    formulation: Literal["edm"] = "edm"
+    sigma_data: float = Field(1.0, gt=0, description="std of the (normalised) target")
+    P_mean: float = Field(-0.4, description="mean of ln σ during training")
+    P_std: float = Field(1.4, gt=0, description="std of ln σ during training")
+    sigma_min: float = Field(0.002, gt=0, description="smallest σ of the sampling schedule")
+    sigma_max: float = Field(80.0, gt=0, description="largest σ of the sampling schedule")
+    rho: float = Field(7.0, gt=0, description="Karras schedule curvature")
+
+    @model_validator(mode="after")
+    def _check(self) -> "DiffusionConfig":
+        if self.sigma_min >= self.sigma_max:
+            raise ValueError(f"sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})")
+        return self
+
+
+class SamplerConfig(CorrectorStrict):
+    """How samples are drawn.
+
+    - `heun`: EDM 2nd-order Heun (2·steps − 1 network evaluations), optional stochastic churn (s_churn > 0).
+    - `dpmpp_2m`: DPM-Solver++(2M), a 2nd-order multistep solver: one network evaluation per step. The few-step
+      choice: with 4 steps (4 evaluations per 12 h step) on a Karras schedule capped at sigma_max ≈ 10 σ_data it keeps
+      the conditional mean and spread of the 18-step Heun sampler (see tests/test_corrector_generative.py) where
+      Heun with 2 steps (3 evaluations) is visibly biased. Multistep reuse of the previous denoised estimate gives
+      second order without a second evaluation, and it needs no extra training (unlike distillation).
+    """
+
+    name: Literal["heun", "dpmpp_2m"] = "heun"
+    steps: int = Field(18, ge=1, description="σ levels of the schedule (network evaluations: heun 2n−1, dpmpp_2m n)")
+    sigma_max: Optional[float] = Field(None, gt=0, description="override diffusion.sigma_max for sampling")
+    sigma_min: Optional[float] = Field(None, gt=0, description="override diffusion.sigma_min for sampling")
+    rho: Optional[float] = Field(None, gt=0, description="override diffusion.rho for sampling")
+    s_churn: float = Field(0.0, ge=0, description="stochastic churn (heun only); 0 = deterministic ODE")
+    s_tmin: float = Field(0.0, ge=0, description="churn only for σ in [s_tmin, s_tmax]")
+    s_tmax: float = Field(float("inf"), ge=0)
+    s_noise: float = Field(1.0, gt=0, description="std multiplier of the churn noise")
+    max_batch: int = Field(256, ge=1, description="largest network batch (B × members is chunked above this)")
+
+    @model_validator(mode="after")
+    def _check(self) -> "SamplerConfig":
+        if self.s_churn > 0 and self.name != "heun":
+            raise ValueError(f"s_churn > 0 is only supported by the 'heun' sampler, not {self.name!r}")
+        return self
+
+
+class CorrectorConfig(CorrectorStrict):
+    """What the corrector predicts and from what.
+
+    mode 'residual': target = reference − coarse forecast (a model-error correction);
+    mode 'emulator': target = 12 h tendency (reference − initial), no physics involved.
+    `conditioning` defaults to `corrector.fields.conditioning_names(mode, variables, forcing_variables)`.
+    """
+
+    kind: Literal["diffusion", "deterministic"] = "diffusion"
+    mode: Literal["residual", "emulator"] = "residual"
+    variables: list[str] = Field(list(ML_VARIABLES), min_length=1, description="predicted variables, in order")
+    forcing_variables: list[str] = Field(list(DEFAULT_FORCING),
+                                         description="forcing used for the default conditioning")
+    conditioning: Optional[list[str]] = Field(None, description="conditioning channel names; null = default")
+    network: NetworkConfig = NetworkConfig()
+    diffusion: DiffusionConfig = DiffusionConfig()
+    sampler: SamplerConfig = SamplerConfig()
+
+    @model_validator(mode="after")
+    def _resolve(self) -> "CorrectorConfig":
+        from .fields import conditioning_names  # local: fields imports the constants above
+
+        if len(set(self.variables)) != len(self.variables):
+            raise ValueError(f"variables has duplicates: {self.variables}")
+        unknown = [f for f in self.forcing_variables if f not in FORCING_VARIABLES]
+        if unknown:
+            raise ValueError(f"forcing_variables: unknown {unknown}; choose from {list(FORCING_VARIABLES)}")
+        if self.conditioning is None:
+            # resolve once so that the saved config states the channels explicitly
+            object.__setattr__(self, "conditioning",
+                               conditioning_names(self.mode, self.variables, self.forcing_variables))
+        elif len(set(self.conditioning)) != len(self.conditioning):
+            raise ValueError(f"conditioning has duplicates: {self.conditioning}")
+        elif not self.conditioning:
+            raise ValueError("conditioning must name at least one channel")
+        return self

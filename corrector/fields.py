@@ -1,0 +1,112 @@
+"""Named 2-D fields ⇄ channel tensors: which conditioning channels a corrector reads and how they are stacked.
+
+Names follow the training-pair files (docs/design.md): `initial_{v}`, `forecast_{v}`, `{f}_t0`, `{f}_t1`, `mask`.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .config import FORCING_VARIABLES, ML_VARIABLES
+
+MASK = "mask"
+
+
+def conditioning_names(mode: str, variables: Sequence[str] = ML_VARIABLES,
+                       forcing_variables: Sequence[str] = FORCING_VARIABLES) -> list[str]:
+    """Conditioning channel names, in network order.
+
+    residual: initial state, coarse forecast, forcing at t0 and t1, mask.
+    emulator: initial state, forcing at t0 and t1, mask (no physics forecast exists).
+    """
+    if mode not in ("residual", "emulator"):
+        raise ValueError(f"mode must be 'residual' or 'emulator', got {mode!r}")
+    names = [f"initial_{v}" for v in variables]
+    if mode == "residual":
+        names += [f"forecast_{v}" for v in variables]
+    names += [f"{f}_t0" for f in forcing_variables]
+    names += [f"{f}_t1" for f in forcing_variables]
+    names.append(MASK)
+    return names
+
+
+def target_names(mode: str, variables: Sequence[str] = ML_VARIABLES) -> list[str]:
+    """Names of the target fields in a training-pair file: `residual_{v}` (residual) or — emulator — the tendency,
+    which the files do not store; it is `reference_{v} − initial_{v}` (see `emulator_target`)."""
+    if mode == "residual":
+        return [f"residual_{v}" for v in variables]
+    if mode == "emulator":
+        return [f"tendency_{v}" for v in variables]
+    raise ValueError(f"mode must be 'residual' or 'emulator', got {mode!r}")
+
+
+def target_arrays(mode: str, variables: Sequence[str], source: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The target fields (physical units) of `mode` from a mapping that holds the training-pair variables:
+    residual_{v} in residual mode, reference_{v} − initial_{v} in emulator mode. Keys are `variables`."""
+    out = {}
+    for v in variables:
+        try:
+            if mode == "residual":
+                out[v] = np.asarray(source[f"residual_{v}"])
+            else:
+                out[v] = np.asarray(source[f"reference_{v}"]) - np.asarray(source[f"initial_{v}"])
+        except KeyError as exc:
+            raise KeyError(f"target of variable '{v}' ({mode} mode) needs field {exc.args[0]!r}, which is missing; "
+                           f"available: {sorted(source)}") from None
+    return out
+
+
+def _as_tensor(name: str, value) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value
+    arr = np.asarray(value)
+    if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
+        raise ValueError(f"field '{name}': expected a numeric array, got dtype {arr.dtype}")
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+
+def stack(names: Sequence[str], arrays: Mapping[str, "np.ndarray | torch.Tensor"],
+          batch: int | None = None, dtype: torch.dtype = torch.float32,
+          device: "torch.device | str | None" = None) -> torch.Tensor:
+    """Stack named fields (B, ny, nx) into a (B, C, ny, nx) tensor in the order of `names`.
+
+    `mask` (and any other field) may also be given as (ny, nx): it is broadcast over the batch.
+    Raises KeyError naming a missing field, ValueError naming a field of the wrong shape.
+    """
+    if not names:
+        raise ValueError("stack: no field names given")
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise KeyError(f"conditioning field(s) {missing} missing; got {sorted(arrays)}")
+    tensors = {n: _as_tensor(n, arrays[n]) for n in names}
+    batched = [t for t in tensors.values() if t.ndim == 3]
+    if not batched and batch is None:
+        raise ValueError("stack: every field is 2-D; give `batch` or at least one (B, ny, nx) field")
+    ref_name = next((n for n in names if tensors[n].ndim == 3), names[0])
+    ref = tensors[ref_name]
+    b = ref.shape[0] if ref.ndim == 3 else batch
+    ny, nx = ref.shape[-2:]
+    out = []
+    for n in names:
+        t = tensors[n]
+        if t.ndim == 2:
+            t = t.unsqueeze(0).expand(b, -1, -1)
+        if t.ndim != 3 or tuple(t.shape) != (b, ny, nx):
+            raise ValueError(f"field '{n}': shape {tuple(tensors[n].shape)}, expected ({b}, {ny}, {nx}) like "
+                             f"'{ref_name}' (or ({ny}, {nx}))")
+        out.append(t.to(dtype=dtype, device=device))
+    return torch.stack(out, dim=1)
+
+
+def unstack(names: Sequence[str], tensor: torch.Tensor | np.ndarray, axis: int = -3) -> dict:
+    """Split a channel axis back into named fields (views where possible)."""
+    if tensor.shape[axis] != len(names):
+        raise ValueError(f"unstack: {tensor.shape[axis]} channels on axis {axis}, {len(names)} names")
+    idx = [slice(None)] * tensor.ndim
+    out = {}
+    for k, n in enumerate(names):
+        idx[axis] = k
+        out[n] = tensor[tuple(idx)]
+    return out

@@ -1,0 +1,202 @@
+"""The inference API used by the coupler, the offline `correct` driver and the emulator: one code path for all.
+
+    c = Corrector.load("best.pt")
+    dy = c.sample(conditioning, members=8, seeds=member_seeds(base_seed, start_idx, step_idx, 8)[None])
+    state = c.apply(base_state, dy, mask=mask)
+
+All B × members samples go through the network as one batch (chunked above `sampler.max_batch`), float32, under
+torch.inference_mode. Member (b, k) draws its noise from its own torch.Generator seeded with seeds[b, k], so it does
+not depend on how many members run or how the batch is composed.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import torch
+
+from .bounds import apply_bounds, zero_walls
+from .checkpoint import CheckpointData, CheckpointError, load_checkpoint
+from .config import ML_VARIABLES, CorrectorConfig, SamplerConfig
+from .fields import MASK, conditioning_names, stack
+from .model import CorrectorModel
+from .normalization import Normalization
+from .seeding import generators, randn_per_generator
+
+
+def default_device() -> torch.device:
+    """cuda if available, else cpu (decided at run time, not at checkpoint time)."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class Corrector:
+    """A loaded corrector. Use `load`, `from_model` or `zero` rather than the constructor."""
+
+    def __init__(self, model: CorrectorModel | None, normalization: Normalization, config: CorrectorConfig,
+                 grid: Mapping[str, Any], device: "torch.device | str | None" = None,
+                 variables_units: Mapping[str, str] | None = None, source: str | None = None):
+        self.config = config
+        self.normalization = normalization
+        self.grid = dict(grid)
+        self.device = torch.device(device) if device is not None else default_device()
+        self.variables_units = dict(variables_units or {})
+        self.source = source
+        self.model = model
+        if model is not None:
+            self.model = model.to(self.device, torch.float32).eval()
+        self.last_bounds_counts: dict[str, int] = {}
+
+    # -------------------------------------------------------------------------------------------- constructors
+    @classmethod
+    def load(cls, path: str | os.PathLike, device: "torch.device | str | None" = None, use_ema: bool = True,
+             grid: Mapping[str, Any] | None = None, variables: list[str] | None = None) -> "Corrector":
+        """Load and validate a checkpoint (weights_only); optionally check grid/variables (CheckpointError)."""
+        data = load_checkpoint(path, grid=grid, variables=variables)
+        return cls.from_checkpoint(data, device=device, use_ema=use_ema)
+
+    @classmethod
+    def from_checkpoint(cls, data: CheckpointData, device=None, use_ema: bool = True) -> "Corrector":
+        model = CorrectorModel(data.config, len(data.config.conditioning or []))
+        try:
+            model.load_state_dict(data.state(use_ema), strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(data.path, f"weights do not fit the stored network config: "
+                                             f"{str(exc).splitlines()[0]}") from None
+        return cls(model, data.normalization, data.config, data.grid, device, data.variables_units, data.path)
+
+    @classmethod
+    def from_model(cls, model: CorrectorModel, normalization: Normalization, config: CorrectorConfig | None = None,
+                   grid: Mapping[str, Any] | None = None, device=None) -> "Corrector":
+        """Wrap an in-memory model (tests, validation during training). The model is moved to `device` and put in
+        eval mode — pass a copy (e.g. the EMA model) if training continues."""
+        config = config or model.cfg
+        grid = dict(grid or {})
+        return cls(model, normalization, config, grid, device if device is not None else
+                   next(model.parameters()).device)
+
+    @classmethod
+    def zero(cls, variables: Sequence[str] = ML_VARIABLES, grid: Mapping[str, Any] | None = None,
+             mode: str = "residual", conditioning: Sequence[str] | None = None) -> "Corrector":
+        """A corrector that always returns 0 (identity correction), for coupling tests. Deterministic kind."""
+        cfg = CorrectorConfig(kind="deterministic", mode=mode, variables=list(variables),
+                              conditioning=list(conditioning) if conditioning is not None else None)
+        norm = Normalization.identity(cfg.conditioning or [], cfg.variables)
+        return cls(None, norm, cfg, grid or {}, "cpu")
+
+    # -------------------------------------------------------------------------------------------- properties
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def variables(self) -> list[str]:
+        return list(self.config.variables)
+
+    @property
+    def conditioning_names(self) -> list[str]:
+        return list(self.config.conditioning or [])
+
+    @property
+    def is_zero(self) -> bool:
+        return self.model is None
+
+    # -------------------------------------------------------------------------------------------- sampling
+    def _stack_conditioning(self, conditioning: Mapping[str, np.ndarray]) -> torch.Tensor:
+        cond = stack(self.conditioning_names, conditioning)
+        ny, nx = cond.shape[-2:]
+        for key, have in (("ny", ny), ("nx", nx)):
+            want = self.grid.get(key)
+            if want is not None and int(want) != have:
+                raise ValueError(f"conditioning: grid {ny}×{nx} (ny×nx) differs from the corrector's "
+                                 f"{self.grid.get('ny')}×{self.grid.get('nx')}")
+        if not torch.isfinite(cond).all():
+            bad = [n for k, n in enumerate(self.conditioning_names) if not torch.isfinite(cond[:, k]).all()]
+            raise ValueError(f"conditioning: field(s) {bad} contain NaN/inf")
+        return cond
+
+    @torch.inference_mode()
+    def sample(self, conditioning: Mapping[str, np.ndarray], members: int, steps: int | None = None,
+               seeds: np.ndarray | None = None, sampler: SamplerConfig | None = None) -> np.ndarray:
+        """Corrections (residual mode) or 12 h tendencies (emulator mode) in physical units.
+
+        conditioning: {name: (B, ny, nx)} for every name in `conditioning_names` (`mask` may be (ny, nx)).
+        seeds: (B, members) int64, e.g. `member_seeds(...)`; required for the diffusion kind.
+        Returns float32 (B, members, n_vars, ny, nx); land cells are 0. The deterministic kind returns the same
+        field for every member.
+        """
+        if members < 1:
+            raise ValueError(f"members must be ≥ 1, got {members}")
+        cond = self._stack_conditioning(conditioning)
+        b, _, ny, nx = cond.shape
+        out = np.zeros((b, members, len(self.variables), ny, nx), np.float32)
+        if self.is_zero:
+            return out
+        sampler = sampler or self.config.sampler
+        ocean = self.model.ocean(cond)
+        cond_n = self.normalization.normalise_cond(cond)
+        if MASK in self.conditioning_names:  # keep the exact 0/1 mask channel
+            k = self.conditioning_names.index(MASK)
+            cond_n[:, k] = cond[:, k]
+        if self.kind == "deterministic":
+            for lo in range(0, b, sampler.max_batch):
+                c = cond_n[lo:lo + sampler.max_batch].to(self.device)
+                y = self.model.sample_normalised(c)
+                y = self.normalization.denormalise_target(y)
+                if ocean is not None:
+                    y = y * ocean[lo:lo + sampler.max_batch].to(self.device)
+                out[lo:lo + sampler.max_batch] = y.cpu().numpy()[:, None]
+            return out
+        if seeds is None:
+            raise ValueError("sample: `seeds` (B, members) int64 is required for a diffusion corrector "
+                             "(use corrector.seeding.member_seeds)")
+        seeds = np.asarray(seeds)
+        if seeds.shape != (b, members) or not np.issubdtype(seeds.dtype, np.integer):
+            raise ValueError(f"seeds: shape {seeds.shape} dtype {seeds.dtype}, expected ({b}, {members}) integers")
+        pairs = [(i, k) for i in range(b) for k in range(members)]
+        shape = (len(self.variables), ny, nx)
+        for lo in range(0, len(pairs), sampler.max_batch):
+            chunk = pairs[lo:lo + sampler.max_batch]
+            bi = torch.tensor([i for i, _ in chunk])
+            gens = generators(np.array([seeds[i, k] for i, k in chunk]), device=self.device)
+            noise = randn_per_generator(shape, gens, device=self.device)
+            y = self.model.sample_normalised(cond_n[bi].to(self.device), None, noise, steps, gens, sampler)
+            y = self.normalization.denormalise_target(y)
+            if ocean is not None:
+                y = y * ocean[bi].to(self.device)
+            y = y.cpu().numpy()
+            for j, (i, k) in enumerate(chunk):
+                out[i, k] = y[j]
+        return out
+
+    # -------------------------------------------------------------------------------------------- applying
+    def apply(self, base: Mapping[str, np.ndarray], sample: np.ndarray,
+              mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """base + sample, then closed walls (C-grid velocities; land faces if `mask` (ny, nx) is given) and physical
+        bounds. base: {variable: (B, M, ny, nx) or (B, ny, nx)} (the coarse forecast in residual mode, the initial
+        state in emulator mode); sample: (B, M, n_vars, ny, nx). Returns {variable: (B, M, ny, nx)} plus any other
+        base entries unchanged. Counts of clipped values are left in `last_bounds_counts`.
+        """
+        sample = np.asarray(sample)
+        if sample.ndim != 5 or sample.shape[2] != len(self.variables):
+            raise ValueError(f"sample: shape {sample.shape}, expected (B, M, {len(self.variables)}, ny, nx)")
+        b, m = sample.shape[:2]
+        out: dict[str, np.ndarray] = {k: v for k, v in base.items() if k not in self.variables}
+        for k, v in enumerate(self.variables):
+            if v not in base:
+                raise KeyError(f"apply: base field '{v}' missing; got {sorted(base)}")
+            a = np.asarray(base[v])
+            if a.ndim == 3:
+                a = a[:, None]
+            if a.ndim != 4 or a.shape[0] != b or a.shape[1] not in (1, m) or a.shape[-2:] != sample.shape[-2:]:
+                raise ValueError(f"field '{v}': base shape {np.shape(base[v])} does not fit sample shape "
+                                 f"{sample.shape} (expected (B, M, ny, nx) or (B, ny, nx))")
+            out[v] = a + sample[:, :, k]
+        out, wall_counts = zero_walls(out, mask)
+        out, counts = apply_bounds(out)
+        self.last_bounds_counts = {**wall_counts, **counts}
+        return out

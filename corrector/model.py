@@ -1,0 +1,150 @@
+"""CorrectorModel: the network plus what turns it into a trainable/sampleable corrector, in normalised units.
+
+kind 'diffusion': an EDM denoiser D(x; σ, cond) on the target; loss = EDM denoising loss; sampling by an ODE
+solver from noise. kind 'deterministic': the network maps conditioning straight to the target (MSE), the baseline.
+Both mask land: the output is multiplied by the `mask` conditioning channel and land cells never enter the loss.
+
+`forward(...)` is `loss(...)`, so a DistributedDataParallel wrapper can be called directly.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .config import CorrectorConfig, SamplerConfig
+from .fields import MASK
+from .loss import coverage, masked_mean, valid_mask
+from .network import N_LABELS, UNet
+from .preconditioning import edm_coefficients, loss_weight
+from .sampler import SAMPLERS
+from .schedule import karras_sigmas, training_sigmas
+
+
+class CorrectorModel(nn.Module):
+    """cfg: the corrector config; n_conditioning_channels must equal len(cfg.conditioning) (a cross-check).
+
+    Inputs are normalised: target (B, C, H, W) with C = len(cfg.variables), cond (B, Cc, H, W) in the order of
+    cfg.conditioning (the mask channel 0/1), labels (B, 3) augmentation flags (zeros at inference).
+    """
+
+    def __init__(self, cfg: CorrectorConfig, n_conditioning_channels: int | None = None):
+        super().__init__()
+        self.cfg = cfg
+        names = list(cfg.conditioning or [])
+        if n_conditioning_channels is not None and n_conditioning_channels != len(names):
+            raise ValueError(f"CorrectorModel: {n_conditioning_channels} conditioning channels given, config names "
+                             f"{len(names)} ({names})")
+        self.n_cond = len(names)
+        self.n_vars = len(cfg.variables)
+        self.kind = cfg.kind
+        self.mask_index = names.index(MASK) if MASK in names else None
+        in_ch = self.n_cond + (self.n_vars if self.kind == "diffusion" else 0)
+        self.network = UNet(cfg.network, in_ch, self.n_vars)
+
+    # ----------------------------------------------------------------------------------------------- helpers
+    def ocean(self, cond: torch.Tensor) -> torch.Tensor | None:
+        """(B, 1, H, W) 0/1 ocean mask from the conditioning, or None when the config has no mask channel."""
+        if self.mask_index is None:
+            return None
+        return (cond[:, self.mask_index:self.mask_index + 1] > 0.5).to(cond.dtype)
+
+    def _check(self, cond: torch.Tensor, labels: torch.Tensor | None, target: torch.Tensor | None = None) -> \
+            torch.Tensor:
+        if cond.ndim != 4 or cond.shape[1] != self.n_cond:
+            raise ValueError(f"cond: shape {tuple(cond.shape)}, expected (B, {self.n_cond}, H, W) for "
+                             f"{self.cfg.conditioning}")
+        self.network.check_grid(*cond.shape[-2:])
+        b = cond.shape[0]
+        if target is not None and (target.ndim != 4 or target.shape[0] != b or target.shape[1] != self.n_vars
+                                   or target.shape[-2:] != cond.shape[-2:]):
+            raise ValueError(f"target: shape {tuple(target.shape)}, expected ({b}, {self.n_vars}, "
+                             f"{cond.shape[-2]}, {cond.shape[-1]}) for variables {self.cfg.variables}")
+        if labels is None:
+            return cond.new_zeros(b, N_LABELS)
+        if labels.shape != (b, N_LABELS):
+            raise ValueError(f"labels: shape {tuple(labels.shape)}, expected ({b}, {N_LABELS})")
+        return labels.to(cond.dtype)
+
+    # ----------------------------------------------------------------------------------------------- networks
+    def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float, cond: torch.Tensor,
+                labels: torch.Tensor) -> torch.Tensor:
+        """EDM denoiser D(x; σ) = c_skip x + c_out F(c_in x, c_noise), masked to the ocean. σ scalar or (B,)."""
+        b = x.shape[0]
+        sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(b)
+        c_skip, c_out, c_in, c_noise = edm_coefficients(sigma, self.cfg.diffusion.sigma_data)
+        ocean = self.ocean(cond)
+        f = self.network(torch.cat([x * c_in[:, None, None, None], cond], dim=1), c_noise, labels, ocean)
+        d = c_skip[:, None, None, None] * x + c_out[:, None, None, None] * f
+        return d if ocean is None else d * ocean
+
+    def predict(self, cond: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Deterministic kind: the normalised target estimate."""
+        return self.network(cond, cond.new_zeros(cond.shape[0]), labels, self.ocean(cond))
+
+    # ----------------------------------------------------------------------------------------------- training
+    def loss(self, target: torch.Tensor, cond: torch.Tensor, labels: torch.Tensor | None = None,
+             target_mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
+             return_stats: bool = False):
+        """Scalar training loss (normalised units), averaged over valid target values only.
+
+        Valid = ocean × target_mask (1 = observed; (B, 1 or C, H, W)) × finite(target). Diffusion: EDM loss
+        λ(σ)‖D(y + σn; σ) − y‖² with ln σ ~ N(P_mean, P_std²). Deterministic: MSE.
+        return_stats=True → (loss, {"coverage": share of valid target values}).
+        """
+        labels = self._check(cond, labels, target)
+        ocean = self.ocean(cond)
+        valid = valid_mask(target, ocean, target_mask)
+        y = torch.where(valid > 0, target, torch.zeros_like(target))  # gaps/NaN never reach the network
+        if self.kind == "deterministic":
+            err = (self.predict(cond, labels) - y) ** 2
+            loss = masked_mean(err, valid)
+        else:
+            d = self.cfg.diffusion
+            gdev = generator.device if generator is not None else y.device
+            sigma = training_sigmas(y.shape[0], d.P_mean, d.P_std, generator, gdev).to(y.device, y.dtype)
+            noise = torch.randn(y.shape, generator=generator, device=gdev).to(y.device, y.dtype)
+            x = y + sigma[:, None, None, None] * noise
+            if ocean is not None:
+                x = x * ocean
+            err = (self.denoise(x, sigma, cond, labels) - y) ** 2
+            loss = masked_mean(err, valid, loss_weight(sigma, d.sigma_data))
+        if return_stats:
+            return loss, {"coverage": coverage(valid)}
+        return loss
+
+    forward = loss
+
+    # ----------------------------------------------------------------------------------------------- sampling
+    def sample_normalised(self, cond: torch.Tensor, labels: torch.Tensor | None = None,
+                          noise: torch.Tensor | None = None, steps: int | None = None,
+                          generators: list[torch.Generator] | None = None,
+                          sampler: SamplerConfig | None = None) -> torch.Tensor:
+        """(B, C, H, W) normalised samples. noise: (B, C, H, W) standard normal, one independent draw per batch item
+        (ensemble members are batch items). generators: per-item generators for churn noise (optional).
+        steps overrides the sampler config's steps. The deterministic kind ignores noise/steps/generators.
+        """
+        labels = self._check(cond, labels)
+        if self.kind == "deterministic":
+            return self.predict(cond, labels)
+        sampler = sampler or self.cfg.sampler
+        b = cond.shape[0]
+        shape = (b, self.n_vars, *cond.shape[-2:])
+        if noise is None:
+            raise ValueError("sample_normalised: the diffusion kind needs `noise` of shape " + str(shape))
+        if tuple(noise.shape) != shape:
+            raise ValueError(f"noise: shape {tuple(noise.shape)}, expected {shape}")
+        d = self.cfg.diffusion
+        sigmas = karras_sigmas(steps or sampler.steps, sampler.sigma_min or d.sigma_min,
+                               sampler.sigma_max or d.sigma_max, sampler.rho or d.rho)
+        ocean = self.ocean(cond)
+        x = noise.to(cond.dtype) * float(sigmas[0])
+        if ocean is not None:
+            x = x * ocean
+
+        def den(xx: torch.Tensor, s: float) -> torch.Tensor:
+            return self.denoise(xx, s, cond, labels)
+
+        out = SAMPLERS[sampler.name](den, x, sigmas, s_churn=sampler.s_churn, s_tmin=sampler.s_tmin,
+                                     s_tmax=sampler.s_tmax, s_noise=sampler.s_noise, generators=generators,
+                                     mask=ocean)
+        return out if ocean is None else out * ocean
