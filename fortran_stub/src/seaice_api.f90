@@ -5,9 +5,15 @@
 !   advect_tracers(nx, ny, nq, dx, dt, u, v, q, limiter, cfl_max, xfirst, nsub, ierr)   seaice_transport::advect
 !   thermo_columns(tp, nx, ny, nf, dt, nsteps, a, vice, vsnow, tsurf, tos, forcing, update_tsurf,
 !                  da_new, dv_new, ierr)       nsteps thermodynamic steps with steady forcing(nx,ny,nf)
+!   coarse_step(pd, tp, nx, ny, nf, dx, duration, istep0, a, vice, vsnow, tsurf, tos, u, v, s1, s2, s12,
+!               f0, f1, nres, resid, ni, info, ierr)       seaice_coarse::coarse_run; s12 is (nx+1, ny+1)
+!   deformation_fields(nx, ny, dx, u, v, div, shear)       seaice_mevp::deformation (s-1)
+!   coarse_param_check(pd, ierr)                           0 if the coarse parameters are usable
 module seaice_api
   use seaice_kinds, only: dp
   use seaice_params, only: thermo_params, coarse_params
+  use seaice_coarse, only: coarse_run, check_coarse_params, ninfo
+  use seaice_mevp, only: deformation
   use seaice_transport, only: advect
   use seaice_thermo, only: thermo_step
   use seaice_forcing, only: f_uas, f_vas, f_tas, f_huss, f_rsds, f_rlds, f_prsn, nforc
@@ -49,5 +55,37 @@ contains
        if (ierr /= 0) return
     end do
   end subroutine thermo_columns
+
+  subroutine coarse_step(pd, tp, nx, ny, nf, dx, duration, istep0, a, vice, vsnow, tsurf, tos, u, v, s1, s2, &
+                         s12, f0, f1, nres, resid, ni, info, ierr)
+    type(coarse_params), intent(in) :: pd
+    type(thermo_params), intent(in) :: tp
+    integer, intent(in) :: nx, ny, nf, istep0, nres, ni
+    real(dp), intent(in) :: dx, duration
+    real(dp), intent(inout) :: a(nx, ny), vice(nx, ny), vsnow(nx, ny), tsurf(nx, ny), tos(nx, ny), &
+                               u(nx, ny), v(nx, ny), s1(nx, ny), s2(nx, ny), s12(nx + 1, ny + 1)
+    real(dp), intent(in) :: f0(nx, ny, nf), f1(nx, ny, nf)
+    real(dp), intent(inout) :: resid(nres), info(ni)
+    integer, intent(out) :: ierr
+    if (nf /= nforc .or. ni /= ninfo) then
+       ierr = 2
+       return
+    end if
+    call coarse_run(pd, tp, nx, ny, dx, duration, istep0, a, vice, vsnow, tsurf, tos, u, v, s1, s2, s12, &
+                    f0, f1, nres, resid, info, ierr)
+  end subroutine coarse_step
+
+  subroutine deformation_fields(nx, ny, dx, u, v, div, shear)
+    integer, intent(in) :: nx, ny
+    real(dp), intent(in) :: dx, u(nx, ny), v(nx, ny)
+    real(dp), intent(inout) :: div(nx, ny), shear(nx, ny)
+    call deformation(nx, ny, dx, u, v, div, shear)
+  end subroutine deformation_fields
+
+  subroutine coarse_param_check(pd, ierr)
+    type(coarse_params), intent(in) :: pd
+    integer, intent(out) :: ierr
+    ierr = check_coarse_params(pd)
+  end subroutine coarse_param_check
 
 end module seaice_api
