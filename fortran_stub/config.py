@@ -1,6 +1,8 @@
 """Typed configuration of the grid and of the Fortran physics (mirrors the Fortran parameter types)."""
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -20,3 +22,80 @@ class GridConfig(StrictConfig):
     def refined(self, factor: int) -> "GridConfig":
         """The same box at `factor` times finer resolution (twin-experiment truth grid)."""
         return GridConfig(nx=self.nx * factor, ny=self.ny * factor, dx=self.dx / factor)
+
+
+LIMITER_NAMES = ("upwind", "minmod", "vanleer", "mc")  # Fortran codes 0..3 (seaice_transport)
+
+
+class ThermoConfig(StrictConfig):
+    """Zero-layer thermodynamics and slab mixed layer (physics.md §1.6); mirrors Fortran `thermo_params`."""
+
+    rho_ice: float = Field(917.0, gt=0, description="ice density for latent heat (kg m-3)")
+    rho_snow: float = Field(330.0, gt=0, description="snow density (kg m-3)")
+    rho_water: float = Field(1026.0, gt=0, description="sea-water density (kg m-3)")
+    rho_air: float = Field(1.3, gt=0, description="air density (kg m-3)")
+    k_ice: float = Field(2.0334, gt=0, description="ice conductivity (W m-1 K-1)")
+    k_snow: float = Field(0.3096, gt=0, description="snow conductivity (W m-1 K-1)")
+    semtner_gamma: float = Field(1.065, gt=0, description="Semtner conductivity factor (1)")
+    emissivity: float = Field(0.996, ge=0, le=1, description="long-wave emissivity (1)")
+    i0: float = Field(0.17, ge=0, le=1, description="penetrating short-wave fraction of bare ice (1)")
+    ch_ice: float = Field(1.3e-3, ge=0, description="bulk heat-transfer coefficient over ice (1)")
+    ch_water: float = Field(0.83e-3, ge=0, description="bulk heat-transfer coefficient over water (1)")
+    albedo_water: float = Field(0.07, ge=0, le=1, description="open-water albedo (1)")
+    h0_lateral: float = Field(0.25, gt=0, description="Hibler lead-closing thickness h0 (m)")
+    phi_melt: float = Field(0.5, ge=0, le=1, description="Hibler lateral-melt factor (1)")
+    t_freeze: float = Field(-1.8, description="sea-water freezing point (degC)")
+    mu_salinity: float = Field(0.055, ge=0, description="liquidus slope (K psu-1)")
+    ice_salinity: float = Field(5.0, ge=0, description="bulk ice salinity (psu)")
+    latent_fusion: float = Field(333.55e3, gt=0, description="latent heat of fusion (J kg-1)")
+    latent_sublimation: float = Field(2.834e6, gt=0, description="latent heat of sublimation (J kg-1)")
+    latent_vaporisation: float = Field(2.501e6, gt=0, description="latent heat of vaporisation (J kg-1)")
+    cp_air: float = Field(1004.64, gt=0, description="specific heat of air (J kg-1 K-1)")
+    cp_water: float = Field(4186.84, gt=0, description="specific heat of sea water (J kg-1 K-1)")
+    mixed_layer_depth: float = Field(10.0, gt=0, description="slab mixed-layer depth (m)")
+    sst_restore_time: float = Field(30 * 86400.0, gt=0, description="slab restoring time scale (s)")
+    sst_restore_target: float = Field(-1.8, description="slab restoring temperature (degC)")
+    air_pressure: float = Field(101325.0, gt=0, description="surface pressure for saturation humidity (Pa)")
+    latent_heat_on: bool = Field(True, description="include the bulk latent heat flux")
+
+
+class CoarsePhysicsConfig(StrictConfig):
+    """Coarse mEVP-VP model (physics.md §1); every field except `thermo` mirrors Fortran `coarse_params`.
+
+    Defaults: benchmark column of physics.md §1.2-1.3, aEVP (c* = 4, alpha_min = 5), dt_dyn = 3600 s, N = 200.
+    """
+
+    dt_dyn: float = Field(3600.0, gt=0, le=43200, description="dynamics/thermodynamics step, upper bound (s)")
+    n_evp: int = Field(200, ge=1, description="mEVP iterations per dynamics step")
+    aevp: bool = Field(True, description="adaptive alpha = beta (Kimmritz 2016); false uses alpha_fixed")
+    alpha_fixed: float = Field(300.0, gt=0, description="fixed alpha = beta when aevp is false")
+    aevp_cstar: float = Field(4.0, gt=0, description="aEVP c* (1)")
+    aevp_alpha_min: float = Field(5.0, gt=0, description="aEVP minimum alpha (1)")
+    dynamics_on: bool = Field(True, description="momentum solve (false: ice at rest)")
+    rheology_on: bool = Field(True, description="internal stress (false: free drift)")
+    transport_on: bool = Field(True, description="advection of A, V, Vs")
+    thermo_on: bool = Field(True, description="thermodynamics and slab mixed layer")
+    rho_ice: float = Field(900.0, gt=0, description="ice density in the momentum equation (kg m-3)")
+    rho_snow: float = Field(330.0, gt=0, description="snow density in the momentum equation (kg m-3)")
+    rho_air: float = Field(1.3, gt=0, description="air density (kg m-3)")
+    rho_water: float = Field(1026.0, gt=0, description="sea-water density (kg m-3)")
+    c_air: float = Field(1.2e-3, ge=0, description="air-ice drag coefficient C_a (1)")
+    c_water: float = Field(5.5e-3, ge=0, description="ice-ocean drag coefficient C_w (1)")
+    turning_angle: float = Field(0.0, ge=-90, le=90, description="ocean turning angle theta_w (degrees)")
+    coriolis: float = Field(1.46e-4, description="Coriolis parameter f (s-1)")
+    p_star: float = Field(27.5e3, ge=0, description="ice strength P* (N m-2)")
+    c_star: float = Field(20.0, ge=0, description="strength concentration parameter C* (1)")
+    ecc: float = Field(2.0, gt=0, description="yield-ellipse aspect ratio e (1)")
+    delta_min: float = Field(2.0e-9, gt=0, description="Delta regularisation Delta_min (s-1)")
+    replacement_pressure: bool = Field(True, description="P_R = P Delta/Delta* (no creep at rest)")
+    limiter: Literal["upwind", "minmod", "vanleer", "mc"] = Field("mc", description="transport slope limiter")
+    cfl_max: float = Field(0.5, gt=0, le=1, description="Courant number per transport substep")
+    h_min: float = Field(0.01, ge=0, description="ice thinner than this (m, V/A) is removed")
+    a_min: float = Field(1.0e-12, ge=0, description="ice with lower concentration is removed (1)")
+    thermo: ThermoConfig = Field(default_factory=ThermoConfig, description="thermodynamics parameters")
+
+    def fortran_values(self) -> dict[str, float | int | bool]:
+        """Component values of the Fortran `coarse_params` type (limiter as its integer code)."""
+        out = self.model_dump(exclude={"thermo"})
+        out["limiter"] = LIMITER_NAMES.index(self.limiter)
+        return out
