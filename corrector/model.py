@@ -17,7 +17,7 @@ from .loss import coverage, masked_mean, valid_mask
 from .network import N_LABELS, UNet
 from .preconditioning import edm_coefficients, loss_weight
 from .sampler import SAMPLERS
-from .schedule import karras_sigmas, training_sigmas
+from .schedule import training_sigmas
 
 
 class CorrectorModel(nn.Module):
@@ -134,8 +134,7 @@ class CorrectorModel(nn.Module):
         if tuple(noise.shape) != shape:
             raise ValueError(f"noise: shape {tuple(noise.shape)}, expected {shape}")
         d = self.cfg.diffusion
-        sigmas = karras_sigmas(steps or sampler.steps, sampler.sigma_min or d.sigma_min,
-                               sampler.sigma_max or d.sigma_max, sampler.rho or d.rho)
+        sigmas = sampler.schedule(d, steps)
         ocean = self.ocean(cond)
         x = noise.to(cond.dtype) * float(sigmas[0])
         if ocean is not None:
