@@ -1,0 +1,187 @@
+"""`TruthModel`: the BBM "truth" of the twin experiment behind the bridge API of docs/design.md.
+
+The model runs on the grid it is given (the fine grid, e.g. `GridConfig().refined(2)` = 64² at 8 km) and takes
+forcing on that grid. Python owns every state array in Fortran order (nx, ny); the Fortran kernel
+(`fortran_stub/src/seaice_truth.f90`) updates them in place, and `state_views()` hands out their `.T` views
+(ny, nx) without copies. Beyond the coarse model's state it carries the damage, the three vertically integrated
+stresses and the static random cohesion field (c_lab (l_lab/dx)^½ × U(1, 2) per cell, drawn from `seed`).
+"""
+from __future__ import annotations
+
+import time
+from typing import Mapping
+
+import numpy as np
+import xarray as xr
+
+from fortran_stub.config import GridConfig
+from fortran_stub.truth_config import TruthPhysicsConfig
+
+#: forcing variables in the channel order of the Fortran forcing arrays (seaice_forcing f_* indices)
+FORCING_NAMES = ("uas", "vas", "tas", "huss", "rsds", "rlds", "prsn", "uo", "vo")
+
+#: CF metadata of the variables the truth exposes
+META = {
+    "sic": {"units": "1", "standard_name": "sea_ice_area_fraction", "long_name": "sea-ice concentration"},
+    "sit": {"units": "m", "standard_name": "sea_ice_thickness",
+            "long_name": "sea-ice thickness of the ice-covered part (V/A)"},
+    "snt": {"units": "m", "standard_name": "surface_snow_thickness", "long_name": "snow thickness on ice (Vs/A)"},
+    "siu": {"units": "m s-1", "standard_name": "sea_ice_x_velocity", "long_name": "x-velocity on east cell faces"},
+    "siv": {"units": "m s-1", "standard_name": "sea_ice_y_velocity", "long_name": "y-velocity on north cell faces"},
+    "damage": {"units": "1", "long_name": "sea-ice damage (1 = undamaged, 0 = fully damaged)"},
+    "sivol": {"units": "m", "long_name": "sea-ice volume per unit area (A h)"},
+    "snvol": {"units": "m", "long_name": "snow volume per unit area (A hs)"},
+    "tsi": {"units": "degC", "long_name": "ice/snow surface temperature"},
+    "tos": {"units": "degC", "long_name": "slab mixed-layer temperature"},
+    "sig11": {"units": "N m-1", "long_name": "vertically integrated stress sigma_xx at cell centres"},
+    "sig22": {"units": "N m-1", "long_name": "vertically integrated stress sigma_yy at cell centres"},
+    "sig12": {"units": "N m-1", "long_name": "vertically integrated shear stress at north-east cell corners"},
+    "cohesion": {"units": "Pa", "long_name": "static grid-scale cohesion (incl. random factor), depth-averaged"},
+}
+
+#: state name -> internal Fortran array name
+_VIEWS = {"sic": "a", "sivol": "vol", "snvol": "vsn", "tsi": "tsurf", "tos": "tos", "siu": "u", "siv": "v",
+          "sig11": "s11", "sig22": "s22", "damage": "dmg", "cohesion": "coh"}
+_SETTABLE = set(_VIEWS) | {"sit", "snt", "sig12"}
+
+DAY = 86400.0
+WINDOW = 43200.0  # s, the product's time step
+
+
+def _fortran():
+    from fortran_stub import seaice  # deferred: importing may rebuild the extension (editable install)
+    return seaice
+
+
+class TruthModel:
+    """BBM truth with the bridge API: get_state/set_state/step/state_views/time_seconds/last_step_info.
+
+    grid: the truth grid (cells of the twin experiment's fine resolution); physics: TruthPhysicsConfig;
+    seed: seeds the static random cohesion field.
+    """
+
+    def __init__(self, grid: GridConfig, physics: TruthPhysicsConfig | None = None, seed: int = 0):
+        self.grid = grid
+        self.physics = physics if physics is not None else TruthPhysicsConfig()
+        self.seed = int(seed)
+        seaice = _fortran()
+        self._step = seaice.seaice_truth.truth_step
+        self._p = seaice.seaice_truth_params.truth_params()
+        for name, value in self.physics.fortran_values(grid.dx).items():
+            setattr(self._p, name, value)
+        self._tp = seaice.seaice_params.thermo_params()
+        for name, value in self.physics.thermo.items():
+            if not hasattr(self._tp, name):
+                raise ValueError(f"physics.thermo: unknown thermodynamics parameter '{name}'")
+            setattr(self._tp, name, value)
+        nx, ny = grid.nx, grid.ny
+        f = lambda value=0.0: np.full((nx, ny), value, dtype=np.float64, order="F")  # noqa: E731
+        self._arr = {"a": f(), "vol": f(), "vsn": f(), "tsurf": f(self._tp.t_freeze), "tos": f(self._tp.t_freeze),
+                     "u": f(), "v": f(), "s11": f(), "s22": f(), "dmg": f(1.0)}
+        self._s12 = np.zeros((nx + 1, ny + 1), dtype=np.float64, order="F")  # includes the W and S wall corners
+        rng = np.random.default_rng(self.seed)
+        factor = rng.uniform(self.physics.cohesion_factor_min, self.physics.cohesion_factor_max, (ny, nx))
+        self._arr["coh"] = np.asfortranarray(
+            (self.physics.cohesion_lab * self.physics.cohesion_scale(grid.dx) * factor).T)
+        self._f0 = np.zeros((nx, ny, len(FORCING_NAMES)), dtype=np.float64, order="F")
+        self._f1 = np.zeros_like(self._f0)
+        self._ubar, self._vbar = f(), f()
+        self._info = np.zeros(6, dtype=np.float64)
+        self.time_seconds = 0.0
+        self.last_step_info: dict = {}
+
+    # ------------------------------------------------------------------------------------------------ state
+    def state_views(self) -> dict[str, np.ndarray]:
+        """Zero-copy (ny, nx) views of the prognostic arrays (writing to them changes the model state)."""
+        views = {name: self._arr[key].T for name, key in _VIEWS.items()}
+        views["sig12"] = self._s12[1:, 1:].T
+        return views
+
+    def mean_velocity(self) -> tuple[np.ndarray, np.ndarray]:
+        """Face velocities (m s-1) averaged over the last 12 h step (what transport used), copies (ny, nx)."""
+        return self._ubar.T.copy(), self._vbar.T.copy()
+
+    def get_state(self) -> xr.Dataset:
+        """Copy of the state as a CF Dataset with dims (y, x) and cell-centre coordinates (m)."""
+        v = self.state_views()
+        a = v["sic"]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sit = np.where(a > 0, v["sivol"] / np.where(a > 0, a, 1.0), 0.0)
+            snt = np.where(a > 0, v["snvol"] / np.where(a > 0, a, 1.0), 0.0)
+        data = {"sic": a, "sit": sit, "snt": snt, "siu": v["siu"], "siv": v["siv"], "damage": v["damage"],
+                "sivol": v["sivol"], "snvol": v["snvol"], "tsi": v["tsi"], "tos": v["tos"],
+                "sig11": v["sig11"], "sig22": v["sig22"], "sig12": v["sig12"], "cohesion": v["cohesion"]}
+        g = self.grid
+        ds = xr.Dataset({k: (("y", "x"), np.array(val, dtype=np.float64), dict(META[k])) for k, val in data.items()},
+                        coords={"x": ("x", (np.arange(g.nx) + 0.5) * g.dx, {"units": "m"}),
+                                "y": ("y", (np.arange(g.ny) + 0.5) * g.dx, {"units": "m"})})
+        ds.attrs.update({"model": "BBM truth", "grid_dx": g.dx, "time_seconds": self.time_seconds,
+                         "cohesion_seed": self.seed})
+        return ds
+
+    def set_state(self, state) -> None:
+        """Set some or all state variables from a mapping of (ny, nx) arrays or a Dataset.
+
+        If `sit`/`snt` are given, sivol = sit·sic and snvol = snt·sic (with the new sic if given). Wall faces of
+        siu/siv are forced to 0. Shape, dtype, NaN or an unknown name raise a ValueError naming the field.
+        """
+        if isinstance(state, xr.Dataset):
+            state = {k: state[k].values for k in state.data_vars}
+        shape = (self.grid.ny, self.grid.nx)
+        checked: dict[str, np.ndarray] = {}
+        for name, value in state.items():
+            if name not in _SETTABLE:
+                raise ValueError(f"set_state: field '{name}' is not a state variable of the truth "
+                                 f"(expected some of {sorted(_SETTABLE)})")
+            arr = np.asarray(value)
+            if arr.shape != shape:
+                raise ValueError(f"set_state: field '{name}' has shape {arr.shape}, expected {shape}")
+            if not np.issubdtype(arr.dtype, np.floating):
+                raise ValueError(f"set_state: field '{name}' has dtype {arr.dtype}, expected a float type")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"set_state: field '{name}' contains NaN or infinite values")
+            checked[name] = arr
+        views = self.state_views()
+        for name, arr in checked.items():
+            if name not in ("sit", "snt"):
+                views[name][...] = arr
+        a = views["sic"]
+        if "sit" in checked:
+            views["sivol"][...] = checked["sit"] * a
+        if "snt" in checked:
+            views["snvol"][...] = checked["snt"] * a
+        views["siu"][:, -1] = 0.0
+        views["siv"][-1, :] = 0.0
+
+    # ------------------------------------------------------------------------------------------------- step
+    def _pack(self, forcing: Mapping, out: np.ndarray, which: str) -> None:
+        shape = (self.grid.ny, self.grid.nx)
+        for k, name in enumerate(FORCING_NAMES):
+            if name not in forcing:
+                raise ValueError(f"step: forcing {which} lacks the field '{name}'")
+            arr = np.asarray(forcing[name], dtype=np.float64)
+            if arr.shape != shape:
+                raise ValueError(f"step: forcing {which} field '{name}' has shape {arr.shape}, expected {shape}")
+            if not np.all(np.isfinite(arr)):
+                raise ValueError(f"step: forcing {which} field '{name}' contains NaN or infinite values")
+            out[:, :, k] = arr.T
+
+    def step(self, forcing_t0: Mapping, forcing_t1: Mapping, dt: float = WINDOW) -> None:
+        """Advance by dt (default exactly 12 h) with forcing given at both window ends (linear in time)."""
+        self._pack(forcing_t0, self._f0, "t0")
+        self._pack(forcing_t1, self._f1, "t1")
+        r = self._arr
+        t0 = time.perf_counter()
+        ierr = self._step(self._p, self._tp, self.grid.nx, self.grid.ny, self.grid.dx, float(dt),
+                          r["a"], r["vol"], r["vsn"], r["tsurf"], r["tos"], r["u"], r["v"], r["s11"], r["s22"],
+                          self._s12, r["dmg"], r["coh"], self._f0, self._f1, self._ubar, self._vbar, self._info)
+        wall = time.perf_counter() - t0
+        if ierr != 0:
+            what = {2: "bad argument", 4: "non-finite thermodynamics", 6: "transport failure (CFL/NaN)",
+                    7: "non-finite dynamics (elastic substep too long?)"}.get(int(ierr), "unknown error")
+            raise RuntimeError(f"TruthModel.step at t={self.time_seconds:.0f} s: Fortran error {int(ierr)}: {what}")
+        self.time_seconds += float(dt)
+        i = self._info
+        self.last_step_info = {"advective_steps": int(i[0]), "elastic_substeps": int(i[1]),
+                               "transport_substeps": int(i[2]), "max_speed": float(i[3]),
+                               "min_damage": float(i[4]), "new_ice_volume": float(i[5]), "wall_time": wall}
