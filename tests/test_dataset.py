@@ -16,7 +16,7 @@ from tests.test_dataset_synthetic import VARIABLES, write_pair_file
 
 ALL_FLAGS = [Flags(*f) for f in itertools.product([False, True], repeat=3)]
 COND = ([f"initial_{v}" for v in VARIABLES] + [f"forecast_{v}" for v in VARIABLES]
-        + [f"{f}_{t}" for t in ("t0", "t1") for f in ("uas", "vas", "tas", "uo", "vo")])
+        + [f"{f}_{t}" for t in ("t0", "t1") for f in ("uas", "vas", "tas", "uo", "vo")] + ["mask"])
 
 
 def _cgrid_velocity(rng, n=16):
@@ -113,8 +113,8 @@ def pair_file(tmp_path_factory):
 
 def test_items_shapes_normalisation_and_masks(pair_file):
     raw = PairDataset(pair_file, VARIABLES, COND, "residual")
-    tstats, cstats, coverage = raw.compute_stats(chunk=5)
-    ds = raw.with_stats(tstats, cstats)
+    norm, coverage = raw.fit_normalization(chunk=5)
+    ds = raw.with_normalization(norm)
     assert len(ds) == 24
     item = ds[3]
     assert item["target"].shape == (5, 16, 16) and item["cond"].shape == (len(COND), 16, 16)
@@ -124,17 +124,19 @@ def test_items_shapes_normalisation_and_masks(pair_file):
         res = f["residual_sit"].values
         observed = np.isfinite(res) & ocean
         # statistics over observed ocean cells only (NaN and land ignored)
-        np.testing.assert_allclose(tstats.mean[1], res[observed].mean(), rtol=1e-5)
-        np.testing.assert_allclose(tstats.std[1], res[observed].std(), rtol=1e-4)
+        np.testing.assert_allclose(norm.target_mean[1], res[observed].mean(), rtol=1e-5)
+        np.testing.assert_allclose(norm.target_std[1], res[observed].std(), rtol=1e-4)
         np.testing.assert_allclose(coverage[1], observed.sum() / (24 * ocean.sum()), rtol=1e-12)
         assert 0.85 < coverage[1] < 0.95
         np.testing.assert_array_equal(item["target_mask"][1].numpy(), observed[3])
-        expect = np.where(observed[3], (res[3] - tstats.mean[1]) / tstats.std[1], 0.0)
+        expect = np.where(observed[3], (res[3] - norm.target_mean[1]) / norm.target_std[1], 0.0)
         np.testing.assert_allclose(item["target"][1].numpy(), expect, atol=1e-5)
         uas = f["uas_t0"].values[3]
         k = COND.index("uas_t0")
-        expect = np.where(ocean, (uas - cstats.mean[k]) / cstats.std[k], 0.0)
+        expect = np.where(ocean, (uas - norm.cond_mean[k]) / norm.cond_std[k], 0.0)
+        np.testing.assert_allclose(norm.cond_mean[k], f["uas_t0"].values[:, ocean].mean(), rtol=1e-5)
         np.testing.assert_allclose(item["cond"][k].numpy(), expect, atol=1e-4)
+        np.testing.assert_array_equal(item["cond"][-1].numpy(), ocean)  # the mask channel stays 0/1
     assert not torch.isnan(item["target"]).any()
     # normalised train targets have ~zero mean, unit std over observed cells
     batch = collate(ds.__getitems__(list(range(24))))
@@ -185,7 +187,7 @@ def test_missing_variable_and_nan_conditioning_are_named(tmp_path):
     p2 = tmp_path / "nan.nc"
     f.to_netcdf(p2)
     with pytest.raises(InputError, match=r"nan\.nc.*'tas_t1'.*NaN"):
-        PairDataset(p2, VARIABLES, ["tas_t1"], "residual").compute_stats()
+        PairDataset(p2, VARIABLES, ["tas_t1"], "residual").fit_normalization()
 
 
 def test_epoch_batches_are_deterministic_and_shard_like_one_rank():

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 import xarray as xr
 
+from corrector.fields import MASK
+from corrector.normalization import Normalization, NormalizationAccumulator
 from coupling.errors import InputError
 
 PAIR_PREFIXES = ("initial_", "forecast_", "reference_", "residual_")
@@ -150,52 +152,6 @@ def epoch_batches(n_items: int, batch_size: int, seed: int, epoch: int, rank: in
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Normalisation statistics
-# ----------------------------------------------------------------------------------------------------------------
-
-@dataclass
-class ChannelStats:
-    """Per-channel mean and standard deviation (physical units of each channel), over observed ocean cells."""
-
-    names: list[str]
-    mean: np.ndarray  # (C,) float64
-    std: np.ndarray   # (C,) float64, floored so that constant channels do not divide by zero
-    count: np.ndarray  # (C,) number of observed ocean values used
-
-    def to_dict(self) -> dict:
-        return {"names": list(self.names), "mean": self.mean.tolist(), "std": self.std.tolist(),
-                "count": self.count.tolist()}
-
-
-class _Moments:
-    """Streaming count/mean/M2 per channel (Chan et al. pairwise update: no cancellation for large means)."""
-
-    def __init__(self, n_channels: int):
-        self.n = np.zeros(n_channels)
-        self.mean = np.zeros(n_channels)
-        self.m2 = np.zeros(n_channels)
-
-    def add(self, x: np.ndarray, valid: np.ndarray) -> None:
-        """x, valid: (T, C, ny, nx); only entries where valid is True count."""
-        x = np.where(valid, x, 0.0).astype(np.float64)
-        n_b = valid.sum(axis=(0, 2, 3)).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            mean_b = np.where(n_b > 0, x.sum(axis=(0, 2, 3)) / n_b, 0.0)
-        dev = np.where(valid, x - mean_b[None, :, None, None], 0.0)
-        m2_b = (dev ** 2).sum(axis=(0, 2, 3))
-        n = self.n + n_b
-        delta = mean_b - self.mean
-        with np.errstate(invalid="ignore", divide="ignore"):
-            self.mean = np.where(n > 0, self.mean + delta * n_b / np.maximum(n, 1), 0.0)
-            self.m2 = self.m2 + m2_b + delta ** 2 * self.n * n_b / np.maximum(n, 1)
-        self.n = n
-
-    def stats(self, names: list[str], std_floor: float) -> ChannelStats:
-        std = np.sqrt(self.m2 / np.maximum(self.n, 1))
-        return ChannelStats(list(names), self.mean.copy(), np.maximum(std, std_floor), self.n.copy())
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # The dataset
 # ----------------------------------------------------------------------------------------------------------------
 
@@ -205,16 +161,19 @@ class PairDataset(torch.utils.data.Dataset):
     path: the pair NetCDF; variables: ML variables (target channels, e.g. ['sic','sit','snt','siu','siv']);
     cond_names: conditioning channels in order (file variable names such as 'initial_sic', 'uas_t0');
     mode: 'residual' or 'emulator'; indices: window (time) indices to use (default all);
-    target_stats / cond_stats: normalisation (None = physical units, e.g. while computing the statistics).
+    normalization: `corrector.normalization.Normalization` (None = physical units, e.g. to fit the statistics).
+    The conditioning channel `mask` is the file's (y, x) ocean mask (all ocean if the file has none).
     """
 
     def __init__(self, path: str | Path, variables: Sequence[str], cond_names: Sequence[str], mode: str,
-                 indices: Iterable[int] | None = None, target_stats: ChannelStats | None = None,
-                 cond_stats: ChannelStats | None = None, cache_max_mb: float = 1024.0):
+                 indices: Iterable[int] | None = None, normalization: Normalization | None = None,
+                 cache_max_mb: float = 1024.0):
         if mode not in ("residual", "emulator"):
             raise ValueError(f"mode must be 'residual' or 'emulator', got {mode!r}")
         self.path, self.variables, self.cond_names, self.mode = Path(path), list(variables), list(cond_names), mode
-        self.target_stats, self.cond_stats = target_stats, cond_stats
+        self.normalization = normalization
+        if normalization is not None:
+            self._check_normalization(normalization)
         self._pid, self._ds = None, None
         ds = self._open()
         self._check(ds)
@@ -262,6 +221,8 @@ class PairDataset(torch.utils.data.Dataset):
             if dim not in ds.sizes:
                 raise InputError(str(self.path), dim, "missing dimension (pair files are (time, y, x))")
         for name in self._target_sources() + self.cond_names:
+            if name == MASK:
+                continue
             if name not in ds.variables:
                 if name.startswith("residual_") and {f"reference_{name[9:]}", f"forecast_{name[9:]}"} <= set(ds.variables):
                     continue  # formed as reference − forecast
@@ -300,7 +261,7 @@ class PairDataset(torch.utils.data.Dataset):
             target[order, k] = t
         cond = np.empty((len(idx), len(self.cond_names), self.ny, self.nx), np.float32)
         for k, name in enumerate(self.cond_names):
-            cond[order, k] = self._var(ds, name, sorted_idx)
+            cond[order, k] = self.ocean if name == MASK else self._var(ds, name, sorted_idx)
         return {"target": target, "cond": cond}
 
     def read_physical(self, positions: np.ndarray) -> dict[str, np.ndarray]:
@@ -343,10 +304,10 @@ class PairDataset(torch.utils.data.Dataset):
                                   ["mask"], flags, is_mask=True)[0] > 0.5
         else:
             land = ~self.ocean
-        if self.target_stats is not None:
-            target = (target - self.target_stats.mean[:, None, None]) / self.target_stats.std[:, None, None]
-        if self.cond_stats is not None:
-            cond = (cond - self.cond_stats.mean[:, None, None]) / self.cond_stats.std[:, None, None]
+        if self.normalization is not None:
+            n = self.normalization
+            target = (target - n.target_mean[:, None, None]) / n.target_std[:, None, None]
+            cond = (cond - n.cond_mean[:, None, None]) / n.cond_std[:, None, None]
         target = np.where(observed, target, 0.0)
         cond = np.where(land, 0.0, cond)  # land carries no information: the normalised mean
         return {"target": torch.from_numpy(np.ascontiguousarray(target, dtype=np.float32)),
@@ -355,35 +316,41 @@ class PairDataset(torch.utils.data.Dataset):
                 "labels": torch.from_numpy(flags.labels())}
 
     # --- statistics --------------------------------------------------------------------------------------------
-    def compute_stats(self, chunk: int = 64, std_floor: float = 1e-8) -> tuple[ChannelStats, ChannelStats, np.ndarray]:
-        """(target stats, conditioning stats, target coverage per variable) over this dataset's windows.
+    def fit_normalization(self, chunk: int = 64) -> tuple[Normalization, np.ndarray]:
+        """(normalisation fitted on this dataset's windows, target coverage per variable).
 
-        Streams `chunk` windows at a time, uses ocean cells only and ignores unobserved (NaN) targets, so gappy
+        Streams `chunk` windows at a time over ocean cells and ignores unobserved (NaN) targets, so gappy
         references and files larger than memory are fine. Coverage = observed / ocean cells per target variable.
+        Raises InputError for NaN in an ocean cell of a conditioning field or a variable without any observation.
         """
-        tm, cm = _Moments(len(self.variables)), _Moments(len(self.cond_names))
+        acc = NormalizationAccumulator(self.cond_names, self.variables, self.ocean.astype(np.float32))
+        observed = np.zeros(len(self.variables))
         for start in range(0, len(self), chunk):
             raw = self.read_physical(np.arange(start, min(start + chunk, len(self))))
-            ocean = np.broadcast_to(self.ocean, raw["target"].shape[-2:])
-            t_valid = np.isfinite(raw["target"]) & ocean
-            c_valid = np.isfinite(raw["cond"]) & ocean
-            bad = ocean & ~c_valid
+            bad = ~np.isfinite(raw["cond"]) & self.ocean
             if bad.any():
                 c = int(np.argwhere(bad)[0][1])
                 raise InputError(str(self.path), self.cond_names[c], "NaN/inf in an ocean cell of a conditioning field")
-            tm.add(raw["target"], t_valid)
-            cm.add(raw["cond"], c_valid)
-        coverage = tm.n / max(len(self) * int(self.ocean.sum()), 1)
-        for v, n in zip(self.variables, tm.n):
+            observed += (np.isfinite(raw["target"]) & self.ocean).sum(axis=(0, 2, 3))
+            acc.update(dict(zip(self.cond_names, np.moveaxis(raw["cond"], 1, 0))),
+                       dict(zip(self.variables, np.moveaxis(raw["target"], 1, 0))))
+        for v, n in zip(self.variables, observed):
             if n == 0:
                 raise InputError(str(self.path), f"reference_{v}", "no observed (finite) value in the train split")
-        return tm.stats(self.variables, std_floor), cm.stats(self.cond_names, std_floor), coverage
+        coverage = observed / max(len(self) * int(self.ocean.sum()), 1)
+        return acc.result(), coverage
 
-    def with_stats(self, target_stats: ChannelStats, cond_stats: ChannelStats) -> "PairDataset":
+    def _check_normalization(self, n: Normalization) -> None:
+        if list(n.cond_names) != self.cond_names or list(n.target_names) != self.variables:
+            raise ValueError(f"normalisation channels {n.cond_names} / {n.target_names} do not match the dataset's "
+                             f"{self.cond_names} / {self.variables}")
+
+    def with_normalization(self, normalization: Normalization) -> "PairDataset":
         """The same windows (sharing any in-memory cache) with normalisation switched on."""
+        self._check_normalization(normalization)
         new = object.__new__(PairDataset)
         new.__dict__.update(self.__getstate__())
-        new.target_stats, new.cond_stats = target_stats, cond_stats
+        new.normalization = normalization
         return new
 
 

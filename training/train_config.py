@@ -8,9 +8,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from fortran_stub.config import StrictConfig
+from corrector.config import CorrectorConfig
+
+
+class StrictConfig(BaseModel):
+    """Same behaviour as `fortran_stub.config.StrictConfig` (unknown keys are an error, values validated on
+    assignment); defined here because `fortran_stub.config` is not installed by fortran_stub/meson.build."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class DataConfig(StrictConfig):
@@ -81,3 +88,10 @@ class TrainConfig(StrictConfig):
         if self.optim.min_lr > self.optim.lr:
             raise ValueError(f"optim.min_lr ({self.optim.min_lr}) must not exceed optim.lr ({self.optim.lr})")
         return self
+
+
+class TrainRunConfig(StrictConfig):
+    """A training YAML (`configs/train_*.yaml`): the corrector to build and how to train it."""
+
+    corrector: CorrectorConfig = CorrectorConfig()
+    train: TrainConfig = TrainConfig()
