@@ -1,0 +1,239 @@
+"""`CoarseModel`: the Fortran coarse mEVP-VP sea-ice model behind the bridge API of docs/design.md.
+
+Python owns every prognostic array, Fortran-ordered float64 of shape (nx, ny); the Fortran step
+(`seaice_api::coarse_step`) updates them in place, and `state_views()` hands out their `.T` (ny, nx) views, so
+nothing on the hot path is copied. The shear stress lives on all (nx+1, ny+1) corners including the west and
+south walls; its view `sig12` is the (ny, nx) block of north-east corners. Parameters come from a typed
+`CoarsePhysicsConfig`, copied component by component into the Fortran derived types `coarse_params` and
+`thermo_params`. Fortran never stops: it returns an error code that becomes a `ModelError`.
+
+`TruthModel` (the BBM truth, coupling/truth.py) is re-exported here so both models come from one place.
+"""
+from __future__ import annotations
+
+import time
+from typing import Mapping
+
+import numpy as np
+import xarray as xr
+
+from fortran_stub.config import CoarsePhysicsConfig, GridConfig
+
+from .errors import InputError
+from .variables import FORCING_VARIABLES, attrs
+
+WINDOW_SECONDS = 43200.0  # the product's time step: one call of `step`
+
+#: public state name -> key of the Fortran-ordered array holding it (sig12 is handled separately)
+_PROGNOSTIC = {"sic": "a", "sivol": "vice", "snvol": "vsnow", "tsi": "tsurf", "tos": "tos",
+               "siu": "u", "siv": "v", "sig1": "s1", "sig2": "s2"}
+_SETTABLE = frozenset(_PROGNOSTIC) | {"sig12", "sit", "snt"}
+_STATE_ORDER = ("sic", "sit", "snt", "siu", "siv", "sivol", "snvol", "tsi", "tos", "sig1", "sig2", "sig12")
+_NINFO = 8  # seaice_coarse::ninfo
+
+#: Fortran error codes (seaice_coarse) and what they mean
+FORTRAN_ERRORS = {
+    2: "invalid parameter or grid (check CoarsePhysicsConfig / GridConfig)",
+    3: "mEVP produced a non-finite velocity (unstable: raise n_evp, use aevp, or shorten dt_dyn)",
+    4: "thermodynamics produced a non-finite value (check the thermodynamic forcing)",
+    5: "memory allocation failed",
+    6: "transport failed: non-finite velocity or more than 100000 CFL substeps",
+    7: "forcing contains non-finite values",
+}
+
+
+class ModelError(RuntimeError):
+    """The Fortran model returned an error code; the state is undefined afterwards (restore it before reuse)."""
+
+    def __init__(self, code: int, where: str):
+        self.code = code
+        super().__init__(f"{where}: Fortran error {code}: {FORTRAN_ERRORS.get(code, 'unknown error')}")
+
+
+def _fortran():
+    from fortran_stub import seaice  # deferred: importing may rebuild the extension (editable install)
+    return seaice
+
+
+def _set_components(obj, values: Mapping[str, object], type_name: str) -> None:
+    """Copy every value onto the f90wrap derived-type `obj`; a name Fortran does not know is a bug: fail loudly."""
+    for name, value in values.items():
+        if not hasattr(obj, name):
+            raise AttributeError(f"Fortran type {type_name} has no component '{name}' (config and Fortran differ)")
+        setattr(obj, name, value)
+
+
+def fortran_params(physics: CoarsePhysicsConfig):
+    """The Fortran (coarse_params, thermo_params) derived types filled from `physics`."""
+    seaice = _fortran()
+    pd = seaice.seaice_params.coarse_params()
+    _set_components(pd, physics.fortran_values(), "coarse_params")
+    tp = seaice.seaice_params.thermo_params()
+    _set_components(tp, physics.thermo.model_dump(), "thermo_params")
+    ierr = int(seaice.seaice_api.coarse_param_check(pd))
+    if ierr:
+        raise ModelError(ierr, "CoarseModel parameters")
+    return pd, tp
+
+
+def _checked_field(name: str, value, shape: tuple[int, int], where: str) -> np.ndarray:
+    """`value` as an array after checking shape, dtype and finiteness; InputError (a ValueError) names the field."""
+    arr = value.values if isinstance(value, xr.DataArray) else np.asarray(value)
+    if arr.shape != shape:
+        raise InputError(None, name, f"{where}: shape {arr.shape}, expected (ny, nx) = {shape}")
+    if not np.issubdtype(arr.dtype, np.floating):
+        raise InputError(None, name, f"{where}: dtype {arr.dtype}, expected a floating-point array")
+    if not np.all(np.isfinite(arr)):
+        raise InputError(None, name, f"{where}: contains NaN or infinite values")
+    return arr
+
+
+class CoarseModel:
+    """The coarse model with the bridge API (get_state/set_state/step/state_views/time_seconds/last_step_info).
+
+    grid: GridConfig (nx, ny cells of dx m, closed walls); physics: CoarsePhysicsConfig.
+    The initial state is ice-free and at rest, with tsi and tos at the freezing point.
+    """
+
+    def __init__(self, grid: GridConfig, physics: CoarsePhysicsConfig | None = None):
+        self.grid = grid
+        self.physics = physics if physics is not None else CoarsePhysicsConfig()
+        seaice = _fortran()
+        self._step_fn = seaice.seaice_api.coarse_step
+        self._deformation_fn = seaice.seaice_api.deformation_fields
+        self._pd, self._tp = fortran_params(self.physics)
+        nx, ny = grid.nx, grid.ny
+        tf = self.physics.thermo.t_freeze
+
+        def field(value: float = 0.0) -> np.ndarray:
+            return np.full((nx, ny), value, dtype=np.float64, order="F")
+
+        self._arr = {key: field() for key in _PROGNOSTIC.values()}
+        self._arr["tsurf"][...] = tf
+        self._arr["tos"][...] = tf
+        self._s12 = np.zeros((nx + 1, ny + 1), dtype=np.float64, order="F")  # includes W and S wall corners
+        self._f0 = np.zeros((nx, ny, len(FORCING_VARIABLES)), dtype=np.float64, order="F")
+        self._f1 = np.zeros_like(self._f0)
+        self._resid = np.zeros(self.physics.n_evp, dtype=np.float64)
+        self._info = np.zeros(_NINFO, dtype=np.float64)
+        self._dyn_steps = 0  # global dynamics-substep counter: alternates the transport split order
+        self.time_seconds = 0.0
+        self.last_step_info: dict = {}
+
+    # ------------------------------------------------------------------------------------------------ state
+    def state_views(self) -> dict[str, np.ndarray]:
+        """Zero-copy (ny, nx) views of the prognostic arrays; writing to them changes the model state.
+
+        sic, sivol, snvol, tsi, tos, siu, siv, sig1, sig2 are C-contiguous; sig12 is a strided view of the
+        north-east corners. sit and snt are diagnostic (V/A): use get_state or set_state for them.
+        """
+        views = {name: self._arr[key].T for name, key in _PROGNOSTIC.items()}
+        views["sig12"] = self._s12[1:, 1:].T
+        return views
+
+    def get_state(self) -> xr.Dataset:
+        """Copy of the state as a CF Dataset, dims (y, x), cell-centre coordinates x, y (m)."""
+        v = self.state_views()
+        a = v["sic"]
+        safe = np.where(a > 0, a, 1.0)
+        data = dict(v)
+        data["sit"] = np.where(a > 0, v["sivol"] / safe, 0.0)
+        data["snt"] = np.where(a > 0, v["snvol"] / safe, 0.0)
+        g = self.grid
+        ds = xr.Dataset({k: (("y", "x"), np.array(data[k], dtype=np.float64), attrs(k)) for k in _STATE_ORDER},
+                        coords={"x": ("x", (np.arange(g.nx) + 0.5) * g.dx, {"units": "m", "long_name": "x"}),
+                                "y": ("y", (np.arange(g.ny) + 0.5) * g.dx, {"units": "m", "long_name": "y"})})
+        ds.attrs.update({"model": "icecorr coarse mEVP-VP", "grid_dx": g.dx, "time_seconds": self.time_seconds})
+        return ds
+
+    def set_state(self, state) -> None:
+        """Set some or all state variables from a mapping of (ny, nx) arrays or a Dataset.
+
+        If `sit`/`snt` are given, sivol = sit·sic and snvol = snt·sic (with the new sic if given). The wall faces
+        of siu/siv are forced to 0. Everything is validated before anything is written: a wrong shape, a
+        non-float dtype, NaN, an unknown name, sic outside [0, 1] or a negative thickness/volume raise an
+        InputError (a ValueError) naming the field.
+        """
+        items = {k: state[k] for k in state.data_vars} if isinstance(state, xr.Dataset) else dict(state)
+        shape = (self.grid.ny, self.grid.nx)
+        checked: dict[str, np.ndarray] = {}
+        for name, value in items.items():
+            if name not in _SETTABLE:
+                raise InputError(None, name, f"set_state: not a coarse-model state variable "
+                                             f"(expected some of {', '.join(sorted(_SETTABLE))})")
+            checked[name] = _checked_field(name, value, shape, "set_state")
+        if "sic" in checked and (checked["sic"].min() < 0.0 or checked["sic"].max() > 1.0):
+            raise InputError(None, "sic", "set_state: concentration outside [0, 1]")
+        for name in ("sit", "snt", "sivol", "snvol"):
+            if name in checked and checked[name].min() < 0.0:
+                raise InputError(None, name, "set_state: negative thickness/volume")
+        views = self.state_views()
+        for name, arr in checked.items():
+            if name not in ("sit", "snt"):
+                views[name][...] = arr
+        a = views["sic"]
+        if "sit" in checked:
+            np.multiply(checked["sit"], a, out=views["sivol"])
+        if "snt" in checked:
+            np.multiply(checked["snt"], a, out=views["snvol"])
+        views["siu"][:, -1] = 0.0
+        views["siv"][-1, :] = 0.0
+
+    # ------------------------------------------------------------------------------------------------- step
+    def _pack(self, forcing: Mapping, out: np.ndarray, which: str) -> None:
+        shape = (self.grid.ny, self.grid.nx)
+        for k, name in enumerate(FORCING_VARIABLES):
+            if name not in forcing:
+                raise InputError(None, name, f"step: forcing at {which} lacks this variable "
+                                             f"(need {', '.join(FORCING_VARIABLES)})")
+            out[:, :, k] = _checked_field(name, forcing[name], shape, f"step: forcing at {which}").T
+
+    def step(self, forcing_t0: Mapping, forcing_t1: Mapping, duration_seconds: float = WINDOW_SECONDS) -> None:
+        """Advance by `duration_seconds` (default exactly 12 h); forcing (cell centres, design.md names and units)
+        is given at both ends of the window and interpolated linearly in time inside Fortran."""
+        if not duration_seconds > 0:
+            raise ValueError(f"step: duration_seconds must be > 0, got {duration_seconds}")
+        self._pack(forcing_t0, self._f0, "t0")
+        self._pack(forcing_t1, self._f1, "t1")
+        r, g = self._arr, self.grid
+        t0 = time.perf_counter()
+        ierr = self._step_fn(self._pd, self._tp, g.nx, g.ny, len(FORCING_VARIABLES), g.dx, float(duration_seconds),
+                             self._dyn_steps, r["a"], r["vice"], r["vsnow"], r["tsurf"], r["tos"], r["u"], r["v"],
+                             r["s1"], r["s2"], self._s12, self._f0, self._f1, self._resid.size, self._resid,
+                             _NINFO, self._info)
+        wall = time.perf_counter() - t0
+        if ierr != 0:
+            raise ModelError(int(ierr), f"CoarseModel.step at t = {self.time_seconds:.0f} s")
+        i = self._info
+        self._dyn_steps += int(i[3])
+        self.time_seconds += float(duration_seconds)
+        self.last_step_info = {
+            "mevp_residual": float(i[0]),          # RMS velocity change (m s-1), last iteration, last substep
+            "mevp_residual_first": float(i[1]),    # same, first iteration of the last substep
+            "transport_substeps": int(i[2]),       # summed over the dynamics substeps
+            "dynamics_steps": int(i[3]),
+            "alpha_max": float(i[4]),              # largest mEVP alpha = beta used
+            "new_ice_volume": float(i[5]),         # m, domain mean, formed in open water
+            "minima_removed_volume": float(i[6]),  # m, domain mean, removed by the ice minima
+            "max_courant": float(i[7]),
+            "wall_time": wall,                     # s
+        }
+
+    def mevp_residuals(self) -> np.ndarray:
+        """Copy of the RMS velocity change (m s-1) of every mEVP iteration of the last dynamics substep."""
+        return self._resid.copy()
+
+    def deformation(self) -> tuple[np.ndarray, np.ndarray]:
+        """Divergence and shear rate (s-1) at cell centres from the current velocities, (ny, nx) copies."""
+        nx, ny = self.grid.nx, self.grid.ny
+        div = np.zeros((nx, ny), dtype=np.float64, order="F")
+        shear = np.zeros_like(div)
+        self._deformation_fn(nx, ny, self.grid.dx, self._arr["u"], self._arr["v"], div, shear)
+        return div.T.copy(), shear.T.copy()
+
+
+def __getattr__(name: str):
+    if name == "TruthModel":  # lazy: the truth module is optional for users of the coarse model
+        from .truth import TruthModel
+        return TruthModel
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
