@@ -8,16 +8,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from corrector.config import CorrectorConfig
-
-
-class StrictConfig(BaseModel):
-    """Same behaviour as `fortran_stub.config.StrictConfig` (unknown keys are an error, values validated on
-    assignment); defined here because `fortran_stub.config` is not installed by fortran_stub/meson.build."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from fortran_stub.config import StrictConfig
 
 
 class DataConfig(StrictConfig):
