@@ -161,8 +161,9 @@ def test_run_evaluate_writes_report_metrics_and_plots(scenario):
     for label in ("coarse", "deterministic", "diffusion", "truth"):
         assert f"| {label} |" in text
     pngs = sorted(p.name for p in out.glob("*.png"))
-    for name in ("rmse_spread_vs_lead.png", "spectra.png", "deformation_pdfs.png", "deformation_scaling.png",
-                 "rank_histograms.png", "shear_p90.png", "maps_12h.png", "maps_72h.png"):
+    for name in ("rmse_spread_vs_lead.png", "nrmse_vs_lead.png", "spread_skill_crps_vs_lead.png", "spectra.png",
+                 "deformation_pdfs.png", "deformation_scaling.png", "rank_histograms.png", "shear_p90.png",
+                 "maps_12h.png", "maps_72h.png"):
         assert name in pngs
         assert f"]({name})" in text
     assert not list(out.glob("*.tmp-*"))

@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
@@ -48,8 +49,21 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 def _subplots(nrows: int = 1, ncols: int = 1, figsize=(4.0, 3.0), squeeze: bool = True):
     """Fixed margins instead of tight/constrained layout, which cost seconds per figure on a busy CPU."""
     fig, axes = plt.subplots(nrows, ncols, figsize=figsize, squeeze=squeeze)
-    fig.subplots_adjust(left=0.1, right=0.97, bottom=0.14, top=0.88, wspace=0.45, hspace=0.55)
+    w, h = figsize  # margins in inches, so labels fit at every figure size
+    fig.subplots_adjust(left=0.75 / w, right=1 - 0.2 / w, bottom=0.55 / h, top=1 - 0.4 / h, wspace=0.45,
+                        hspace=0.55)
     return fig, axes
+
+
+def _tidy_log(ax) -> None:
+    """Log axes: no minor tick labels (they overlap on narrow panels)."""
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _style(name: str) -> dict:
+    """Truth drawn thick and underneath, so identical model curves remain visible on top of it."""
+    return {"lw": 2.2, "zorder": 1} if name == "truth" else {"lw": 1.0, "zorder": 2}
 
 
 def _days(lead_hours) -> np.ndarray:
@@ -78,39 +92,44 @@ def plot_scores_vs_lead(metrics: xr.Dataset, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_summary_scores(metrics: xr.Dataset, path: Path) -> Path:
-    """nRMSE, and per-variable spread/skill and CRPS, against lead."""
+def plot_nrmse(metrics: xr.Dataset, path: Path) -> Path:
+    """nRMSE = √(mean_v (RMSE_v/σ_v)²) of each model (ensemble mean for ensembles) against lead."""
+    models = [str(m) for m in metrics["model"].values]
+    col = _colours(models)
+    fig, ax = _subplots(figsize=(4.5, 3.2))
+    for m in models:
+        n = metrics["nrmse"].sel(model=m)
+        ax.plot(_days(n["lead"]), n, color=col[m], label=m)
+    ax.set_xlabel("lead (days)")
+    ax.set_ylabel("nRMSE")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def plot_probabilistic_scores(metrics: xr.Dataset, path: Path) -> Path:
+    """Per variable: spread/RMSE (top; ensembles only, 1 = calibrated) and fair CRPS (bottom) against lead."""
     variables = [str(v) for v in metrics["variable"].values]
     models = [str(m) for m in metrics["model"].values]
     col = _colours(models)
-    fig, axes = _subplots(2, len(variables), figsize=(3.2 * len(variables), 5.6), squeeze=False)
-    for m in models:
-        n = metrics["nrmse"].sel(model=m)
-        axes[0, 0].plot(_days(n["lead"]), n, color=col[m], label=m)
-    axes[0, 0].set_title("nRMSE (ensemble mean)")
-    axes[0, 0].legend(fontsize=7)
-    for ax in axes[0, 1:]:
-        ax.axis("off")
-    has_ssr = "spread_skill_ratio" in metrics
+    fig, axes = _subplots(2, len(variables), figsize=(3.2 * len(variables), 6.0), squeeze=False)
     for k, v in enumerate(variables):
-        ax = axes[1, k]
+        top, bottom = axes[0, k], axes[1, k]
         for m in models:
-            c = metrics["crps"].sel(model=m, variable=v)
-            ax.plot(_days(c["lead"]), c, color=col[m], label=f"{m}")
-        ax.set_title(f"CRPS {v} ({UNITS.get(v, '')})")
-        ax.set_xlabel("lead (days)")
-        ax.grid(alpha=0.3)
-    if has_ssr and len(variables) > 1:
-        ax = axes[0, 1]
-        ax.axis("on")
-        for m in models:
-            for v, ls in zip(variables, ["-", "--", ":", "-.", (0, (1, 3))]):
+            if "spread_skill_ratio" in metrics:
                 s = metrics["spread_skill_ratio"].sel(model=m, variable=v)
                 if np.isfinite(s).any():
-                    ax.plot(_days(s["lead"]), s, color=col[m], ls=ls, label=f"{m} {v}")
-        ax.axhline(1.0, color="grey", lw=0.8)
-        ax.set_title("spread / RMSE (√((M+1)/M))")
-        ax.legend(fontsize=6)
+                    top.plot(_days(s["lead"]), s, color=col[m], label=m)
+            c = metrics["crps"].sel(model=m, variable=v)
+            bottom.plot(_days(c["lead"]), c, color=col[m], label=m)
+        top.axhline(1.0, color="grey", lw=0.8)
+        top.set_title(f"spread/RMSE {v}", fontsize=9)
+        bottom.set_title(f"CRPS {v} ({UNITS.get(v, '')})", fontsize=9)
+        bottom.set_xlabel("lead (days)")
+        for ax in (top, bottom):
+            ax.grid(alpha=0.3)
+    axes[1, 0].legend(fontsize=7)
     return _save(fig, path)
 
 
@@ -151,8 +170,9 @@ def plot_spectra(metrics: xr.Dataset, path: Path) -> Path | None:
             ax = axes[i, j]
             for s in sources:
                 p = metrics["spectrum_power"].sel(source=s, spectrum_field=f, spectrum_lead=lead).values / bw
-                ax.loglog(wl, np.where(p > 0, p, np.nan), color=col[s], label=s, lw=1.5 if s == "truth" else 1.0)
+                ax.loglog(wl, np.where(p > 0, p, np.nan), color=col[s], label=s, **_style(s))
             ax.invert_xaxis()
+            _tidy_log(ax)
             ax.set_title(f"{f}, {lead / 24:g} d", fontsize=9)
             ax.set_xlabel("wavelength (km)")
             ax.grid(alpha=0.3, which="both")
@@ -170,7 +190,8 @@ def plot_deformation_pdfs(metrics: xr.Dataset, path: Path) -> Path:
     for ax, key, title in zip(axes, ("pdf_shear", "pdf_divergence"), ("shear", "|divergence|")):
         for s in sources:
             d = metrics[key].sel(source=s).values
-            ax.loglog(x, np.where(d > 0, d, np.nan), color=col[s], label=s, marker=".", ms=3)
+            ax.loglog(x, np.where(d > 0, d, np.nan), color=col[s], label=s, marker=".", ms=3, **_style(s))
+        _tidy_log(ax)
         ax.set_xlabel(f"{title} (day⁻¹)")
         ax.set_ylabel("PDF (day)")
         ax.grid(alpha=0.3, which="both")
@@ -188,8 +209,8 @@ def plot_scaling(metrics: xr.Dataset, path: Path) -> Path:
     for s in sources:
         for k, q in enumerate(metrics["q"].values):
             mom = metrics["scaling_moments"].sel(source=s, coarse_graining="gradient", q=q).values
-            axes[0].loglog(L, mom, color=col[s], marker=markers[k % 5], ms=4, lw=0.8,
-                           label=s if k == 0 else None)
+            axes[0].loglog(L, mom, color=col[s], marker=markers[k % 5], ms=4, label=s if k == 0 else None,
+                           **_style(s))
         for method, ls in (("gradient", "-"), ("magnitude", "--")):
             b = metrics["beta"].sel(source=s, coarse_graining=method)
             e = metrics["beta_stderr"].sel(source=s, coarse_graining=method)
@@ -200,7 +221,8 @@ def plot_scaling(metrics: xr.Dataset, path: Path) -> Path:
     axes[0].legend(fontsize=7)
     axes[1].set_xlabel("moment q")
     axes[1].set_ylabel("β(q)")
-    axes[1].set_title(metrics["beta"].attrs.get("fit_range", ""), fontsize=8)
+    _tidy_log(axes[0])
+    axes[1].set_title(metrics["beta"].attrs.get("fit_range", "").replace(", ", ",\n", 1), fontsize=7)
     axes[1].legend(fontsize=6)
     for ax in axes:
         ax.grid(alpha=0.3, which="both")
@@ -214,7 +236,7 @@ def plot_shear_p90(metrics: xr.Dataset, path: Path) -> Path:
     fig, ax = _subplots(figsize=(4.5, 3.0))
     for s in sources:
         p = metrics["shear_p90"].sel(source=s)
-        ax.plot(_days(p["lead"]), p, color=col[s], label=s)
+        ax.plot(_days(p["lead"]), p, color=col[s], label=s, **_style(s))
     ax.set_xlabel("lead (days)")
     ax.set_ylabel("P90 shear (day⁻¹)")
     ax.legend(fontsize=7)
@@ -302,7 +324,7 @@ def plot_long_run(runs: Mapping[str, xr.Dataset], truth: xr.Dataset, path: Path,
             if "member" in m.dims:
                 ax.fill_between(t, m.min("member"), m.max("member"), color=col[name], alpha=0.2)
                 m = m.mean("member")
-            ax.plot(t, m, color=col[name], label=name, lw=1.5 if name == "truth" else 1.0)
+            ax.plot(t, m, color=col[name], label=name, **_style(name))
     axes[0].set_ylabel("domain-mean sic (1)")
     axes[1].set_ylabel("domain-mean ice volume sic·sit (m)")
     for ax in axes:
@@ -321,7 +343,8 @@ def evaluation_figures(ev: "Evaluation", out_dir: Path, leads: Sequence[float], 
     m = ev.metrics
     figs: dict[str, Path | None] = {
         "scores": plot_scores_vs_lead(m, out_dir / "rmse_spread_vs_lead.png"),
-        "summary_scores": plot_summary_scores(m, out_dir / "nrmse_crps_ssr_vs_lead.png"),
+        "nrmse": plot_nrmse(m, out_dir / "nrmse_vs_lead.png"),
+        "probabilistic_scores": plot_probabilistic_scores(m, out_dir / "spread_skill_crps_vs_lead.png"),
         "rank_histograms": plot_rank_histograms(m, out_dir / "rank_histograms.png"),
         "spectra": plot_spectra(m, out_dir / "spectra.png"),
         "deformation_pdfs": plot_deformation_pdfs(m, out_dir / "deformation_pdfs.png"),

@@ -10,8 +10,9 @@ import xarray as xr
 
 CAPTIONS = {
     "scores": "RMSE (solid; of the ensemble mean for ensembles) and ensemble spread (dashed) against lead.",
-    "summary_scores": "nRMSE = √(mean_v (RMSE_v/σ_v)²), spread/RMSE with the √((M+1)/M) correction (1 = "
-                      "calibrated), and fair CRPS against lead.",
+    "nrmse": "nRMSE = √(mean_v (RMSE_v/σ_v)²) against lead (ensemble mean for ensembles).",
+    "probabilistic_scores": "Spread/RMSE with the √((M+1)/M) correction (1 = calibrated; ensembles only) and "
+                            "fair CRPS (MAE for deterministic runs) against lead.",
     "rank_histograms": "Rank histograms (leads > 0 pooled; ties broken at random). Flat = calibrated, "
                        "U-shaped = under-dispersive.",
     "spectra": "Isotropic power spectra (PSD) of concentration, thickness and velocity (u + v) at chosen leads.",
