@@ -55,8 +55,9 @@ def to_datetime(value) -> datetime:
 class TrajectoryWriter:
     """Append-per-step writer of a `(time, member, y, x)` ensemble trajectory in CF-1.10 NetCDF4.
 
-    `variables` maps each variable name to its attributes (must include `units`). Arrays given to `append` are
-    `(member, y, x)`; members and grid are fixed at creation.
+    `variables` maps each variable name to its attributes (must include `units`; `_member: False` declares a
+    `(time, y, x)` variable). Arrays given to `append` are `(member, y, x)` (or `(y, x)`); members and grid are
+    fixed at creation.
     """
 
     def __init__(self, path: str | Path, variables: Mapping[str, Mapping[str, str]], members: int, ny: int, nx: int,
@@ -85,6 +86,10 @@ class TrajectoryWriter:
         self._nc = netCDF4.Dataset(self.path, "a")
         self.n_records = 0
 
+    def _dims(self, name: str) -> tuple[str, ...]:
+        """(time, member, y, x), or (time, y, x) for a variable declared with `_member: False`."""
+        return ("time", "member", "y", "x") if self.variables[name].get("_member", True) else ("time", "y", "x")
+
     def _define(self, nc: netCDF4.Dataset, dx: float, dtype: np.dtype, attrs: Mapping[str, object]) -> None:
         nc.createDimension("time", None)
         nc.createDimension("member", self.members)
@@ -103,9 +108,10 @@ class TrajectoryWriter:
                          "standard_name": f"projection_{name}_coordinate"})
             c[:] = (np.arange(n) + 0.5) * dx
         for name, var_attrs in self.variables.items():
-            v = nc.createVariable(name, dtype, ("time", "member", "y", "x"), fill_value=np.nan,
-                                  chunksizes=(1, self.members, self.ny, self.nx))
-            v.setncatts({k: val for k, val in var_attrs.items() if k != "_FillValue"})
+            dims = self._dims(name)
+            chunks = tuple(1 if d == "time" else nc.dimensions[d].size for d in dims)
+            v = nc.createVariable(name, dtype, dims, fill_value=np.nan, chunksizes=chunks)
+            v.setncatts({k: val for k, val in var_attrs.items() if not k.startswith("_")})
         nc.setncatts({"Conventions": "CF-1.10", "status": "running", "grid_dx": float(dx),
                       **{k: _attr(v) for k, v in attrs.items()}})
 
@@ -140,9 +146,9 @@ class TrajectoryWriter:
             if name not in self.variables:
                 raise KeyError(f"{self.path}: variable '{name}' was not declared at creation")
             arr = np.asarray(arr)
-            if arr.shape != (self.members, self.ny, self.nx):
-                raise ValueError(f"{self.path}: variable '{name}' record has shape {arr.shape}, "
-                                 f"expected {(self.members, self.ny, self.nx)}")
+            want = (self.members, self.ny, self.nx) if len(self._dims(name)) == 4 else (self.ny, self.nx)
+            if arr.shape != want:
+                raise ValueError(f"{self.path}: variable '{name}' record has shape {arr.shape}, expected {want}")
             self._nc[name][i] = arr
         self._nc["step"][i] = int(step)
         self._nc["time"][i] = hours  # last: a valid time value marks a complete record

@@ -17,6 +17,7 @@ from .errors import InputError
 from .output import write_dataset_atomic
 
 FORMAT = "icecorr-restart-1"
+EXTRAS = "restart_extras"
 SEEDING = "corrector.seeding.member_seeds(seed, window start index, step index, members)[member]"
 
 
@@ -30,6 +31,7 @@ class RestartState:
     members: int
     seed: int
     states: dict[str, np.ndarray]   # variable -> (window, member, y, x) float64
+    extras: np.ndarray | None = None  # (window, member, n) model state get_state does not show (hidden_state)
     units: dict[str, str] = field(default_factory=dict)
     outputs: list[str] = field(default_factory=list)   # trajectory file of each window
     checkpoint_id: str = ""
@@ -53,6 +55,9 @@ def write_restart(path: str | Path, r: RestartState) -> Path:
         if arr.shape[:2] != (n_win, n_mem):
             raise ValueError(f"restart state '{name}' has shape {arr.shape}, expected ({n_win}, {n_mem}, ny, nx)")
         data_vars[name] = (("window", "member", "y", "x"), arr, {"units": r.units.get(name, "")})
+    if r.extras is not None:
+        data_vars[EXTRAS] = (("window", "member", "extra"), np.asarray(r.extras, dtype=np.float64),
+                             {"long_name": "model state not in get_state (wall-corner stresses, counters, clock)"})
     ds = xr.Dataset(
         data_vars,
         coords={"start_index": ("window", np.asarray(r.start_indices, dtype=np.int64)),
@@ -81,7 +86,10 @@ def read_restart(path: str | Path) -> RestartState:
     if "start_index" not in ds.coords:
         raise InputError(str(path), "start_index", "missing window start indices")
     states = {}
+    extras = ds[EXTRAS].values if EXTRAS in ds else None
     for name, var in ds.data_vars.items():
+        if name == EXTRAS:
+            continue
         if var.dims != ("window", "member", "y", "x"):
             raise InputError(str(path), name, f"has dims {var.dims}, expected (window, member, y, x)")
         values = var.values.astype(np.float64)
@@ -91,7 +99,8 @@ def read_restart(path: str | Path) -> RestartState:
     return RestartState(
         mode=str(ds.attrs["mode"]), step=int(ds.attrs["step"]),
         start_indices=[int(i) for i in ds["start_index"].values], members=int(ds.attrs["members"]),
-        seed=int(ds.attrs["seed"]), states=states, units={k: v.attrs.get("units", "") for k, v in ds.data_vars.items()},
+        seed=int(ds.attrs["seed"]), states=states, extras=extras,
+        units={k: v.attrs.get("units", "") for k, v in ds.data_vars.items() if k != EXTRAS},
         outputs=json.loads(ds.attrs.get("outputs", "[]")), checkpoint_id=str(ds.attrs.get("checkpoint_id", "")),
         dx=float(ds.attrs.get("grid_dx", 1.0)), config=str(ds.attrs.get("config", "")))
 
