@@ -188,3 +188,30 @@ class PrepareConfig(StrictConfig):
         if "train" not in v:
             raise ValueError("splits need a 'train' range")
         return v
+
+
+def _physics_types():
+    from fortran_stub.config import CoarsePhysicsConfig, GridConfig
+    from fortran_stub.truth_config import TruthPhysicsConfig
+    return GridConfig, CoarsePhysicsConfig, TruthPhysicsConfig
+
+
+_Grid, _Coarse, _Truth = _physics_types()
+
+
+class TwinConfig(StrictConfig):
+    """Everything `run_generate` reads (the CLI's composed run config may hold more sections)."""
+
+    grid: _Grid = Field(default_factory=_Grid)
+    physics: _Coarse = Field(default_factory=_Coarse, description="coarse model physics")
+    truth: _Truth = Field(default_factory=_Truth, description="BBM truth physics")
+    forcing: ForcingConfig = Field(default_factory=ForcingConfig)
+    generate: GenerateConfig = Field(default_factory=GenerateConfig)
+
+
+class PrepareRunConfig(StrictConfig):
+    """Everything `run_prepare` reads."""
+
+    grid: _Grid = Field(default_factory=_Grid)
+    physics: _Coarse = Field(default_factory=_Coarse, description="coarse model physics")
+    prepare: PrepareConfig

@@ -32,6 +32,7 @@ import numpy as np
 import xarray as xr
 from scipy.interpolate import CubicSpline
 
+from coupling.variables import FORCING_VARIABLES, VARIABLES
 from fortran_stub.config import GridConfig
 from training.coarsegrain import block_mean
 from training.config import ForcingConfig
@@ -41,18 +42,10 @@ DAY = 86400.0
 T0C = 273.15
 RHO_SNOW = 330.0  # kg m-3 (nextsimDG Ice::rhoSnow), converts MU71 snow depths to mass
 
-#: forcing variables in contract order: name -> (units, standard_name, long_name)
+#: forcing variables in contract order: name -> (units, standard_name, long_name), from coupling.variables
 FORCING_METADATA: dict[str, tuple[str, str, str]] = {
-    "uas": ("m s-1", "eastward_wind", "10 m wind, x component"),
-    "vas": ("m s-1", "northward_wind", "10 m wind, y component"),
-    "tas": ("K", "air_temperature", "2 m air temperature"),
-    "huss": ("kg kg-1", "specific_humidity", "2 m specific humidity"),
-    "rsds": ("W m-2", "surface_downwelling_shortwave_flux_in_air", "incoming shortwave radiation"),
-    "rlds": ("W m-2", "surface_downwelling_longwave_flux_in_air", "incoming longwave radiation"),
-    "prsn": ("kg m-2 s-1", "snowfall_flux", "snowfall rate"),
-    "uo": ("m s-1", "surface_sea_water_x_velocity", "ocean surface current, x component"),
-    "vo": ("m s-1", "surface_sea_water_y_velocity", "ocean surface current, y component"),
-}
+    name: (VARIABLES[name]["units"], VARIABLES[name].get("standard_name", ""), VARIABLES[name]["long_name"])
+    for name in FORCING_VARIABLES}
 FORCING_NAMES: tuple[str, ...] = tuple(FORCING_METADATA)
 NOISE_NAMES = ("uas_noise", "vas_noise")
 

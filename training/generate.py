@@ -31,6 +31,7 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 import xarray as xr
 
+from coupling.variables import ML_VARIABLES, attrs
 from fortran_stub.config import GridConfig
 from training.coarsegrain import coarsen_state
 from training.config import GenerateConfig, InitialIceConfig
@@ -38,7 +39,6 @@ from training.forcing import FORCING_METADATA, FORCING_NAMES, STEP_SECONDS, Synt
 from training.io import concat_netcdf_along_time, write_netcdf_atomic
 
 SPLITS = ("train", "val", "test")
-ML_VARIABLES = ("sic", "sit", "snt", "siu", "siv")
 PRODUCER = "icecorr generate"
 
 #: coarse-model variables taken from the coarse-grained truth at every re-forecast start
@@ -131,36 +131,13 @@ def coarse_start_state(initial: Mapping[str, np.ndarray], coarse_vars: set[str])
 
 
 # ---------------------------------------------------------------------------------------------- pair records
-_FALLBACK_META = {  # used until/unless coupling.variables provides the table
-    "sic": {"units": "1", "standard_name": "sea_ice_area_fraction", "long_name": "sea-ice concentration"},
-    "sit": {"units": "m", "standard_name": "sea_ice_thickness",
-            "long_name": "sea-ice thickness of the ice-covered part (V/A)"},
-    "snt": {"units": "m", "standard_name": "surface_snow_thickness", "long_name": "snow thickness on ice (Vs/A)"},
-    "siu": {"units": "m s-1", "standard_name": "sea_ice_x_velocity",
-            "long_name": "sea-ice x-velocity on the east cell face"},
-    "siv": {"units": "m s-1", "standard_name": "sea_ice_y_velocity",
-            "long_name": "sea-ice y-velocity on the north cell face"},
-    "damage": {"units": "1", "long_name": "sea-ice damage (1 = undamaged, 0 = fully damaged)"},
-}
 _ROLE = {"initial_": "coarse-grained reference at t: ", "forecast_": "coarse-model 12 h forecast from initial: ",
          "reference_": "coarse-grained reference at t+12h: ", "residual_": "reference - forecast: "}
 
 
 def state_metadata() -> dict[str, dict[str, str]]:
-    """CF attributes (units, standard_name, long_name) of the ML variables and damage."""
-    try:
-        from coupling import variables as cv
-        table = getattr(cv, "VARIABLES", None) or getattr(cv, "METADATA", None)
-    except ImportError:
-        table = None
-    out = {}
-    for v, fallback in _FALLBACK_META.items():
-        meta = dict(fallback)
-        entry = table.get(v) if isinstance(table, Mapping) else None
-        if isinstance(entry, Mapping):
-            meta.update({k: str(entry[k]) for k in ("units", "standard_name", "long_name") if k in entry})
-        out[v] = meta
-    return out
+    """CF attributes (units, standard_name, long_name) of the ML variables and damage (coupling.variables)."""
+    return {v: attrs(v) for v in (*ML_VARIABLES, "damage")}
 
 
 class PairBuffer:

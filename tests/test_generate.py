@@ -1,0 +1,173 @@
+"""Twin-experiment generation with the real coarse (mEVP-VP) and truth (BBM) models on a 16² coarse grid."""
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from coupling.variables import FORCING_VARIABLES, ML_VARIABLES
+from fortran_stub.config import GridConfig
+from training.config import GenerateConfig, TwinConfig
+from training.forcing import SyntheticForcing
+from training.generate import coarse_grained, initial_truth_state, plan_runs, run_generate, simulate_run
+
+from .mpirun import run_mpi
+
+GRID = {"nx": 16, "ny": 16, "dx": 32_000.0}
+GEN = {"run_days": 2.0, "spinup_days": 0.5, "seeds": {"train": [11], "val": [12], "test": []}}
+
+
+def _config(**generate) -> TwinConfig:
+    return TwinConfig.model_validate({"grid": GRID, "generate": {**GEN, **generate}})
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    out = tmp_path_factory.mktemp("generate")
+    cfg = _config()
+    paths = run_generate(cfg, out, progress=False)
+    return cfg, out, paths
+
+
+def test_files_variables_and_metadata(generated):
+    cfg, out, paths = generated
+    assert [p.name for p in paths] == ["train.nc", "val.nc"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "train.nc", "val.nc"]  # no parts, no tmp
+    with xr.open_dataset(out / "train.nc") as ds:
+        expected = {f"{p}_{v}" for p in ("initial", "forecast", "reference", "residual") for v in ML_VARIABLES}
+        expected |= {"initial_damage", "reference_damage", "mask", "run", "run_seed"}
+        expected |= {f"{f}_{s}" for f in FORCING_VARIABLES for s in ("t0", "t1")}
+        assert set(ds.data_vars) == expected
+        assert ds.sizes == {"time": 4, "y": 16, "x": 16}
+        assert ds["initial_sit"].dims == ("time", "y", "x")
+        assert ds["residual_siu"].attrs["units"] == "m s-1" and ds["reference_sic"].attrs["units"] == "1"
+        assert ds["tas_t1"].attrs["units"] == "K"
+        assert ds.attrs["producer"] == "icecorr generate" and ds.attrs["grid_dx"] == 32_000.0
+        assert "icecorr_version" in ds.attrs and "generate:" in ds.attrs["config"]
+        assert (np.diff(ds["time"].values) == np.timedelta64(12, "h")).all()
+        assert ds["time"].encoding["calendar"] == "standard"
+        assert ds["initial_sic"].encoding["chunksizes"][0] <= cfg.generate.chunk_time
+        assert (ds["mask"].values == 1).all() and (ds["run"].values == 0).all()
+        assert ds["initial_sic"].dtype == np.float32
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["splits"]["train"]["seeds"] == [11] and manifest["splits"]["val"]["seeds"] == [12]
+    assert manifest["grid"]["nx"] == 16 and manifest["grid"]["refinement"] == 2
+    assert manifest["variables"]["residual_sit"]["units"] == "m"
+    assert manifest["config"]["generate"]["run_days"] == 2.0
+    stats = manifest["statistics"]["train"]["residual"]
+    assert set(stats) == set(ML_VARIABLES) and all(np.isfinite(stats[v]["std"]) for v in stats)
+
+
+def test_pairs_are_consistent(generated):
+    _, out, _ = generated
+    with xr.open_dataset(out / "train.nc") as ds:
+        for v in ML_VARIABLES:
+            ref, fc, res = (ds[f"{p}_{v}"].values.astype(np.float64) for p in ("reference", "forecast", "residual"))
+            np.testing.assert_allclose(res, ref - fc, atol=1e-6 * max(1.0, np.abs(ref).max()))
+            # consecutive windows: the reference at t+12h is the next window's initial state (the truth trajectory)
+            np.testing.assert_array_equal(ds[f"initial_{v}"].values[1:], ds[f"reference_{v}"].values[:-1])
+            assert np.abs(res).max() > 0, f"residual_{v} is identically zero: coarse and truth cannot be equal"
+        for f in FORCING_VARIABLES:
+            np.testing.assert_array_equal(ds[f"{f}_t0"].values[1:], ds[f"{f}_t1"].values[:-1])
+        np.testing.assert_array_equal(ds["initial_damage"].values[1:], ds["reference_damage"].values[:-1])
+        assert (ds["initial_siu"].values[:, :, -1] == 0).all()  # closed east wall
+        assert (ds["initial_siv"].values[:, -1, :] == 0).all()  # closed north wall
+        sic = ds["reference_sic"].values
+        assert sic.min() >= 0 and sic.max() <= 1 and ds["reference_sit"].values.min() >= 0
+        assert ds["initial_damage"].values.min() < 1.0  # the BBM truth has damaged ice after spin-up
+
+
+def test_reference_is_the_coarse_grained_truth(generated):
+    """Re-run the truth by hand: the first two windows' reference is C(truth) at the matching times."""
+    from coupling.bridge import TruthModel
+    cfg, out, _ = generated
+    run = plan_runs(cfg.generate)[1]  # the validation run (seed 12, second calendar year)
+    fine = cfg.grid.refined(2)
+    gen = cfg.generate
+    forcing = SyntheticForcing(cfg.forcing, fine, run.start, gen.n_spinup + 3, run.seed)
+    truth = TruthModel(fine, cfg.truth, run.seed)
+    truth.set_state(initial_truth_state(gen.initial, fine, run.seed))
+    for k in range(gen.n_spinup + 1):
+        truth.step(forcing.truth_at(k), forcing.truth_at(k + 1))
+    c = coarse_grained(truth.get_state(), 2)
+    with xr.open_dataset(out / "val.nc") as ds:
+        assert ds["time"].values[0] == np.datetime64(forcing.time(gen.n_spinup), "ns")
+        assert int(ds["run_seed"].values[0]) == 12
+        for v in ML_VARIABLES:
+            np.testing.assert_array_equal(ds[f"reference_{v}"].values[0], c[v].astype(np.float32))
+        coarse_f = forcing.coarse_at(gen.n_spinup + 1, 2)
+        np.testing.assert_array_equal(ds["uas_t1"].values[0], coarse_f["uas"].astype(np.float32))
+
+
+def test_initial_state_and_run_plan():
+    gen = GenerateConfig(seeds={"train": [1, 2], "val": [3], "test": [4]}, start="2000-10-01T00:00")
+    runs = plan_runs(gen)
+    assert [(r.split, r.seed, r.index) for r in runs] == [("train", 1, 0), ("train", 2, 1), ("val", 3, 2),
+                                                           ("test", 4, 3)]
+    assert [r.start.year for r in runs] == [2000, 2001, 2002, 2003]
+    s = initial_truth_state(gen.initial, GridConfig(nx=32, ny=32, dx=16e3), seed=1)
+    assert 0.95 <= s["sic"].min() and s["sic"].max() <= 1.0
+    assert s["sit"].min() == pytest.approx(0.5) and s["sit"].max() == pytest.approx(1.5)
+    assert (s["damage"] == 1).all() and (s["siu"] == 0).all()
+    with pytest.raises(ValueError, match="both 'train' and 'val'"):
+        GenerateConfig(seeds={"train": [1], "val": [1]})
+
+
+def test_serial_generation_is_reproducible():
+    cfg = _config(run_days=1.0, spinup_days=0.0)
+    run = plan_runs(cfg.generate)[0]
+    a, b = simulate_run(cfg, run), simulate_run(cfg, run)
+    xr.testing.assert_identical(a, b)
+
+
+def test_mpi_two_ranks_identical_to_serial(generated, tmp_path):
+    cfg, serial_dir, _ = generated
+    script = tmp_path / "gen_mpi.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        from mpi4py import MPI
+        from training.config import TwinConfig
+        from training.generate import run_generate
+        cfg = TwinConfig.model_validate_json({cfg.model_dump_json()!r})
+        paths = run_generate(cfg, sys.argv[1], comm=MPI.COMM_WORLD, progress=False)
+        assert [p.name for p in paths] == ["train.nc", "val.nc"], paths
+    """))
+    res = run_mpi(2, [str(script), str(tmp_path / "out")], timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "residual_sic" in res.stdout and "2 rank(s)" in res.stdout  # summary printed once, by rank 0
+    assert res.stdout.count("generate:") == 1
+    for name in ("train.nc", "val.nc"):
+        with xr.open_dataset(serial_dir / name) as a, xr.open_dataset(tmp_path / "out" / name) as b:
+            xr.testing.assert_identical(a.load(), b.load())
+
+
+def test_failure_on_one_rank_fails_every_rank(tmp_path):
+    script = tmp_path / "gen_fail.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        from mpi4py import MPI
+        from training.config import TwinConfig
+        from training.generate import run_generate
+
+        class Broken:
+            def __init__(self, *a, **k):
+                raise RuntimeError("model exploded")
+
+        from coupling.bridge import CoarseModel
+        cfg = TwinConfig.model_validate({"grid": {"nx": 16, "ny": 16, "dx": 32000.0}, "generate": {
+            "run_days": 1, "spinup_days": 0, "seeds": {"train": [1], "val": [2], "test": []}}})
+        truth = Broken if MPI.COMM_WORLD.rank == 1 else __import__("coupling.truth").truth.TruthModel
+        try:
+            run_generate(cfg, sys.argv[1], comm=MPI.COMM_WORLD, progress=False, models=(CoarseModel, truth))
+        except RuntimeError as exc:
+            print(f"rank {MPI.COMM_WORLD.rank} caught: {exc}")
+            sys.exit(3)
+    """))
+    res = run_mpi(2, [str(script), str(tmp_path / "out")], timeout=120)
+    assert res.returncode != 0
+    assert "model exploded" in res.stdout
+    assert not (tmp_path / "out" / "train.nc").exists()
