@@ -154,3 +154,11 @@ def test_block_mean_respects_valid_fraction():
     assert np.isnan(block_mean(f, 2, min_valid_fraction=1.0)[0, 0])
     with pytest.raises(ValueError):
         block_mean(f, 8)
+
+
+def test_scaling_without_ice_or_motion_is_nan_not_an_error():
+    u = np.zeros((2, N, N))
+    res = deformation_scaling(u, u, DX)
+    assert np.isnan(res.beta).all()
+    masked = deformation_scaling(u + 0.1, u, DX, mask=np.zeros((N, N), bool))
+    assert np.isnan(masked.beta).all() and np.isnan(masked.moments).all()

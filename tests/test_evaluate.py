@@ -208,3 +208,63 @@ def test_reference_must_cover_the_run(scenario, tmp_path):
 def test_config_is_strict():
     with pytest.raises(ValueError, match="extra"):
         EvaluateConfig(not_a_key=1)
+
+
+def test_pair_file_reference_is_turned_into_a_trajectory(scenario, tmp_path):
+    truth = scenario["truth"]
+    t = np.array([np.datetime64(START + timedelta(hours=12 * k)) for k in range(9)])
+    pairs = xr.Dataset(coords={"time": t})
+    for v in VARS:
+        pairs[f"initial_{v}"] = (("time", "y", "x"), truth[v][:9], ATTRS[v])
+        pairs[f"reference_{v}"] = (("time", "y", "x"), truth[v][1:10], ATTRS[v])
+        pairs[f"forecast_{v}"] = (("time", "y", "x"), truth[v][1:10], ATTRS[v])
+    pairs["mask"] = (("y", "x"), scenario["mask"].astype(np.int8))
+    pairs.attrs["grid_dx"] = DX
+    pairs.to_netcdf(tmp_path / "test.nc")
+    from_pairs = evaluate({"coarse": scenario["coarse"]}, tmp_path / "test.nc", leads=(72,)).metrics
+    direct = evaluate({"coarse": scenario["coarse"]}, scenario["ref"], leads=(72,)).metrics
+    xr.testing.assert_allclose(from_pairs["rmse"], direct["rmse"])
+    bad = pairs.drop_vars("reference_siv")
+    bad.to_netcdf(tmp_path / "bad_pairs.nc")
+    with pytest.raises(InputError, match=r"bad_pairs\.nc.*field 'reference_siv'"):
+        evaluate({"coarse": scenario["coarse"]}, tmp_path / "bad_pairs.nc")
+
+
+def test_positional_references_per_window_files_and_window_dim(scenario, tmp_path):
+    truth = scenario["truth"]
+    files = []
+    for start in (0, 3):
+        ds = xr.Dataset({v: (("time", "y", "x"), truth[v][start:start + 7], ATTRS[v]) for v in VARS})
+        ds["mask"] = (("y", "x"), scenario["mask"])
+        ds.attrs["grid_dx"] = DX
+        ds.to_netcdf(tmp_path / f"ref_w{start}.nc")
+        files.append(tmp_path / f"ref_w{start}.nc")
+    direct = evaluate({"coarse": scenario["coarse"]}, scenario["ref"], leads=(72,)).metrics
+    per_window = evaluate({"coarse": scenario["coarse"]}, files, leads=(72,)).metrics
+    xr.testing.assert_allclose(per_window["rmse"], direct["rmse"])
+    # (window, time, y, x) reference: the deterministic file's 6 records are leads 12…72 h of windows 0 and 3
+    win = xr.Dataset({v: (("window", "time", "y", "x"),
+                          np.stack([truth[v][s + 1:s + 7] for s in (0, 3)]), ATTRS[v]) for v in VARS})
+    win.attrs["grid_dx"] = DX
+    win.to_netcdf(tmp_path / "ref_windows.nc")
+    det = xr.open_dataset(scenario["deterministic"]).drop_vars("valid_time")
+    det.load()
+    det.to_netcdf(tmp_path / "det_index.nc")
+    m = evaluate({"det": tmp_path / "det_index.nc"}, tmp_path / "ref_windows.nc", leads=(12,)).metrics
+    np.testing.assert_allclose(m["rmse"].sel(model="det"), 0.02, rtol=1e-6)
+    assert m["lead"].values.tolist() == [12, 24, 36, 48, 60, 72]  # first record differs from the truth ⇒ 12 h
+    with pytest.raises(InputError, match=r"det_index\.nc.*field 'time'.*no CF times"):
+        evaluate({"det": tmp_path / "det_index.nc"}, scenario["ref"])
+    with pytest.raises(InputError, match=r"ref_w0\.nc.*field 'window'.*1 reference files for 2 windows"):
+        evaluate({"coarse": scenario["coarse"]}, files[:1])
+
+
+def test_long_run_plot(scenario, tmp_path):
+    from training.plots import plot_long_run
+
+    truth = xr.open_dataset(scenario["ref"])
+    run = xr.open_dataset(scenario["diffusion"][0])
+    path = plot_long_run({"diffusion": run}, truth, tmp_path / "long_run.png", mask=scenario["mask"])
+    assert path.exists() and path.stat().st_size > 1000 and not list(tmp_path.glob("*.tmp-*"))
+    truth.close()
+    run.close()

@@ -210,7 +210,9 @@ class ScalingResult:
 def fit_scaling(scales: np.ndarray, moments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """β(q) = −slope of log moments (rows) against log scales, and its standard error."""
     x = np.log(np.asarray(scales, dtype=np.float64))
-    y = np.log(np.asarray(moments, dtype=np.float64))
+    with np.errstate(divide="ignore", invalid="ignore"):  # zero or NaN moments (no deformation) give NaN β
+        y = np.log(np.asarray(moments, dtype=np.float64))
+        y = np.where(np.isfinite(y), y, np.nan)
     n = x.size
     if n < 2:
         raise ValueError("need at least two scales to fit a slope")
@@ -231,12 +233,12 @@ def default_levels(ny: int, nx: int) -> int:
 
 
 def _moments(fields: Sequence[np.ndarray], q: np.ndarray) -> np.ndarray:
-    out = np.empty((q.size, len(fields)))
+    """Raw moments (q, level); NaN at a level without valid values (e.g. no ice), so β becomes NaN, not an error."""
+    out = np.full((q.size, len(fields)), np.nan)
     for k, f in enumerate(fields):
         x = f[np.isfinite(f)]
-        if x.size == 0:
-            raise ValueError(f"no valid deformation values at coarse-graining level {k}")
-        out[:, k] = [np.mean(x**qq) for qq in q]
+        if x.size:
+            out[:, k] = [np.mean(x**qq) for qq in q]
     return out
 
 

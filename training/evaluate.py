@@ -181,8 +181,10 @@ def _pairs_to_trajectory(ds: xr.Dataset, names: Sequence[str]) -> xr.Dataset:
     return traj
 
 
-def read_reference(paths: PathLike | Sequence[PathLike], names: Sequence[str]) -> tuple[xr.Dataset, list[str]]:
-    """The reference as a raw Dataset (trajectory or windows); pair files are converted to a trajectory."""
+def read_reference(paths: PathLike | Sequence[PathLike],
+                   names: Sequence[str]) -> tuple[xr.Dataset | list[xr.Dataset], list[str]]:
+    """The reference as a raw Dataset (one path: trajectory or window dim) or a list of them (a list of paths: one
+    per window); training-pair files are converted to a trajectory."""
     files = _as_list(paths)
     dsets = [_open(p) for p in files]
     for i, (ds, p) in enumerate(zip(dsets, files)):
@@ -192,7 +194,8 @@ def read_reference(paths: PathLike | Sequence[PathLike], names: Sequence[str]) -
                     if f"{role}_{v}" not in ds:
                         raise InputError(p, f"{role}_{v}", "missing in this training-pair reference file")
             dsets[i] = _pairs_to_trajectory(ds, names)
-    return (dsets[0] if len(dsets) == 1 else dsets), files  # type: ignore[return-value]
+    one_file = isinstance(paths, (str, os.PathLike))  # a list, even of one file, means one file per window
+    return (dsets[0] if one_file else dsets), files  # type: ignore[return-value]
 
 
 def _grid(ref: xr.Dataset, ref_file: str, cfg: EvaluateConfig) -> float:
