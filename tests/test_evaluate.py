@@ -136,6 +136,9 @@ def test_scores_reflect_the_constructed_errors(scenario):
     np.testing.assert_allclose(det["rmse"], 0.02, rtol=1e-6)
     # initial state: zero error at lead 0 for runs that start from the truth
     assert float(m["rmse"].sel(model="coarse", lead=0).max()) == 0.0
+    # persistence baseline: the truth at lead 0 held fixed
+    pers = m["rmse"].sel(model="persistence", variable="sit")
+    assert float(pers.sel(lead=0)) == 0.0 and float(pers.sel(lead=72)) > 0.1
     ens = m.sel(model="diffusion")
     assert int(ens["members"]) == 4 and int(m["members"].sel(model="coarse")) == 1
     assert (ens["spread"].sel(lead=72) > 0).all()
@@ -158,7 +161,7 @@ def test_run_evaluate_writes_report_metrics_and_plots(scenario):
     text = report.read_text()
     assert report.name == "report.md"
     assert "## Summary by model" in text and "## Summary by variable" in text
-    for label in ("coarse", "deterministic", "diffusion", "truth"):
+    for label in ("coarse", "deterministic", "diffusion", "persistence", "truth"):
         assert f"| {label} |" in text
     pngs = sorted(p.name for p in out.glob("*.png"))
     for name in ("rmse_spread_vs_lead.png", "nrmse_vs_lead.png", "spread_skill_crps_vs_lead.png", "spectra.png",
@@ -172,7 +175,7 @@ def test_run_evaluate_writes_report_metrics_and_plots(scenario):
     assert {"model", "variable", "lead_hours", "metric", "value"} == set(rows[0])
     assert any(r["metric"] == "crps" and r["model"] == "diffusion" for r in rows)
     reopened = xr.open_dataset(out / "metrics.nc")
-    assert set(reopened["model"].values) == {"coarse", "deterministic", "diffusion"}
+    assert set(reopened["model"].values) == {"coarse", "deterministic", "diffusion", "persistence"}
     assert "fair" in reopened["crps"].attrs["estimator"]
     reopened.close()
 

@@ -156,3 +156,14 @@ def test_ensemble_scores_dataset():
     assert out["rmse"].dims == ("time",) and out["rank_histogram"].dims == ("time", "rank")
     # a single member is as far from the truth as √2 × the ensemble-mean error of a calibrated 3-member ensemble
     assert float((out["member_rmse"] / out["rmse"]).mean()) == pytest.approx(np.sqrt(2 / (1 + 1 / 3)), rel=0.1)
+
+
+def test_rank_histogram_by_hand_per_lead_and_weighted():
+    # members 1, 2, 3 at every point; truth ranks: lead 0 → 0 and 2 (weights 1, 3); lead 1 → 3 and 3
+    ens = da(np.broadcast_to(np.array([1.0, 2.0, 3.0])[:, None, None, None], (3, 2, 1, 2)),
+             dims=("member", "time", "y", "x"))
+    truth = da([[[0.0, 2.5]], [[5.0, 9.0]]], dims=("time", "y", "x"))
+    hist = M.rank_histogram(ens, truth, da([[1.0, 3.0]]))
+    assert hist.dims == ("time", "rank")
+    np.testing.assert_allclose(hist[0], [0.25, 0, 0.75, 0])
+    np.testing.assert_allclose(hist[1], [0, 0, 0, 1])

@@ -66,6 +66,8 @@ class EvaluateConfig(BaseModel):
     rank_seed: int = Field(0, description="seed of the random tie-breaking in rank histograms")
     map_window: int = Field(0, ge=0)
     map_member: int = Field(0, ge=0)
+    persistence: bool = Field(True, description="add a 'persistence' baseline (the reference at lead 0 kept "
+                              "constant) when the first run starts with its initial state")
     plots: bool = True
 
 
@@ -349,6 +351,16 @@ def score_label(a: Aligned, weights: xr.DataArray, cfg: EvaluateConfig) -> xr.Da
     return ds
 
 
+def persistence(a: Aligned) -> Aligned | None:
+    """The persistence baseline of a label's windows: the reference at lead 0 for every lead (None without lead 0)."""
+    if 0.0 not in a.reference["lead"].values:
+        return None
+    start = a.reference.sel(lead=0.0, drop=True)
+    fc = start.expand_dims(lead=a.reference["lead"].values).transpose(*a.reference["sic"].dims)
+    fc = fc.assign_coords(lead=a.reference["lead"])
+    return Aligned(label="persistence", files=["reference at lead 0"], forecast=fc, reference=a.reference)
+
+
 def climatology(aligned: Sequence[Aligned], weights: xr.DataArray, cfg: EvaluateConfig) -> dict[str, float]:
     """σ_v for nRMSE: the configured values, or the std of the reference records of the first label."""
     if cfg.sigma is not None:
@@ -506,6 +518,10 @@ def evaluate(run_paths: Mapping[str, PathLike | Sequence[PathLike]],
         raise InputError(ref_files[0], "mask", f"has dims {ocean.dims}, expected (y, x)")
     weights = M.ocean_weights(ocean, cell_area=(dx / 1000.0) ** 2)  # km²
     aligned = {label: align(label, p, ref_raw, ref_files, cfg) for label, p in run_paths.items()}
+    if cfg.persistence and "persistence" not in aligned:
+        baseline = persistence(next(iter(aligned.values())))
+        if baseline is not None:
+            aligned["persistence"] = baseline
     sigma = climatology(list(aligned.values()), weights, cfg)
 
     labels = list(aligned)

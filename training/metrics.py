@@ -147,6 +147,8 @@ def rank_histogram(ensemble: xr.DataArray, reference: xr.DataArray, weights: xr.
     """
     m = _need_member(ensemble, "rank_histogram")
     ens, ref = xr.broadcast(ensemble, reference, exclude=[MEMBER])
+    kept = [d for d in ref.dims if d in keep]
+    ref = ref.transpose(*kept, ...)  # kept dims first: one flat group index per kept combination
     x = ens.transpose(*ref.dims, MEMBER).values
     y = ref.values[..., None]
     below = (x < y).sum(axis=-1)
@@ -157,11 +159,14 @@ def rank_histogram(ensemble: xr.DataArray, reference: xr.DataArray, weights: xr.
     w = (np.ones(ref.shape) if weights is None
          else weights.fillna(0).broadcast_like(ref).transpose(*ref.dims).values)
     w = np.where(valid, w, 0.0)
-    onehot = (rank[..., None] == np.arange(m + 1)) * w[..., None]
-    counts = xr.DataArray(onehot, dims=ref.dims + ("rank",), coords={**ref.coords, "rank": np.arange(m + 1)})
-    reduce = [d for d in ref.dims if d not in keep]
-    counts = counts.sum(reduce)
-    return counts / counts.sum("rank")
+    kept_shape = ref.shape[: len(kept)]
+    groups = int(np.prod(kept_shape, dtype=np.int64))
+    group = np.arange(groups).reshape(kept_shape + (1,) * (ref.ndim - len(kept)))
+    index = (np.broadcast_to(group, rank.shape) * (m + 1) + rank).ravel()
+    counts = np.bincount(index, weights=w.ravel(), minlength=groups * (m + 1)).reshape(kept_shape + (m + 1,))
+    coords = {d: ref[d] for d in kept if d in ref.coords}
+    hist = xr.DataArray(counts, dims=tuple(kept) + ("rank",), coords={**coords, "rank": np.arange(m + 1)})
+    return hist / hist.sum("rank")
 
 
 def nrmse(rmse_by_variable: Mapping[str, xr.DataArray] | xr.DataArray, sigma: Mapping[str, float]) -> xr.DataArray:
