@@ -271,3 +271,16 @@ def test_long_run_plot(scenario, tmp_path):
     assert path.exists() and path.stat().st_size > 1000 and not list(tmp_path.glob("*.tmp-*"))
     truth.close()
     run.close()
+
+
+def test_parse_run_specs(tmp_path):
+    from training.evaluate import parse_run_specs
+
+    for name in ("c_w3.nc", "c_w0.nc", "d.nc"):
+        (tmp_path / name).write_text("")
+    runs = parse_run_specs([f"coarse={tmp_path}/c_w*.nc", f"diffusion={tmp_path}/d.nc"])
+    assert [p.name for p in runs["coarse"]] == ["c_w0.nc", "c_w3.nc"] and len(runs["diffusion"]) == 1
+    with pytest.raises(InputError, match="expected label=path"):
+        parse_run_specs(["nolabel.nc"])
+    with pytest.raises(InputError, match="no file matches"):
+        parse_run_specs([f"x={tmp_path}/none_*.nc"])

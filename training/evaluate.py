@@ -163,11 +163,17 @@ def _as_list(paths: PathLike | Sequence[PathLike]) -> list[str]:
     return out
 
 
-def read_run(paths: PathLike | Sequence[PathLike], names: Sequence[str]) -> tuple[xr.Dataset, list[str]]:
-    """A run's forecasts as (window, time, [member,] y, x) records (see the module docstring)."""
+def read_run(paths: PathLike | Sequence[PathLike],
+             names: Sequence[str]) -> tuple[xr.Dataset, list[str], xr.Dataset]:
+    """A run's forecasts as (window, time, [member,] y, x) records (see the module docstring), its file names, and
+    the first file as read (for grid and units checks)."""
     files = _as_list(paths)
-    parts = [_records(_open(p), p, names, allow_member=True) for p in files]
-    return _stack_windows(parts, files), files
+    raws = [_open(p) for p in files]
+    for raw, p in zip(raws, files):
+        if raw.attrs.get("status") not in (None, "complete"):
+            warnings.warn(f"{p}: status '{raw.attrs['status']}' — scoring its complete records only", stacklevel=2)
+    parts = [_records(raw, p, names, allow_member=True) for raw, p in zip(raws, files)]
+    return _stack_windows(parts, files), files, raws[0]
 
 
 def _pairs_to_trajectory(ds: xr.Dataset, names: Sequence[str]) -> xr.Dataset:
@@ -243,8 +249,7 @@ def align(label: str, run_paths: PathLike | Sequence[PathLike], reference_raw: x
           reference_files: list[str], cfg: EvaluateConfig) -> Aligned:
     """Read one label's run and put the matching reference records beside it, with a `lead` (hours) coordinate."""
     names = cfg.variables
-    run, files = read_run(run_paths, names)
-    raw0 = _open(files[0])
+    run, files, raw0 = read_run(run_paths, names)
     ref0 = reference_raw[0] if isinstance(reference_raw, list) else reference_raw
     _check_grid(raw0, files[0], ref0, reference_files[0])
     _check_units(raw0, files[0], ref0, names)
@@ -629,6 +634,30 @@ def write_metrics_csv(metrics: xr.Dataset, path: Path) -> Path:
             w.writerows(rows)
 
     return _atomic(path, write)
+
+
+def parse_run_specs(specs: Sequence[str]) -> dict[str, list[Path]]:
+    """`label=path[,path…]` strings (paths may be globs, expanded in sorted order: one file per window) → run_paths.
+
+    For the CLI: `icecorr evaluate … --run coarse=out/coarse_w*.nc --run diffusion=out/diff_w*.nc`.
+    """
+    import glob
+
+    runs: dict[str, list[Path]] = {}
+    for spec in specs:
+        label, sep, rest = spec.partition("=")
+        if not sep or not label.strip() or not rest.strip():
+            raise InputError(None, "run", f"{spec!r}: expected label=path[,path…]")
+        if label in runs:
+            raise InputError(None, "run", f"label '{label}' given twice")
+        paths: list[Path] = []
+        for item in rest.split(","):
+            matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+            if not matches:
+                raise InputError(item, "run", f"no file matches the pattern (label '{label}')")
+            paths += [Path(m) for m in matches]
+        runs[label.strip()] = paths
+    return runs
 
 
 def run_evaluate(run_paths: Mapping[str, PathLike | Sequence[PathLike]], reference: PathLike | Sequence[PathLike],
