@@ -258,8 +258,18 @@ def test_positional_references_per_window_files_and_window_dim(scenario, tmp_pat
     assert m["lead"].values.tolist() == [12, 24, 36, 48, 60, 72]  # first record differs from the truth ⇒ 12 h
     with pytest.raises(InputError, match=r"det_index\.nc.*field 'time'.*no CF times"):
         evaluate({"det": tmp_path / "det_index.nc"}, scenario["ref"])
-    with pytest.raises(InputError, match=r"ref_w0\.nc.*field 'window'.*1 reference files for 2 windows"):
-        evaluate({"coarse": scenario["coarse"]}, files[:1])
+    with pytest.raises(InputError, match=r"ref_w0\.nc.*field 'window'.*3 reference files for 2 windows"):
+        evaluate({"coarse": scenario["coarse"]}, files + files[:1])
+    # a list holding one file (the CLI's `--reference truth.nc`) is that file
+    one = evaluate({"coarse": scenario["coarse"]}, [scenario["ref"]], leads=(72,)).metrics
+    xr.testing.assert_allclose(one["rmse"], direct["rmse"])
+    # a single window without CF times is aligned with a single reference file by position
+    single = det.isel(window=0)
+    single.to_netcdf(tmp_path / "det_single.nc")
+    ref_single = win.isel(window=0)
+    ref_single.to_netcdf(tmp_path / "ref_single.nc")
+    s = evaluate({"det": tmp_path / "det_single.nc"}, tmp_path / "ref_single.nc", leads=(12,)).metrics
+    np.testing.assert_allclose(s["rmse"].sel(model="det"), 0.02, rtol=1e-6)
 
 
 def test_long_run_plot(scenario, tmp_path):

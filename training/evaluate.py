@@ -191,8 +191,8 @@ def _pairs_to_trajectory(ds: xr.Dataset, names: Sequence[str]) -> xr.Dataset:
 
 def read_reference(paths: PathLike | Sequence[PathLike],
                    names: Sequence[str]) -> tuple[xr.Dataset | list[xr.Dataset], list[str]]:
-    """The reference as a raw Dataset (one path: trajectory or window dim) or a list of them (a list of paths: one
-    per window); training-pair files are converted to a trajectory."""
+    """The reference as a raw Dataset (one file: a trajectory, a window dim, or the single window of a run) or a list
+    of them (several files: one per window); training-pair files are converted to a trajectory."""
     files = _as_list(paths)
     dsets = [_open(p) for p in files]
     for i, (ds, p) in enumerate(zip(dsets, files)):
@@ -202,8 +202,8 @@ def read_reference(paths: PathLike | Sequence[PathLike],
                     if f"{role}_{v}" not in ds:
                         raise InputError(p, f"{role}_{v}", "missing in this training-pair reference file")
             dsets[i] = _pairs_to_trajectory(ds, names)
-    one_file = isinstance(paths, (str, os.PathLike))  # a list, even of one file, means one file per window
-    return (dsets[0] if one_file else dsets), files  # type: ignore[return-value]
+    # several files: one per window; a list of one file is the common `--reference truth.nc` of the CLI
+    return (dsets[0] if len(dsets) == 1 else dsets), files  # type: ignore[return-value]
 
 
 def _grid(ref: xr.Dataset, ref_file: str, cfg: EvaluateConfig) -> float:
@@ -262,7 +262,11 @@ def align(label: str, run_paths: PathLike | Sequence[PathLike], reference_raw: x
     elif "window" in ref0.dims:
         ref = _positional(run, _records(ref0, reference_files[0], names, False), files[0], reference_files[0])
     else:
-        ref = _by_valid_time(run, _records(ref0, reference_files[0], names, False), files, reference_files[0])
+        ref1 = _records(ref0, reference_files[0], names, False)
+        if run.sizes["window"] == 1 and ("valid_time" not in run or "valid_time" not in ref1):
+            ref = _positional(run, ref1, files[0], reference_files[0])  # one window without CF times
+        else:
+            ref = _by_valid_time(run, ref1, files, reference_files[0])
 
     if "lead_hours" in run:
         lead = run["lead_hours"]
