@@ -4,9 +4,11 @@
     dy = c.sample(conditioning, members=8, seeds=member_seeds(base_seed, start_idx, step_idx, 8)[None])
     state = c.apply(base_state, dy, mask=mask)
 
-All B × members samples go through the network as one batch (chunked above `sampler.max_batch`), float32, under
-torch.inference_mode. Member (b, k) draws its noise from its own torch.Generator seeded with seeds[b, k], so it does
-not depend on how many members run or how the batch is composed.
+All B × members samples go through the network in batches of exactly `sampler.network_batch` (the last one padded),
+float32, under torch.inference_mode. Member (b, k) draws its noise from its own torch.Generator seeded with
+seeds[b, k], and the fixed network batch size keeps the arithmetic identical, so a member is bitwise the same
+whatever the number of members or batch items — on the same device with the same number of threads (across thread
+counts or devices it agrees to float round-off, ~1e-6 relative).
 """
 from __future__ import annotations
 
@@ -23,6 +25,11 @@ from .fields import MASK, conditioning_names, stack
 from .model import CorrectorModel
 from .normalization import Normalization
 from .seeding import generators, randn_per_generator
+
+
+def _padded(items: list, size: int) -> list:
+    """`items` extended to `size` by repeating its last element."""
+    return items + [items[-1]] * (size - len(items))
 
 
 def default_device() -> torch.device:
@@ -137,19 +144,17 @@ class Corrector:
         if self.is_zero:
             return out
         sampler = sampler or self.config.sampler
+        q = sampler.network_batch
         ocean = self.model.ocean(cond)
         cond_n = self.normalization.normalise_cond(cond)
         if MASK in self.conditioning_names:  # keep the exact 0/1 mask channel
             k = self.conditioning_names.index(MASK)
             cond_n[:, k] = cond[:, k]
         if self.kind == "deterministic":
-            for lo in range(0, b, sampler.max_batch):
-                c = cond_n[lo:lo + sampler.max_batch].to(self.device)
-                y = self.model.sample_normalised(c)
-                y = self.normalization.denormalise_target(y)
-                if ocean is not None:
-                    y = y * ocean[lo:lo + sampler.max_batch].to(self.device)
-                out[lo:lo + sampler.max_batch] = y.cpu().numpy()[:, None]
+            for lo in range(0, b, q):
+                idx = _padded(list(range(lo, min(lo + q, b))), q)
+                y = self._finish(self.model.sample_normalised(cond_n[idx].to(self.device)), ocean, idx)
+                out[lo:lo + q] = y[:min(q, b - lo), None]
             return out
         if seeds is None:
             raise ValueError("sample: `seeds` (B, members) int64 is required for a diffusion corrector "
@@ -159,19 +164,24 @@ class Corrector:
             raise ValueError(f"seeds: shape {seeds.shape} dtype {seeds.dtype}, expected ({b}, {members}) integers")
         pairs = [(i, k) for i in range(b) for k in range(members)]
         shape = (len(self.variables), ny, nx)
-        for lo in range(0, len(pairs), sampler.max_batch):
-            chunk = pairs[lo:lo + sampler.max_batch]
-            bi = torch.tensor([i for i, _ in chunk])
-            gens = generators(np.array([seeds[i, k] for i, k in chunk]), device=self.device)
+        for lo in range(0, len(pairs), q):
+            chunk = pairs[lo:lo + q]
+            full = _padded(chunk, q)  # padding repeats the last pair; its result is discarded
+            idx = [i for i, _ in full]
+            gens = generators(np.array([seeds[i, k] for i, k in full]), device=self.device)
             noise = randn_per_generator(shape, gens, device=self.device)
-            y = self.model.sample_normalised(cond_n[bi].to(self.device), None, noise, steps, gens, sampler)
-            y = self.normalization.denormalise_target(y)
-            if ocean is not None:
-                y = y * ocean[bi].to(self.device)
-            y = y.cpu().numpy()
+            y = self.model.sample_normalised(cond_n[idx].to(self.device), None, noise, steps, gens, sampler)
+            y = self._finish(y, ocean, idx)
             for j, (i, k) in enumerate(chunk):
                 out[i, k] = y[j]
         return out
+
+    def _finish(self, y: torch.Tensor, ocean: torch.Tensor | None, idx: list[int]) -> np.ndarray:
+        """Normalised network output → physical units, land = 0, on the CPU as float32 numpy."""
+        y = self.normalization.denormalise_target(y)
+        if ocean is not None:
+            y = y * ocean[idx].to(y.device)
+        return y.float().cpu().numpy()
 
     # -------------------------------------------------------------------------------------------- applying
     def apply(self, base: Mapping[str, np.ndarray], sample: np.ndarray,
