@@ -141,6 +141,12 @@ class VariableSource(StrictConfig):
     name: str = Field(description="variable name in the file")
     units: str = Field(description="units the file uses (checked against its `units` attribute)")
 
+    @field_validator("units", mode="before")
+    @classmethod
+    def _number_units(cls, v):
+        # YAML reads `units: 1` as an integer; dimensionless "1" is a valid unit string
+        return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
 
 class PrepareConfig(StrictConfig):
     """Ingestion of reference data (e.g. neXtSIM output) into training pairs: mapping, checks, splits."""

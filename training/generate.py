@@ -11,7 +11,8 @@ For every configured run (one seed = one truth trajectory = one calendar year of
 The coarse model starts every re-forecast with zero stresses: its mEVP stresses re-converge within the first
 substeps, the truth's BBM stresses belong to another rheology (feeding them to VP would inject a foreign state),
 and real reference data (`icecorr prepare`) have no VP stresses either, so generated and prepared pairs match.
-Surface and mixed-layer temperatures are taken from the coarse-grained truth, so no state leaks between windows.
+Surface and mixed-layer temperatures are taken from the coarse-grained truth, and every re-forecast uses a fresh
+coarse model, so no state (e.g. the alternating transport split order) leaks between windows.
 
 Runs are distributed round-robin over MPI ranks; each rank writes its runs to part files, rank 0 concatenates them
 per split in run order (`train.nc`, `val.nc`, `test.nc`) and writes `manifest.json`. Every run depends only on its
@@ -288,8 +289,7 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
         if progress:
             progress(1)
 
-    coarse = coarse_cls(cfg.grid, cfg.physics)
-    coarse_vars = set(coarse.get_state().data_vars)
+    coarse_vars = set(coarse_cls(cfg.grid, cfg.physics).get_state().data_vars)
     buf = PairBuffer(gen.n_windows, cfg.grid.ny, cfg.grid.nx, FORCING_NAMES, gen.dtype)
     current = coarse_grained(truth.get_state(), r)
     fc_now = {k: _block(v, r) for k, v in f_now.items()}
@@ -299,6 +299,7 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
         fc_next = {k2: _block(v, r) for k2, v in f_next.items()}
         truth.step(f_now, f_next)
         reference = coarse_grained(truth.get_state(), r)
+        coarse = coarse_cls(cfg.grid, cfg.physics)  # fresh (< 1 ms): no hidden state leaks between windows
         coarse.set_state(coarse_start_state(current, coarse_vars))
         coarse.step(fc_now, fc_next)
         forecast = _state_arrays(coarse.get_state())

@@ -8,6 +8,7 @@ the ocean mask, plausible ranges) and fails with one `InputError` naming the fil
 runs 12 h from the reference state at t (zero stresses, surface temperature from the air temperature capped at
 0 degC, mixed layer at freezing — reference data carry no model-internal state) with the forcing at t and t+12h.
 
+Every window gets a fresh coarse model, so a pair depends only on its own inputs.
 Land: state fields are set to 0 (no ice, no motion) outside the mask and faces touching land get zero velocity;
 forcing NaN on land is replaced by that time's ocean mean. Windows are split in contiguous blocks over MPI ranks;
 the result is identical for any number of ranks.
@@ -151,7 +152,7 @@ class ReferenceData:
         self._state_ds = [self._open(p) for p in self.state_files]
         self._forcing_ds = [self._open(p) for p in self.forcing_files]
         self.times = self._check_times(self.state_files, self._state_ds)
-        forcing_times = self._check_times(self.forcing_files, self._forcing_ds)
+        forcing_times = self._check_times(self.forcing_files, self._forcing_ds, every_12h=False)
         self.state = {v: self._source(v, src, self.state_files, self._state_ds) for v, src in cfg.state.items()}
         self.forcing_sources = {f: self._source(f, cfg.forcing[f], self.forcing_files, self._forcing_ds)
                                 for f in FORCING_NAMES}
@@ -185,7 +186,8 @@ class ReferenceData:
     def _dim(self, model_dim: str) -> str:
         return self.cfg.dims.get(model_dim, model_dim)
 
-    def _check_times(self, files: list[Path], datasets: list[xr.Dataset]) -> np.ndarray:
+    def _check_times(self, files: list[Path], datasets: list[xr.Dataset], every_12h: bool = True) -> np.ndarray:
+        """Decoded times of the concatenated files; 12 h apart (state) or just increasing (forcing)."""
         tdim = self._dim("time")
         chunks = []
         for n, (path, ds) in enumerate(zip(files, datasets)):
@@ -204,18 +206,17 @@ class ReferenceData:
             if tdim != "time":
                 datasets[n] = ds.rename({tdim: "time"})
         times = np.concatenate([t for _, t in chunks])
-        step = np.timedelta64(int(STEP_SECONDS), "s")
-        offset = 0
-        for path, t in chunks:
-            d = np.diff(times[: offset + len(t)])
-            bad = np.nonzero(d != step)[0]
-            if bad.size:
-                i = bad[0]
-                raise InputError(str(path), tdim,
-                                 f"time spacing must be 12 h: {np.datetime_as_string(times[i])} -> "
-                                 f"{np.datetime_as_string(times[i + 1])} (index {i}); files must be in order "
-                                 "and without gaps")
-            offset += len(t)
+        owner = np.concatenate([np.full(len(t), n) for n, (_, t) in enumerate(chunks)])
+        step = np.diff(times)
+        bad = np.nonzero(step != np.timedelta64(int(STEP_SECONDS), "s") if every_12h
+                         else step <= np.timedelta64(0, "s"))[0]
+        if bad.size:
+            i = int(bad[0])
+            raise InputError(str(files[owner[i + 1]]), tdim,
+                             ("time spacing must be 12 h: " if every_12h else "times must increase: ")
+                             + f"{np.datetime_as_string(times[i], unit='m')} -> "
+                             f"{np.datetime_as_string(times[i + 1], unit='m')} (record {i} -> {i + 1}); files must "
+                             "be given in time order, without gaps or overlaps")
         return times
 
     def _source(self, model_name: str, src, files: list[Path], datasets: list[xr.Dataset]) -> _Source:
@@ -257,8 +258,10 @@ class ReferenceData:
                 continue  # e.g. grid indices or degrees: nothing to compare
             spacing = np.diff(c) * scale
             if not np.allclose(spacing, self.grid.dx, rtol=self.cfg.coordinate_tolerance):
-                raise InputError(str(path), name, f"grid spacing {spacing.min():g}..{spacing.max():g} m does not "
-                                 f"match the model dx = {self.grid.dx:g} m")
+                lo, hi = spacing.min(), spacing.max()
+                got = f"{lo:g}" if np.isclose(lo, hi) else f"{lo:g}..{hi:g}"
+                raise InputError(str(path), name, f"grid spacing {got} m does not match the model dx = "
+                                 f"{self.grid.dx:g} m")
 
     def _mask(self) -> np.ndarray:
         if self.cfg.mask_variable:
@@ -389,14 +392,16 @@ def coarse_start(state: Mapping[str, np.ndarray], forcing: Mapping[str, np.ndarr
 def prepare_block(data: ReferenceData, physics, windows: np.ndarray, dtype: str, model_cls=None) -> xr.Dataset:
     """Training pairs (time, y, x) for the window start indices `windows` (one coarse model, reset each window)."""
     coarse_cls = model_cls or _default_models()[0]
-    model = coarse_cls(data.grid, physics)
-    coarse_vars = set(model.get_state().data_vars)
+    coarse_vars = set(coarse_cls(data.grid, physics).get_state().data_vars)
     with_damage = "damage" in data.state
     buf = PairBuffer(len(windows), data.grid.ny, data.grid.nx, FORCING_NAMES, dtype, with_damage=with_damage)
     ocean = data.mask.astype(bool)
     for w, k in enumerate(windows):
         initial, reference = data.state_at(k), data.state_at(k + 1)
         f0, f1 = data.forcing_at(k), data.forcing_at(k + 1)
+        # a fresh model per window (< 1 ms): no hidden state (e.g. the alternating transport split order) carries
+        # over, so a pair depends only on its inputs, whatever block of windows this rank runs
+        model = coarse_cls(data.grid, physics)
         model.set_state(coarse_start(initial, f0, coarse_vars))
         model.step(f0, f1)
         forecast = _state_arrays(model.get_state())
