@@ -88,8 +88,8 @@ def _plain_state(state: Mapping[str, Any] | None, what: str) -> dict[str, torch.
 
 def _check_plain(obj: Any, where: str) -> None:
     """Only str/int/float/bool/None/list/tuple/dict/tensor may go into the archive (weights_only-loadable)."""
-    if obj is None or isinstance(obj, (str, int, float, bool, torch.Tensor)):
-        return
+    if obj is None or type(obj) in (str, int, float, bool) or isinstance(obj, torch.Tensor):
+        return  # exact types: str/int subclasses (TorchVersion, enums) would need a pickled global
     if isinstance(obj, (list, tuple)):
         for i, v in enumerate(obj):
             _check_plain(v, f"{where}[{i}]")
@@ -140,7 +140,7 @@ def save_checkpoint(path: str | os.PathLike, *, model_state: Mapping[str, torch.
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "package_version": package_version(),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # TorchVersion is a str subclass: not plain
         "config_yaml": yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False),
         "variables": list(config.variables),
         "variables_units": {v: str(variables_units[v]) for v in config.variables},
@@ -151,6 +151,7 @@ def save_checkpoint(path: str | os.PathLike, *, model_state: Mapping[str, torch.
         "ema_state": _plain_state(ema_state, "ema_state"),
         "extra": extra,
     }
+    _check_plain(payload, "checkpoint")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
     try:
@@ -174,6 +175,14 @@ def load_checkpoint(path: str | os.PathLike, *, grid: Mapping[str, Any] | None =
         raise CheckpointError(p, "no such file")
     if not zipfile.is_zipfile(p):
         raise CheckpointError(p, "not a torch checkpoint archive (truncated, corrupted or a different file type)")
+    try:
+        # torch's reader does not verify the archive's CRC-32s: a flipped bit in the weights would load silently
+        with zipfile.ZipFile(p) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise CheckpointError(p, f"unreadable or corrupted archive ({_first_line(exc)})") from None
+    if bad is not None:
+        raise CheckpointError(p, f"corrupted: CRC check failed for archive member {bad!r}")
     try:
         raw = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
