@@ -354,9 +354,9 @@ def score_label(a: Aligned, weights: xr.DataArray, cfg: EvaluateConfig) -> xr.Da
         per_var.append(s)
     ds = xr.concat(per_var, dim=xr.DataArray(cfg.variables, dims="variable", name="variable"),
                    data_vars="all", join="outer")
-    sic_f = a.forecast["sic"].mean("member") if "member" in a.forecast["sic"].dims else a.forecast["sic"]
-    if "sic" in cfg.variables:
-        ds["iiee"] = M.iiee(sic_f, a.reference["sic"], weights, cfg.ice_threshold, keep)
+    sic = a.forecast["sic"]
+    sic = sic.mean("member") if "member" in sic.dims else sic  # ice edge of the ensemble mean
+    ds["iiee"] = M.iiee(sic, a.reference["sic"], weights, cfg.ice_threshold, keep)
     return ds
 
 
@@ -466,8 +466,8 @@ def _stats_dataset(sources: Mapping[str, FieldStats], spectrum_leads: Sequence[f
                              np.stack([[s.scaling[m].moments for m in ("gradient", "magnitude")]
                                        for s in sources.values()]),
                              {"long_name": "⟨ε̇_tot^q⟩ at scale L", "units": "day-q"})
-    ds["beta"] = (("source", "coarse_graining", "q"), np.stack([[s.scaling[m].beta for m in ("gradient", "magnitude")]
-                                                       for s in sources.values()]),
+    ds["beta"] = (("source", "coarse_graining", "q"),
+                  np.stack([[s.scaling[m].beta for m in ("gradient", "magnitude")] for s in sources.values()]),
                   {"long_name": "β(q): ⟨ε̇^q⟩ ∝ L^-β", "fit_range": sc.note()})
     ds["beta_stderr"] = (("source", "coarse_graining", "q"),
                          np.stack([[s.scaling[m].beta_stderr for m in ("gradient", "magnitude")]

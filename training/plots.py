@@ -284,7 +284,8 @@ def plot_maps(ev: "Evaluation", lead: float, path: Path, window: int = 0, member
         vmin, vmax = (0.0, 1.0) if r == "sic" else (0.0, float(np.nanmax(truth)) if np.isfinite(truth).any() else 1.0)
         for j, (title, f) in enumerate(columns):
             ax = axes[i, j]
-            im = ax.imshow(f[r], origin="lower", vmin=vmin, vmax=vmax or 1.0, cmap="viridis" if r != "sic" else "Blues_r")
+            im = ax.imshow(f[r], origin="lower", vmin=vmin, vmax=vmax or 1.0,
+                           cmap="Blues_r" if r == "sic" else "viridis")
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
