@@ -17,27 +17,25 @@ import xarray as xr
 from fortran_stub.config import GridConfig
 from fortran_stub.truth_config import TruthPhysicsConfig
 
-#: forcing variables in the channel order of the Fortran forcing arrays (seaice_forcing f_* indices)
-FORCING_NAMES = ("uas", "vas", "tas", "huss", "rsds", "rlds", "prsn", "uo", "vo")
+from .bridge import ModelError, _checked_field, _set_components
+from .errors import InputError
+from .variables import FORCING_VARIABLES, attrs
 
-#: CF metadata of the variables the truth exposes
-META = {
-    "sic": {"units": "1", "standard_name": "sea_ice_area_fraction", "long_name": "sea-ice concentration"},
-    "sit": {"units": "m", "standard_name": "sea_ice_thickness",
-            "long_name": "sea-ice thickness of the ice-covered part (V/A)"},
-    "snt": {"units": "m", "standard_name": "surface_snow_thickness", "long_name": "snow thickness on ice (Vs/A)"},
-    "siu": {"units": "m s-1", "standard_name": "sea_ice_x_velocity", "long_name": "x-velocity on east cell faces"},
-    "siv": {"units": "m s-1", "standard_name": "sea_ice_y_velocity", "long_name": "y-velocity on north cell faces"},
-    "damage": {"units": "1", "long_name": "sea-ice damage (1 = undamaged, 0 = fully damaged)"},
-    "sivol": {"units": "m", "long_name": "sea-ice volume per unit area (A h)"},
-    "snvol": {"units": "m", "long_name": "snow volume per unit area (A hs)"},
-    "tsi": {"units": "degC", "long_name": "ice/snow surface temperature"},
-    "tos": {"units": "degC", "long_name": "slab mixed-layer temperature"},
-    "sig11": {"units": "N m-1", "long_name": "vertically integrated stress sigma_xx at cell centres"},
-    "sig22": {"units": "N m-1", "long_name": "vertically integrated stress sigma_yy at cell centres"},
-    "sig12": {"units": "N m-1", "long_name": "vertically integrated shear stress at north-east cell corners"},
-    "cohesion": {"units": "Pa", "long_name": "static grid-scale cohesion (incl. random factor), depth-averaged"},
+#: Fortran error codes of seaice_truth::truth_step
+TRUTH_ERRORS = {
+    2: "invalid grid or time step (check GridConfig / TruthPhysicsConfig.dt_adv)",
+    4: "thermodynamics produced a non-finite value (check the thermodynamic forcing)",
+    6: "transport failed: non-finite velocity or more than 100000 CFL substeps",
+    7: "BBM dynamics produced a non-finite value (elastic substep too long? lower cfl_elastic)",
 }
+
+
+class TruthModelError(ModelError):
+    """The Fortran truth returned an error code; the state is undefined afterwards."""
+
+    def __init__(self, code: int, where: str):
+        self.code = code
+        RuntimeError.__init__(self, f"{where}: Fortran error {code}: {TRUTH_ERRORS.get(code, 'unknown error')}")
 
 #: state name -> internal Fortran array name
 _VIEWS = {"sic": "a", "sivol": "vol", "snvol": "vsn", "tsi": "tsurf", "tos": "tos", "siu": "u", "siv": "v",
@@ -67,13 +65,9 @@ class TruthModel:
         seaice = _fortran()
         self._step = seaice.seaice_truth.truth_step
         self._p = seaice.seaice_truth_params.truth_params()
-        for name, value in self.physics.fortran_values(grid.dx).items():
-            setattr(self._p, name, value)
+        _set_components(self._p, self.physics.fortran_values(grid.dx), "truth_params")
         self._tp = seaice.seaice_params.thermo_params()
-        for name, value in self.physics.thermo.items():
-            if not hasattr(self._tp, name):
-                raise ValueError(f"physics.thermo: unknown thermodynamics parameter '{name}'")
-            setattr(self._tp, name, value)
+        _set_components(self._tp, self.physics.thermo.model_dump(), "thermo_params")
         nx, ny = grid.nx, grid.ny
         f = lambda value=0.0: np.full((nx, ny), value, dtype=np.float64, order="F")  # noqa: E731
         self._arr = {"a": f(), "vol": f(), "vsn": f(), "tsurf": f(self._tp.t_freeze), "tos": f(self._tp.t_freeze),
@@ -83,7 +77,7 @@ class TruthModel:
         factor = rng.uniform(self.physics.cohesion_factor_min, self.physics.cohesion_factor_max, (ny, nx))
         self._arr["coh"] = np.asfortranarray(
             (self.physics.cohesion_lab * self.physics.cohesion_scale(grid.dx) * factor).T)
-        self._f0 = np.zeros((nx, ny, len(FORCING_NAMES)), dtype=np.float64, order="F")
+        self._f0 = np.zeros((nx, ny, len(FORCING_VARIABLES)), dtype=np.float64, order="F")
         self._f1 = np.zeros_like(self._f0)
         self._ubar, self._vbar = f(), f()
         self._info = np.zeros(6, dtype=np.float64)
@@ -112,7 +106,7 @@ class TruthModel:
                 "sivol": v["sivol"], "snvol": v["snvol"], "tsi": v["tsi"], "tos": v["tos"],
                 "sig11": v["sig11"], "sig22": v["sig22"], "sig12": v["sig12"], "cohesion": v["cohesion"]}
         g = self.grid
-        ds = xr.Dataset({k: (("y", "x"), np.array(val, dtype=np.float64), dict(META[k])) for k, val in data.items()},
+        ds = xr.Dataset({k: (("y", "x"), np.array(val, dtype=np.float64), attrs(k)) for k, val in data.items()},
                         coords={"x": ("x", (np.arange(g.nx) + 0.5) * g.dx, {"units": "m"}),
                                 "y": ("y", (np.arange(g.ny) + 0.5) * g.dx, {"units": "m"})})
         ds.attrs.update({"model": "BBM truth", "grid_dx": g.dx, "time_seconds": self.time_seconds,
@@ -126,21 +120,14 @@ class TruthModel:
         siu/siv are forced to 0. Shape, dtype, NaN or an unknown name raise a ValueError naming the field.
         """
         if isinstance(state, xr.Dataset):
-            state = {k: state[k].values for k in state.data_vars}
+            state = {k: state[k] for k in state.data_vars}
         shape = (self.grid.ny, self.grid.nx)
         checked: dict[str, np.ndarray] = {}
         for name, value in state.items():
             if name not in _SETTABLE:
-                raise ValueError(f"set_state: field '{name}' is not a state variable of the truth "
-                                 f"(expected some of {sorted(_SETTABLE)})")
-            arr = np.asarray(value)
-            if arr.shape != shape:
-                raise ValueError(f"set_state: field '{name}' has shape {arr.shape}, expected {shape}")
-            if not np.issubdtype(arr.dtype, np.floating):
-                raise ValueError(f"set_state: field '{name}' has dtype {arr.dtype}, expected a float type")
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"set_state: field '{name}' contains NaN or infinite values")
-            checked[name] = arr
+                raise InputError(None, name, f"set_state: not a state variable of the truth "
+                                             f"(expected some of {sorted(_SETTABLE)})")
+            checked[name] = _checked_field(name, value, shape, "set_state")
         views = self.state_views()
         for name, arr in checked.items():
             if name not in ("sit", "snt"):
@@ -156,15 +143,10 @@ class TruthModel:
     # ------------------------------------------------------------------------------------------------- step
     def _pack(self, forcing: Mapping, out: np.ndarray, which: str) -> None:
         shape = (self.grid.ny, self.grid.nx)
-        for k, name in enumerate(FORCING_NAMES):
+        for k, name in enumerate(FORCING_VARIABLES):
             if name not in forcing:
-                raise ValueError(f"step: forcing {which} lacks the field '{name}'")
-            arr = np.asarray(forcing[name], dtype=np.float64)
-            if arr.shape != shape:
-                raise ValueError(f"step: forcing {which} field '{name}' has shape {arr.shape}, expected {shape}")
-            if not np.all(np.isfinite(arr)):
-                raise ValueError(f"step: forcing {which} field '{name}' contains NaN or infinite values")
-            out[:, :, k] = arr.T
+                raise InputError(None, name, f"step: forcing at {which} lacks this variable")
+            out[:, :, k] = _checked_field(name, forcing[name], shape, f"step: forcing at {which}").T
 
     def step(self, forcing_t0: Mapping, forcing_t1: Mapping, dt: float = WINDOW) -> None:
         """Advance by dt (default exactly 12 h) with forcing given at both window ends (linear in time)."""
@@ -177,9 +159,7 @@ class TruthModel:
                           self._s12, r["dmg"], r["coh"], self._f0, self._f1, self._ubar, self._vbar, self._info)
         wall = time.perf_counter() - t0
         if ierr != 0:
-            what = {2: "bad argument", 4: "non-finite thermodynamics", 6: "transport failure (CFL/NaN)",
-                    7: "non-finite dynamics (elastic substep too long?)"}.get(int(ierr), "unknown error")
-            raise RuntimeError(f"TruthModel.step at t={self.time_seconds:.0f} s: Fortran error {int(ierr)}: {what}")
+            raise TruthModelError(int(ierr), f"TruthModel.step at t = {self.time_seconds:.0f} s")
         self.time_seconds += float(dt)
         i = self._info
         self.last_step_info = {"advective_steps": int(i[0]), "elastic_substeps": int(i[1]),

@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .config import StrictConfig
+from .config import StrictConfig, ThermoConfig
 
 LIMITER_CODES = {"upwind": 0, "minmod": 1, "vanleer": 2, "mc": 3}
 
@@ -57,9 +57,8 @@ class TruthPhysicsConfig(StrictConfig):
     dynamics_on: bool = True
     transport_on: bool = True
     thermo_on: bool = True
-    thermo: dict[str, float | bool] = Field(
-        default_factory=dict,
-        description="overrides of the shared thermodynamics parameters (Fortran thermo_params component names)")
+    thermo: ThermoConfig = Field(default_factory=ThermoConfig,
+                                 description="thermodynamics parameters (same scheme and defaults as the coarse model)")
 
     @model_validator(mode="after")
     def _check_ranges(self) -> "TruthPhysicsConfig":

@@ -147,15 +147,25 @@ def autocast_context(amp: str, device: torch.device) -> tuple[Callable[[], conte
     return (lambda: torch.autocast(device.type, dtype=dtype)), amp == "fp16"
 
 
-class LossModule(nn.Module):
-    """Wraps the corrector so that DistributedDataParallel sees the loss as `forward` (DDP hooks need it)."""
+def batch_loss(net: nn.Module, batch: dict, world: int, generator: Optional[torch.Generator] = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(loss to back-propagate, this rank's loss) for a batch; `net` is the model or its DDP wrapper (whose
+    forward is the loss).
 
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def forward(self, target, cond, labels, target_mask, generator=None):
-        return self.model.loss(target, cond, labels, target_mask=target_mask, generator=generator)
+    The loss is a mean over valid (observed ocean) target values, and their number differs between ranks (gappy
+    references, land moved by augmentation). DDP averages gradients over ranks, which would weight each rank's mean
+    equally; scaling by world × local / global count makes the averaged gradient that of the mean over the whole
+    global batch — the same as one process on that batch.
+    """
+    loss, stats = net(batch["target"], batch["cond"], batch["labels"], target_mask=batch["target_mask"],
+                      generator=generator, return_stats=True)
+    if world == 1:
+        return loss, loss
+    local = torch.tensor([float(stats["coverage"])], dtype=torch.float64, device=loss.device)
+    total = local.clone()
+    dist.all_reduce(total)
+    scale = float(local * world / total) if float(total) > 0 else 1.0
+    return loss * scale, loss
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -544,10 +554,9 @@ class _Trainer:
                     g["lr"] = lr
                 model.train()
                 with autocast():
-                    loss = net(batch["target"], batch["cond"], batch["labels"], target_mask=batch["target_mask"],
-                               generator=loss_gen)
+                    scaled, loss = batch_loss(net, batch, env.world, loss_gen)
                 opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
+                scaler.scale(scaled).backward()
                 if t.optim.grad_clip is not None:
                     scaler.unscale_(opt)
                     torch.nn.utils.clip_grad_norm_(model.parameters(), t.optim.grad_clip)
@@ -643,15 +652,21 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.dry_run:
-        for name in ("train_file", "val_file"):
-            f = getattr(cfg.train.data, name)
-            if f is not None:
-                PairDataset(f, cfg.corrector.variables, cfg.corrector.conditioning, cfg.corrector.mode,
-                            cache_max_mb=0.0)
-        print(_dump(cfg))
-        return 0
-    path = run_train(cfg, device=args.device, progress=False if args.no_progress else None)
+    from coupling.errors import InputError
+
+    try:
+        if args.dry_run:
+            for name in ("train_file", "val_file"):
+                f = getattr(cfg.train.data, name)
+                if f is not None:
+                    PairDataset(f, cfg.corrector.variables, cfg.corrector.conditioning, cfg.corrector.mode,
+                                cache_max_mb=0.0)
+            print(_dump(cfg))
+            return 0
+        path = run_train(cfg, device=args.device, progress=False if args.no_progress else None)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"checkpoint: {path}")
     return 0

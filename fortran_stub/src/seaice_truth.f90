@@ -63,7 +63,7 @@ contains
 
     real(dp), allocatable :: fm(:,:,:), ua(:,:), va(:,:), q(:,:,:), s12t(:,:), wspd(:,:), da_new(:,:), dv_new(:,:)
     real(dp) :: dta, w
-    integer :: n_adv, nsub, n, ntr, k
+    integer :: n_adv, nsub, n, ntr
 
     ierr = 0
     info = 0.0_dp
