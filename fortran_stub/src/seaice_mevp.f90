@@ -17,7 +17,8 @@
 !
 ! Discretisation: strain rates D_D, D_T at T from face velocities, D_S at corners (no-slip ghosts at the walls),
 ! Delta at T with D_S^2 averaged from the four corners, zeta = P/(2 Delta*), Delta* = (Delta^2 + Delta_min^2)^(1/2),
-! eta at corners = mean of the in-domain T zeta / e^2, replacement pressure P_R = P Delta/Delta*.
+! replacement pressure P_R = P Delta/Delta*; eta at corners = P_Z/(2 e^2 Delta*_Z) from the corner's own Delta
+! (D_D^2, D_T^2 and P averaged from the in-domain T-points, local D_S; CICE visc_method 'avg_strength').
 ! Momentum per face: [(beta+1) m/dt + c_w cos(theta)] u^(k+1) = beta m/dt u^k + m/dt u^n + div(sigma) + A tau_a
 ! + c_w [cos(theta) u_w - sin(theta) (v_w - v^k)] + m f (v^k - v_w)  (geostrophic tilt, Coriolis explicit in k),
 ! with c_w = A rho_w C_w |U_w - u^k|. Faces without ice mass keep u = 0.
@@ -46,7 +47,7 @@ contains
     real(dp), allocatable :: uh(:, :), vh(:, :), unew(:, :), vnew(:, :), un(:, :), vn(:, :), press(:, :), &
                              acoef(:, :), mu(:, :), au(:, :), mv(:, :), av(:, :), tu(:, :), tv(:, :), &
                              uo_u(:, :), vo_u(:, :), uo_v(:, :), vo_v(:, :), zeta(:, :), alpha(:, :), ds(:, :), &
-                             rcnt(:, :)
+                             rcnt(:, :), ph(:, :), dd2(:, :), dt2(:, :)
     real(dp) :: rdx, e2inv, mt, e11, e22, dd, dtn, ds2, delta2, delta_s, z, al, pr, eta, az, vbar, ubar, du, dv, &
                 cw, beta, mdt, div, rhs, cost, sint, rhocw, sumsq, cstar_fac
     integer :: i, j, k, stat, nface
@@ -57,7 +58,8 @@ contains
     allocate(uh(0:nx, 0:ny + 1), vh(0:nx + 1, 0:ny), unew(nx, ny), vnew(nx, ny), un(nx, ny), vn(nx, ny), &
              press(nx, ny), acoef(nx, ny), mu(nx, ny), au(nx, ny), mv(nx, ny), av(nx, ny), tu(nx, ny), &
              tv(nx, ny), uo_u(nx, ny), vo_u(nx, ny), uo_v(nx, ny), vo_v(nx, ny), zeta(0:nx + 1, 0:ny + 1), &
-             alpha(0:nx + 1, 0:ny + 1), ds(0:nx, 0:ny), rcnt(0:nx, 0:ny), stat=stat)
+             alpha(0:nx + 1, 0:ny + 1), ds(0:nx, 0:ny), rcnt(0:nx, 0:ny), ph(0:nx + 1, 0:ny + 1), &
+             dd2(0:nx + 1, 0:ny + 1), dt2(0:nx + 1, 0:ny + 1), stat=stat)
     if (stat /= 0) then
        ierr = 5
        return
@@ -114,6 +116,10 @@ contains
     vh(1:nx, 1:ny-1) = v(:, 1:ny-1)
     zeta = 0.0_dp
     alpha = 0.0_dp
+    dd2 = 0.0_dp
+    dt2 = 0.0_dp
+    ph = 0.0_dp
+    ph(1:nx, 1:ny) = press
     if (.not. pd%rheology_on) then
        s1 = 0.0_dp; s2 = 0.0_dp; s12 = 0.0_dp
     end if
@@ -156,14 +162,22 @@ contains
                    al = pd%alpha_fixed
                 end if
                 zeta(i, j) = z
+                dd2(i, j) = dd * dd
+                dt2(i, j) = dtn * dtn
                 s1(i, j) = s1(i, j) + (2.0_dp * z * dd - pr - s1(i, j)) / al
                 s2(i, j) = s2(i, j) + (2.0_dp * z * e2inv * dtn - s2(i, j)) / al
              end do
           end do
-          ! corners: eta from the mean in-domain zeta, alpha likewise
+          ! corners: eta = P_Z / (2 e^2 Delta*_Z) with P_Z, D_D^2, D_T^2 averaged over the in-domain T-points and
+          ! the local D_S (CICE 'avg_strength'): unlike averaging zeta, a rigid neighbour cannot push the corner
+          ! stress beyond the yield curve of the deforming ice
           do j = 0, ny
              do i = 0, nx
-                eta = (zeta(i, j) + zeta(i + 1, j) + zeta(i, j + 1) + zeta(i + 1, j + 1)) * rcnt(i, j) * e2inv
+                delta2 = (dd2(i, j) + dd2(i + 1, j) + dd2(i, j + 1) + dd2(i + 1, j + 1)) * rcnt(i, j) &
+                         + e2inv * ((dt2(i, j) + dt2(i + 1, j) + dt2(i, j + 1) + dt2(i + 1, j + 1)) * rcnt(i, j) &
+                                    + ds(i, j)**2)
+                eta = 0.5_dp * e2inv * (ph(i, j) + ph(i + 1, j) + ph(i, j + 1) + ph(i + 1, j + 1)) * rcnt(i, j) &
+                      / sqrt(delta2 + pd%delta_min**2)
                 az = (alpha(i, j) + alpha(i + 1, j) + alpha(i, j + 1) + alpha(i + 1, j + 1)) * rcnt(i, j)
                 s12(i, j) = s12(i, j) + (eta * ds(i, j) - s12(i, j)) / az
              end do
