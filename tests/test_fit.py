@@ -71,15 +71,17 @@ def _resume_state(out):
 
 
 def test_resume_is_bit_identical(files, tmp_path):
-    """Interrupt at step 7 (mid-epoch, between validations), resume, and compare every weight of the raw model,
-    the EMA, the optimiser moments and the loss-noise generator with an uninterrupted run."""
+    """Interrupt at step 7 (mid-epoch, between validations; diffusion loss noise, dropout and augmentation all
+    active), resume, and compare every weight of the raw model, the EMA, the optimiser moments, the loss-noise
+    generator and the metrics log with an uninterrupted run."""
     common = ["train.max_steps=14", "train.val_every=4", "train.checkpoint_every=5", "train.log_every=2",
               "corrector.network.dropout=0.1"]
     run_train(tiny(files, tmp_path / "a", *common), verbose=False)
-    run_train(tiny(files, tmp_path / "b", *common), verbose=False, stop_after_steps=7)
+    # the interrupted run also reads its data through a DataLoader worker process: items must not depend on it
+    run_train(tiny(files, tmp_path / "b", *common, "train.num_workers=1"), verbose=False, stop_after_steps=7)
     assert _resume_state(tmp_path / "b")["step"] == 7
     assert (tmp_path / "b" / "last.pt").exists()
-    run_train(tiny(files, tmp_path / "b", *common), verbose=False)
+    run_train(tiny(files, tmp_path / "b", *common, "train.num_workers=1"), verbose=False)
     a, b = _resume_state(tmp_path / "a"), _resume_state(tmp_path / "b")
     assert a["step"] == b["step"] == 14 and a["epoch"] == b["epoch"]
     for part in ("model", "ema"):
@@ -135,7 +137,7 @@ def test_time_budget_stops_cleanly(files, tmp_path):
 
 
 def test_fit_schedule_to_budget_shortens_the_horizon(files, tmp_path):
-    cfg = tiny(files, tmp_path / "s", "train.max_steps=100000", "train.time_budget_minutes=0.1",
+    cfg = tiny(files, tmp_path / "s", "train.max_steps=100000", "train.time_budget_minutes=0.04",
                "train.fit_schedule_to_budget=true", "train.val_every=100000", "train.log_every=1000")
     run_train(cfg, verbose=False)
     state = _resume_state(tmp_path / "s")

@@ -215,7 +215,10 @@ def build_data(cfg: TrainRunConfig, env: Env, normalization: Optional[Normalizat
 
 
 def _loader(ds: PairDataset, batches: Sequence[list], workers: int) -> torch.utils.data.DataLoader:
-    return torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=workers)
+    # an own generator: creating a DataLoader iterator draws a worker base seed, which would otherwise advance the
+    # global RNG (dropout) at a resume but not in an uninterrupted run (items do not depend on worker seeds)
+    return torch.utils.data.DataLoader(ds, batch_sampler=batches, collate_fn=collate, num_workers=workers,
+                                       generator=torch.Generator().manual_seed(0))
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -474,6 +477,7 @@ class _Trainer:
         loss_gen = torch.Generator(env.device).manual_seed(t.seed * 1_000_003 + 7 + env.rank)
         torch.manual_seed(t.seed + 104_729 * (env.rank + 1))  # dropout etc.: independent per rank
         step, epoch, pos, horizon, elapsed0 = 0, 0, 0, t.max_steps, 0.0
+        resumed_loss_acc = None
         best_value, best_step = None, None
         if state is not None:
             model.load_state_dict(state["model"])
@@ -490,6 +494,7 @@ class _Trainer:
             loss_gen.set_state(rng["loss_gen"].to(loss_gen.get_state().device))
             if "cuda" in rng and env.device.type == "cuda":
                 torch.cuda.set_rng_state(rng["cuda"], env.device)
+            resumed_loss_acc = rng["loss_acc"]
             self.say(f"resumed from {resume_path} at step {step} (epoch {epoch}, batch {pos})")
         if env.world > 1:
             from torch.nn.parallel import DistributedDataParallel as DDP
@@ -506,13 +511,16 @@ class _Trainer:
         t_start = time.monotonic()
         steps_this_run, last_saved, last_validated = 0, None, None
         loss_acc = torch.zeros(3, dtype=torch.float64)  # loss sum, coverage sum, count
+        if resumed_loss_acc is not None:
+            loss_acc.copy_(resumed_loss_acc)
         stop = step >= t.max_steps or (t.max_epochs is not None and epoch >= t.max_epochs)
         timing_start = None
         ocean_share = max(float(data.train.ocean.mean()), 1e-12)
 
         def checkpoint() -> None:
             nonlocal last_saved
-            rngs = _gather(_rng_state(env, loss_gen), env)
+            # per-rank: RNG states and the train-loss sums of the current log interval
+            rngs = _gather({**_rng_state(env, loss_gen), "loss_acc": loss_acc.clone()}, env)
             extra = {"step": step, "epoch": epoch, "best_step": best_step, "train_file": str(t.data.train_file),
                      "val_file": str(t.data.val_file), "train_windows": n_train,
                      "coverage": [float(c) for c in data.coverage], "train_config": _dump(cfg)}

@@ -44,6 +44,12 @@ class OptimConfig(StrictConfig):
     ema_decay: float = Field(0.999, ge=0.0, lt=1.0,
                              description="EMA of weights; effective decay min(ema_decay, (1+n)/(10+n)) at step n")
 
+    @model_validator(mode="after")
+    def _check(self) -> "OptimConfig":
+        if self.min_lr > self.lr:
+            raise ValueError(f"min_lr ({self.min_lr}) must not exceed lr ({self.lr})")
+        return self
+
 
 class TrainConfig(StrictConfig):
     """Everything about one training run except the network itself."""
@@ -76,12 +82,6 @@ class TrainConfig(StrictConfig):
     out_dir: Path = Field(Path("runs/train"), description="run directory: checkpoints, resume state, metrics.csv")
     resume: bool = Field(True, description="continue from out_dir/resume.pt if it exists")
     progress: bool = Field(True, description="tqdm bar on rank 0 (only when stderr is a terminal)")
-
-    @model_validator(mode="after")
-    def _check(self) -> "TrainConfig":
-        if self.optim.min_lr > self.optim.lr:
-            raise ValueError(f"optim.min_lr ({self.optim.min_lr}) must not exceed optim.lr ({self.optim.lr})")
-        return self
 
 
 class TrainRunConfig(StrictConfig):
