@@ -25,7 +25,7 @@ import shutil
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol
 
@@ -34,7 +34,7 @@ import xarray as xr
 
 from coupling.variables import ML_VARIABLES, attrs
 from fortran_stub.config import GridConfig
-from training.coarsegrain import coarsen_state
+from training.coarsegrain import block_mean, coarsen_state
 from training.config import GenerateConfig, InitialIceConfig
 from training.forcing import FORCING_METADATA, FORCING_NAMES, STEP_SECONDS, SyntheticForcing, _gaussian_filter
 from training.io import concat_netcdf_along_time, write_netcdf_atomic
@@ -292,11 +292,10 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
     coarse_vars = set(coarse_cls(cfg.grid, cfg.physics).get_state().data_vars)
     buf = PairBuffer(gen.n_windows, cfg.grid.ny, cfg.grid.nx, FORCING_NAMES, gen.dtype)
     current = coarse_grained(truth.get_state(), r)
-    fc_now = {k: _block(v, r) for k, v in f_now.items()}
+    fc_now = {name: block_mean(a, r) for name, a in f_now.items()}
     for w in range(gen.n_windows):
-        k = gen.n_spinup + w
-        f_next = forcing.truth_at(k + 1)
-        fc_next = {k2: _block(v, r) for k2, v in f_next.items()}
+        f_next = forcing.truth_at(gen.n_spinup + w + 1)
+        fc_next = {name: block_mean(a, r) for name, a in f_next.items()}  # the coarse model's forcing
         truth.step(f_now, f_next)
         reference = coarse_grained(truth.get_state(), r)
         coarse = coarse_cls(cfg.grid, cfg.physics)  # fresh (< 1 ms): no hidden state leaks between windows
@@ -314,11 +313,6 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
                  {"long_name": "run (truth trajectory) index; windows never cross runs"})
     ds["run_seed"] = ("time", np.full(gen.n_windows, spec.seed, dtype=np.int64), {"long_name": "seed of the run"})
     return ds
-
-
-def _block(a: np.ndarray, r: int) -> np.ndarray:
-    from training.coarsegrain import block_mean
-    return block_mean(a, r)
 
 
 def _config_yaml(cfg, sections: tuple[str, ...]) -> str:
