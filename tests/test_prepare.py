@@ -274,3 +274,22 @@ def test_mpi_two_ranks_identical_to_serial(prepared, tmp_path):
     for name in ("train.nc", "val.nc"):
         with xr.open_dataset(serial_dir / name) as a, xr.open_dataset(tmp_path / "out" / name) as b:
             xr.testing.assert_identical(a.load(), b.load())
+
+
+def test_mean_thickness_option_and_forcing_coverage(nextsim, tmp_path):
+    _, state, forcing = nextsim
+    land = _land()
+    cfg = _config(state, forcing, **{"prepare.thickness_is_mean": "true"})
+    data = ReferenceData(cfg.prepare, cfg.grid)
+    s = data.state_at(3)
+    with xr.open_dataset(state[0]) as raw:
+        expected = raw["sit"].values[3].astype(np.float64) / 100 / (raw["sic"].values[3].astype(np.float64) / 100)
+    np.testing.assert_allclose(s["sit"][~land], expected[~land], rtol=1e-12)
+    # forcing that stops before the last state time
+    with xr.open_dataset(forcing) as f:
+        short = f.isel(time=slice(0, -3)).load()
+    short_path = tmp_path / "short_forcing.nc"
+    short.to_netcdf(short_path)
+    cfg = _config(state, short_path)
+    with pytest.raises(InputError, match="no forcing at 2 state time"):
+        ReferenceData(cfg.prepare, cfg.grid)
