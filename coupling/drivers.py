@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import time
 import json
+import re
 import shlex
 import sys
 from datetime import datetime, timedelta
@@ -429,7 +430,8 @@ class EnsembleOutput:
                          units=self.state_units, outputs=[str(p) for p in self.paths],
                          checkpoint_id=str(self.global_attrs.get("checkpoint_id", "")), dx=self.dx,
                          config=str(self.global_attrs.get("config", "")))
-        self.last_restart = write_restart(restart_path(self.restart_dir, self.paths[0].stem, step), r)
+        stem = re.sub(r"_w\d{5}$", "", self.paths[0].stem) if len(self.paths) > 1 else self.paths[0].stem
+        self.last_restart = write_restart(restart_path(self.restart_dir, stem, step), r)
 
     def close(self, status: str = "complete") -> None:
         for w in self.writers:
@@ -808,7 +810,9 @@ def _correct(cfg, comm, rank, size, path: Path, out_path: Path, corrector, comma
                                                      "long_name": f"applied correction of {v} (after bounds)"}
                                  for v in variables})
             gattrs = _global_attrs("correct", cfg, corrector, command, config_text)
-            gattrs.update(source_file=str(path), time_meaning="valid time: input window start + 12 h")
+            gattrs.update(source_file=str(path), time_meaning="valid time: input window start + 12 h",
+                          seeding=f"seed={cfg.seed}; corrector.seeding.member_seeds(seed, input time index, 0, "
+                                  f"members)[member]")
             dx = float(ds.attrs.get("grid_dx", float(ds["x"][1] - ds["x"][0]) if "x" in ds and ds.sizes["x"] > 1
                                     else 1.0))
             start = to_datetime(times[0]) if n_t else datetime(2000, 10, 1)

@@ -95,9 +95,9 @@ class TrajectoryWriter:
         nc.createDimension("member", self.members)
         nc.createDimension("y", self.ny)
         nc.createDimension("x", self.nx)
-        t = nc.createVariable("time", "f8", ("time",))
+        t = nc.createVariable("time", "f8", ("time",), fill_value=np.nan)  # NaN decodes to NaT: incomplete
         t.setncatts({"standard_name": "time", "units": self.units, "calendar": CALENDAR, "axis": "T"})
-        step = nc.createVariable("step", "i4", ("time",))
+        step = nc.createVariable("step", "i4", ("time",), fill_value=-1)
         step.setncatts({"long_name": "number of completed 12 h steps since the window start", "units": "1"})
         m = nc.createVariable("member", "i4", ("member",))
         m.setncatts({"long_name": "ensemble member (0-based)", "units": "1"})
