@@ -293,3 +293,34 @@ def test_mean_thickness_option_and_forcing_coverage(nextsim, tmp_path):
     cfg = _config(state, short_path)
     with pytest.raises(InputError, match="no forcing at 2 state time"):
         ReferenceData(cfg.prepare, cfg.grid)
+
+
+def test_mpi_bad_record_fails_every_rank_with_the_same_error(tmp_path):
+    state, forcing = write_nextsim_files(tmp_path)
+
+    def poke(ds):  # a NaN in the ocean in the last record: only the last rank checks it
+        v = ds["sit"].values.copy()
+        v[-1, 8, 8] = np.nan
+        return ds.assign(sit=(ds["sit"].dims, v, ds["sit"].attrs))
+    _rewrite(state[1], poke)
+    cfg = _config(state, forcing)
+    script = tmp_path / "prep_bad.py"
+    script.write_text(textwrap.dedent(f"""
+        import sys
+        from mpi4py import MPI
+        from coupling.errors import InputError
+        from training.config import PrepareRunConfig
+        from training.prepare import run_prepare
+        cfg = PrepareRunConfig.model_validate_json({cfg.model_dump_json()!r})
+        try:
+            run_prepare(cfg, sys.argv[1], comm=MPI.COMM_WORLD)
+        except InputError as exc:
+            print(f"rank {{MPI.COMM_WORLD.rank}}: {{exc}}", flush=True)
+            sys.exit(3)
+    """))
+    res = run_mpi(2, [str(script), str(tmp_path / "out")], timeout=120)
+    assert res.returncode != 0
+    lines = sorted(line for line in res.stdout.splitlines() if line.startswith("rank"))
+    assert len(lines) == 2, res.stdout + res.stderr[-2000:]
+    for line in lines:
+        assert f"file {state[1]}, field 'sit'" in line and "inside the ocean mask" in line

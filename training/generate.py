@@ -216,10 +216,24 @@ def _features(ds: xr.Dataset, idx_t: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return np.column_stack(cols + [np.ones_like(cols[0])])
 
 
+def _ridge(x: np.ndarray, y: np.ndarray, lam: float = 1e-3) -> np.ndarray:
+    """Ridge regression on standardised columns (the last column is the unpenalised intercept); the seasonal
+    forcing columns (radiation, snowfall, mean temperature) are nearly collinear in time, and plain least squares
+    turns that into huge coefficients that blow up on another run."""
+    feats = x[:, :-1]
+    mean, scale = feats.mean(axis=0), feats.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    z = (feats - mean) / scale
+    gram = z.T @ z + lam * len(y) * np.eye(z.shape[1])
+    beta = np.linalg.solve(gram, z.T @ (y - y.mean()))
+    coef = beta / scale
+    return np.concatenate([coef, [y.mean() - mean @ coef]])
+
+
 def residual_summary(files: Mapping[str, Path], max_rows: int = 200_000) -> dict[str, Any]:
     """Per split and ML variable: residual mean/std, RMSE of the coarse forecast (= rms residual) and of
     persistence (reference − initial), and the fraction of residual variance explained (R²) by a point-wise linear
-    regression on the conditioning fields, fitted on `train` (a lower bound on what a corrector can learn)."""
+    (ridge) regression on the conditioning fields, fitted on `train` (a lower bound on what a corrector can learn)."""
     out: dict[str, Any] = {}
     coefs: dict[str, np.ndarray] = {}
     order = sorted(files, key=lambda s: SPLITS.index(s) if s in SPLITS else 99)
@@ -249,11 +263,7 @@ def residual_summary(files: Mapping[str, Path], max_rows: int = 200_000) -> dict
             good = np.isfinite(y) & np.all(np.isfinite(x), axis=1)
             x, y = x[good], y[good]
             if split == "train" and len(y) > x.shape[1]:
-                # standardise columns; constant columns (e.g. uniform radiation) keep their magnitude
-                scale = x.std(axis=0)
-                scale = np.where(scale > 0, scale, np.maximum(np.abs(x).max(axis=0), 1e-300))
-                beta, *_ = np.linalg.lstsq(x / scale, y, rcond=None)
-                coefs[v] = beta / scale
+                coefs[v] = _ridge(x, y)
             if v in coefs and y.size and y.var() > 0:
                 mse = float(np.mean((y - x @ coefs[v]) ** 2))
                 s["linear_r2"] = 1.0 - mse / float(y.var())
@@ -353,6 +363,17 @@ def _global_attrs(cfg, split: str, producer: str = PRODUCER,
     return attrs
 
 
+def finish(comm, error: str | None, what: str, collective: bool = False) -> None:
+    """Raise on every rank if any rank (collective) or rank 0 reported an error, so that no rank is left waiting
+    in a collective for a peer that has given up."""
+    if comm is None:
+        return
+    errors = comm.allgather(error) if collective else [comm.bcast(error, root=0)]
+    errors = [e for e in errors if e]
+    if errors:
+        raise RuntimeError(f"{what} failed: " + "; ".join(errors))
+
+
 def _progress_bar(total: int, enabled: bool):
     if not enabled:
         return None
@@ -394,22 +415,25 @@ def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: 
     finally:
         if bar:
             bar.close()
-    errors = [e for e in (comm.allgather(error) if comm is not None else [error]) if e]
-    if errors:
-        raise RuntimeError("generate failed: " + "; ".join(errors))
+    finish(comm, error, "generate", collective=True)
 
     paths = [out_dir / f"{split}.nc" for split in SPLITS if getattr(cfg.generate.seeds, split)]
+    failure = None
     if rank == 0:
-        for split, path in zip([s for s in SPLITS if getattr(cfg.generate.seeds, s)], paths):
-            parts = [parts_dir / f"run-{run.index:04d}.nc" for run in runs if run.split == split]
-            concat_netcdf_along_time(parts, path, _global_attrs(cfg, split))
-        shutil.rmtree(parts_dir, ignore_errors=True)
-        elapsed = time.perf_counter() - t_start
-        summary = residual_summary({p.stem: p for p in paths})
-        write_manifest(cfg, out_dir, runs, paths, summary, elapsed, size)
-        print(format_summary(summary, elapsed, size), flush=True)
-    if comm is not None:
-        comm.Barrier()
+        try:
+            for split, path in zip([s for s in SPLITS if getattr(cfg.generate.seeds, s)], paths):
+                parts = [parts_dir / f"run-{run.index:04d}.nc" for run in runs if run.split == split]
+                concat_netcdf_along_time(parts, path, _global_attrs(cfg, split))
+            shutil.rmtree(parts_dir, ignore_errors=True)
+            elapsed = time.perf_counter() - t_start
+            summary = residual_summary({p.stem: p for p in paths})
+            write_manifest(cfg, out_dir, runs, paths, summary, elapsed, size)
+            print(format_summary(summary, elapsed, size), flush=True)
+        except Exception as exc:
+            failure = f"rank 0 (gathering): {type(exc).__name__}: {exc}"
+            if comm is None:
+                raise
+    finish(comm, failure, "generate")
     return paths
 
 

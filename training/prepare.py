@@ -30,7 +30,7 @@ from coupling.errors import InputError
 from training.config import PrepareConfig
 from training.forcing import FORCING_METADATA, FORCING_NAMES, STEP_SECONDS
 from training.generate import (ML_VARIABLES, SPLITS, PairBuffer, _default_models, _global_attrs, _state_arrays,
-                               _version, format_summary, pair_dataset, residual_summary)
+                               _version, finish, format_summary, pair_dataset, residual_summary)
 from training.io import concat_netcdf_along_time, temporary_path, write_netcdf_atomic
 
 PRODUCER = "icecorr prepare"
@@ -439,11 +439,13 @@ def run_prepare(cfg, out_dir: str | Path, comm=None, base_dir: str | Path | None
             data.state_at(k)
             data.forcing_at(k)
     except InputError as exc:
-        error = exc
+        if comm is None:
+            raise
+        error = (exc.file, exc.field, exc.problem)  # plain tuple: InputError itself does not unpickle
     errors = comm.allgather(error) if comm is not None else [error]
     first = next((e for e in errors if e is not None), None)
     if first is not None:
-        raise first
+        raise InputError(*first)
 
     parts_dir = out_dir / ".parts"
     if rank == 0:
@@ -464,25 +466,28 @@ def run_prepare(cfg, out_dir: str | Path, comm=None, base_dir: str | Path | None
         failure = f"rank {rank}: {type(exc).__name__}: {exc}"
         if comm is None:
             raise
-    failures = [f for f in (comm.allgather(failure) if comm is not None else [failure]) if f]
-    if failures:
-        raise RuntimeError("prepare failed: " + "; ".join(failures))
+    finish(comm, failure, "prepare", collective=True)
 
     paths = [out_dir / f"{split}.nc" for split in windows]
+    failure = None
     if rank == 0:
-        for split, path in zip(windows, paths):
-            parts = sorted(parts_dir.glob(f"{split}-*.nc"))
-            attrs = _global_attrs(cfg, split, PRODUCER, ("grid", "physics", "prepare"))
-            attrs.update(title=f"icecorr training pairs from reference data ({split})",
-                         source_files=" ".join(str(p) for p in data.state_files + data.forcing_files))
-            concat_netcdf_along_time(parts, path, attrs)
-        shutil.rmtree(parts_dir, ignore_errors=True)
-        elapsed = time.perf_counter() - t_start
-        summary = residual_summary({p.stem: p for p in paths})
-        _write_manifest(cfg, data, windows, out_dir, summary, elapsed, size)
-        print(format_summary(summary, elapsed, size).replace("generate:", "prepare:"), flush=True)
-    if comm is not None:
-        comm.Barrier()
+        try:
+            for split, path in zip(windows, paths):
+                parts = sorted(parts_dir.glob(f"{split}-*.nc"))
+                attrs = _global_attrs(cfg, split, PRODUCER, ("grid", "physics", "prepare"))
+                attrs.update(title=f"icecorr training pairs from reference data ({split})",
+                             source_files=" ".join(str(p) for p in data.state_files + data.forcing_files))
+                concat_netcdf_along_time(parts, path, attrs)
+            shutil.rmtree(parts_dir, ignore_errors=True)
+            elapsed = time.perf_counter() - t_start
+            summary = residual_summary({p.stem: p for p in paths})
+            _write_manifest(cfg, data, windows, out_dir, summary, elapsed, size)
+            print(format_summary(summary, elapsed, size).replace("generate:", "prepare:"), flush=True)
+        except Exception as exc:
+            failure = f"rank 0 (gathering): {type(exc).__name__}: {exc}"
+            if comm is None:
+                raise
+    finish(comm, failure, "prepare")
     return paths
 
 
