@@ -44,20 +44,22 @@ contains
     real(dp), intent(out) :: resid(nres), alpha_max
     integer, intent(out) :: ierr
 
-    real(dp), allocatable :: uh(:, :), vh(:, :), unew(:, :), vnew(:, :), un(:, :), vn(:, :), press(:, :), &
-                             acoef(:, :), mu(:, :), au(:, :), mv(:, :), av(:, :), tu(:, :), tv(:, :), &
-                             uo_u(:, :), vo_u(:, :), uo_v(:, :), vo_v(:, :), zeta(:, :), alpha(:, :), ds(:, :), &
-                             rcnt(:, :), ph(:, :), dd2(:, :), dt2(:, :)
-    real(dp) :: rdx, e2inv, mt, e11, e22, dd, dtn, ds2, delta2, delta_s, z, al, pr, eta, az, vbar, ubar, du, dv, &
-                cw, beta, mdt, div, rhs, cost, sint, rhocw, sumsq, cstar_fac
+    ! Work arrays. Face arrays (u: 1..nx-1 x 1..ny, v: 1..nx x 1..ny-1) hold what is fixed during the iterations:
+    ! m/dt (floored), a 0/1 ice mask, the constant part of the right-hand side, A rho_w C_w, m f, the current.
+    real(dp), allocatable :: uh(:, :), vh(:, :), unew(:, :), vnew(:, :), press(:, :), acoef(:, :), &
+                             mdt_u(:, :), msk_u(:, :), c_u(:, :), cwc_u(:, :), mf_u(:, :), uo_u(:, :), vo_u(:, :), &
+                             mdt_v(:, :), msk_v(:, :), c_v(:, :), cwc_v(:, :), mf_v(:, :), uo_v(:, :), vo_v(:, :), &
+                             alpha(:, :), ds(:, :), rcnt(:, :), ph(:, :), dd2(:, :), dt2(:, :)
+    real(dp) :: rdx, e2inv, mt, mface, e11, e22, dd, dtn, ds2, delta2, z, al, ral, pr, eta, az, vbar, ubar, du, dv, &
+                cw, beta, div, rhs, cost, sint, rhocw, sumsq, cstar_fac, dmin2, amin, rp, f
     integer :: i, j, k, stat, nface
 
     ierr = 0
     resid = 0.0_dp
     alpha_max = 0.0_dp
-    allocate(uh(0:nx, 0:ny + 1), vh(0:nx + 1, 0:ny), unew(nx, ny), vnew(nx, ny), un(nx, ny), vn(nx, ny), &
-             press(nx, ny), acoef(nx, ny), mu(nx, ny), au(nx, ny), mv(nx, ny), av(nx, ny), tu(nx, ny), &
-             tv(nx, ny), uo_u(nx, ny), vo_u(nx, ny), uo_v(nx, ny), vo_v(nx, ny), zeta(0:nx + 1, 0:ny + 1), &
+    allocate(uh(0:nx, 0:ny + 1), vh(0:nx + 1, 0:ny), unew(nx, ny), vnew(nx, ny), press(nx, ny), acoef(nx, ny), &
+             mdt_u(nx, ny), msk_u(nx, ny), c_u(nx, ny), cwc_u(nx, ny), mf_u(nx, ny), uo_u(nx, ny), vo_u(nx, ny), &
+             mdt_v(nx, ny), msk_v(nx, ny), c_v(nx, ny), cwc_v(nx, ny), mf_v(nx, ny), uo_v(nx, ny), vo_v(nx, ny), &
              alpha(0:nx + 1, 0:ny + 1), ds(0:nx, 0:ny), rcnt(0:nx, 0:ny), ph(0:nx + 1, 0:ny + 1), &
              dd2(0:nx + 1, 0:ny + 1), dt2(0:nx + 1, 0:ny + 1), stat=stat)
     if (stat /= 0) then
@@ -65,41 +67,66 @@ contains
        return
     end if
 
+    ! scalar parameters as locals; switches as numbers so that the inner loops are branch-free (vectorisable)
     rdx = 1.0_dp / dx
     e2inv = 1.0_dp / pd%ecc**2
     cost = cos(pd%turning_angle * deg_to_rad)
     sint = sin(pd%turning_angle * deg_to_rad)
     rhocw = pd%rho_water * pd%c_water
-    cstar_fac = pd%aevp_cstar * pi**2 * dt * rdx * rdx
+    f = pd%coriolis
+    dmin2 = pd%delta_min**2
+    rp = merge(1.0_dp, 0.0_dp, pd%replacement_pressure)
+    if (pd%aevp) then                 ! alpha = max(amin, sqrt(acoef zeta)); fixed alpha: acoef = 0, amin = alpha
+       cstar_fac = pd%aevp_cstar * pi**2 * dt * rdx * rdx
+       amin = pd%aevp_alpha_min
+    else
+       cstar_fac = 0.0_dp
+       amin = pd%alpha_fixed
+    end if
 
-    ! --- quantities fixed during the iterations: strength, mass, face averages of A, m, forcing
+    ! --- quantities fixed during the iterations
     do j = 1, ny
        do i = 1, nx
           press(i, j) = pd%p_star * vice(i, j) * exp(-pd%c_star * (1.0_dp - a(i, j)))
           mt = pd%rho_ice * vice(i, j) + pd%rho_snow * vsnow(i, j)
           acoef(i, j) = cstar_fac / max(mt, mass_tiny)   ! aEVP: alpha^2 = c* pi^2 zeta dt / (m dx^2)
-          un(i, j) = u(i, j)
-          vn(i, j) = v(i, j)
        end do
     end do
-    mu = 0.0_dp; au = 0.0_dp; tu = 0.0_dp; uo_u = 0.0_dp; vo_u = 0.0_dp
-    mv = 0.0_dp; av = 0.0_dp; tv = 0.0_dp; uo_v = 0.0_dp; vo_v = 0.0_dp
+    nface = 0
+    mdt_u = 1.0_dp; msk_u = 0.0_dp; c_u = 0.0_dp; cwc_u = 0.0_dp; mf_u = 0.0_dp; uo_u = 0.0_dp; vo_u = 0.0_dp
+    mdt_v = 1.0_dp; msk_v = 0.0_dp; c_v = 0.0_dp; cwc_v = 0.0_dp; mf_v = 0.0_dp; uo_v = 0.0_dp; vo_v = 0.0_dp
     do j = 1, ny
        do i = 1, nx - 1
-          mu(i, j) = 0.5_dp * (pd%rho_ice * (vice(i, j) + vice(i + 1, j)) + pd%rho_snow * (vsnow(i, j) + vsnow(i + 1, j)))
-          au(i, j) = 0.5_dp * (a(i, j) + a(i + 1, j))
-          tu(i, j) = au(i, j) * 0.5_dp * (taux(i, j) + taux(i + 1, j))
+          mface = 0.5_dp * (pd%rho_ice * (vice(i, j) + vice(i + 1, j)) + pd%rho_snow * (vsnow(i, j) + vsnow(i + 1, j)))
           uo_u(i, j) = 0.5_dp * (uo(i, j) + uo(i + 1, j))
           vo_u(i, j) = 0.5_dp * (vo(i, j) + vo(i + 1, j))
+          if (mface > mass_tiny) then
+             nface = nface + 1
+             msk_u(i, j) = 1.0_dp
+             mdt_u(i, j) = mface / dt
+             cwc_u(i, j) = 0.5_dp * (a(i, j) + a(i + 1, j)) * rhocw
+             mf_u(i, j) = mface * f
+             ! m/dt u^n + A tau_ax - m f v_w (tilt)
+             c_u(i, j) = mdt_u(i, j) * u(i, j) + 0.5_dp * (a(i, j) + a(i + 1, j)) * 0.5_dp * (taux(i, j) + taux(i + 1, j)) &
+                         - mf_u(i, j) * vo_u(i, j)
+          end if
        end do
     end do
     do j = 1, ny - 1
        do i = 1, nx
-          mv(i, j) = 0.5_dp * (pd%rho_ice * (vice(i, j) + vice(i, j + 1)) + pd%rho_snow * (vsnow(i, j) + vsnow(i, j + 1)))
-          av(i, j) = 0.5_dp * (a(i, j) + a(i, j + 1))
-          tv(i, j) = av(i, j) * 0.5_dp * (tauy(i, j) + tauy(i, j + 1))
+          mface = 0.5_dp * (pd%rho_ice * (vice(i, j) + vice(i, j + 1)) + pd%rho_snow * (vsnow(i, j) + vsnow(i, j + 1)))
           uo_v(i, j) = 0.5_dp * (uo(i, j) + uo(i, j + 1))
           vo_v(i, j) = 0.5_dp * (vo(i, j) + vo(i, j + 1))
+          if (mface > mass_tiny) then
+             nface = nface + 1
+             msk_v(i, j) = 1.0_dp
+             mdt_v(i, j) = mface / dt
+             cwc_v(i, j) = 0.5_dp * (a(i, j) + a(i, j + 1)) * rhocw
+             mf_v(i, j) = mface * f
+             ! m/dt v^n + A tau_ay + m f u_w (tilt)
+             c_v(i, j) = mdt_v(i, j) * v(i, j) + 0.5_dp * (a(i, j) + a(i, j + 1)) * 0.5_dp * (tauy(i, j) + tauy(i, j + 1)) &
+                         + mf_v(i, j) * uo_v(i, j)
+          end if
        end do
     end do
     ! 1 / number of in-domain cells around each corner (2 on a wall, 1 at a domain corner)
@@ -114,17 +141,17 @@ contains
     vh = 0.0_dp
     uh(1:nx-1, 1:ny) = u(1:nx-1, :)
     vh(1:nx, 1:ny-1) = v(:, 1:ny-1)
-    zeta = 0.0_dp
     alpha = 0.0_dp
     dd2 = 0.0_dp
     dt2 = 0.0_dp
     ph = 0.0_dp
     ph(1:nx, 1:ny) = press
-    if (.not. pd%rheology_on) then
+    alpha(1:nx, 1:ny) = amin
+    unew = 0.0_dp
+    vnew = 0.0_dp
+    if (.not. pd%rheology_on) then   ! free drift: no stress, so the stress divergence below is zero
        s1 = 0.0_dp; s2 = 0.0_dp; s12 = 0.0_dp
     end if
-    if (.not. pd%aevp) alpha(1:nx, 1:ny) = pd%alpha_fixed
-    if (pd%aevp) alpha(1:nx, 1:ny) = pd%aevp_alpha_min
 
     do k = 1, pd%n_evp
        uh(1:nx-1, 0) = -uh(1:nx-1, 1)
@@ -148,24 +175,15 @@ contains
                 dtn = e11 - e22
                 ds2 = 0.25_dp * (ds(i, j)**2 + ds(i - 1, j)**2 + ds(i, j - 1)**2 + ds(i - 1, j - 1)**2)
                 delta2 = dd * dd + e2inv * (dtn * dtn + ds2)
-                delta_s = sqrt(delta2 + pd%delta_min**2)
-                z = 0.5_dp * press(i, j) / delta_s
-                if (pd%replacement_pressure) then
-                   pr = 2.0_dp * z * sqrt(delta2)
-                else
-                   pr = press(i, j)
-                end if
-                if (pd%aevp) then
-                   al = max(pd%aevp_alpha_min, sqrt(acoef(i, j) * z))
-                   alpha(i, j) = al
-                else
-                   al = pd%alpha_fixed
-                end if
-                zeta(i, j) = z
+                z = 0.5_dp * press(i, j) / sqrt(delta2 + dmin2)
+                pr = rp * 2.0_dp * z * sqrt(delta2) + (1.0_dp - rp) * press(i, j)
+                al = max(amin, sqrt(acoef(i, j) * z))
+                ral = 1.0_dp / al
+                alpha(i, j) = al
                 dd2(i, j) = dd * dd
                 dt2(i, j) = dtn * dtn
-                s1(i, j) = s1(i, j) + (2.0_dp * z * dd - pr - s1(i, j)) / al
-                s2(i, j) = s2(i, j) + (2.0_dp * z * e2inv * dtn - s2(i, j)) / al
+                s1(i, j) = s1(i, j) + (2.0_dp * z * dd - pr - s1(i, j)) * ral
+                s2(i, j) = s2(i, j) + (2.0_dp * z * e2inv * dtn - s2(i, j)) * ral
              end do
           end do
           ! corners: eta = P_Z / (2 e^2 Delta*_Z) with P_Z, D_D^2, D_T^2 averaged over the in-domain T-points and
@@ -177,63 +195,55 @@ contains
                          + e2inv * ((dt2(i, j) + dt2(i + 1, j) + dt2(i, j + 1) + dt2(i + 1, j + 1)) * rcnt(i, j) &
                                     + ds(i, j)**2)
                 eta = 0.5_dp * e2inv * (ph(i, j) + ph(i + 1, j) + ph(i, j + 1) + ph(i + 1, j + 1)) * rcnt(i, j) &
-                      / sqrt(delta2 + pd%delta_min**2)
+                      / sqrt(delta2 + dmin2)
                 az = (alpha(i, j) + alpha(i + 1, j) + alpha(i, j + 1) + alpha(i + 1, j + 1)) * rcnt(i, j)
                 s12(i, j) = s12(i, j) + (eta * ds(i, j) - s12(i, j)) / az
              end do
           end do
        end if
 
-       ! momentum at east faces (interior only; the wall faces stay 0)
-       sumsq = 0.0_dp
-       nface = 0
+       ! momentum at east faces (interior only; the wall faces stay 0); faces without ice get msk = 0
        do j = 1, ny
           do i = 1, nx - 1
-             if (mu(i, j) > mass_tiny) then
-                vbar = 0.25_dp * (vh(i, j) + vh(i + 1, j) + vh(i, j - 1) + vh(i + 1, j - 1))
-                du = uo_u(i, j) - uh(i, j)
-                dv = vo_u(i, j) - vbar
-                cw = au(i, j) * rhocw * sqrt(du * du + dv * dv)
-                beta = 0.5_dp * (alpha(i, j) + alpha(i + 1, j))
-                mdt = mu(i, j) / dt
-                div = 0.0_dp
-                if (pd%rheology_on) div = (0.5_dp * (s1(i + 1, j) + s2(i + 1, j) - s1(i, j) - s2(i, j)) &
-                                           + s12(i, j) - s12(i, j - 1)) * rdx
-                rhs = beta * mdt * uh(i, j) + mdt * un(i, j) + div + tu(i, j) &
-                      + cw * (cost * uo_u(i, j) - sint * dv) + mu(i, j) * pd%coriolis * (vbar - vo_u(i, j))
-                unew(i, j) = rhs / ((beta + 1.0_dp) * mdt + cw * cost)
-                sumsq = sumsq + (unew(i, j) - uh(i, j))**2
-                nface = nface + 1
-             else
-                unew(i, j) = 0.0_dp
-             end if
+             vbar = 0.25_dp * (vh(i, j) + vh(i + 1, j) + vh(i, j - 1) + vh(i + 1, j - 1))
+             du = uo_u(i, j) - uh(i, j)
+             dv = vo_u(i, j) - vbar
+             cw = cwc_u(i, j) * sqrt(du * du + dv * dv)
+             beta = 0.5_dp * (alpha(i, j) + alpha(i + 1, j))
+             div = (0.5_dp * (s1(i + 1, j) + s2(i + 1, j) - s1(i, j) - s2(i, j)) + s12(i, j) - s12(i, j - 1)) * rdx
+             rhs = beta * mdt_u(i, j) * uh(i, j) + c_u(i, j) + div + cw * (cost * uo_u(i, j) - sint * dv) &
+                   + mf_u(i, j) * vbar
+             unew(i, j) = msk_u(i, j) * rhs / ((beta + 1.0_dp) * mdt_u(i, j) + cw * cost)
           end do
        end do
        ! momentum at north faces
        do j = 1, ny - 1
           do i = 1, nx
-             if (mv(i, j) > mass_tiny) then
-                ubar = 0.25_dp * (uh(i, j) + uh(i - 1, j) + uh(i, j + 1) + uh(i - 1, j + 1))
-                du = uo_v(i, j) - ubar
-                dv = vo_v(i, j) - vh(i, j)
-                cw = av(i, j) * rhocw * sqrt(du * du + dv * dv)
-                beta = 0.5_dp * (alpha(i, j) + alpha(i, j + 1))
-                mdt = mv(i, j) / dt
-                div = 0.0_dp
-                if (pd%rheology_on) div = (0.5_dp * (s1(i, j + 1) - s2(i, j + 1) - s1(i, j) + s2(i, j)) &
-                                           + s12(i, j) - s12(i - 1, j)) * rdx
-                rhs = beta * mdt * vh(i, j) + mdt * vn(i, j) + div + tv(i, j) &
-                      + cw * (cost * vo_v(i, j) + sint * du) - mv(i, j) * pd%coriolis * (ubar - uo_v(i, j))
-                vnew(i, j) = rhs / ((beta + 1.0_dp) * mdt + cw * cost)
-                sumsq = sumsq + (vnew(i, j) - vh(i, j))**2
-                nface = nface + 1
-             else
-                vnew(i, j) = 0.0_dp
-             end if
+             ubar = 0.25_dp * (uh(i, j) + uh(i - 1, j) + uh(i, j + 1) + uh(i - 1, j + 1))
+             du = uo_v(i, j) - ubar
+             dv = vo_v(i, j) - vh(i, j)
+             cw = cwc_v(i, j) * sqrt(du * du + dv * dv)
+             beta = 0.5_dp * (alpha(i, j) + alpha(i, j + 1))
+             div = (0.5_dp * (s1(i, j + 1) - s2(i, j + 1) - s1(i, j) + s2(i, j)) + s12(i, j) - s12(i - 1, j)) * rdx
+             rhs = beta * mdt_v(i, j) * vh(i, j) + c_v(i, j) + div + cw * (cost * vo_v(i, j) + sint * du) &
+                   - mf_v(i, j) * ubar
+             vnew(i, j) = msk_v(i, j) * rhs / ((beta + 1.0_dp) * mdt_v(i, j) + cw * cost)
           end do
        end do
-       uh(1:nx-1, 1:ny) = unew(1:nx-1, :)
-       vh(1:nx, 1:ny-1) = vnew(:, 1:ny-1)
+       ! residual and update (a separate pass keeps the momentum loops free of reductions)
+       sumsq = 0.0_dp
+       do j = 1, ny
+          do i = 1, nx - 1
+             sumsq = sumsq + (unew(i, j) - uh(i, j))**2
+             uh(i, j) = unew(i, j)
+          end do
+       end do
+       do j = 1, ny - 1
+          do i = 1, nx
+             sumsq = sumsq + (vnew(i, j) - vh(i, j))**2
+             vh(i, j) = vnew(i, j)
+          end do
+       end do
        if (k <= nres) resid(k) = sqrt(sumsq / max(nface, 1))
     end do
 
