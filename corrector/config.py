@@ -175,4 +175,8 @@ class CorrectorConfig(CorrectorStrict):
             raise ValueError(f"conditioning has duplicates: {self.conditioning}")
         elif not self.conditioning:
             raise ValueError("conditioning must name at least one channel")
+        if self.mode == "emulator":
+            forecast = [n for n in self.conditioning if n.startswith("forecast_")]
+            if forecast:
+                raise ValueError(f"conditioning: {forecast} in emulator mode, where no physics forecast exists")
         return self

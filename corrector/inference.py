@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .bounds import apply_bounds, zero_walls
-from .checkpoint import CheckpointData, CheckpointError, load_checkpoint
+from .checkpoint import CheckpointData, CheckpointError, load_checkpoint, mask_hash
 from .config import ML_VARIABLES, CorrectorConfig, SamplerConfig
 from .fields import MASK, conditioning_names, stack
 from .model import CorrectorModel
@@ -121,6 +121,13 @@ class Corrector:
             if want is not None and int(want) != have:
                 raise ValueError(f"conditioning: grid {ny}×{nx} (ny×nx) differs from the corrector's "
                                  f"{self.grid.get('ny')}×{self.grid.get('nx')}")
+        want_hash = self.grid.get("mask_hash")
+        if want_hash and MASK in conditioning:
+            m = np.asarray(conditioning[MASK])
+            have_hash = mask_hash(m if m.ndim == 2 else m[0])
+            if have_hash != want_hash:
+                raise ValueError(f"field 'mask': this land/ocean mask (hash {have_hash}) differs from the one the "
+                                 f"corrector was trained on (hash {want_hash})")
         if not torch.isfinite(cond).all():
             bad = [n for k, n in enumerate(self.conditioning_names) if not torch.isfinite(cond[:, k]).all()]
             raise ValueError(f"conditioning: field(s) {bad} contain NaN/inf")

@@ -64,6 +64,13 @@ def test_grid_mismatch(saved, field, value):
         Corrector.load(saved["path"], grid={**saved["grid"], field: value})
 
 
+def test_sample_rejects_a_different_land_mask(saved):
+    c = Corrector.load(saved["path"])
+    cond = dict(saved["cond"], mask=np.ones((N, N), np.float32))
+    with pytest.raises(ValueError, match="field 'mask'"):
+        c.sample(cond, 2, seeds=member_seeds(0, np.array([0, 1]), 0, 2))
+
+
 def test_variable_mismatch(saved):
     with pytest.raises(CheckpointError, match="variable mismatch"):
         load_checkpoint(saved["path"], variables=["sic", "sit"])

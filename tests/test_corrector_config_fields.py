@@ -34,6 +34,8 @@ def test_unknown_keys_and_bad_values_rejected():
         SamplerConfig(name="dpmpp_2m", s_churn=1.0)
     with pytest.raises(ValidationError, match="decreasing"):
         SamplerConfig(sigmas=[1.0, 2.0])
+    with pytest.raises(ValidationError, match="emulator mode"):
+        CorrectorConfig(mode="emulator", conditioning=["initial_sic", "forecast_sic", "mask"])
     assert NetworkConfig(channel_mults=[1, 2, 4]).downsamplings == 2
 
 

@@ -1,0 +1,345 @@
+"""Tangent-linear and adjoint products of a deterministic emulator (or corrected model) over one 12 h step and over
+an N-step rollout, NumPy in/out, float64 by default — the building blocks of 4D-Var (Durand et al. 2025).
+
+A rollout is x_{k+1} = bound(s_k(x_k)), k = 0 … n−1, on the state x = (V, ny, nx) of the corrector's variables in
+physical units. The step s_k is
+* emulator mode:  x + T(cond_k(x)), T the 12 h tendency network;
+* residual mode:  f + C(cond_k(x, f)), f = physics(x, k) a *differentiable* torch model of the 12 h physics (the
+  Fortran coarse model has no adjoint, so a hybrid rollout needs a torch stand-in; the correction alone — its
+  derivative with respect to its conditioning, forecast included — is `CorrectorTangent64`);
+cond_k stacks the state (`initial_*`, `forecast_*` channels) with the fixed inputs of step k (forcing `{f}_t0`,
+`{f}_t1`, `mask`). `bound` is the differentiable counterpart of `corrector.bounds`: sic ∈ [0, 1], sit, snt ≥ 0,
+no volume without ice, zero velocity on closed walls and faces touching land. Clipping is piecewise linear: the
+products are exact derivatives away from the kinks (a.e.), and the tangent-linear and adjoint use the same branch,
+so ⟨M′δx, y⟩ = ⟨δx, M′ᵀy⟩ holds to round-off everywhere.
+
+The network is linearised through torch.func (jvp = forward mode, vjp = reverse mode) with the weights fixed; the
+corrector's float32 model is copied to `dtype` so the adjoint identity can be checked at 1e-12. The diffusion kind
+is allowed and means one member with fixed noise (its ODE sampler is a deterministic map); the deterministic kind
+is the intended use. `corrector.tangent.CorrectorTangent` (one step, float32) is reused for the network map.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Callable, Mapping, Sequence
+
+import numpy as np
+import torch
+from torch.func import jvp as _jvp
+from torch.func import vjp as _vjp
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from .fields import MASK
+from .inference import Corrector
+from .tangent import CorrectorTangent
+
+
+
+def jvp(*args, **kw):
+    """torch.func.jvp with the plain-math attention kernel (the fused CPU kernels have no forward-mode AD)."""
+    with sdpa_kernel([SDPBackend.MATH]):
+        return _jvp(*args, **kw)
+
+
+def vjp(f, *primals):
+    """torch.func.vjp with the same attention kernel as `jvp`, so both linearise the identical function."""
+    with sdpa_kernel([SDPBackend.MATH]):
+        out, pullback = _vjp(f, *primals)
+
+    def pull(ct):
+        with sdpa_kernel([SDPBackend.MATH]):
+            return pullback(ct)
+    return out, pull
+
+
+#: a differentiable 12 h physics stand-in: (state (V, ny, nx), step index k) -> forecast (V, ny, nx)
+Physics = Callable[[torch.Tensor, int], torch.Tensor]
+#: a generic differentiable step: (state (V, ny, nx), step index k) -> next state (V, ny, nx), before bounds
+Step = Callable[[torch.Tensor, int], torch.Tensor]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Differentiable physical bounds
+# ----------------------------------------------------------------------------------------------------------------
+
+def open_faces(mask: np.ndarray | None, ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
+    """(east-face, north-face) 0/1 arrays (ny, nx): 0 on the closed east/north walls and on faces touching land."""
+    ocean = np.ones((ny, nx), bool) if mask is None else np.asarray(mask) > 0.5
+    if ocean.shape != (ny, nx):
+        raise ValueError(f"field 'mask': shape {ocean.shape}, expected ({ny}, {nx})")
+    east = np.zeros((ny, nx), bool)
+    east[:, :-1] = ocean[:, :-1] & ocean[:, 1:]
+    north = np.zeros((ny, nx), bool)
+    north[:-1, :] = ocean[:-1, :] & ocean[1:, :]
+    return east.astype(np.float64), north.astype(np.float64)
+
+
+class TorchBounds:
+    """Differentiable `apply_bounds` + `zero_walls` for a state tensor (V, ny, nx) with channels `variables`."""
+
+    def __init__(self, variables: Sequence[str], mask: np.ndarray | None, ny: int, nx: int,
+                 dtype: torch.dtype = torch.float64, device: "torch.device | str" = "cpu"):
+        self.index = {v: k for k, v in enumerate(variables)}
+        east, north = open_faces(mask, ny, nx)
+        ocean = np.ones((ny, nx)) if mask is None else (np.asarray(mask) > 0.5).astype(np.float64)
+        self.ocean = torch.as_tensor(ocean, dtype=dtype, device=device)
+        self.faces = {"siu": torch.as_tensor(east, dtype=dtype, device=device),
+                      "siv": torch.as_tensor(north, dtype=dtype, device=device)}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        ch = list(x.unbind(0))
+        i = self.index
+        if "sic" in i:
+            ch[i["sic"]] = ch[i["sic"]].clamp(0.0, 1.0)
+        for v in ("sit", "snt"):
+            if v in i:
+                ch[i[v]] = ch[i[v]].clamp(min=0.0)
+                if "sic" in i:  # no volume without ice (the same rule as corrector.bounds)
+                    ch[i[v]] = torch.where(ch[i["sic"]] > 0, ch[i[v]], torch.zeros_like(ch[i[v]]))
+        for v in ("sic", "sit", "snt"):
+            if v in i:
+                ch[i[v]] = ch[i[v]] * self.ocean
+        for v, face in self.faces.items():
+            if v in i:
+                ch[i[v]] = ch[i[v]] * face
+        return torch.stack(ch)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The correction/tendency network in float64
+# ----------------------------------------------------------------------------------------------------------------
+
+class CorrectorTangent64(CorrectorTangent):
+    """`CorrectorTangent` in `dtype` (default float64): the one-step map conditioning → correction (residual mode)
+    or tendency (emulator mode), with jvp/vjp from NumPy. A float64 copy of the network is made; the corrector's own
+    model is left untouched."""
+
+    def __init__(self, corrector: Corrector, seed: int = 0, steps: int | None = None,
+                 dtype: torch.dtype = torch.float64):
+        super().__init__(corrector, seed, steps)
+        self.dtype = dtype
+        self.model = copy.deepcopy(corrector.model).to(dtype).eval()
+        for p in self.model.parameters():
+            p.requires_grad_(False)
+
+    def _cond(self, conditioning: Mapping[str, np.ndarray]) -> torch.Tensor:
+        missing = [n for n in self.names if n not in conditioning]
+        if missing:
+            raise KeyError(f"conditioning field(s) {missing} missing; got {sorted(conditioning)}")
+        arrays = [np.asarray(conditioning[n], dtype=np.float64) for n in self.names]
+        shape = arrays[0].shape
+        for n, a in zip(self.names, arrays):
+            if a.shape != shape or a.ndim != 2:
+                raise ValueError(f"field '{n}': shape {a.shape}, expected 2-D {shape}")
+        return torch.as_tensor(np.stack(arrays)[None], dtype=self.dtype, device=self.c.device)
+
+    def _tangent(self, tangent: Mapping[str, np.ndarray], like: torch.Tensor) -> torch.Tensor:
+        unknown = sorted(set(tangent) - set(self.names))
+        if unknown:
+            raise KeyError(f"tangent: fields {unknown} are not conditioning channels ({self.names})")
+        zero = np.zeros(like.shape[-2:])
+        return torch.as_tensor(np.stack([np.asarray(tangent.get(n, zero), np.float64) for n in self.names])[None],
+                               dtype=like.dtype, device=like.device)
+
+    def function(self, template: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+        """The step as a pure torch function of the physical conditioning (1, C, ny, nx); the ocean mask and any
+        diffusion noise are fixed from `template`."""
+        return self._function(template)
+
+    def vjp(self, conditioning: Mapping[str, np.ndarray], cotangent: np.ndarray) \
+            -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """(output, Jᵀ·cotangent as {conditioning name: (ny, nx)}); cotangent: (n_vars, ny, nx)."""
+        x = self._cond(conditioning)
+        out, pullback = vjp(self._function(x), x)
+        ct = torch.as_tensor(np.asarray(cotangent, np.float64)[None], dtype=x.dtype, device=x.device)
+        if ct.shape != out.shape:
+            raise ValueError(f"cotangent: shape {tuple(ct.shape[1:])}, expected {tuple(out.shape[1:])}")
+        (grad,) = pullback(ct)
+        g = grad[0].detach().cpu().numpy()
+        return out[0].detach().cpu().numpy(), {n: g[k] for k, n in enumerate(self.names)}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Rollouts
+# ----------------------------------------------------------------------------------------------------------------
+
+class Rollout:
+    """An n-step rollout x_{k+1} = bound(step(x_k, k)) with NumPy tangent-linear and adjoint products.
+
+    step: a differentiable torch function (state (V, ny, nx), k) -> next state before bounds; bounds: a
+    `TorchBounds` (or None for none). States are (V, ny, nx) arrays in the order of `variables`, physical units.
+    """
+
+    def __init__(self, step: Step, n_steps: int, variables: Sequence[str], shape: tuple[int, int],
+                 bounds: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                 dtype: torch.dtype = torch.float64, device: "torch.device | str" = "cpu"):
+        if n_steps < 1:
+            raise ValueError(f"a rollout needs at least one step, got n_steps = {n_steps}")
+        self._step, self.n_steps = step, int(n_steps)
+        self.variables = list(variables)
+        self.shape = (len(self.variables), *shape)
+        self.bounds, self.dtype, self.device = bounds, dtype, torch.device(device)
+
+    # -- torch level
+    def step_tensor(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        """One 12 h step k as a torch function (differentiable)."""
+        y = self._step(x, k)
+        return self.bounds(y) if self.bounds is not None else y
+
+    def trajectory_tensor(self, x0: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """(steps + 1, V, ny, nx): x0 and the states after each step."""
+        steps = self._steps(steps)
+        states = [x0]
+        for k in range(steps):
+            states.append(self.step_tensor(states[-1], k))
+        return torch.stack(states)
+
+    # -- numpy level
+    def _steps(self, steps: int | None) -> int:
+        steps = self.n_steps if steps is None else int(steps)
+        if not 0 <= steps <= self.n_steps:
+            raise ValueError(f"steps must be in 0..{self.n_steps}, got {steps}")
+        return steps
+
+    def _tensor(self, a: np.ndarray, what: str, shape: tuple[int, ...] | None = None) -> torch.Tensor:
+        a = np.asarray(a, dtype=np.float64)
+        want = shape or self.shape
+        if a.shape != want:
+            raise ValueError(f"{what}: shape {a.shape}, expected {want} (variables {self.variables})")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{what}: contains NaN/inf")
+        return torch.as_tensor(a, dtype=self.dtype, device=self.device)
+
+    @staticmethod
+    def _np(t: torch.Tensor) -> np.ndarray:
+        return t.detach().cpu().numpy().astype(np.float64)
+
+    def forward(self, x0: np.ndarray, steps: int | None = None) -> np.ndarray:
+        """Trajectory (steps + 1, V, ny, nx) from x0 (V, ny, nx)."""
+        with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]):
+            return self._np(self.trajectory_tensor(self._tensor(x0, "x0"), steps))
+
+    def tlm(self, x0: np.ndarray, dx0: np.ndarray, steps: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(trajectory, tangent trajectory M′δx), both (steps + 1, V, ny, nx); dx0 (V, ny, nx)."""
+        steps = self._steps(steps)
+        traj, dtraj = jvp(lambda x: self.trajectory_tensor(x, steps), (self._tensor(x0, "x0"),),
+                          (self._tensor(dx0, "dx0"),))
+        return self._np(traj), self._np(dtraj)
+
+    def adjoint(self, x0: np.ndarray, cotangent: np.ndarray, steps: int | None = None) \
+            -> tuple[np.ndarray, np.ndarray]:
+        """(trajectory, M′ᵀy): the gradient with respect to x0 of Σ_k ⟨y_k, x_k⟩ for a cotangent y (steps + 1, V,
+        ny, nx) on the whole trajectory (e.g. ∂J_o/∂x_k of a 4D-Var cost) — one reverse sweep."""
+        steps = self._steps(steps)
+        traj, pullback = vjp(lambda x: self.trajectory_tensor(x, steps), self._tensor(x0, "x0"))
+        y = self._tensor(cotangent, "cotangent", (steps + 1, *self.shape))
+        (grad,) = pullback(y)
+        return self._np(traj), self._np(grad)
+
+    def step_tlm(self, x: np.ndarray, dx: np.ndarray, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(x_{k+1}, M_k′ δx) of the single step k from state x."""
+        self._check_k(k)
+        out, dout = jvp(lambda z: self.step_tensor(z, k), (self._tensor(x, "x"),), (self._tensor(dx, "dx"),))
+        return self._np(out), self._np(dout)
+
+    def step_adjoint(self, x: np.ndarray, y: np.ndarray, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(x_{k+1}, M_k′ᵀ y) of the single step k from state x."""
+        self._check_k(k)
+        out, pullback = vjp(lambda z: self.step_tensor(z, k), self._tensor(x, "x"))
+        (grad,) = pullback(self._tensor(y, "y"))
+        return self._np(out), self._np(grad)
+
+    def _check_k(self, k: int) -> None:
+        if not 0 <= int(k) < self.n_steps:
+            raise ValueError(f"step index must be in 0..{self.n_steps - 1}, got {k}")
+
+
+class CorrectorRollout(Rollout):
+    """A rollout of a loaded `Corrector`: the emulator itself (emulator mode) or physics + correction (residual mode,
+    with a differentiable `physics`).
+
+    inputs: per step k, the fixed conditioning fields (ny, nx) — every conditioning channel that is not a state
+    channel (`initial_{v}`, `forecast_{v}`), e.g. `uas_t0`, `uas_t1`, … of window k; `mask` may instead be given
+    once as `mask` (ny, nx). bounds: apply the differentiable physical bounds after every step.
+    """
+
+    def __init__(self, corrector: Corrector, inputs: Sequence[Mapping[str, np.ndarray]],
+                 mask: np.ndarray | None = None, physics: Physics | None = None, bounds: bool = True,
+                 dtype: torch.dtype = torch.float64, seed: int = 0, sampler_steps: int | None = None):
+        if corrector.mode == "residual" and physics is None:
+            raise ValueError("a residual-mode rollout needs `physics`: a differentiable torch function (state, k) -> "
+                             "12 h forecast (the Fortran coarse model has no adjoint); for the correction's own "
+                             "derivative use CorrectorTangent64")
+        if corrector.mode == "emulator" and physics is not None:
+            raise ValueError("an emulator-mode corrector predicts the whole 12 h tendency: do not pass `physics`")
+        self.tangent = CorrectorTangent64(corrector, seed=seed, steps=sampler_steps, dtype=dtype)
+        self.physics = physics
+        names = corrector.conditioning_names
+        variables = corrector.variables
+        if not inputs:
+            raise ValueError("inputs: one mapping of fixed conditioning fields per step is needed")
+        fixed = [n for n in names if n != MASK and not any(n == f"{p}_{v}" for p in ("initial", "forecast")
+                                                          for v in variables)]
+        first = next(iter(inputs[0].values()), None) if inputs[0] else None
+        if mask is None and MASK in names:
+            mask = inputs[0].get(MASK)
+        if first is None and mask is None:
+            raise ValueError("inputs: cannot infer the grid (no field given)")
+        ny, nx = np.shape(first if first is not None else mask)
+        device = corrector.device
+        self._fixed: list[dict[str, torch.Tensor]] = []
+        for k, item in enumerate(inputs):
+            missing = [n for n in fixed if n not in item]
+            if missing:
+                raise KeyError(f"inputs of step {k}: conditioning field(s) {missing} missing; got {sorted(item)}")
+            step_fields = {}
+            for n in fixed:
+                a = np.asarray(item[n], dtype=np.float64)
+                if a.shape != (ny, nx):
+                    raise ValueError(f"inputs of step {k}: field '{n}' has shape {a.shape}, expected ({ny}, {nx})")
+                if not np.all(np.isfinite(a)):
+                    raise ValueError(f"inputs of step {k}: field '{n}' contains NaN/inf")
+                step_fields[n] = torch.as_tensor(a, dtype=dtype, device=device)
+            self._fixed.append(step_fields)
+        mask_arr = np.ones((ny, nx)) if mask is None else np.asarray(mask, dtype=np.float64)
+        self._mask = torch.as_tensor(mask_arr, dtype=dtype, device=device)
+        self._names, self._variables = names, variables
+        # the network map is built once (its ocean mask and any diffusion noise are fixed)
+        template = self._conditioning(torch.zeros(len(variables), ny, nx, dtype=dtype, device=device), None, 0)
+        self._network = self.tangent.function(template)
+        bound = TorchBounds(variables, mask_arr if mask is not None else None, ny, nx, dtype, device) \
+            if bounds else None
+        super().__init__(self._model_step, len(inputs), variables, (ny, nx), bound, dtype, device)
+
+    def _conditioning(self, x: torch.Tensor, forecast: torch.Tensor | None, k: int) -> torch.Tensor:
+        """(1, C, ny, nx) conditioning of step k from the state x (and the physics forecast)."""
+        index = {v: i for i, v in enumerate(self._variables)}
+        channels = []
+        for n in self._names:
+            if n == MASK:
+                channels.append(self._mask)
+            elif n.startswith("initial_") and n[8:] in index:
+                channels.append(x[index[n[8:]]])
+            elif n.startswith("forecast_") and n[9:] in index:
+                channels.append(forecast[index[n[9:]]] if forecast is not None else torch.zeros_like(x[0]))
+            else:
+                channels.append(self._fixed[k][n])
+        return torch.stack(channels)[None]
+
+    def _model_step(self, x: torch.Tensor, k: int) -> torch.Tensor:
+        if self.physics is None:
+            return x + self._network(self._conditioning(x, None, k))[0]
+        f = self.physics(x, k)
+        return f + self._network(self._conditioning(x, f, k))[0]
+
+    # -- dict <-> array helpers
+    def state_array(self, fields: Mapping[str, np.ndarray]) -> np.ndarray:
+        """(V, ny, nx) from {variable: (ny, nx)}; raises KeyError naming a missing variable."""
+        missing = [v for v in self.variables if v not in fields]
+        if missing:
+            raise KeyError(f"state: variable(s) {missing} missing; got {sorted(fields)}")
+        return np.stack([np.asarray(fields[v], dtype=np.float64) for v in self.variables])
+
+    def state_dict(self, x: np.ndarray) -> dict[str, np.ndarray]:
+        """{variable: (..., ny, nx)} from an array whose third-last axis is the variable axis."""
+        return {v: np.asarray(x)[..., k, :, :] for k, v in enumerate(self.variables)}
