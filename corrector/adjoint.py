@@ -146,6 +146,13 @@ class CorrectorTangent64(CorrectorTangent):
         diffusion noise are fixed from `template`."""
         return self._function(template)
 
+    def jvp(self, conditioning: Mapping[str, np.ndarray], tangent: Mapping[str, np.ndarray]) \
+            -> tuple[np.ndarray, np.ndarray]:
+        """(output, J·tangent), both (n_vars, ny, nx); tangent: {conditioning name: (ny, nx)}, others 0."""
+        x = self._cond(conditioning)
+        out, dout = jvp(self._function(x), (x,), (self._tangent(tangent, x),))
+        return out[0].detach().cpu().numpy(), dout[0].detach().cpu().numpy()
+
     def vjp(self, conditioning: Mapping[str, np.ndarray], cotangent: np.ndarray) \
             -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """(output, Jᵀ·cotangent as {conditioning name: (ny, nx)}); cotangent: (n_vars, ny, nx)."""
