@@ -147,11 +147,12 @@ class Layout:
 # --------------------------------------------------------------------------------------------- deadlines / abort
 def wait_all(requests: Sequence, timeout: float, what: str, rank: int) -> None:
     """Complete `requests` or raise PeerTimeout after `timeout` s. Sleeps between polls (back-off up to MAX_PAUSE)."""
-    from mpi4py import MPI
-
     requests = list(requests)
     if not requests:
         return
+    # imported only here: initialising MPI in a one-process run forks Open MPI's orted, which would inherit (and keep
+    # locked) any NetCDF file open at that moment
+    from mpi4py import MPI
     deadline = time.monotonic() + timeout
     pause = 2e-5
     while not MPI.Request.Testall(requests):

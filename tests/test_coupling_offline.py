@@ -38,7 +38,8 @@ def test_correct_writes_bounded_members_with_forecast_and_correction(pairs, tmp_
     assert ds.sizes == {"time": 6, "member": 3, "y": 16, "x": 16}
     assert ds["forecast_sic"].dims == ("time", "y", "x")
     np.testing.assert_array_equal(ds["forecast_sit"].values, src["forecast_sit"].values)
-    np.testing.assert_allclose(ds["sit"], ds["forecast_sit"] + ds["correction_sit"], atol=1e-12)
+    np.testing.assert_allclose(ds["sit"].values, ds["forecast_sit"].values[:, None] + ds["correction_sit"].values,
+                               atol=1e-12)
     assert float(ds["sic"].min()) >= 0 and float(ds["sic"].max()) <= 1 and float(ds["snt"].min()) >= 0
     assert float(ds["sic"].std("member").max()) > 1e-5  # members differ through their noise
     # time is the valid time: 12 h after the window start

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 from mpi4py import MPI
 
-sys.path.insert(0, __file__.rsplit("/tests/", 1)[0])
+sys.path.append(__file__.rsplit("/tests/", 1)[0])
 
 from coupling.coupler import CoupledRun, Layout  # noqa: E402
 
