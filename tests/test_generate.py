@@ -163,10 +163,12 @@ def test_failure_on_one_rank_fails_every_rank(tmp_path):
         try:
             run_generate(cfg, sys.argv[1], comm=MPI.COMM_WORLD, progress=False, models=(CoarseModel, truth))
         except RuntimeError as exc:
-            print(f"rank {MPI.COMM_WORLD.rank} caught: {exc}")
+            print(f"rank {MPI.COMM_WORLD.rank} caught: {exc}", flush=True)
+            MPI.COMM_WORLD.Barrier()  # both ranks have printed before either exits (mpiexec kills the rest)
             sys.exit(3)
     """))
-    res = run_mpi(2, [str(script), str(tmp_path / "out")], timeout=120)
+    res = run_mpi(2, [str(script), str(tmp_path / "out")], timeout=240)
     assert res.returncode != 0
+    assert "rank 0 caught" in res.stdout and "rank 1 caught" in res.stdout, res.stdout + res.stderr[-2000:]
     assert "model exploded" in res.stdout
     assert not (tmp_path / "out" / "train.nc").exists()

@@ -316,9 +316,10 @@ def test_mpi_bad_record_fails_every_rank_with_the_same_error(tmp_path):
             run_prepare(cfg, sys.argv[1], comm=MPI.COMM_WORLD)
         except InputError as exc:
             print(f"rank {{MPI.COMM_WORLD.rank}}: {{exc}}", flush=True)
+            MPI.COMM_WORLD.Barrier()
             sys.exit(3)
     """))
-    res = run_mpi(2, [str(script), str(tmp_path / "out")], timeout=120)
+    res = run_mpi(2, [str(script), str(tmp_path / "out")], timeout=240)
     assert res.returncode != 0
     lines = sorted(line for line in res.stdout.splitlines() if line.startswith("rank"))
     assert len(lines) == 2, res.stdout + res.stderr[-2000:]
