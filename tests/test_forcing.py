@@ -12,7 +12,7 @@ from training.coarsegrain import block_mean
 from training.config import ForcingConfig, VortexConfig
 from training.forcing import (
     FORCING_NAMES, MU71_LW, MU71_SW, STEP_SECONDS, SyntheticForcing, Vortex, generate_forcing, mu71_radiation,
-    mu71_snowfall, saturation_specific_humidity_ice)
+    mu71_snowfall, saturation_specific_humidity_ice, write_forcing)
 from training.io import write_netcdf_atomic
 
 FINE = GridConfig(nx=16, ny=16, dx=32_000.0)  # the 512 km box
@@ -179,3 +179,10 @@ def test_cf_dataset_fine_and_coarse_roundtrip(tmp_path):
         np.testing.assert_allclose(back["tas"].values, coarse["tas"].values)
         assert back["tas"].encoding["chunksizes"] == (4, 16, 16)
         assert back["time"].encoding["units"].startswith("hours since")
+
+
+def test_write_forcing_float32(tmp_path):
+    path = write_forcing(tmp_path / "f.nc", ForcingConfig(), FINE, "2000-10-01T00:00", 3, seed=1, coarsen=2)
+    with xr.open_dataset(path) as ds:
+        assert ds["uas"].dtype == np.float32 and ds.sizes == {"time": 3, "y": 8, "x": 8}
+        assert ds.attrs["seed"] == 1 and ds.attrs["coarsen"] == 2

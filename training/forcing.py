@@ -382,3 +382,11 @@ def generate_forcing(cfg: ForcingConfig, grid: GridConfig, start: datetime | str
              "ocean_gyre_speed": gen.gyre_speed, "forcing_config": cfg.model_dump_json(), "grid_dx": dx,
              "coarsen": int(coarsen)}
     return forcing_dataset(fields, gen.times(), dx, attrs)
+
+
+def write_forcing(path, cfg: ForcingConfig, grid: GridConfig, start: datetime | str, n_steps: int, seed: int,
+                  coarsen: int = 1, chunk_time: int = 64, dtype: str | None = "float32"):
+    """Generate the forcing (see `generate_forcing`) and write it as CF NetCDF, atomically; returns the path."""
+    from training.io import write_netcdf_atomic
+    ds = generate_forcing(cfg, grid, start, n_steps, seed, coarsen)
+    return write_netcdf_atomic(ds, path, chunk_time=chunk_time, dtype=dtype)
