@@ -221,8 +221,10 @@ def _loader(ds: PairDataset, batches: Sequence[list], workers: int) -> torch.uti
                                        generator=torch.Generator().manual_seed(0))
 
 
-def _to(batch: dict, device: torch.device) -> dict:
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+def _to(batch: dict, device: torch.device, channels_last: bool = False) -> dict:
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return {k: v.to(device, non_blocking=True, memory_format=fmt) if v.ndim == 4 else v.to(device, non_blocking=True)
+            for k, v in batch.items()}
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -255,7 +257,7 @@ def validate(model: nn.Module, data: Data, cfg: TrainRunConfig, env: Env, autoca
     for b, batch in enumerate(_loader(val, batches, 0)):
         if t.val_batches is not None and b >= t.val_batches and b >= t.skill_batches:
             break
-        batch = _to(batch, env.device)
+        batch = _to(batch, env.device, t.channels_last)
         n = batch["target"].shape[0]
         if t.val_batches is None or b < t.val_batches:
             with autocast():
@@ -470,6 +472,8 @@ class _Trainer:
 
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         model = self.factory(cfg.corrector, len(cfg.corrector.conditioning)).to(env.device)
+        if t.channels_last:
+            model = model.to(memory_format=torch.channels_last)
         ema = EMA(model, t.optim.ema_decay)
         opt = torch.optim.AdamW(param_groups(model, t.optim.weight_decay), lr=t.optim.lr, betas=t.optim.betas)
         autocast, needs_scaler = autocast_context(t.amp, env.device)
@@ -556,7 +560,7 @@ class _Trainer:
             batches = epoch_batches(n_train, self.per_rank, t.seed, epoch, env.rank, env.world,
                                     augment=t.data.augment, square=square)
             for batch in _loader(data.train, batches[pos:], t.num_workers):
-                batch = _to(batch, env.device)
+                batch = _to(batch, env.device, t.channels_last)
                 lr = learning_rate(step, t, horizon)
                 for g in opt.param_groups:
                     g["lr"] = lr

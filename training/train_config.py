@@ -68,13 +68,16 @@ class TrainConfig(StrictConfig):
     val_batches: Optional[int] = Field(None, ge=1, description="validation-loss batches per validation (null = all)")
     skill_batches: int = Field(2, ge=0, description="validation batches used for the RMSE-skill estimate")
     skill_members: int = Field(4, ge=1, description="ensemble members for the diffusion skill estimate")
-    skill_steps: int = Field(8, ge=1, description="sampler steps for the diffusion skill estimate")
+    skill_steps: Optional[int] = Field(None, ge=1, description="sampler steps for the diffusion skill estimate "
+                                                               "(null = the corrector's sampler setting)")
     best_metric: Literal["val_skill", "val_loss"] = Field(
         "val_skill", description="selects best.pt: val_skill (higher is better) or val_loss (lower is better)")
     checkpoint_every: int = Field(500, ge=1, description="write last.pt + resume.pt every N steps")
     log_every: int = Field(20, ge=1, description="metrics-CSV row (train loss averaged over the interval) every N steps")
     amp: Literal["auto", "off", "bf16", "fp16"] = Field(
         "auto", description="mixed precision: auto = bf16 on CUDA when supported, else fp16 on CUDA, off on CPU")
+    channels_last: bool = Field(True, description="NHWC memory format for the network (≈0.7× step time on CPU "
+                                                   "here: oneDNN convolutions avoid layout reorders)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     threads: Optional[int] = Field(None, ge=1, description="torch intra-op threads per rank; null = cores / ranks")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes per rank")
