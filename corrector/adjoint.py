@@ -243,6 +243,18 @@ class Rollout:
         (grad,) = pullback(y)
         return self._np(traj), self._np(grad)
 
+    def linearise(self, x0: np.ndarray, steps: int | None = None) \
+            -> tuple[np.ndarray, Callable[[np.ndarray], np.ndarray]]:
+        """(trajectory, pullback): one forward run, then `pullback(y)` = M′ᵀy for cotangents y (steps + 1, V, ny,
+        nx) that may depend on the trajectory (a 4D-Var cost's ∂J_o/∂x_k); the pullback can be called repeatedly."""
+        steps = self._steps(steps)
+        traj, pull = vjp(lambda x: self.trajectory_tensor(x, steps), self._tensor(x0, "x0"))
+
+        def pullback(y: np.ndarray) -> np.ndarray:
+            (grad,) = pull(self._tensor(y, "cotangent", (steps + 1, *self.shape)))
+            return self._np(grad)
+        return self._np(traj), pullback
+
     def step_tlm(self, x: np.ndarray, dx: np.ndarray, k: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """(x_{k+1}, M_k′ δx) of the single step k from state x."""
         self._check_k(k)
