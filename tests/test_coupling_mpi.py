@@ -5,6 +5,7 @@ tests through module-scoped fixtures so that each MPI launch happens once.
 """
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -15,7 +16,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from tests.mpirun import MPI_ENV, run_mpi
+from tests.mpi_scripts.tiny import tiny_checkpoint
+from tests.mpirun import MPI_ENV, mpiexec, run_mpi
 
 pytestmark = pytest.mark.mpi
 
@@ -33,21 +35,36 @@ def couple(tmp: Path, name: str, *args: str, n: int = 3, timeout: float = TIMEOU
     return out, res
 
 
+def mpmd_zero_run(tmp: Path) -> Path:
+    """MPMD launch `mpiexec -n 1 -x ICECORR_ROLE=ml … : -n 2 …` (the ML rank comes first) with the zero corrector."""
+    out = tmp / "z.nc"
+    py = [sys.executable, "-m", "mpi4py", JOB, "--out", str(out), "--members", "3", "--steps", "4", "--corrector",
+          "zero"]
+    cmd = [mpiexec(), "-n", "1", "-x", "ICECORR_ROLE=ml", *py, ":", "-n", "2", *py]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT, cwd=str(tmp),
+                          env={**os.environ, **MPI_ENV})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "wrote" in proc.stdout
+    return out
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """A: tiny diffusion corrector, 4 members, restarts every 2 steps; B: same with 2 members;
     C: A continued from its step-2 restart; Z: zero corrector, 3 members."""
     tmp = tmp_path_factory.mktemp("couple")
-    a, _ = couple(tmp, "a", "--members", "4", "--steps", "4", "--restart-interval", "2")
-    b, _ = couple(tmp, "b", "--members", "2", "--steps", "4")
-    c, _ = couple(tmp, "c", "--members", "4", "--steps", "4", "--restart", str(tmp / "a.restart.step00002.nc"))
-    z, _ = couple(tmp, "z", "--members", "3", "--steps", "4", "--corrector", "zero")
+    ckpt = str(tiny_checkpoint(tmp / "tiny.pt"))
+    a, _ = couple(tmp, "a", "--members", "4", "--steps", "4", "--restart-interval", "2", "--checkpoint", ckpt)
+    b, _ = couple(tmp, "b", "--members", "2", "--steps", "4", "--checkpoint", ckpt)
+    c, _ = couple(tmp, "c", "--members", "4", "--steps", "4", "--restart", str(tmp / "a.restart.step00002.nc"),
+                  "--checkpoint", ckpt)
+    z = mpmd_zero_run(tmp)
     ref = tmp / "ref.npz"
     proc = subprocess.run([sys.executable, JOB, "--uncoupled", str(ref), "--steps", "4"], capture_output=True,
-                          text=True, timeout=TIMEOUT, env={**__import__("os").environ, **MPI_ENV})
+                          text=True, timeout=TIMEOUT, env={**os.environ, **MPI_ENV})
     assert proc.returncode == 0, proc.stderr[-3000:]
     return {k: xr.load_dataset(p) for k, p in dict(a=a, b=b, c=c, z=z).items()} | {"ref": dict(np.load(ref)),
-                                                                                    "tmp": tmp}
+                                                                                    "tmp": tmp, "ckpt": ckpt}
 
 
 def test_exchange_is_exact_several_members_per_rank():
@@ -66,6 +83,7 @@ def test_exchange_is_exact_with_two_ml_ranks():
 
 
 def test_zero_corrector_reproduces_uncoupled_physics_bit_for_bit(runs):
+    """Run as an MPMD launch with the ML rank first (role from ICECORR_ROLE): also shows role assignment works."""
     z, ref = runs["z"], runs["ref"]
     assert z.sizes == {"time": 5, "member": 3, "y": 16, "x": 16}
     for v in VARS:
@@ -103,6 +121,7 @@ def test_output_is_cf_with_provenance(runs):
     for key in ("command", "config", "checkpoint_id", "sampler", "seeding", "icecorr_version"):
         assert a.attrs[key], key
     assert "couple_job.py" in a.attrs["command"] and "members: 4" in a.attrs["config"]
+    assert a.attrs["checkpoint_id"].startswith("sha256:") and "tiny.pt" in a.attrs["checkpoint_id"]
     np.testing.assert_array_equal(np.diff(a["time"].values), np.timedelta64(12, "h"))
     assert float(a["x"][1] - a["x"][0]) == 16_000.0
     # corrected = forecast + correction; bounds hold
@@ -119,8 +138,8 @@ def _fails_fast(tmp: Path, name: str, *args: str, timeout: float = 60.0):
     return res, elapsed
 
 
-def test_raising_ml_rank_aborts_the_job_naming_the_rank(tmp_path):
-    res, elapsed = _fails_fast(tmp_path, "raise", "--fault", "raise", "--fault-at", "1")
+def test_raising_ml_rank_aborts_the_job_naming_the_rank(tmp_path, runs):
+    res, elapsed = _fails_fast(tmp_path, "raise", "--fault", "raise", "--fault-at", "1", "--checkpoint", runs["ckpt"])
     assert "rank 2 (ml) failed: RuntimeError: injected failure in the corrector at sampling call 1" in res.stderr
     # the file written so far is readable and holds the completed records
     ds = xr.open_dataset(tmp_path / "raise.nc")
@@ -134,6 +153,8 @@ def test_nan_correction_aborts_the_job(tmp_path):
 
 def test_sigkilled_ml_rank_ends_the_job(tmp_path):
     res, elapsed = _fails_fast(tmp_path, "kill", "--fault", "kill", "--fault-at", "1")
+    # ended by mpiexec noticing the dead rank, not by the 30 s exchange deadline of the surviving ranks
+    assert "timed out" not in res.stderr, res.stderr[-2000:]
     assert re.search(r"rank 2 .*(signal 9|Killed)", res.stderr + res.stdout), res.stderr[-2000:]
     ds = xr.open_dataset(tmp_path / "kill.nc")  # writer was the killed rank: completed records survive
     assert ds.sizes["time"] >= 2 and np.isfinite(ds["sic"].values).all()

@@ -99,17 +99,16 @@ def test_emulate_rejects_residual_checkpoint_and_short_forcing(pairs, tmp_path):
 
 @pytest.mark.mpi
 def test_correct_and_emulate_under_mpi_match_one_process(pairs, tmp_path):
-    res = run_mpi(3, [JOB, "correct", str(pairs), str(tmp_path / "cm.nc"), "--chunk", "1"], timeout=240)
-    assert res.returncode == 0, res.stderr[-3000:]
-    res = run_mpi(3, [JOB, "emulate", str(pairs), str(tmp_path / "em.nc"), "--starts", "0", "2"], timeout=240)
+    res = run_mpi(3, [JOB, "both", str(pairs), str(tmp_path / "m.nc"), "--chunk", "1", "--starts", "0", "2"],
+                  timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
     one = correct(pairs, tmp_path / "c1.nc", members=3, chunk=4)
-    par = xr.load_dataset(tmp_path / "cm.nc")
+    par = xr.load_dataset(tmp_path / "m_correct.nc")
     e1 = [xr.load_dataset(p) for p in emulate(pairs, tmp_path / "e1.nc")]
     for v in VARS:
         np.testing.assert_array_equal(par[v].values, one[v].values, err_msg=v)
         for w in (0, 2):
-            em = xr.load_dataset(tmp_path / f"em_w{w:05d}.nc")
+            em = xr.load_dataset(tmp_path / f"m_emulate_w{w:05d}.nc")
             np.testing.assert_array_equal(em[v].values, e1[w // 2][v].values, err_msg=v)
 
 

@@ -24,7 +24,7 @@ def main(argv=None) -> int:
     ap.add_argument("--starts", type=int, nargs="+", default=[0])
     ap.add_argument("--grid", type=int, default=16)
     ap.add_argument("--corrector", choices=["zero", "tiny"], default="tiny")
-    ap.add_argument("--checkpoint", default=None, help="load this checkpoint instead (ML ranks)")
+    ap.add_argument("--checkpoint", default=None, help="corrector checkpoint (loaded by the ML ranks)")
     ap.add_argument("--fault", choices=["none", *case.STEP_FAULTS], default="none")
     ap.add_argument("--fault-at", type=int, default=1)
     ap.add_argument("--restart-interval", type=int, default=0)
@@ -61,16 +61,19 @@ def main(argv=None) -> int:
                        checkpoint=a.checkpoint, initial_perturbation=a.perturb, ml_ranks=a.ml_ranks,
                        timeouts={"handshake": a.timeout, "step": a.timeout},
                        output_options={"write_forecast": True, "write_correction": True})
-    corrector = None
-    if a.checkpoint is None:
-        if a.corrector == "zero":
-            from corrector.inference import Corrector
+    corrector = None  # with --checkpoint and no fault, run_couple loads it on the ML rank(s) itself
+    if a.checkpoint is None and a.corrector == "zero":
+        from corrector.inference import Corrector
 
-            corrector = Corrector.zero(grid={"ny": a.grid, "nx": a.grid})
-        else:
-            from tests.mpi_scripts.tiny import tiny_corrector
+        corrector = Corrector.zero(grid={"ny": a.grid, "nx": a.grid})
+    elif a.checkpoint is None:
+        from tests.mpi_scripts.tiny import tiny_corrector
 
-            corrector = tiny_corrector(a.grid, a.grid)
+        corrector = tiny_corrector(a.grid, a.grid)
+    elif a.fault != "none":
+        from corrector.inference import Corrector
+
+        corrector = Corrector.load(a.checkpoint)
     if corrector is not None and a.fault != "none":
         corrector = case.FaultyCorrector(corrector, a.fault, a.fault_at)
     stats = {}

@@ -14,9 +14,9 @@ sys.path.append(str(Path(__file__).resolve().parents[2]))  # for `tests.…`; af
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("verb", choices=["correct", "emulate"])
+    ap.add_argument("verb", choices=["correct", "emulate", "both"])
     ap.add_argument("pairs")
-    ap.add_argument("out")
+    ap.add_argument("out", help="output path (both: <stem>_correct / <stem>_emulate)")
     ap.add_argument("--members", type=int, default=3)
     ap.add_argument("--chunk", type=int, default=2)
     ap.add_argument("--steps", type=int, default=3)
@@ -30,6 +30,12 @@ def main(argv=None) -> int:
     from tests.mpi_scripts.tiny import tiny_corrector
 
     comm = None if a.no_mpi else WORLD
+    if a.verb == "both":
+        out = Path(a.out)
+        for verb in ("correct", "emulate"):
+            rest = [x for x in (argv if argv is not None else sys.argv[1:])[3:]]
+            main([verb, a.pairs, str(out.with_name(f"{out.stem}_{verb}{out.suffix}")), *rest])
+        return 0
     if a.verb == "correct":
         from coupling.config import CorrectConfig
 
