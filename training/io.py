@@ -94,6 +94,10 @@ def concat_netcdf_along_time(parts: Iterable[str | Path], path: str | Path,
             for part in parts:
                 with netCDF4.Dataset(part) as src:
                     n = len(src.dimensions["time"])
+                    units = getattr(src.variables.get("time"), "units", None)
+                    if units != getattr(first.variables.get("time"), "units", None):
+                        raise ValueError(f"{part}: time units {units!r} differ from the first part's; raw values "
+                                         "cannot be concatenated")
                     for name, var in src.variables.items():
                         if "time" not in var.dimensions:
                             continue
