@@ -179,6 +179,25 @@ class FileForcing(ForcingSource):
             raise InputError(str(self.path), "run", f"window {start}…{last} crosses runs {sorted(set(self.runs[idx]))}")
 
 
+def window_starts(forcing: FileForcing, n_steps: int, n_windows: int | None = None) -> list[int]:
+    """Start indices of windows of `n_steps` that stay inside one run of consecutive 12 h records, spread evenly
+    over the file (all non-overlapping ones if `n_windows` is None): e.g. held-out 15-day windows of a test file."""
+    valid = []
+    for s in range(forcing.n):
+        try:
+            forcing.check_window(s, n_steps)
+        except InputError:
+            continue
+        if not valid or s >= valid[-1] + n_steps:
+            valid.append(s)
+    if not valid:
+        raise InputError(str(forcing.path), "time", f"no run of {n_steps} consecutive 12 h steps")
+    if n_windows is None or n_windows >= len(valid):
+        return valid
+    pick = np.linspace(0, len(valid) - 1, n_windows).round().astype(int)
+    return [valid[i] for i in sorted(set(pick.tolist()))]
+
+
 def open_forcing(source) -> ForcingSource:
     """A ForcingSource from a ForcingSource, a NetCDF path or a `snapshot(index)` callable."""
     if isinstance(source, ForcingSource):

@@ -160,6 +160,14 @@ def test_sigkilled_ml_rank_ends_the_job(tmp_path):
     assert ds.sizes["time"] >= 2 and np.isfinite(ds["sic"].values).all()
 
 
+def test_hung_ml_rank_is_caught_by_the_exchange_deadline(tmp_path, runs):
+    _, res = couple(tmp_path, "hang", "--members", "4", "--steps", "3", "--timeout", "5", "--fault", "hang",
+                    "--checkpoint", runs["ckpt"], check=False)
+    assert res.returncode != 0
+    assert re.search(r"rank [01] \(physics\) failed: PeerTimeout: timed out after 5 s waiting for corrected fields "
+                     r"from ML rank 2", res.stderr), res.stderr[-2000:]
+
+
 def test_bad_checkpoint_aborts_the_job_naming_the_rank(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")

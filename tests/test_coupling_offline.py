@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from coupling.config import CorrectConfig, CoupleConfig
-from coupling.drivers import FileForcing, run_correct, run_emulate
+from coupling.drivers import FileForcing, run_correct, run_emulate, window_starts
 from coupling.errors import InputError
 from tests.mpi_scripts.pairs import make_pair_file
 from tests.mpi_scripts.tiny import tiny_corrector
@@ -85,6 +85,18 @@ def test_emulate_windows_members_and_exact_restart(pairs, tmp_path):
         again = xr.load_dataset(p)
         for v in VARS:
             np.testing.assert_array_equal(again[v].values, ref[v].values, err_msg=v)
+
+
+def test_window_starts_stay_within_runs(pairs, tmp_path):
+    ds = xr.load_dataset(pairs)
+    ds["run"] = ("time", np.array([0, 0, 0, 1, 1, 1], dtype=np.int32))
+    two_runs = tmp_path / "two_runs.nc"
+    ds.to_netcdf(two_runs)
+    assert window_starts(FileForcing(two_runs), 2) == [0, 3]
+    assert window_starts(FileForcing(pairs), 2) == [0, 2, 4]
+    assert window_starts(FileForcing(pairs), 2, n_windows=2) == [0, 4]
+    with pytest.raises(InputError, match="crosses runs"):
+        FileForcing(two_runs).check_window(1, 3)
 
 
 def test_emulate_rejects_residual_checkpoint_and_short_forcing(pairs, tmp_path):

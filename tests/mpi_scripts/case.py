@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import time
 
 import numpy as np
 
-STEP_FAULTS = ("raise", "kill", "nan")
+STEP_FAULTS = ("raise", "kill", "nan", "hang")
 
 
 def grid(n: int = 16):
@@ -36,7 +38,7 @@ def forcing(n: int = 16, n_steps: int = 40, seed: int = 3):
 
 
 class FaultyCorrector:
-    """Wraps a corrector; at sampling call `at` (0-based) it raises, SIGKILLs its own process or returns NaN."""
+    """Wraps a corrector; at sampling call `at` (0-based) it raises, SIGKILLs its own process, returns NaN or hangs."""
 
     def __init__(self, inner, fault: str, at: int):
         if fault not in STEP_FAULTS:
@@ -53,7 +55,10 @@ class FaultyCorrector:
             if self.fault == "raise":
                 raise RuntimeError(f"injected failure in the corrector at sampling call {n}")
             if self.fault == "kill":
+                print(f"killing ML process at t={time.time():.3f}", file=sys.stderr, flush=True)
                 os.kill(os.getpid(), signal.SIGKILL)
+            if self.fault == "hang":
+                time.sleep(3600)
             out = out.copy()
             out[..., 0, 0] = np.nan
         return out
