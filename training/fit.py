@@ -600,7 +600,7 @@ class _Trainer:
                     if t.time_budget_minutes is not None and elapsed > 60 * t.time_budget_minutes:
                         flag = 1
                         self.say(f"time budget of {t.time_budget_minutes} min reached at step {step}")
-                    if t.fit_schedule_to_budget and t.time_budget_minutes and state is None:
+                    if t.fit_schedule_to_budget and t.time_budget_minutes and state is None and not flag:
                         if steps_this_run == 2:
                             timing_start = time.monotonic()
                         elif steps_this_run == 12:
