@@ -25,9 +25,10 @@ import numpy as np
 ROLE_ENV = "ICECORR_ROLE"
 ROLES = ("physics", "ml")
 # Waiting polls `Test`: without pause for SPIN s, then sleeping in between, backing off from MIN_PAUSE to MAX_PAUSE
-# (s). A rendezvous transfer progresses only inside Test calls, so the first polls come quickly, while a rank
-# waiting for a computing peer sleeps and leaves the cores to it (ranks outnumber cores: spinning would steal time).
-SPIN = 1e-4
+# (s). A rendezvous transfer progresses only inside Test calls and completes within the spin (a rank that sleeps
+# on a busy machine may lose its core for a whole time slice, ~4 ms), while a rank waiting for a computing peer
+# sleeps and leaves the cores to it (ranks outnumber cores): at most SPIN of stolen time per wait.
+SPIN = 1e-3
 MIN_PAUSE = 1e-5
 MAX_PAUSE = 5e-4
 

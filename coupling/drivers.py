@@ -399,7 +399,7 @@ class EnsembleOutput:
         if opts.write_forecast and mode == "couple":
             declared.update({f"forecast_{v}": {**attrs[v], "long_name": f"uncorrected 12 h forecast of {v}"}
                              for v in self.variables})
-        if opts.write_correction:
+        if opts.write_correction and mode == "couple":
             declared.update({f"correction_{v}": {"units": attrs[v].get("units", ""),
                                                  "long_name": f"applied correction of {v} (after bounds)"}
                              for v in self.variables})
@@ -413,9 +413,10 @@ class EnsembleOutput:
             if restart is not None:
                 old = Path(restart.outputs[w]) if w < len(restart.outputs) else path
                 writer = TrajectoryWriter.continue_from(old, restart.step + 1, path, **kw)
-                if writer.n_records != restart.step + 1:
-                    # the old output is gone: the new file starts at the restart state (times say so)
-                    pass
+                if writer.n_records == 0:
+                    # the old output is gone or short: the new file starts at the restart state (times say so)
+                    writer.append(forcing.time(start + restart.step), restart.step,
+                                  {v: restart.states[v][w] for v in self.variables if v in restart.states})
             else:
                 writer = TrajectoryWriter(path, **kw)
             self.writers.append(writer)
@@ -425,14 +426,13 @@ class EnsembleOutput:
     def record(self, step: int, initial: np.ndarray, forecast: np.ndarray | None, corrected: np.ndarray) -> None:
         """Append the record after `step` completed steps; arrays (n_slots, n_vars, ny, nx)."""
         m = self.cfg.members
-        opts = self.cfg.output_options
         for w, (writer, start) in enumerate(zip(self.writers, self.cfg.start_indices)):
             sl = slice(w * m, (w + 1) * m)
             fields = {v: corrected[sl, i] for i, v in enumerate(self.variables)}
             if step > 0 and forecast is not None:
                 if f"forecast_{self.variables[0]}" in writer.variables:
                     fields.update({f"forecast_{v}": forecast[sl, i] for i, v in enumerate(self.variables)})
-                if opts.write_correction:
+                if f"correction_{self.variables[0]}" in writer.variables:
                     fields.update({f"correction_{v}": corrected[sl, i] - forecast[sl, i]
                                    for i, v in enumerate(self.variables)})
             writer.append(self.forcing.time(start + step), step, fields)

@@ -55,6 +55,14 @@ def test_restart_in_one_process_is_exact(tmp_path):
     for v in VARS:
         np.testing.assert_array_equal(ds[v].values, ref[v].values, err_msg=v)
     assert float(ref["sic"][-1].std("member").max()) > 1e-5   # the noise separates the members
+    # without the old output the continued file starts at the restart state
+    (tmp_path / "r.nc").unlink()
+    part = couple(tmp_path, "r3", tiny_corrector(), n_steps=3, restart=tmp_path / "r.restart.step00002.nc")[0]
+    ds = xr.load_dataset(part)
+    assert list(ds["step"].values) == [2, 3]
+    for v in VARS:  # record 0 is the model state (h = V/A re-derived: rounding), the next one is exact
+        np.testing.assert_allclose(ds[v].values[0], ref[v].values[2], rtol=1e-12, atol=1e-15, err_msg=v)
+        np.testing.assert_array_equal(ds[v].values[1], ref[v].values[3], err_msg=v)
 
 
 def test_initial_perturbation_is_bounded_and_per_member(tmp_path):
