@@ -500,7 +500,7 @@ def scores(analysis_traj: np.ndarray, background_traj: np.ndarray, truth: np.nda
         af = [rmse(analysis_traj[k, c], truth[k, c], ocean) for k in range(1, len(truth))]
         bf = [rmse(background_traj[k, c], truth[k, c], ocean) for k in range(1, len(truth))]
         out[v] = {"initial_rmse_background": b0, "initial_rmse_analysis": a0,
-                  "initial_rmse_reduction": 1.0 - a0 / b0 if b0 > 0 else float("nan"),
+                  "initial_rmse_reduction": 1.0 - a0 / b0 if b0 > 0 else None,  # None: not perturbed
                   "forecast_rmse_background": float(np.mean(bf)), "forecast_rmse_analysis": float(np.mean(af)),
                   "forecast_rmse_background_by_lead": bf, "forecast_rmse_analysis_by_lead": af}
     return out
@@ -674,9 +674,12 @@ def format_summary(summary: Mapping) -> str:
              f"{summary['J_final']:.5g} in {summary['iterations']} iterations ({summary['evaluations']} evaluations, "
              f"{summary['seconds']:.1f} s), {summary['observations']} observations"]
     for v, s in summary.get("scores", {}).items():
-        lines.append(f"  {v}: initial RMSE background {s['initial_rmse_background']:.4g} -> analysis "
-                     f"{s['initial_rmse_analysis']:.4g} ({100 * s['initial_rmse_reduction']:.0f} % lower); window "
-                     f"forecast RMSE {s['forecast_rmse_background']:.4g} -> {s['forecast_rmse_analysis']:.4g}")
+        red = s["initial_rmse_reduction"]
+        initial = (f"initial RMSE background {s['initial_rmse_background']:.4g} -> analysis "
+                   f"{s['initial_rmse_analysis']:.4g} ({100 * red:.0f} % lower)" if red is not None else
+                   "initial state = background")
+        lines.append(f"  {v}: {initial}; window forecast RMSE {s['forecast_rmse_background']:.4g} -> "
+                     f"{s['forecast_rmse_analysis']:.4g}")
     return "\n".join(lines)
 
 
