@@ -26,9 +26,11 @@ def _corner_shear_at_centres(model):
 @pytest.fixture(scope="module")
 def compressed():
     """Uniaxial compression: 15 m/s southward wind on compact 1 m ice against the south wall, 32² at 16 km,
-    dynamics only (no transport, no thermodynamics) for 24 h."""
+    dynamics only (no transport, no thermodynamics) for 24 h. The air drag is fixed here (not the default) because
+    it sets the compressive load: C_a = 1.5e-3 gives 0.44 N m-2."""
     n = 32
-    m = TruthModel(GridConfig(nx=n, ny=n, dx=16e3), TruthPhysicsConfig(thermo_on=False, transport_on=False), seed=3)
+    phys = TruthPhysicsConfig(thermo_on=False, transport_on=False, air_drag=1.5e-3)
+    m = TruthModel(GridConfig(nx=n, ny=n, dx=16e3), phys, seed=3)
     _compact(m, n)
     f = _forcing(n, vas=-15.0)
     for _ in range(24):

@@ -119,9 +119,15 @@ class GenerateConfig(StrictConfig):
     run_days: float = Field(180.0, gt=0.5, description="retained length of every run (days); windows = 2 per day. "
                             "Default: 4 runs of 30 + 180 days (Oct-Apr) ≈ 6 min on 2 cores")
     initial: InitialIceConfig = Field(default_factory=InitialIceConfig)
-    coarse_stress_start: Literal["zero"] = Field(
-        "zero", description="coarse stresses at each re-forecast start: zero (VP stresses re-converge within the "
-        "first mEVP substeps; BBM stresses are a different rheology's state and real data have none)")
+    coarse_stress_start: Literal["carry", "zero"] = Field(
+        "carry", description="coarse stresses at each re-forecast start. carry: the coarse model's own stresses from "
+        "its previous 12 h forecast (the state is reset to C(truth), the mEVP stresses are kept) — exactly what a "
+        "coupled run does after each correction; zero: restart from zero stresses, which mEVP needs many steps to "
+        "rebuild in compact ice (about one e-fold per N=200 iterations at alpha ~ 1000), so the forecast drifts "
+        "towards free drift and its error is dominated by that spin-up shock")
+    coarse_spinup_steps: int = Field(
+        8, ge=0, description="carry mode: the coarse model is cycled this many 12 h steps alongside the end of the "
+        "truth spin-up (reset to C(truth) each step) so that its stresses are developed at the first window")
     dtype: Literal["float32", "float64"] = Field("float32", description="storage type (residuals computed in float64)")
     chunk_time: int = Field(64, ge=1, description="NetCDF chunk length along time")
 

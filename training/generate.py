@@ -291,15 +291,35 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
 
     truth = truth_cls(fine, cfg.truth, spec.seed)
     truth.set_state(initial_truth_state(gen.initial, fine, spec.seed))
+    carry = gen.coarse_stress_start == "carry"
+    coarse = coarse_cls(cfg.grid, cfg.physics)
+    coarse_vars = set(coarse.get_state().data_vars)
+
+    def coarse_forecast(start_state: Mapping, fc0: Mapping, fc1: Mapping) -> dict[str, np.ndarray]:
+        """12 h coarse forecast from C(truth). In carry mode the model keeps its own stresses (as in a coupled
+        run after a correction); in zero mode a fresh model starts from zero stresses."""
+        nonlocal coarse
+        start = coarse_start_state(start_state, coarse_vars)
+        if carry:
+            start = {k: v for k, v in start.items() if k not in _COARSE_STRESSES}
+        else:
+            coarse = coarse_cls(cfg.grid, cfg.physics)  # fresh (< 1 ms): no hidden state leaks between windows
+        coarse.set_state(start)
+        coarse.step(fc0, fc1)
+        return _state_arrays(coarse.get_state())
+
     f_now = forcing.truth_at(0)
+    first_cycled = gen.n_spinup - min(gen.coarse_spinup_steps, gen.n_spinup) if carry else gen.n_spinup
     for k in range(gen.n_spinup):
         f_next = forcing.truth_at(k + 1)
+        if k >= first_cycled:  # develop the coarse model's stresses before the first recorded window
+            coarse_forecast(coarse_grained(truth.get_state(), r), {n: block_mean(a, r) for n, a in f_now.items()},
+                            {n: block_mean(a, r) for n, a in f_next.items()})
         truth.step(f_now, f_next)
         f_now = f_next
         if progress:
             progress(1)
 
-    coarse_vars = set(coarse_cls(cfg.grid, cfg.physics).get_state().data_vars)
     buf = PairBuffer(gen.n_windows, cfg.grid.ny, cfg.grid.nx, FORCING_NAMES, gen.dtype)
     current = coarse_grained(truth.get_state(), r)
     fc_now = {name: block_mean(a, r) for name, a in f_now.items()}
@@ -308,10 +328,7 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
         fc_next = {name: block_mean(a, r) for name, a in f_next.items()}  # the coarse model's forcing
         truth.step(f_now, f_next)
         reference = coarse_grained(truth.get_state(), r)
-        coarse = coarse_cls(cfg.grid, cfg.physics)  # fresh (< 1 ms): no hidden state leaks between windows
-        coarse.set_state(coarse_start_state(current, coarse_vars))
-        coarse.step(fc_now, fc_next)
-        forecast = _state_arrays(coarse.get_state())
+        forecast = coarse_forecast(current, fc_now, fc_next)
         buf.put(w, current, forecast, reference, fc_now, fc_next)
         current, f_now, fc_now = reference, f_next, fc_next
         if progress:
