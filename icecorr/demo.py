@@ -1,0 +1,188 @@
+"""`icecorr demo`: the twin experiment end to end, on the built-in default configs.
+
+Stages (each one an `icecorr` command, printed and logged to `commands.log`, so any stage can be re-run by hand):
+1. generate   — BBM truth (64², 8 km) vs coarse mEVP (32², 16 km) training pairs, over MPI ranks;
+2. train      — diffusion residual corrector, deterministic baseline, diffusion emulator;
+3. runs       — over held-out 15-day windows: the uncorrected coarse model, the coupled hybrid with the deterministic
+                correction, the coupled MPI diffusion ensemble (2 physics ranks + 1 ML rank), the emulator ensemble;
+4. evaluate   — metrics, spectra, deformation, plots and `report/report.md`;
+5. summary    — the headline figures against the product goals, in `summary.md`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs" / "demo"
+TRAIN_CONFIGS = {name: CONFIG_DIR.parent / f"train_{file}.yaml" for name, file in
+                 (("diffusion", "diffusion_residual"), ("deterministic", "deterministic"),
+                  ("emulator", "diffusion_emulator"))}
+
+MPI_ENV = {
+    "OMPI_ALLOW_RUN_AS_ROOT": "1",
+    "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+    "OMPI_MCA_rmaps_base_oversubscribe": "1",
+    "OMPI_MCA_btl": "self,vader",
+}
+
+
+@dataclass
+class DemoPlan:
+    """Sizes of one demo run (`quick` shrinks everything to a smoke test of the whole path)."""
+
+    generate_overrides: list[str] = field(default_factory=list)
+    train_overrides: dict[str, list[str]] = field(default_factory=dict)
+    members: int = 8
+    windows: int = 4
+    window_days: float = 15.0
+    generate_ranks: int = 2
+
+
+def plan(quick: bool) -> DemoPlan:
+    if not quick:
+        return DemoPlan()
+    small = ["train.max_steps=30", "train.val_every=15", "train.checkpoint_every=15", "train.batch_size=8",
+             "train.time_budget_minutes=2"]
+    return DemoPlan(
+        generate_overrides=["grid.nx=16", "grid.ny=16", "generate.run_days=20", "generate.spinup_days=2",
+                            "generate.seeds.train=[1]", "generate.seeds.val=[2]", "generate.seeds.test=[3]"],
+        train_overrides={k: small for k in ("diffusion", "deterministic", "emulator")},
+        members=4, windows=1, window_days=3.0)
+
+
+class Demo:
+    def __init__(self, out: Path, quick: bool, progress: bool, reuse: bool):
+        self.out = out
+        self.quick = quick
+        self.progress = progress
+        self.reuse = reuse
+        self.plan = plan(quick)
+        self.log = out / "commands.log"
+        self.timings: dict[str, float] = {}
+        self.env = dict(os.environ, **MPI_ENV)
+
+    # -- running commands ------------------------------------------------------------------------------------------
+    def icecorr(self, *args: str, ranks: int = 1, threads: int | None = None) -> None:
+        cmd = [sys.executable, "-m", "icecorr.cli", *args]
+        if not self.progress and args[0] in ("generate", "train"):
+            cmd.append("--no-progress")
+        env = dict(self.env)
+        if threads is not None:
+            env["OMP_NUM_THREADS"] = str(threads)
+        if ranks > 1:
+            mpiexec = shutil.which("mpiexec")
+            if mpiexec is None:
+                raise RuntimeError("mpiexec not found: run `make setup` (installs Open MPI)")
+            cmd = [mpiexec, "-n", str(ranks), *cmd]
+        shown = " ".join(shlex.quote(c) for c in cmd).replace(f"{sys.executable} -m icecorr.cli", "icecorr")
+        print(f"\n$ {shown}", flush=True)
+        with self.log.open("a") as fh:
+            fh.write(shown + "\n")
+        subprocess.run(cmd, check=True, env=env)
+
+    def stage(self, name: str, done: Path | None, func) -> None:
+        if self.reuse and done is not None and done.exists():
+            print(f"[demo] {name}: reusing {done}")
+            return
+        t0 = time.perf_counter()
+        print(f"\n[demo] === {name} ===", flush=True)
+        func()
+        self.timings[name] = time.perf_counter() - t0
+        print(f"[demo] {name} took {self.timings[name] / 60:.1f} min", flush=True)
+
+    # -- stages ----------------------------------------------------------------------------------------------------
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
+
+    def generate(self) -> None:
+        self.icecorr("generate", str(CONFIG_DIR / "generate.yaml"), *self.plan.generate_overrides,
+                     "--out", str(self.data), ranks=self.plan.generate_ranks, threads=1)
+
+    def train(self, name: str, threads: int) -> None:
+        self.icecorr("train", str(TRAIN_CONFIGS[name]),
+                     f"train.data.train_file={self.data / 'train.nc'}", f"train.data.val_file={self.data / 'val.nc'}",
+                     f"train.out_dir={self.out / 'train' / name}", f"train.threads={threads}",
+                     *self.plan.train_overrides.get(name, []), threads=threads)
+
+    def checkpoint(self, name: str) -> Path:
+        for candidate in ("best.pt", "last.pt"):
+            p = self.out / "train" / name / candidate
+            if p.exists():
+                return p
+        raise FileNotFoundError(f"no checkpoint in {self.out / 'train' / name}")
+
+    def window_starts(self) -> list[int]:
+        import xarray as xr
+
+        with xr.open_dataset(self.data / "test.nc") as ds:
+            n_time = ds.sizes["time"]
+            runs = ds["run"].values if "run" in ds else None
+        steps = round(self.plan.window_days * 2)
+        starts: list[int] = []
+        # evenly spread windows that stay inside one contiguous run
+        candidates = list(range(0, n_time - steps))
+        if runs is not None:
+            candidates = [s for s in candidates if runs[s] == runs[s + steps - 1]]
+        if not candidates:
+            raise RuntimeError(f"test split too short for {self.plan.window_days}-day windows")
+        k = self.plan.windows
+        for i in range(k):
+            starts.append(candidates[round(i * (len(candidates) - 1) / max(k - 1, 1))])
+        return sorted(set(starts))
+
+    def run(self, label: str, checkpoint: Path | None, members: int, emulate: bool = False, ranks: int = 1) -> None:
+        starts = self.window_starts()
+        args = ["emulate" if emulate else "couple", str(CONFIG_DIR / "couple.yaml"),
+                f"initial={self.data / 'test.nc'}", f"couple.members={members}",
+                f"couple.days={self.plan.window_days}", f"couple.start_indices={json.dumps(starts)}",
+                f"couple.output={self.out / 'runs' / (label + '.nc')}",
+                f"couple.checkpoint={checkpoint if checkpoint else 'null'}"]
+        args += [f"grid.nx={n}" for n in self._grid_override("nx")] + [f"grid.ny={n}" for n in self._grid_override("ny")]
+        self.icecorr(*args, ranks=ranks, threads=1)
+
+    def _grid_override(self, key: str) -> list[str]:
+        return [o.split("=", 1)[1] for o in self.plan.generate_overrides if o.startswith(f"grid.{key}=")]
+
+    def run_files(self, label: str) -> list[str]:
+        return sorted(str(p) for p in (self.out / "runs").glob(f"{label}*.nc"))
+
+    def evaluate(self) -> None:
+        labels = ["coarse", "deterministic", "diffusion", "emulator"]
+        runs = [f"{label}={','.join(self.run_files(label))}" for label in labels if self.run_files(label)]
+        self.icecorr("evaluate", *runs, "--reference", str(self.data / "test.nc"), "-o", str(self.out / "report"))
+
+    def main(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "runs").mkdir(exist_ok=True)
+        t0 = time.perf_counter()
+        self.stage("generate", self.data / "test.nc", self.generate)
+        cores = os.cpu_count() or 2
+        for name in ("diffusion", "deterministic", "emulator"):
+            self.stage(f"train {name}", self.out / "train" / name / "last.pt",
+                       lambda name=name: self.train(name, threads=cores))
+        self.stage("coarse runs", None, lambda: self.run("coarse", None, members=1))
+        self.stage("deterministic-corrected runs", None,
+                   lambda: self.run("deterministic", self.checkpoint("deterministic"), members=1))
+        self.stage("diffusion-corrected MPI ensemble", None,
+                   lambda: self.run("diffusion", self.checkpoint("diffusion"), members=self.plan.members, ranks=3))
+        self.stage("emulator ensemble", None,
+                   lambda: self.run("emulator", self.checkpoint("emulator"), members=self.plan.members, emulate=True))
+        self.stage("evaluate", None, self.evaluate)
+        total = time.perf_counter() - t0
+        self.timings["total"] = total
+        (self.out / "timings.json").write_text(json.dumps(self.timings, indent=2))
+        print(f"\n[demo] done in {total / 60:.1f} min; report: {self.out / 'report' / 'report.md'}")
+
+
+def run_demo(out: Path, quick: bool = False, progress: bool = True, reuse: bool = False) -> Path:
+    demo = Demo(out, quick, progress, reuse)
+    demo.main()
+    return out / "report" / "report.md"
