@@ -118,10 +118,10 @@ def interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, 
     return best
 
 
-def matmul_flops(n: int = 1024, repeat: int = 10) -> float:
-    """FLOP/s of a float32 n×n torch matmul (2n³ FLOPs) with the current thread count (best of `repeat`)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    out = torch.empty(n, n)
+def matmul_flops(n: int = 1024, repeat: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of an n×n torch matmul (2n³ FLOPs) with the current thread count (best of `repeat`)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    out = torch.empty(n, n, dtype=dtype)
     return 2.0 * n ** 3 / best_time(lambda: torch.matmul(a, b, out=out), repeat, warmup=2)
 
 
@@ -261,16 +261,18 @@ def bench_efficiency(n: int = 32, members: int = 8, repeat: int = 3, thread_coun
                         with layout(cl), autocast(prec):
                             return fn()
                     variants[("channels-last" if cl else "NCHW") + " " + prec] = run
-            mm = matmul_flops()
+            mm, mm16 = matmul_flops(), matmul_flops(dtype=torch.bfloat16)
             times = interleaved(variants, repeat)
-            mm = max(mm, matmul_flops())
+            mm, mm16 = max(mm, matmul_flops()), max(mm16, matmul_flops(dtype=torch.bfloat16))
             base = times["NCHW fp32"]
             for name, sec in times.items():
                 eff = flops / sec / mm
                 is_default = name == "channels-last fp32"
+                extra = f", {flops / sec / mm16 * 100:.0f} % of a bf16 matmul ({mm16 / 1e9:.1f} GFLOP/s)" \
+                    if name.endswith("bf16") else ""
                 t.add("efficiency", f"{th} thread(s), {name}" + (" (default)" if is_default else ""),
-                      f"{flops / sec / 1e9:.1f} GFLOP/s = {eff * 100:.0f} % of matmul ({mm / 1e9:.1f} GFLOP/s); "
-                      f"time ×{sec / base:.2f} of NCHW fp32", "≥ 40 %" if is_default else "",
+                      f"{flops / sec / 1e9:.1f} GFLOP/s = {eff * 100:.0f} % of fp32 matmul ({mm / 1e9:.1f} GFLOP/s)"
+                      f"{extra}; time ×{sec / base:.2f} of NCHW fp32", "≥ 40 %" if is_default else "",
                       eff >= 0.40 if is_default else None)
     if compile_net:
         t.extend(_bench_compile(corr, fn, repeat))
@@ -433,40 +435,45 @@ def ensemble_scores(corr: Corrector, w: Windows, sampler: SamplerConfig, members
 
 def tune_few_step_sigmas(checkpoint: str | os.PathLike, val_file: str | os.PathLike, members: int = 8,
                          max_windows: int = 16, iterations: int = 40, seed: int = 1,
-                         start: Sequence[float] | None = None) -> tuple[list[float], float, float]:
+                         starts: Sequence[Sequence[float]] | None = None) -> tuple[list[float], float, float]:
     """Tune the 4 σ levels of the few-step DPM-Solver++(2M) schedule for one checkpoint on its validation file.
 
-    Objective: mean over variables of CRPS_v(σ) / CRPS_v(start), fixed seeds (common random numbers, so the
-    objective is smooth in σ), Nelder–Mead in ln σ. The reference sampler is not used, and the test file is not
-    touched. Returns (σ levels, objective at start (1.0), objective at the optimum).
+    Objective: mean over variables of CRPS_v(σ) / CRPS_v(checkpoint schedule), fixed seeds (common random numbers,
+    so the objective is smooth in σ), Nelder–Mead in ln σ from the better of `starts` (default: the checkpoint's
+    schedule and the Karras ρ = 7 schedule with the same number of levels). The reference sampler is not used and
+    the test file is not touched. Returns (σ levels, objective of the checkpoint schedule (1.0), tuned objective).
     """
     from scipy.optimize import minimize
 
+    from corrector.schedule import karras_sigmas
+
     corr = Corrector.load(checkpoint, device="cpu")
     base = corr.config.sampler
-    if base.sigmas is None:
+    if base.name != "dpmpp_2m" or base.sigmas is None:
         base = SamplerConfig.few_step(network_batch=base.network_batch)
-    start = list(start or base.sigmas)
+    d = corr.config.diffusion
+    karras = karras_sigmas(len(base.sigmas), d.sigma_min, d.sigma_max, d.rho).tolist()[:-1]
+    starts = [list(x) for x in (starts or (base.sigmas, karras))]
     w = load_windows(corr, val_file, max_windows)
     sampler = base.model_copy(update={"network_batch": min(16, members * len(w.index))})
 
     def crps_at(levels) -> dict[str, float]:
         cfg = sampler.model_copy(update={"sigmas": [float(x) for x in levels], "steps": len(levels)})
-        return {v: s[0] for v, s in ensemble_scores(corr, w, cfg, members, seed)[0].items()}
+        return {v: sc[0] for v, sc in ensemble_scores(corr, w, cfg, members, seed)[0].items()}
 
-    ref = crps_at(start)
+    ref = crps_at(base.sigmas)
 
     def objective(log_sig: np.ndarray) -> float:
-        levels = np.sort(np.exp(log_sig))[::-1]
-        if np.any(np.diff(levels) >= 0) or levels[-1] <= 0:
-            return 10.0
+        levels = np.exp(log_sig)
+        if np.any(np.diff(levels) >= 0):
+            return 10.0  # not strictly decreasing
         c = crps_at(levels)
         return float(np.mean([c[v] / ref[v] for v in ref]))
 
-    res = minimize(objective, np.log(start), method="Nelder-Mead",
-                   options=dict(maxfev=iterations, xatol=1e-3, fatol=1e-4, initial_simplex=None))
-    best = [float(x) for x in np.sort(np.exp(res.x))[::-1]]
-    return best, 1.0, float(res.fun)
+    x0 = min((np.log(np.array(st, float)) for st in starts), key=objective)
+    res = minimize(objective, x0, method="Nelder-Mead", options=dict(maxfev=iterations, xatol=1e-3, fatol=1e-4))
+    best = res.x if res.fun < objective(x0) else x0
+    return [float(x) for x in np.exp(best)], 1.0, float(min(res.fun, objective(x0)))
 
 
 def few_step_quality(checkpoint: str | os.PathLike, test_file: str | os.PathLike, members: int = 16,
@@ -481,9 +488,10 @@ def few_step_quality(checkpoint: str | os.PathLike, test_file: str | os.PathLike
     `reference_{v}`, area-weighted over ocean cells and averaged over windows, per variable. Same seeds and windows
     for every sampler, so the difference is the sampler's alone (plus Monte-Carlo noise of `members` members).
     """
-    from training import metrics
-
     import xarray as xr
+
+    from corrector.schedule import karras_sigmas
+    from training import metrics
 
     corr = Corrector.load(checkpoint, device="cpu")
     if corr.kind != "diffusion" or corr.mode != "residual":
@@ -491,6 +499,8 @@ def few_step_quality(checkpoint: str | os.PathLike, test_file: str | os.PathLike
                          f"{corr.kind}/{corr.mode}")
     w = load_windows(corr, test_file, max_windows)
     few = corr.config.sampler.model_copy(update={"network_batch": network_batch})
+    if network_evaluations(few.name, few.steps) > 4:  # the checkpoint samples with a long schedule
+        few = SamplerConfig.few_step(network_batch=network_batch)
     ref = SamplerConfig(name="heun", steps=reference_steps, network_batch=network_batch)
     few_label = f"{few.name} {few.steps} levels ({network_evaluations(few.name, few.steps)} NFE)"
     runs = [(f"heun-{reference_steps} ({network_evaluations('heun', reference_steps)} NFE)", ref, "fp32", seed),
@@ -498,7 +508,10 @@ def few_step_quality(checkpoint: str | os.PathLike, test_file: str | os.PathLike
             (few_label + ", other seed", few, "fp32", seed + 1)]
     if include_bf16:
         runs.append((few_label + ", bf16 autocast", few, "bf16", seed))
-    for label, levels in (extra_sigmas or {}).items():
+    d = corr.config.diffusion
+    karras = karras_sigmas(few.steps, d.sigma_min, d.sigma_max, d.rho).tolist()[:-1]
+    extra = {"dpmpp_2m Karras ρ=7 σ=" + "/".join(f"{x:.4g}" for x in karras): karras, **(extra_sigmas or {})}
+    for label, levels in extra.items():
         cfg = few.model_copy(update={"name": "dpmpp_2m", "sigmas": [float(x) for x in levels],
                                      "steps": len(levels)})
         runs.append((f"{label} ({network_evaluations('dpmpp_2m', len(levels))} NFE)", cfg, "fp32", seed))
