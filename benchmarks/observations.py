@@ -27,18 +27,26 @@ ROOT = Path(__file__).resolve().parent.parent
 VARIABLES = ("sic", "sit", "snt", "siu", "siv")
 
 
-def make_observations(data: Path, out: Path, reuse: bool) -> dict:
+def obs_suffix(noise_scale: float) -> str:
+    return "" if noise_scale == 1.0 else f"_noise{noise_scale:g}"
+
+
+def make_observations(data: Path, out: Path, reuse: bool, noise_scale: float = 1.0) -> dict:
+    """Observation files of the three splits (default gaps; default noise std × noise_scale)."""
     from training.observations import ObservationConfig, synthesize
 
+    base = ObservationConfig()
+    variables = {v: vc.model_copy(update={"noise_std": vc.noise_std * noise_scale})
+                 for v, vc in base.variables.items()}
     cov = {}
     for k, split in enumerate(("train", "val", "test")):
-        target = out / f"{split}_obs.nc"
+        target = out / f"{split}_obs{obs_suffix(noise_scale)}.nc"
         if reuse and target.exists():
             with xr.open_dataset(target) as ds:
                 cov[split] = dict(kv.split("=") for kv in ds.attrs["observation_coverage"].split())
                 cov[split] = {v: float(c) for v, c in cov[split].items()}
             continue
-        cov[split] = synthesize(data / f"{split}.nc", target, ObservationConfig(seed=k + 1))
+        cov[split] = synthesize(data / f"{split}.nc", target, ObservationConfig(seed=k + 1, variables=variables))
     return cov
 
 
@@ -92,17 +100,18 @@ def correction_rmse(checkpoint: Path, test_file: Path, batch: int = 32) -> dict[
 
 
 def assimilation_twins(emulator: Path, data: Path, out: Path, windows: int, window_days: float,
-                       max_iterations: int) -> list[dict]:
+                       max_iterations: int, suffix: str = "") -> list[dict]:
     from training.assimilate import AssimilateConfig, format_summary, run_assimilate
 
-    with xr.open_dataset(out / "test_obs.nc") as ds:
+    obs = out / f"test_obs{suffix}.nc"
+    with xr.open_dataset(obs) as ds:
         n = ds.sizes["time"]
     steps = int(round(window_days * 2))
     starts = np.linspace(1, n - steps - 1, windows).astype(int)
     results = []
     for k, i in enumerate(starts):
-        cfg = AssimilateConfig(checkpoint=emulator, observations=out / "test_obs.nc", truth=data / "test.nc",
-                               start=str(int(i)), window_days=window_days,
+        cfg = AssimilateConfig(checkpoint=emulator, observations=obs, truth=data / "test.nc",
+                               start=str(int(i)), window_days=window_days, obs_variables=["sic", "sit", "snt"],
                                background={"kind": "perturbed_truth", "seed": k,
                                            "perturbation": {"sigma": {"sit": 0.3, "sic": 0.05},
                                                             "length_scale_km": 100.0}},
@@ -122,24 +131,27 @@ def main(argv=None) -> int:
     p.add_argument("--windows", type=int, default=3, help="4D-Var twin windows on the test run")
     p.add_argument("--window-days", type=float, default=5.0)
     p.add_argument("--iterations", type=int, default=40, help="L-BFGS iterations per 4D-Var")
+    p.add_argument("--noise-scale", type=float, default=1.0,
+                   help="multiplies the default observation-noise std (0 = gaps only)")
     p.add_argument("--reuse", action="store_true", help="reuse observation files and trained checkpoints")
     p.add_argument("--skip", choices=["training-experiment", "assimilation"], action="append", default=[])
     args = p.parse_args(argv)
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
-    results: dict = {"data": str(args.data), "steps": args.steps}
+    results: dict = {"data": str(args.data), "steps": args.steps, "noise_scale": args.noise_scale}
+    suffix = obs_suffix(args.noise_scale)
     t0 = time.perf_counter()
     print("1. synthetic observations", flush=True)
-    results["coverage"] = make_observations(args.data, out, args.reuse)
+    results["coverage"] = make_observations(args.data, out, args.reuse, args.noise_scale)
     for split, cov in results["coverage"].items():
-        print(f"  {split}: observed share " + ", ".join(f"{v} {c:.3f}" for v, c in cov.items()), flush=True)
+        print(f"  {split}{suffix}: observed share " + ", ".join(f"{v} {c:.3f}" for v, c in cov.items()), flush=True)
 
     if "training-experiment" not in args.skip:
         print("2. residual correctors: complete truth vs gappy observations", flush=True)
         truth_ckpt = train(out / "corrector_truth", args.data / "train.nc", args.data / "val.nc", args.steps,
                            "residual", args.reuse)
-        obs_ckpt = train(out / "corrector_obs", out / "train_obs.nc", out / "val_obs.nc", args.steps, "residual",
-                         args.reuse)
+        obs_ckpt = train(out / f"corrector_obs{suffix}", out / f"train_obs{suffix}.nc", out / f"val_obs{suffix}.nc",
+                         args.steps, "residual", args.reuse)
         truth_scores = correction_rmse(truth_ckpt, args.data / "test.nc")
         obs_scores = correction_rmse(obs_ckpt, args.data / "test.nc")
         rows = {}
@@ -161,7 +173,8 @@ def main(argv=None) -> int:
         print("3. 4D-Var twins with a deterministic emulator", flush=True)
         emulator = train(out / "emulator", args.data / "train.nc", args.data / "val.nc", args.steps, "emulator",
                          args.reuse)
-        twins = assimilation_twins(emulator, args.data, out, args.windows, args.window_days, args.iterations)
+        twins = assimilation_twins(emulator, args.data, out, args.windows, args.window_days, args.iterations,
+                                   suffix)
         red = [s["scores"]["sit"]["initial_rmse_reduction"] for s in twins]
         better = [s["scores"]["sit"]["forecast_rmse_analysis"] < s["scores"]["sit"]["forecast_rmse_background"]
                   for s in twins]
@@ -170,8 +183,9 @@ def main(argv=None) -> int:
         print(f"  initial sit RMSE reduction per window: {', '.join(f'{100 * r:.0f} %' for r in red)} "
               f"(target >= 50 %); forecast from analysis better: {better}", flush=True)
     results["seconds"] = round(time.perf_counter() - t0, 1)
-    (out / "results.json").write_text(json.dumps(results, indent=2, default=float))
-    print(f"wrote {out / 'results.json'} ({results['seconds']:.0f} s)")
+    name = f"results{suffix}.json"
+    (out / name).write_text(json.dumps(results, indent=2, default=float))
+    print(f"wrote {out / name} ({results['seconds']:.0f} s)")
     return 0
 
 
