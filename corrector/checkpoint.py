@@ -244,3 +244,23 @@ def check_compatible(data: CheckpointData, *, grid: Mapping[str, Any] | None = N
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def describe_checkpoint(data: CheckpointData) -> str:
+    """A short human-readable summary of a loaded checkpoint (`icecorr checkpoint inspect`)."""
+    cfg = data.config
+    n_params = sum(int(t.numel()) for t in data.model_state.values() if isinstance(t, torch.Tensor))
+    g = data.grid
+    lines = [
+        f"checkpoint: {data.path}",
+        f"format version {data.format_version}; written by icecorr {data.package_version}, torch {data.torch_version}",
+        f"kind: {cfg.kind}; mode: {cfg.mode}",
+        "variables: " + ", ".join(f"{v} [{data.variables_units.get(v, '?')}]" for v in cfg.variables),
+        f"conditioning ({len(cfg.conditioning or [])}): " + ", ".join(cfg.conditioning or []),
+        f"grid: ny={g.get('ny')} nx={g.get('nx')} dx={g.get('dx')} m, mask hash {g.get('mask_hash')}",
+        f"parameters: {n_params}; EMA weights: {'yes' if data.ema_state is not None else 'no'}",
+    ]
+    if data.extra:
+        keys = ", ".join(sorted(str(k) for k in data.extra))
+        lines.append(f"extra: {keys}")
+    return "\n".join(lines)

@@ -27,9 +27,10 @@ import xarray as xr
 import yaml
 
 from .config import STEP_SECONDS, CorrectConfig, CoupleConfig
-from .coupler import (TAG_FIELDS, TAG_HELLO, TAG_OUTPUT, TAG_REPLY, Layout, _split,
+from .coupler import (TAG_FIELDS, TAG_HELLO, TAG_OUTPUT, TAG_REPLY, HandshakeError, Layout, _split,
                       abort_on_error, check_description, model_description, recv_object, restore_state,
                       send_object, wait_all, CoupledRun, check_finite, hidden_state, set_hidden_state)
+from .checks import check_finite as check_finite_values, check_pair_times, check_variable, open_netcdf
 from .errors import InputError
 from .output import TrajectoryWriter, to_datetime
 from .restart import (SEEDING, RestartState, check_continuation, read_restart, restart_path, write_restart)
@@ -112,33 +113,27 @@ class FileForcing(ForcingSource):
     file of 12-hourly snapshots `{f}(time, y, x)`. Only the records a step needs are read."""
 
     def __init__(self, path: str | Path, variables: Sequence[str] | None = None):
-        self.path = Path(path)
-        if not self.path.exists():
-            raise InputError(str(self.path), None, "forcing file does not exist")
-        self.ds = xr.open_dataset(self.path)
-        names = list(self.ds.data_vars)
-        pair_vars = [n[:-3] for n in names if n.endswith("_t0") and f"{n[:-3]}_t1" in names]
-        self.is_pair_file = bool(pair_vars)
-        if variables is None:
-            if self.is_pair_file:
-                variables = pair_vars
-            else:
-                from corrector.config import FORCING_VARIABLES
+        from .variables import FORCING_VARIABLES
 
-                variables = [f for f in FORCING_VARIABLES if f in names]
+        self.path = Path(path)
+        self.ds = open_netcdf(self.path, "forcing file")
+        names = list(self.ds.data_vars)
+        self.is_pair_file = any(n.endswith(("_t0", "_t1")) and n[:-3] in FORCING_VARIABLES for n in names)
+        if variables is None:
+            # every forcing variable: the coarse model needs all of them (a missing one is named here)
+            variables = list(FORCING_VARIABLES)
         self.variables = list(variables)
-        if not self.variables:
+        if not self.is_pair_file and not any(f in names for f in self.variables):
             raise InputError(str(self.path), None, "no forcing variables found (expected `{f}_t0`/`{f}_t1` pairs "
                                                    "or snapshots such as `uas(time, y, x)`)")
         for f in self.variables:
             for name in ([f"{f}_t0", f"{f}_t1"] if self.is_pair_file else [f]):
-                if name not in self.ds:
-                    raise InputError(str(self.path), name, "missing forcing variable")
-                if self.ds[name].dims != ("time", "y", "x"):
-                    raise InputError(str(self.path), name, f"has dims {self.ds[name].dims}, expected (time, y, x)")
+                check_variable(self.ds, self.path, name, what="missing forcing variable")
         if "time" not in self.ds.coords:
             raise InputError(str(self.path), "time", "missing time coordinate")
         self.times = self.ds["time"].values
+        if not np.issubdtype(self.times.dtype, np.datetime64) or np.isnat(self.times).any():
+            raise InputError(str(self.path), "time", "cannot be decoded to dates (CF units/calendar attributes?)")
         self.runs = self.ds["run"].values if "run" in self.ds and self.ds["run"].dims == ("time",) else None
         self.mask = self.ds["mask"].values.astype(np.float64) if "mask" in self.ds else None
         self.n = self.ds.sizes["time"]
@@ -164,6 +159,23 @@ class FileForcing(ForcingSource):
         if 0 <= index < self.n:
             return to_datetime(self.times[index])
         return to_datetime(self.times[0]) + index * STEP
+
+    def check_grid(self, shape: tuple[int, int], what: str = "the model grid") -> None:
+        """InputError naming the first forcing variable whose (y, x) shape is not `shape`."""
+        for name in self._names():
+            if tuple(self.ds[name].shape[-2:]) != tuple(shape):
+                raise InputError(str(self.path), name, f"grid (y, x) = {tuple(self.ds[name].shape[-2:])} does not "
+                                                       f"match {what} (ny, nx) = {tuple(shape)}")
+
+    def _names(self) -> list[str]:
+        return [n for f in self.variables for n in ([f"{f}_t0", f"{f}_t1"] if self.is_pair_file else [f])]
+
+    def check_finite_window(self, start: int, n_steps: int) -> None:
+        """Pre-flight: every forcing value a window of `n_steps` from `start` uses is finite (InputError naming the
+        file, the variable and the time index otherwise), so bad forcing fails before any output is written."""
+        last = start + n_steps - 1 if self.is_pair_file else start + n_steps
+        first = max(start, 0)
+        check_finite_values(self.ds.isel(time=slice(first, last + 1)), self.path, self._names(), offset=first)
 
     def check_window(self, start: int, n_steps: int) -> None:
         last = start + n_steps - 1
@@ -211,12 +223,14 @@ def open_forcing(source) -> ForcingSource:
 
 # ------------------------------------------------------------------------------------------------------- windows
 def initial_states_from_pairs(path: str | Path, start_indices: Sequence[int],
-                              variables: Sequence[str] = ML_VARIABLES) -> list[dict[str, np.ndarray]]:
-    """The coarse-grained truth `initial_{v}` at each start index of a training-pair file: one state per window."""
+                              variables: Sequence[str] = ML_VARIABLES,
+                              shape: tuple[int, int] | None = None) -> list[dict[str, np.ndarray]]:
+    """The coarse-grained truth `initial_{v}` at each start index of a training-pair file: one state per window.
+    Missing variables, wrong dims/units, a (y, x) shape other than `shape` (if given) or NaN/inf: InputError."""
     path = Path(path)
-    if not path.exists():
-        raise InputError(str(path), None, "pair file does not exist")
-    with xr.open_dataset(path) as ds:
+    with open_netcdf(path, "pair file") as ds:
+        for v in variables:
+            check_variable(ds, path, f"initial_{v}", shape=shape, what="missing initial state variable")
         out = []
         for t in start_indices:
             if not 0 <= t < ds.sizes.get("time", 0):
@@ -224,8 +238,6 @@ def initial_states_from_pairs(path: str | Path, start_indices: Sequence[int],
             state = {}
             for v in variables:
                 name = f"initial_{v}"
-                if name not in ds:
-                    raise InputError(str(path), name, "missing initial state variable")
                 state[v] = ds[name].isel(time=t).values.astype(np.float64)
                 if not np.isfinite(state[v]).all():
                     raise InputError(str(path), name, f"NaN/inf at time index {t}")
@@ -233,16 +245,30 @@ def initial_states_from_pairs(path: str | Path, start_indices: Sequence[int],
     return out
 
 
-def _window_states(initial_state, start_indices: Sequence[int]) -> list[Mapping[str, np.ndarray]]:
+def _window_states(initial_state, start_indices: Sequence[int], variables: Sequence[str] = ML_VARIABLES,
+                   shape: tuple[int, int] | None = None) -> list[Mapping[str, np.ndarray]]:
     """One initial state per window from a pair-file path, one mapping/Dataset (all windows) or a sequence."""
     if isinstance(initial_state, (str, Path)):
-        return initial_states_from_pairs(initial_state, start_indices)
+        return initial_states_from_pairs(initial_state, start_indices, variables, shape)
     if isinstance(initial_state, (Mapping, xr.Dataset)):
         return [initial_state] * len(start_indices)
     states = list(initial_state)
     if len(states) != len(start_indices):
         raise ValueError(f"{len(states)} initial states for {len(start_indices)} windows (start_indices)")
     return states
+
+
+def _preflight_inputs(forcing: ForcingSource, cfg: CoupleConfig, shape: tuple[int, int] | None, initial_state,
+                      variables: Sequence[str] = ML_VARIABLES, what: str = "the model grid") -> None:
+    """Before any model, corrector or output file: the forcing (and a pair-file initial state) fit the grid `shape`
+    and every forcing value the windows use is finite. Bad input then fails without leaving an output file."""
+    if isinstance(forcing, FileForcing):
+        if shape is not None:
+            forcing.check_grid(shape, what)
+        for s in cfg.start_indices:
+            forcing.check_finite_window(s, cfg.steps)
+    if isinstance(initial_state, (str, Path)):
+        initial_states_from_pairs(initial_state, cfg.start_indices, variables, shape)
 
 
 def output_paths(out_path: str | Path, start_indices: Sequence[int]) -> list[Path]:
@@ -517,6 +543,8 @@ def _couple(cfg, lay: Layout, world, initial_state, forcing_source, paths, resta
     forcing = open_forcing(forcing_source)
     for s in cfg.start_indices:
         forcing.check_window(s, cfg.steps)
+    grid_shape = (grid.ny, grid.nx) if grid is not None else None
+    _preflight_inputs(forcing, cfg, grid_shape, initial_state if restart is None else None)
     rstate = None
     if restart is not None:
         rstate = read_restart(restart)
@@ -535,7 +563,7 @@ def _couple(cfg, lay: Layout, world, initial_state, forcing_source, paths, resta
 
             def model_factory():
                 return CoarseModel(grid, physics)
-        states = None if rstate is not None else _window_states(initial_state, cfg.start_indices)
+        states = None if rstate is not None else _window_states(initial_state, cfg.start_indices, shape=grid_shape)
         for slot in lay.my_slots:
             model = model_factory()
             w, k = divmod(slot, m)
@@ -576,8 +604,16 @@ def _couple(cfg, lay: Layout, world, initial_state, forcing_source, paths, resta
         cgrid = corrector.grid
         cshape = (int(cgrid["ny"]), int(cgrid["nx"])) if "ny" in cgrid and "nx" in cgrid else None
         for p, d in descs.items():
-            check_description(d, desc_ref, corrector.variables, getattr(corrector, "variables_units", {}), cshape,
-                              f"physics rank {p}")
+            try:
+                check_description(d, desc_ref, corrector.variables, getattr(corrector, "variables_units", {}),
+                                  cshape, f"physics rank {p}")
+            except HandshakeError as exc:
+                text = str(exc)
+                if getattr(corrector, "source", None) is None or not ("checkpoint" in text or "corrector" in text):
+                    raise
+                # the checkpoint does not fit the model of this run: a user input error naming the checkpoint
+                raise InputError(str(corrector.source), "grid" if "grid" in text else "variables",
+                                 f"does not fit this run: {text}") from None
         if role == "ml":
             for p in lay.served_by(lay.rank) + [p for p in lay.physics_ranks if not len(lay.slots_of[p])
                                                  and lay.ml_of[p] == lay.rank]:
@@ -662,6 +698,10 @@ def _emulate(cfg, comm, rank, size, initial_state, forcing_source, paths, restar
         corrector = load_corrector(cfg.checkpoint, "emulator")
     _check_mode(corrector, "emulator", "icecorr emulate")
     variables = list(corrector.variables)
+    cgrid = getattr(corrector, "grid", {}) or {}
+    cshape = (int(cgrid["ny"]), int(cgrid["nx"])) if "ny" in cgrid and "nx" in cgrid else None
+    _preflight_inputs(forcing, cfg, cshape, initial_state if restart is None else None, variables,
+                      "the checkpoint's grid")
     rstate = None
     if restart is not None:
         rstate = read_restart(restart)
@@ -671,14 +711,13 @@ def _emulate(cfg, comm, rank, size, initial_state, forcing_source, paths, restar
             raise InputError(str(restart), missing[0], "missing from the restart file")
         full = np.stack([rstate.states[v].reshape(n_slots, *rstate.states[v].shape[2:]) for v in variables], 1)
     else:
-        states = [_as_arrays(s) for s in _window_states(initial_state, cfg.start_indices)]
+        states = [_as_arrays(s) for s in _window_states(initial_state, cfg.start_indices, variables)]
         for w, st in enumerate(states):
             missing = [v for v in variables if v not in st]
             if missing:
                 raise InputError(None, missing[0], f"initial state of window {w} lacks it")
         full = np.stack([np.stack([states[s // m][v] for v in variables]) for s in range(n_slots)])
     shape = full.shape[-2:]
-    cgrid = getattr(corrector, "grid", {}) or {}
     if "ny" in cgrid and (int(cgrid["ny"]), int(cgrid["nx"])) != tuple(shape):
         raise InputError(None, "grid", f"initial state is {tuple(shape)} (ny, nx) but the checkpoint was trained on "
                                        f"({cgrid['ny']}, {cgrid['nx']})")
@@ -790,6 +829,44 @@ def run_correct(cfg: CorrectConfig, forecasts_path: str | Path, out_path: str | 
     return out_path
 
 
+def _preflight_pairs(ds: xr.Dataset, path: Path, corrector, variables: Sequence[str],
+                     check_values: bool = True) -> np.ndarray | None:
+    """Everything `icecorr correct` reads from a pair file, checked before the output file is created: variables
+    present with dims (time, y, x), the checkpoint's grid and units, 12 h windows, a mask of shape (y, x) and the
+    checkpoint's land mask, and (if `check_values`) finite values. Returns the mask (or None)."""
+    cgrid = getattr(corrector, "grid", {}) or {}
+    shape = (int(cgrid["ny"]), int(cgrid["nx"])) if "ny" in cgrid and "nx" in cgrid else None
+    src = getattr(corrector, "source", None) or "the checkpoint"
+    names = [f"forecast_{v}" for v in variables]
+    names += [n for n in corrector.conditioning_names if n != "mask" and n not in names]
+    for name in names:
+        what = "missing: nothing to correct" if name.startswith("forecast_") else \
+            "missing: the checkpoint conditions on it"
+        var = check_variable(ds, path, name, what=what)
+        if shape is not None and tuple(var.shape[-2:]) != shape:
+            raise InputError(str(path), name, f"grid (y, x) = {tuple(var.shape[-2:])} does not match the grid "
+                                              f"{shape} the checkpoint {src} was trained on")
+    check_pair_times(ds, path)
+    mask = None
+    if "mask" in ds.variables:
+        check_variable(ds, path, "mask", dims=("y", "x"))
+        mask = ds["mask"].values.astype(np.float64)
+        want = cgrid.get("mask_hash")
+        if want and "mask" in corrector.conditioning_names:
+            from corrector.checkpoint import mask_hash
+
+            if mask_hash(np.nan_to_num(mask)) != want:
+                raise InputError(str(path), "mask", f"land mask differs from the one the checkpoint {src} was "
+                                                    "trained on")
+    dx_file = ds.attrs.get("grid_dx")
+    if dx_file is not None and cgrid.get("dx") and not np.isclose(float(dx_file), float(cgrid["dx"]), rtol=1e-6):
+        raise InputError(str(path), "grid_dx", f"grid spacing {float(dx_file):g} m differs from the checkpoint's "
+                                               f"{float(cgrid['dx']):g} m ({src})")
+    if check_values:
+        check_finite_values(ds, path, names)
+    return mask
+
+
 def _correct(cfg, comm, rank, size, path: Path, out_path: Path, corrector, command, config_text) -> None:
     if not path.exists():
         raise InputError(str(path), None, "forecast file does not exist")
@@ -797,19 +874,10 @@ def _correct(cfg, comm, rank, size, path: Path, out_path: Path, corrector, comma
         corrector = load_corrector(cfg.checkpoint, "residual")
     _check_mode(corrector, "residual", "icecorr correct")
     variables = list(corrector.variables)
-    ds = xr.open_dataset(path)
+    ds = open_netcdf(path, "forecast file")
     try:
-        for v in variables:
-            if f"forecast_{v}" not in ds:
-                raise InputError(str(path), f"forecast_{v}", "missing: nothing to correct")
-            if ds[f"forecast_{v}"].dims != ("time", "y", "x"):
-                raise InputError(str(path), f"forecast_{v}", f"has dims {ds[f'forecast_{v}'].dims}, "
-                                                             f"expected (time, y, x)")
-        missing = [n for n in corrector.conditioning_names if n != "mask" and n not in ds]
-        if missing:
-            raise InputError(str(path), missing[0], "missing: the checkpoint conditions on it")
+        mask = _preflight_pairs(ds, path, corrector, variables, check_values=rank == 0)
         n_t, ny, nx = ds[f"forecast_{variables[0]}"].shape
-        mask = ds["mask"].values.astype(np.float64) if "mask" in ds else None
         times = ds["time"].values
         chunks = [(lo, min(lo + cfg.chunk_size, n_t)) for lo in range(0, n_t, cfg.chunk_size)]
         m, nv = cfg.members, len(variables)

@@ -23,7 +23,11 @@ def _safe_yaml(text: str, source: str) -> Any:
         # safe_load: a config file can never construct Python objects or run code
         return yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from exc
+        # one line: the problem and where (a python/... tag lands here: safe_load has no constructor for it)
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{source}: not valid YAML{where}: {problem}") from None
 
 
 def apply_overrides(data: dict, overrides: Iterable[str]) -> dict:

@@ -27,6 +27,7 @@ import xarray as xr
 
 from corrector.fields import MASK
 from corrector.normalization import Normalization, NormalizationAccumulator
+from coupling.checks import check_pair_times, check_units
 from coupling.errors import InputError
 
 PAIR_PREFIXES = ("initial_", "forecast_", "reference_", "residual_")
@@ -199,8 +200,10 @@ class PairDataset(torch.utils.data.Dataset):
             try:
                 # cache=False: indexing reads from disk each time instead of keeping whole variables in memory
                 self._ds = xr.open_dataset(self.path, cache=False)
-            except (OSError, ValueError) as exc:
-                raise InputError(str(self.path), None, f"cannot open as NetCDF: {exc}") from exc
+            except Exception as exc:  # noqa: BLE001 - netCDF4/HDF5 raise OSError, ValueError, KeyError, …
+                text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+                raise InputError(str(self.path), None, f"cannot open as NetCDF (truncated or corrupt?): {text}") \
+                    from None
             self._pid = os.getpid()
         return self._ds
 
@@ -229,6 +232,8 @@ class PairDataset(torch.utils.data.Dataset):
                 raise InputError(str(self.path), name, "missing variable (see docs/design.md 'Training-pair files')")
             if ds[name].dims != ("time", "y", "x"):
                 raise InputError(str(self.path), name, f"dims {ds[name].dims}, expected ('time', 'y', 'x')")
+            check_units(self.path, name, ds[name])
+        check_pair_times(ds, self.path)
 
     def _ocean_mask(self, ds: xr.Dataset) -> np.ndarray:
         if "mask" not in ds.variables:

@@ -95,8 +95,9 @@ def _open(path: PathLike) -> xr.Dataset:
         ds.close()
     except FileNotFoundError:
         raise InputError(str(path), None, "file not found") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(str(path), None, f"cannot be read as NetCDF ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - netCDF4/HDF5/xarray raise OSError, ValueError, KeyError, …
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise InputError(str(path), None, f"cannot be read as NetCDF (truncated or corrupt?): {text}") from None
     if "time" in ds.dims and np.issubdtype(ds["time"].dtype, np.datetime64) and ds["time"].ndim == 1:
         ds = ds.isel(time=np.flatnonzero(~np.isnat(ds["time"].values)))  # incomplete records of a killed run
     return ds
@@ -173,6 +174,12 @@ def read_run(paths: PathLike | Sequence[PathLike],
         if raw.attrs.get("status") not in (None, "complete"):
             warnings.warn(f"{p}: status '{raw.attrs['status']}' — scoring its complete records only", stacklevel=2)
     parts = [_records(raw, p, names, allow_member=True) for raw, p in zip(raws, files)]
+    for part, p in zip(parts, files):
+        for v in names:
+            bad = ~np.isfinite(np.asarray(part[v].values, dtype=np.float64))
+            if bad.any():
+                raise InputError(p, v, f"NaN/inf in {int(bad.sum())} value(s) of complete records (a corrupt or "
+                                       "failed run?)")
     return _stack_windows(parts, files), files, raws[0]
 
 
@@ -201,7 +208,11 @@ def read_reference(paths: PathLike | Sequence[PathLike],
                 for role in ("initial", "reference"):
                     if f"{role}_{v}" not in ds:
                         raise InputError(p, f"{role}_{v}", "missing in this training-pair reference file")
+            _check_dims(ds, p, [f"{role}_{v}" for role in ("initial", "reference") for v in names], False)
+            if "time" not in ds.variables or not np.issubdtype(ds["time"].dtype, np.datetime64):
+                raise InputError(p, "time", "a training-pair reference needs CF-encoded window start times")
             dsets[i] = _pairs_to_trajectory(ds, names)
+        _check_dims(dsets[i], p, names, allow_member=False)
     # several files: one per window; a list of one file is the common `--reference truth.nc` of the CLI
     return (dsets[0] if len(dsets) == 1 else dsets), files  # type: ignore[return-value]
 

@@ -450,15 +450,16 @@ class _Trainer:
 
     def run(self, config_text: Optional[str], stop_after_steps: Optional[int]) -> Path:
         t, env, cfg = self.t, self.env, self.cfg
+        resume_path = self.out / "resume.pt"
+        state = load_resume(resume_path, cfg, env) if (t.resume and resume_path.exists()) else None
+        # the data are checked (and the statistics fitted) before anything is written: bad input leaves no files
+        data = build_data(cfg, env, Normalization.from_dict(state["normalization"]) if state else None)
         if env.main:
             self.out.mkdir(parents=True, exist_ok=True)
             text = config_text or _dump(cfg)
             tmp = self.out / f"config.yaml.tmp-{os.getpid()}"
             tmp.write_text(text)
             os.replace(tmp, self.out / "config.yaml")
-        resume_path = self.out / "resume.pt"
-        state = load_resume(resume_path, cfg, env) if (t.resume and resume_path.exists()) else None
-        data = build_data(cfg, env, Normalization.from_dict(state["normalization"]) if state else None)
         n_train = len(data.train)
         batches_per_epoch = n_train // t.batch_size
         if batches_per_epoch == 0:

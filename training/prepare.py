@@ -16,7 +16,6 @@ the result is identical for any number of ranks.
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import time
 from datetime import datetime
@@ -26,6 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
+from coupling.checks import normalize_units
 from coupling.errors import InputError
 from training.config import PrepareConfig
 from training.forcing import FORCING_METADATA, FORCING_NAMES, STEP_SECONDS
@@ -47,13 +47,6 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
     "rsds": (-1.0, 1500.0), "rlds": (0.0, 800.0), "prsn": (0.0, 0.05), "uo": (-5.0, 5.0), "vo": (-5.0, 5.0),
 }
 
-# unit spellings -> canonical token (products of unit symbols with integer powers, space separated)
-_ALIASES = {
-    "%": "percent", "percent": "percent", "pct": "percent", "1": "1", "": "1", "-": "1", "fraction": "1",
-    "dimensionless": "1", "unitless": "1", "0-1": "1",
-    "degc": "degC", "°c": "degC", "deg_c": "degC", "celsius": "degC", "degrees_celsius": "degC", "c": "degC",
-    "k": "K", "kelvin": "K", "degk": "K",
-}
 #: (from, to) -> (scale, offset): to = from * scale + offset
 _CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
     ("percent", "1"): (0.01, 0.0),
@@ -65,38 +58,6 @@ _CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
     ("mm s-1", "kg m-2 s-1"): (1.0, 0.0), ("mm day-1", "kg m-2 s-1"): (1 / 86400, 0.0),
     ("kg m-2 day-1", "kg m-2 s-1"): (1 / 86400, 0.0), ("m s-1", "kg m-2 s-1"): (1000.0, 0.0),  # water equivalent
 }
-
-
-def normalize_units(units: str) -> str:
-    """Canonical spelling: 'm/s' -> 'm s-1', 'W/m2' and 'W m**-2' -> 'W m-2', '%' -> 'percent', 'Celsius' -> 'degC'."""
-    u = str(units).strip()
-    low = u.lower()
-    if low in _ALIASES:
-        return _ALIASES[low]
-    u = u.replace("**", "").replace("^", "").replace("·", " ").replace(".", " ")
-    parts = re.split(r"\s+", u.replace("/", " / ").strip())
-    tokens: list[str] = []
-    invert = False
-    for p in parts:
-        if p == "/":
-            invert = True
-            continue
-        m = re.fullmatch(r"([A-Za-z°]+)(-?\d+)?", p)
-        if not m:
-            tokens.append(p)
-            continue
-        sym, power = m.group(1), int(m.group(2) or 1)
-        if sym in ("d", "day", "days"):
-            sym = "day"
-        elif sym in ("sec", "secs", "second", "seconds"):
-            sym = "s"
-        elif sym in ("hr", "hour", "hours"):
-            sym = "h"
-        if invert:
-            power = -power
-            invert = False
-        tokens.append(sym if power == 1 else f"{sym}{power}")
-    return " ".join(tokens)
 
 
 def unit_conversion(file_units: str, model_units: str) -> tuple[float, float] | None:
