@@ -62,3 +62,34 @@ class FaultyCorrector:
             out = out.copy()
             out[..., 0, 0] = np.nan
         return out
+
+
+PHYSICS_FAULTS = ("raise", "kill")
+
+
+def physics_fault_factory(n: int, fault: str, at: int, on_rank: int):
+    """A CoarseModel factory whose models, on MPI rank `on_rank` only, raise or SIGKILL their own process at the
+    `at`-th (0-based) `step` call of that rank (counted over all its slot models)."""
+    from mpi4py import MPI
+
+    from coupling.bridge import CoarseModel
+
+    if fault not in PHYSICS_FAULTS:
+        raise ValueError(f"physics fault must be one of {PHYSICS_FAULTS}")
+    rank = MPI.COMM_WORLD.Get_rank()
+    calls = [0]
+
+    class FaultyModel(CoarseModel):
+        def step(self, forcing_t0, forcing_t1):
+            if rank == on_rank:
+                if calls[0] == at:
+                    verb = "raising in" if fault == "raise" else "killing"
+                    print(f"{verb} physics process (rank {rank}) at t={time.time():.3f}", file=sys.stderr,
+                          flush=True)
+                    if fault == "raise":
+                        raise RuntimeError(f"injected failure in the physics at step call {at}")
+                    os.kill(os.getpid(), signal.SIGKILL)
+                calls[0] += 1
+            return super().step(forcing_t0, forcing_t1)
+
+    return lambda: FaultyModel(grid(n))

@@ -27,6 +27,9 @@ def main(argv=None) -> int:
     ap.add_argument("--checkpoint", default=None, help="corrector checkpoint (loaded by the ML ranks)")
     ap.add_argument("--fault", choices=["none", *case.STEP_FAULTS], default="none")
     ap.add_argument("--fault-at", type=int, default=1)
+    ap.add_argument("--physics-fault", choices=["none", *case.PHYSICS_FAULTS], default="none",
+                    help="raise or SIGKILL in a physics rank's model step (rank --physics-fault-rank)")
+    ap.add_argument("--physics-fault-rank", type=int, default=0)
     ap.add_argument("--restart-interval", type=int, default=0)
     ap.add_argument("--restart", default=None)
     ap.add_argument("--perturb", type=float, default=0.0)
@@ -76,9 +79,12 @@ def main(argv=None) -> int:
         corrector = Corrector.load(a.checkpoint)
     if corrector is not None and a.fault != "none":
         corrector = case.FaultyCorrector(corrector, a.fault, a.fault_at)
+    factory = None
+    if a.physics_fault != "none":
+        factory = case.physics_fault_factory(a.grid, a.physics_fault, a.fault_at, a.physics_fault_rank)
     stats = {}
     paths = run_couple(cfg, case.initial_state(a.grid), forcing, a.out, restart=a.restart, comm=comm,
-                       grid=case.grid(a.grid), corrector=corrector, stats=stats)
+                       grid=case.grid(a.grid), corrector=corrector, stats=stats, model_factory=factory)
     lay = stats["layout"]
     if lay.rank == lay.writer:
         print("wrote", *paths, "restart", stats.get("last_restart"), flush=True)
