@@ -179,8 +179,9 @@ def load_checkpoint(path: str | os.PathLike, *, grid: Mapping[str, Any] | None =
         # torch's reader does not verify the archive's CRC-32s: a flipped bit in the weights would load silently
         with zipfile.ZipFile(p) as zf:
             bad = zf.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise CheckpointError(p, f"unreadable or corrupted archive ({_first_line(exc)})") from None
+    except Exception as exc:  # noqa: BLE001 - BadZipFile, OSError, EOFError, UnicodeDecodeError (garbled names), …
+        raise CheckpointError(p, f"unreadable or corrupted archive ({type(exc).__name__}: {_first_line(exc)})") \
+            from None
     if bad is not None:
         raise CheckpointError(p, f"corrupted: CRC check failed for archive member {bad!r}")
     try:

@@ -357,11 +357,13 @@ def test_train_rejects_bad_pair_file(base, tmp_path, capsys, case):
     assert_clean_failure(rc, err, out, bad, TRAIN_CASES[case])
 
 
-def test_train_rejects_bad_val_file(base, tmp_path, capsys):
-    bad = mutated(base, "units_initial_sic_pct")
+@pytest.mark.parametrize("case, field", [("units_initial_sic_pct", "initial_sic"), ("shape_16x12", "grid")])
+def test_train_rejects_bad_val_file(base, tmp_path, capsys, case, field):
+    """A validation file with other units or another grid than the train file (was: trained and validated on it)."""
+    bad = mutated(base, case)
     out = tmp_path / "out"
     rc, err = run_cli(train_argv(base["good"], bad, out), capsys)
-    assert_clean_failure(rc, err, out, bad, "initial_sic", "units '%'")
+    assert_clean_failure(rc, err, out, bad, field)
 
 
 # ----------------------------------------------------------------------------------------------- icecorr evaluate

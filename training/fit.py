@@ -201,6 +201,15 @@ def build_data(cfg: TrainRunConfig, env: Env, normalization: Optional[Normalizat
         val_path = d.train_file
     if d.max_val_samples is not None and val_idx is not None:
         val_idx = val_idx[: d.max_val_samples]
+    if d.val_file is not None:
+        from coupling.errors import InputError
+
+        if (val.ny, val.nx) != (train.ny, train.nx):
+            raise InputError(str(d.val_file), "grid", f"(y, x) = ({val.ny}, {val.nx}) differs from the train file's "
+                                                      f"({train.ny}, {train.nx}) {d.train_file}")
+        if np.isfinite(val.grid_dx) and np.isfinite(train.grid_dx) and not np.isclose(val.grid_dx, train.grid_dx):
+            raise InputError(str(d.val_file), "grid_dx", f"{val.grid_dx:g} m differs from the train file's "
+                                                         f"{train.grid_dx:g} m")
     val = (PairDataset(val_path, c.variables, names, c.mode, indices=val_idx, cache_max_mb=d.cache_max_mb)
            if val_idx is not None and len(val_idx) else None)
     payload = [None, None]
