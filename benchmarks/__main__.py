@@ -107,10 +107,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quality-windows", type=int, default=40)
     ap.add_argument("--tune", metavar="VAL_FILE", default=None, help="tune the few-step σ levels on this file first")
     ap.add_argument("--sigmas", type=float, nargs="+", default=None, help="an extra few-step schedule to score")
-    ap.add_argument("--no-quality", action="store_true", help="do not score the demo checkpoint even if it exists")
+    ap.add_argument("--no-quality", action="store_true",
+                    help="do not score the demo checkpoint even if it exists (--only never scores it by default)")
     a = ap.parse_args(argv)
     demo = (ROOT / "runs/demo/train/diffusion/best.pt", ROOT / "runs/demo/data/test.nc")
-    if a.quality is None and not a.no_quality and all(p.exists() for p in demo):
+    if a.quality is None and a.only is None and not a.no_quality and all(p.exists() for p in demo):
         a.quality = [str(p) for p in demo]  # the lead's demo outputs: score them by default
     parts = [p for p in (a.only if a.only is not None else PARTS) if p not in a.skip]
     print(machine_line(), flush=True)
