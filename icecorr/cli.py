@@ -1,6 +1,7 @@
 """`icecorr` — the command line. It only parses, loads configs and calls the packages.
 
-Verbs: demo | cyclone | generate | prepare | train | correct | couple | emulate | evaluate | assimilate |
+Verbs: demo | cyclone | generate | prepare | observations | train | correct | couple | emulate | evaluate |
+assimilate |
 checkpoint {inspect,validate} | config {dump,validate}.
 
 Under `mpiexec`, an error on any rank prints one message naming the rank and aborts the whole job
@@ -159,8 +160,10 @@ def _run_ensemble(args, emulate: bool) -> int:
         paths = run_emulate(cfg.couple, cfg.initial, forcing, **common)
     else:
         paths = run_couple(cfg.couple, cfg.initial, forcing, grid=cfg.grid, physics=cfg.physics, **common)
-    for p in paths or []:
-        print(f"wrote {p}")
+    world = common["comm"]
+    if world is None or world.Get_rank() == 0:
+        for p in paths or []:
+            print(f"wrote {p}")
     return 0
 
 
@@ -185,12 +188,6 @@ def cmd_evaluate(args) -> int:
     report = run_evaluate(runs, args.reference, Path(args.output), config=cfg.evaluate)
     print(f"wrote {report}")
     return 0
-
-
-def cmd_assimilate(args) -> int:
-    from training.assimilate import main as assimilate_main
-
-    return assimilate_main(args.rest)
 
 
 def cmd_checkpoint(args) -> int:
@@ -287,9 +284,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--set", dest="overrides", action="append", default=[], help="key.sub=value override")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("assimilate", help="4D-Var with the emulator's adjoint", add_help=False)
-    p.add_argument("rest", nargs=argparse.REMAINDER)
-    p.set_defaults(func=cmd_assimilate)
+    # listed for --help only; main() hands their arguments to the module (PASSTHROUGH)
+    sub.add_parser("observations", help="gappy noisy synthetic observations (synth) or your observation files on "
+                   "the model grid (ingest), as training pairs")
+    sub.add_parser("assimilate", help="strong-constraint 4D-Var with the emulator's adjoint")
 
     p = sub.add_parser("checkpoint", help="inspect or validate a checkpoint")
     p.add_argument("action", choices=["inspect", "validate"])
@@ -319,7 +317,15 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+#: verbs that parse their own arguments (argparse cannot pass `--help` etc. through a REMAINDER)
+PASSTHROUGH = {"observations": ("training.observations", "main"), "assimilate": ("training.assimilate", "main")}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH:
+        module, name = PASSTHROUGH[argv[0]]
+        return int(getattr(__import__(module, fromlist=[name]), name)(argv[1:]) or 0)
     args = build_parser().parse_args(argv)
     func: Callable = args.func
     try:
