@@ -90,9 +90,6 @@ def apply_mutation(ds: xr.Dataset, mutation) -> xr.Dataset:
         return ds.rename_dims({name: arg})
     if kind == "transpose" and name in ds.data_vars and ds[name].ndim > 1:
         return ds.assign({name: ds[name].transpose(*reversed(ds[name].dims))})
-    if kind == "units" and name in ds.variables:
-        ds[name].attrs["units"] = arg
-        return ds
     if kind == "nonfinite" and name in ds.data_vars and ds[name].dtype.kind == "f":
         value, pos = arg
         a = ds[name].values.copy()
@@ -150,6 +147,12 @@ def mutated_file(src: Path, mutation, suffix: str = ".nc") -> Path:
         with xr.open_dataset(src) as ds:
             ds = ds.load()
         apply_mutation(ds, mutation).to_netcdf(path)
+        if mutation[0] == "units":  # on the stored variable (also CF time units, which xarray would not write)
+            import netCDF4
+
+            with netCDF4.Dataset(path, "a") as nc:
+                if mutation[1] in nc.variables:
+                    nc[mutation[1]].setncattr("units", mutation[2])
     return path
 
 

@@ -8,6 +8,7 @@ Each reader is first run on the unmodified inputs (it succeeds), so a failure be
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -154,6 +155,10 @@ def assert_clean_failure(rc, err: str, out_dir: Path, file, field: str | None, t
     assert "Traceback" not in err, err
     lines = [ln for ln in err.strip().splitlines() if ln.strip()]
     assert len(lines) == 1, err
+    log = os.environ.get("ICECORR_BAD_INPUT_LOG")  # the list of bad inputs and messages, for the reliability note
+    if log:
+        with open(log, "a") as fh:
+            fh.write(f"{os.environ.get('PYTEST_CURRENT_TEST', '?').split(' ')[0]}\trc={rc}\t{lines[0]}\n")
     if file is not None:
         assert str(file) in lines[0], err
     if field is not None:
@@ -495,3 +500,42 @@ def test_unreadable_restart_file(base, tmp_path, capsys, verb):
     cfg = write_couple_config(tmp_path / "cfg.yaml", base["good"], ck, out / "r.nc")
     rc, err = run_cli([verb, cfg, "--restart", bad], capsys)
     assert_clean_failure(rc, err, out, bad, None, "not a readable NetCDF restart file")
+
+
+# ------------------------------------------------------------------------------- snapshot forcing files (couple)
+def snapshot_forcing(base, name: str, fn=None) -> Path:
+    """A forcing file of 12-hourly snapshots `{f}(time, y, x)` (the pair file's {f}_t0 plus the last {f}_t1)."""
+    from coupling.variables import FORCING_VARIABLES
+
+    path = base["tmp"] / f"forcing_{name}.nc"
+    with xr.open_dataset(base["good"]) as ds:
+        times = np.append(ds["time"].values, ds["time"].values[-1] + np.timedelta64(12, "h"))
+        f = xr.Dataset({v: (("time", "y", "x"), np.concatenate([ds[f"{v}_t0"].values, ds[f"{v}_t1"].values[-1:]]),
+                            {"units": ds[f"{v}_t0"].attrs["units"]}) for v in FORCING_VARIABLES},
+                       coords={"time": times})
+    (fn or (lambda d: d))(f).to_netcdf(path)
+    return path
+
+
+SNAPSHOT_CASES = {
+    "good": (None, None),
+    "time_6h": (lambda d: d.assign_coords(time=d["time"].values[0] + np.arange(d.sizes["time"])
+                                          * np.timedelta64(6, "h")), "time"),
+    "missing_huss": (lambda d: d.drop_vars("huss"), "huss"),
+    "units_tas_degC": (lambda d: d.assign(tas=d["tas"].assign_attrs(units="degC")), "tas"),
+    "inf_vo": (lambda d: d.assign(vo=d["vo"].where(d["time"] != d["time"][3], np.inf)), "vo"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(SNAPSHOT_CASES))
+def test_couple_with_a_snapshot_forcing_file(base, tmp_path, capsys, case):
+    fn, field = SNAPSHOT_CASES[case]
+    forcing = snapshot_forcing(base, case, fn)
+    out = tmp_path / "out"
+    cfg = write_couple_config(tmp_path / "cfg.yaml", base["good"], None, out / "r.nc", steps=4, forcing=forcing)
+    rc, err = run_cli(["couple", cfg], capsys)
+    if case == "good":
+        assert rc == 0, err
+        assert sorted(p.name for p in out.iterdir()) == ["r.nc"]
+    else:
+        assert_clean_failure(rc, err, out, forcing, field)

@@ -181,7 +181,9 @@ def write_report(out: Path, summary: dict) -> Path:
              "plausible-range violations | bias sic | bias volume (m) | bias thickness (m) | final sic run/truth | "
              "final volume run/truth (m) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for name, r in summary["runs"].items():
+    truth_row = {"members": 1, "days": summary["truth_days"], "wall_seconds": float("nan"), "error": None,
+                 "checks": summary["truth_checks"], "stats": {}}
+    for name, r in [("truth (coarse-grained)", truth_row), *summary["runs"].items()]:
         c, s = r.get("checks") or {}, r.get("stats") or {}
         hard = ", ".join(f"{v}: {d['count']} (first step {d['first_step']})"
                          for v, d in c.get("hard_violations", {}).items()) or "none"
@@ -228,6 +230,8 @@ def main(argv=None) -> int:
     ap.add_argument("--emulator-steps", type=int, default=None, help="sampler steps of the emulator (None: its own)")
     ap.add_argument("--couple-steps", type=int, default=None, help="sampler steps of the corrector (None: its own)")
     ap.add_argument("--note", action="append", default=[], help="a line for the report's notes")
+    ap.add_argument("--reuse", action="store_true", help="keep a run whose complete output file already exists "
+                                                         "(its wall time from the previous longrun.json)")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     with xr.open_dataset(a.truth) as ds:
@@ -254,13 +258,27 @@ def main(argv=None) -> int:
                  lambda: run_coupled(a.truth, None, a.out / "coarse.nc", cp_steps, 1, None)))
     from coupling.output import open_trajectory
 
+    previous = {}
+    if a.reuse and (a.out / "longrun.json").exists():
+        previous = json.loads((a.out / "longrun.json").read_text()).get("runs", {})
+    files = {"emulator": a.out / "emulator.nc", "coupled diffusion": a.out / "coupled.nc",
+             "coarse uncorrected": a.out / "coarse.nc"}
     for name, members, steps, fn in plan:
-        print(f"longrun: {name}: {steps} steps × {members} member(s) …", flush=True)
-        path, wall, error = _run(name, fn)
+        done = None
+        if a.reuse and files[name].exists():
+            with xr.open_dataset(files[name]) as ds:
+                if ds.attrs.get("status") == "complete" and ds.sizes["time"] == steps + 1 \
+                        and ds.sizes.get("member") == members:
+                    done = files[name]
+        if done is not None:
+            path, wall, error = done, float(previous.get(name, {}).get("wall_seconds", float("nan"))), None
+            print(f"longrun: {name}: reusing {done}", flush=True)
+        else:
+            print(f"longrun: {name}: {steps} steps × {members} member(s) …", flush=True)
+            path, wall, error = _run(name, fn)
         entry = {"members": members, "days": steps / 2, "wall_seconds": wall, "error": error, "file": None,
                  "checks": None, "stats": None}
-        out_file = path or {"emulator": a.out / "emulator.nc", "coupled diffusion": a.out / "coupled.nc",
-                            "coarse uncorrected": a.out / "coarse.nc"}[name]
+        out_file = path or files[name]
         if out_file.exists():  # also after a failure: the completed records are in the file
             ds = open_trajectory(out_file).load()
             entry["file"] = str(out_file)
