@@ -79,6 +79,16 @@ def expected_units(name: str) -> str | None:
     return None if entry is None else entry["units"]
 
 
+def describe_open_error(exc: BaseException) -> str:
+    """One short line for an exception raised while opening a NetCDF file."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if "did not find a match in any of xarray's currently installed IO backends" in text:
+        return "not a NetCDF file (no format recognised: empty, truncated, corrupt or another file type)"
+    if "HDF error" in text or "NetCDF: " in text:
+        return f"cannot be read as NetCDF (truncated or corrupt?): {text[:200]}"
+    return f"cannot be read as NetCDF ({type(exc).__name__}: {text[:200]})"
+
+
 def open_netcdf(path: str | Path, what: str = "file") -> xr.Dataset:
     """`xr.open_dataset(path)` (lazy), or an InputError naming the file for a missing, truncated or corrupt file."""
     path = Path(path)
@@ -87,9 +97,7 @@ def open_netcdf(path: str | Path, what: str = "file") -> xr.Dataset:
     try:
         return xr.open_dataset(path)
     except Exception as exc:  # noqa: BLE001 - netCDF4/HDF5/xarray raise OSError, ValueError, KeyError, …
-        text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(str(path), None, f"cannot be read as NetCDF (truncated or corrupt?): {text[:200]}") \
-            from None
+        raise InputError(str(path), None, describe_open_error(exc)) from None
 
 
 def check_units(path, name: str, var: xr.DataArray) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
+from .checks import describe_open_error
 from .errors import InputError
 from .output import write_dataset_atomic
 
@@ -77,7 +78,8 @@ def read_restart(path: str | Path) -> RestartState:
     try:
         ds = xr.load_dataset(path)
     except Exception as exc:  # noqa: BLE001 - any decode failure is one clear message
-        raise InputError(str(path), None, f"not a readable NetCDF restart file ({exc})") from exc
+        raise InputError(str(path), None, f"not a readable NetCDF restart file: {describe_open_error(exc)}") \
+            from None
     for key in ("format", "mode", "step", "seed", "members"):
         if key not in ds.attrs:
             raise InputError(str(path), key, "missing global attribute: not an icecorr restart file")

@@ -27,7 +27,7 @@ import xarray as xr
 
 from corrector.fields import MASK
 from corrector.normalization import Normalization, NormalizationAccumulator
-from coupling.checks import check_pair_times, check_units
+from coupling.checks import check_pair_times, check_units, describe_open_error
 from coupling.errors import InputError
 
 PAIR_PREFIXES = ("initial_", "forecast_", "reference_", "residual_")
@@ -201,9 +201,7 @@ class PairDataset(torch.utils.data.Dataset):
                 # cache=False: indexing reads from disk each time instead of keeping whole variables in memory
                 self._ds = xr.open_dataset(self.path, cache=False)
             except Exception as exc:  # noqa: BLE001 - netCDF4/HDF5 raise OSError, ValueError, KeyError, …
-                text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-                raise InputError(str(self.path), None, f"cannot open as NetCDF (truncated or corrupt?): {text}") \
-                    from None
+                raise InputError(str(self.path), None, describe_open_error(exc)) from None
             self._pid = os.getpid()
         return self._ds
 

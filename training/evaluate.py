@@ -96,8 +96,9 @@ def _open(path: PathLike) -> xr.Dataset:
     except FileNotFoundError:
         raise InputError(str(path), None, "file not found") from None
     except Exception as exc:  # noqa: BLE001 - netCDF4/HDF5/xarray raise OSError, ValueError, KeyError, …
-        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise InputError(str(path), None, f"cannot be read as NetCDF (truncated or corrupt?): {text}") from None
+        from coupling.checks import describe_open_error
+
+        raise InputError(str(path), None, describe_open_error(exc)) from None
     if "time" in ds.dims and np.issubdtype(ds["time"].dtype, np.datetime64) and ds["time"].ndim == 1:
         ds = ds.isel(time=np.flatnonzero(~np.isnat(ds["time"].values)))  # incomplete records of a killed run
     return ds

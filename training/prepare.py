@@ -25,7 +25,7 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
-from coupling.checks import normalize_units
+from coupling.checks import describe_open_error, normalize_units
 from coupling.errors import InputError
 from training.config import PrepareConfig
 from training.forcing import FORCING_METADATA, FORCING_NAMES, STEP_SECONDS
@@ -142,7 +142,7 @@ class ReferenceData:
         try:
             return xr.open_dataset(path, mask_and_scale=True, decode_times=True)
         except Exception as exc:
-            raise InputError(str(path), None, f"cannot read as NetCDF: {exc}") from exc
+            raise InputError(str(path), None, describe_open_error(exc)) from None
 
     def _dim(self, model_dim: str) -> str:
         return self.cfg.dims.get(model_dim, model_dim)
