@@ -157,6 +157,11 @@ class CorrectorConfig(CorrectorStrict):
     network: NetworkConfig = NetworkConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
     sampler: SamplerConfig = SamplerConfig()
+    base_network: Optional[NetworkConfig] = Field(
+        None, description="diffusion kind only: the network of a frozen deterministic regression stage (same mode, "
+        "variables, conditioning and normalisation) whose prediction the diffusion model corrects — the diffusion "
+        "generates target − base and also sees the base prediction (CorrDiff/ResDiff, anchors §1.2, §8). Set by "
+        "`train.base_checkpoint`; its weights travel inside the checkpoint")
 
     @model_validator(mode="after")
     def _resolve(self) -> "CorrectorConfig":
@@ -175,6 +180,8 @@ class CorrectorConfig(CorrectorStrict):
             raise ValueError(f"conditioning has duplicates: {self.conditioning}")
         elif not self.conditioning:
             raise ValueError("conditioning must name at least one channel")
+        if self.base_network is not None and self.kind != "diffusion":
+            raise ValueError("base_network: only a diffusion corrector has a regression stage")
         if self.mode == "emulator":
             forecast = [n for n in self.conditioning if n.startswith("forecast_")]
             if forecast:

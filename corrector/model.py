@@ -2,6 +2,9 @@
 
 kind 'diffusion': an EDM denoiser D(x; σ, cond) on the target; loss = EDM denoising loss; sampling by an ODE
 solver from noise. kind 'deterministic': the network maps conditioning straight to the target (MSE), the baseline.
+A diffusion model may sit on a frozen deterministic regression stage (`cfg.base_network`, CorrDiff-style): it then
+generates only target − base(cond), with the base prediction as extra conditioning, so that the ensemble mean starts
+from the regression estimate and the diffusion spends its capacity on the stochastic part.
 Both mask land: the output is multiplied by the `mask` conditioning channel and land cells never enter the loss.
 
 `forward(...)` is `loss(...)`, so a DistributedDataParallel wrapper can be called directly.
@@ -38,8 +41,18 @@ class CorrectorModel(nn.Module):
         self.n_vars = len(cfg.variables)
         self.kind = cfg.kind
         self.mask_index = names.index(MASK) if MASK in names else None
-        in_ch = self.n_cond + (self.n_vars if self.kind == "diffusion" else 0)
+        self.base = None
+        if self.kind == "diffusion" and cfg.base_network is not None:
+            self.base = UNet(cfg.base_network, self.n_cond, self.n_vars)
+            self.base.requires_grad_(False)  # trained separately (deterministic kind), loaded by the trainer
+        in_ch = self.n_cond + (self.n_vars if self.kind == "diffusion" else 0) + (self.n_vars if self.base is not None else 0)
         self.network = UNet(cfg.network, in_ch, self.n_vars)
+
+    def train(self, mode: bool = True) -> "CorrectorModel":
+        super().train(mode)
+        if self.base is not None:
+            self.base.eval()  # frozen stage: no dropout
+        return self
 
     # ----------------------------------------------------------------------------------------------- helpers
     def ocean(self, cond: torch.Tensor) -> torch.Tensor | None:
@@ -66,14 +79,23 @@ class CorrectorModel(nn.Module):
         return labels.to(cond.dtype)
 
     # ----------------------------------------------------------------------------------------------- networks
+    def base_prediction(self, cond: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        """The frozen regression stage's normalised target estimate (None without one)."""
+        if self.base is None:
+            return None
+        with torch.no_grad():
+            return self.base(cond, cond.new_zeros(cond.shape[0]), labels, self.ocean(cond))
+
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float, cond: torch.Tensor,
-                labels: torch.Tensor) -> torch.Tensor:
-        """EDM denoiser D(x; σ) = c_skip x + c_out F(c_in x, c_noise), masked to the ocean. σ scalar or (B,)."""
+                labels: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:
+        """EDM denoiser D(x; σ) = c_skip x + c_out F(c_in x, c_noise), masked to the ocean. σ scalar or (B,).
+        `base`: the regression-stage prediction, extra input when the model has one."""
         b = x.shape[0]
         sigma = torch.as_tensor(sigma, dtype=x.dtype, device=x.device).reshape(-1).expand(b)
         c_skip, c_out, c_in, c_noise = edm_coefficients(sigma, self.cfg.diffusion.sigma_data)
         ocean = self.ocean(cond)
-        f = self.network(torch.cat([x * c_in[:, None, None, None], cond], dim=1), c_noise, labels, ocean)
+        inputs = [x * c_in[:, None, None, None], cond] + ([base] if base is not None else [])
+        f = self.network(torch.cat(inputs, dim=1), c_noise, labels, ocean)
         d = c_skip[:, None, None, None] * x + c_out[:, None, None, None] * f
         return d if ocean is None else d * ocean
 
@@ -100,13 +122,16 @@ class CorrectorModel(nn.Module):
             loss = masked_mean(err, valid)
         else:
             d = self.cfg.diffusion
+            base = self.base_prediction(cond, labels)
+            if base is not None:  # the diffusion learns what the regression stage leaves
+                y = (y - base) * valid
             gdev = generator.device if generator is not None else y.device
             sigma = training_sigmas(y.shape[0], d.P_mean, d.P_std, generator, gdev).to(y.device, y.dtype)
             noise = torch.randn(y.shape, generator=generator, device=gdev).to(y.device, y.dtype)
             x = y + sigma[:, None, None, None] * noise
             if ocean is not None:
                 x = x * ocean
-            err = (self.denoise(x, sigma, cond, labels) - y) ** 2
+            err = (self.denoise(x, sigma, cond, labels, base) - y) ** 2
             loss = masked_mean(err, valid, loss_weight(sigma, d.sigma_data))
         if return_stats:
             return loss, {"coverage": coverage(valid)}
@@ -140,10 +165,14 @@ class CorrectorModel(nn.Module):
         if ocean is not None:
             x = x * ocean
 
+        base = self.base_prediction(cond, labels)
+
         def den(xx: torch.Tensor, s: float) -> torch.Tensor:
-            return self.denoise(xx, s, cond, labels)
+            return self.denoise(xx, s, cond, labels, base)
 
         out = SAMPLERS[sampler.name](den, x, sigmas, s_churn=sampler.s_churn, s_tmin=sampler.s_tmin,
                                      s_tmax=sampler.s_tmax, s_noise=sampler.s_noise, generators=generators,
                                      mask=ocean)
+        if base is not None:
+            out = out + base
         return out if ocean is None else out * ocean

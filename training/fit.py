@@ -408,6 +408,35 @@ class MetricsLog:
 # The training run
 # ----------------------------------------------------------------------------------------------------------------
 
+def load_base_stage(cfg: TrainRunConfig, normalization: Normalization) -> tuple[TrainRunConfig, Optional[dict]]:
+    """The frozen regression stage named by `train.base_checkpoint`: (config with `corrector.base_network` set,
+    its EMA weights keyed for `CorrectorModel.base`), after checking it fits this run; (cfg, None) without one."""
+    path = cfg.train.base_checkpoint
+    if path is None:
+        return cfg, None
+    from coupling.errors import InputError
+    from corrector.checkpoint import load_checkpoint
+
+    c = cfg.corrector
+    if c.kind != "diffusion":
+        raise InputError(str(path), "train.base_checkpoint", "only a diffusion corrector takes a regression stage")
+    base = load_checkpoint(path)
+    for what, mine, theirs in (("kind", "deterministic", base.config.kind), ("mode", c.mode, base.config.mode),
+                               ("variables", c.variables, base.config.variables),
+                               ("conditioning", c.conditioning, base.config.conditioning)):
+        if mine != theirs:
+            raise InputError(str(path), what, f"regression stage has {theirs!r}, this run needs {mine!r}")
+    for name in ("cond_mean", "cond_std", "target_mean", "target_std"):
+        a, b = getattr(normalization, name), getattr(base.normalization, name)
+        if not torch.allclose(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64),
+                              rtol=1e-5, atol=1e-8):
+            raise InputError(str(path), name, "regression stage was trained with other normalisation statistics "
+                                              "(other training data?)")
+    weights = {k[len("network."):]: v for k, v in base.state(use_ema=True).items() if k.startswith("network.")}
+    corrector = c.model_copy(update={"base_network": base.config.network})
+    return cfg.model_copy(update={"corrector": corrector}), weights
+
+
 def default_model(cfg: CorrectorConfig, n_cond: int) -> nn.Module:
     from corrector.model import CorrectorModel
 
@@ -463,6 +492,8 @@ class _Trainer:
         state = load_resume(resume_path, cfg, env) if (t.resume and resume_path.exists()) else None
         # the data are checked (and the statistics fitted) before anything is written: bad input leaves no files
         data = build_data(cfg, env, Normalization.from_dict(state["normalization"]) if state else None)
+        cfg, base_weights = load_base_stage(cfg, data.normalization)
+        self.cfg = cfg
         if env.main:
             self.out.mkdir(parents=True, exist_ok=True)
             text = config_text or _dump(cfg)
@@ -482,6 +513,9 @@ class _Trainer:
 
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         model = self.factory(cfg.corrector, len(cfg.corrector.conditioning)).to(env.device)
+        if base_weights is not None:
+            model.base.load_state_dict(base_weights)
+            self.say(f"regression stage: {t.base_checkpoint} (frozen)")
         if t.channels_last:
             model = model.to(memory_format=torch.channels_last)
         ema = EMA(model, t.optim.ema_decay)

@@ -76,6 +76,10 @@ class TrainConfig(StrictConfig):
     log_every: int = Field(20, ge=1, description="metrics-CSV row (train loss averaged over the interval) every N steps")
     amp: Literal["auto", "off", "bf16", "fp16"] = Field(
         "auto", description="mixed precision: auto = bf16 on CUDA when supported, else fp16 on CUDA, off on CPU")
+    base_checkpoint: Optional[Path] = Field(
+        None, description="diffusion kind: a trained deterministic checkpoint (same mode, variables, conditioning and "
+        "training data) used as the frozen regression stage; the diffusion then learns only what it leaves "
+        "(corrector.base_network, CorrDiff-style)")
     channels_last: bool = Field(True, description="NHWC memory format for the network (≈0.7× step time on CPU "
                                                    "here: oneDNN convolutions avoid layout reorders)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
