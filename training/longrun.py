@@ -143,20 +143,29 @@ def run_coupled(truth: Path, checkpoint: Path | None, out: Path, steps: int, mem
                       physics=CoarsePhysicsConfig(), command="training.longrun (couple)")[0]
 
 
-def plot_thickness(series: Mapping[str, dict], truth: dict, path: Path) -> Path:
+def plot_zoomed(series: Mapping[str, dict], truth: dict, path: Path) -> Path:
+    """Domain-mean sic, volume (sic·sit) and thickness over ice against the truth, y-axes limited to 2.5 × the
+    truth's range so that a blow-up does not hide everything else (values beyond the axis are off the plot)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.plot(np.arange(len(truth["thickness"])) * 0.5, truth["thickness"], color="k", lw=1.5, label="truth")
-    for name, s in series.items():
-        ax.plot(np.arange(len(s["thickness"])) * 0.5, s["thickness"], lw=1, label=name)
-    ax.set_xlabel("time (days)")
-    ax.set_ylabel("mean thickness over ice, sit (m)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.3))
+    labels = {"sic": "domain-mean sic (1)", "volume": "domain-mean volume sic·sit (m)",
+              "thickness": "mean thickness over ice, sit (m)"}
+    for ax, key in zip(axes, ("sic", "volume", "thickness")):
+        t = np.asarray(truth[key], dtype=float)
+        ax.plot(np.arange(t.size) * 0.5, t, color="k", lw=1.5, label="truth")
+        for name, s in series.items():
+            r = np.asarray(s[key], dtype=float)
+            ax.plot(np.arange(r.size) * 0.5, r, lw=1, label=name)
+        top = np.nanmax(t) * 2.5 if key != "sic" else 1.05
+        ax.set_ylim(0, top)
+        ax.set_xlabel("time (days)")
+        ax.set_ylabel(labels[key])
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     tmp = path.with_name(path.name + ".tmp.png")
     fig.savefig(tmp, dpi=110)
@@ -264,15 +273,16 @@ def main(argv=None) -> int:
     files = {"emulator": a.out / "emulator.nc", "coupled diffusion": a.out / "coupled.nc",
              "coarse uncorrected": a.out / "coarse.nc"}
     for name, members, steps, fn in plan:
-        done = None
+        done, old = None, previous.get(name, {})
         if a.reuse and files[name].exists():
             with xr.open_dataset(files[name]) as ds:
-                if ds.attrs.get("status") == "complete" and ds.sizes["time"] == steps + 1 \
-                        and ds.sizes.get("member") == members:
+                same = ds.sizes.get("member") == members and old.get("days") == steps / 2
+                if same and ((ds.attrs.get("status") == "complete" and ds.sizes["time"] == steps + 1)
+                             or (ds.attrs.get("status") == "failed" and old.get("error"))):
                     done = files[name]
         if done is not None:
-            path, wall, error = done, float(previous.get(name, {}).get("wall_seconds", float("nan"))), None
-            print(f"longrun: {name}: reusing {done}", flush=True)
+            path, wall, error = done, float(old.get("wall_seconds", float("nan"))), old.get("error")
+            print(f"longrun: {name}: reusing {done} (error: {error})", flush=True)
         else:
             print(f"longrun: {name}: {steps} steps × {members} member(s) …", flush=True)
             path, wall, error = _run(name, fn)
@@ -302,8 +312,9 @@ def main(argv=None) -> int:
         summary["figures"][f"coupled runs vs truth ({cp_steps / 2:g} days): domain-mean sic and ice volume"] = str(plot_long_run(
             coupled, truth.isel(time=slice(0, cp_steps + 1)), a.out / "long_run_coupled.png", mask))
     if results:
-        summary["figures"]["domain-mean thickness over ice (sic > 0.15)"] = str(plot_thickness(
-            {k: v[1] for k, v in results.items()}, truth_means, a.out / "long_run_thickness.png"))
+        summary["figures"]["all runs, axes limited to 2.5× the truth's range: domain-mean sic, volume sic·sit and "
+                           "thickness over ice (sic > 0.15)"] = str(plot_zoomed(
+            {k: v[1] for k, v in results.items()}, truth_means, a.out / "long_run_zoomed.png"))
     summary["truth_domain_means"] = {k: [float(x) for x in v] for k, v in truth_means.items()}
     (a.out / "longrun.json").write_text(json.dumps(summary, indent=1, default=str))
     report = write_report(a.out, summary)
