@@ -317,7 +317,7 @@ def test_mpi_bad_record_fails_every_rank_with_the_same_error(tmp_path):
         except InputError as exc:
             # one write per line: print() writes the text and the newline separately, and mpiexec's output
             # forwarding could put the other rank's line in between
-            sys.stdout.write(f"rank {{MPI.COMM_WORLD.rank}}: {{exc}}\n")
+            sys.stdout.write(f"rank {{MPI.COMM_WORLD.rank}}: {{exc}}\\n")
             sys.stdout.flush()
             MPI.COMM_WORLD.Barrier()
             sys.exit(3)
