@@ -2,7 +2,9 @@
 
 Stages (each one an `icecorr` command, printed and logged to `commands.log`, so any stage can be re-run by hand):
 1. generate   — BBM truth (64², 8 km) vs coarse mEVP (32², 16 km) training pairs, over MPI ranks;
-2. train      — diffusion residual corrector, deterministic baseline, diffusion emulator;
+2. train      — deterministic residual corrector (the baseline, and the regression stage of the diffusion
+                corrector) in parallel with the diffusion emulator, one core each; then the diffusion residual
+                corrector on top of the frozen regression stage (CorrDiff-style) on both cores;
 3. runs       — over held-out 15-day windows: the uncorrected coarse model, the coupled hybrid with the deterministic
                 correction, the coupled MPI diffusion ensemble (2 physics ranks + 1 ML rank), the emulator ensemble;
 4. evaluate   — metrics, spectra, deformation, plots and `report/report.md`;
@@ -69,7 +71,8 @@ class Demo:
         self.env = dict(os.environ, **MPI_ENV)
 
     # -- running commands ------------------------------------------------------------------------------------------
-    def icecorr(self, *args: str, ranks: int = 1, threads: int | None = None) -> None:
+    def command(self, *args: str, ranks: int = 1, threads: int | None = None) -> tuple[list[str], dict]:
+        """The `icecorr` command line (under mpiexec for ranks > 1) and its environment; logged."""
         cmd = [sys.executable, "-m", "icecorr.cli", *args]
         if not self.progress and args[0] in ("generate", "train"):
             cmd.append("--no-progress")
@@ -85,7 +88,19 @@ class Demo:
         print(f"\n$ {shown}", flush=True)
         with self.log.open("a") as fh:
             fh.write(shown + "\n")
+        return cmd, env
+
+    def icecorr(self, *args: str, ranks: int = 1, threads: int | None = None) -> None:
+        cmd, env = self.command(*args, ranks=ranks, threads=threads)
         subprocess.run(cmd, check=True, env=env)
+
+    def parallel(self, *jobs: tuple[tuple[str, ...], int]) -> None:
+        """Run several single-rank `icecorr` commands at once ((args, threads) each); fail if any fails."""
+        procs = [subprocess.Popen(cmd, env=env) for cmd, env in (self.command(*a, threads=t) for a, t in jobs)]
+        codes = [p.wait() for p in procs]
+        failed = [" ".join(a[:2]) for (a, _), c in zip(jobs, codes) if c != 0]
+        if failed:
+            raise RuntimeError(f"failed: {', '.join(failed)}")
 
     def stage(self, name: str, done: Path | None, func) -> None:
         if self.reuse and done is not None and done.exists():
@@ -106,11 +121,18 @@ class Demo:
         self.icecorr("generate", str(CONFIG_DIR / "generate.yaml"), *self.plan.generate_overrides,
                      "--out", str(self.data), ranks=self.plan.generate_ranks, threads=1)
 
-    def train(self, name: str, threads: int) -> None:
-        self.icecorr("train", str(TRAIN_CONFIGS[name]),
-                     f"train.data.train_file={self.data / 'train.nc'}", f"train.data.val_file={self.data / 'val.nc'}",
-                     f"train.out_dir={self.out / 'train' / name}", f"train.threads={threads}",
-                     *self.plan.train_overrides.get(name, []), threads=threads)
+    def train_args(self, name: str, threads: int, *extra: str) -> tuple[str, ...]:
+        return ("train", str(TRAIN_CONFIGS[name]), f"train.data.train_file={self.data / 'train.nc'}",
+                f"train.data.val_file={self.data / 'val.nc'}", f"train.out_dir={self.out / 'train' / name}",
+                f"train.threads={threads}", *self.plan.train_overrides.get(name, []), *extra)
+
+    def train_first_stage(self) -> None:
+        """The deterministic corrector and the emulator, one core each (small networks use one core well)."""
+        self.parallel((self.train_args("deterministic", 1), 1), (self.train_args("emulator", 1), 1))
+
+    def train_diffusion(self, threads: int) -> None:
+        base = f"train.base_checkpoint={self.checkpoint('deterministic')}"
+        self.icecorr(*self.train_args("diffusion", threads, base), threads=threads)
 
     def checkpoint(self, name: str) -> Path:
         for candidate in ("best.pt", "last.pt"):
@@ -164,10 +186,10 @@ class Demo:
         (self.out / "runs").mkdir(exist_ok=True)
         t0 = time.perf_counter()
         self.stage("generate", self.data / "test.nc", self.generate)
-        cores = os.cpu_count() or 2
-        for name in ("diffusion", "deterministic", "emulator"):
-            self.stage(f"train {name}", self.out / "train" / name / "last.pt",
-                       lambda name=name: self.train(name, threads=cores))
+        self.stage("train deterministic corrector and emulator", self.out / "train" / "emulator" / "last.pt",
+                   self.train_first_stage)
+        self.stage("train diffusion corrector", self.out / "train" / "diffusion" / "last.pt",
+                   lambda: self.train_diffusion(threads=os.cpu_count() or 2))
         self.stage("coarse runs", None, lambda: self.run("coarse", None, members=1))
         self.stage("deterministic-corrected runs", None,
                    lambda: self.run("deterministic", self.checkpoint("deterministic"), members=1))
