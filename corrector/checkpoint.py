@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,8 +188,11 @@ def load_checkpoint(path: str | os.PathLike, *, grid: Mapping[str, Any] | None =
     try:
         raw = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise CheckpointError(p, f"refusing to load: it holds objects beyond plain data ({_first_line(exc)})") \
-            from None
+        # torch's message is long (and styled); keep what names the offending object
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)|unsupported [\w ]*?: ([^\n]+)", str(exc))
+        what = next((g for g in found.groups() if g), "") if found else _first_line(exc)
+        raise CheckpointError(p, f"refusing to load: it holds objects beyond plain data (weights-only loading; "
+                                 f"{what.strip()})") from None
     except Exception as exc:  # zip/CRC/stream errors from torch's reader
         raise CheckpointError(p, f"unreadable or corrupted ({type(exc).__name__}: {_first_line(exc)})") from None
     if not isinstance(raw, dict) or raw.get("format") != FORMAT:
