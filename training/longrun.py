@@ -230,7 +230,8 @@ def write_report(out: Path, summary: dict) -> Path:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m training.longrun", description=__doc__.split("\n\n")[0])
     ap.add_argument("--truth", required=True, type=Path, help="pair file of one contiguous truth run")
-    ap.add_argument("--emulator", type=Path, help="emulator-mode checkpoint (skip the emulator run if absent)")
+    ap.add_argument("--emulator", action="append", default=[],
+                    help="emulator-mode checkpoint, optionally LABEL=PATH; repeat for several (none: no emulator run)")
     ap.add_argument("--diffusion", type=Path, help="residual diffusion checkpoint (skip the coupled run if absent)")
     ap.add_argument("--out", type=Path, default=Path("runs/longrun"))
     ap.add_argument("--emulate-days", type=float, default=1095.0)
@@ -256,9 +257,16 @@ def main(argv=None) -> int:
                "truth_checks": check_records(truth, mask), "runs": {}, "figures": {}, "notes": list(a.note)}
     results: dict[str, tuple[xr.Dataset, dict]] = {}
     plan = []
-    if a.emulator is not None:
-        plan.append(("emulator", 1, em_steps, lambda: run_emulator(a.truth, a.emulator, a.out / "emulator.nc",
-                                                                   em_steps, a.emulator_steps)))
+    files = {"coupled diffusion": a.out / "coupled.nc", "coarse uncorrected": a.out / "coarse.nc"}
+    emulators = []
+    for spec in a.emulator:
+        label, sep, path = spec.partition("=")
+        label, path = (label, Path(path)) if sep else ("", Path(spec))
+        name = f"emulator {label}".strip()
+        files[name] = a.out / (f"emulator_{label}.nc" if label else "emulator.nc")
+        emulators.append(name)
+        plan.append((name, 1, em_steps, lambda p=path, f=files[name]: run_emulator(a.truth, p, f, em_steps,
+                                                                                  a.emulator_steps)))
     if a.diffusion is not None:
         plan.append(("coupled diffusion", a.members, cp_steps,
                      lambda: run_coupled(a.truth, a.diffusion, a.out / "coupled.nc", cp_steps, a.members,
@@ -270,8 +278,6 @@ def main(argv=None) -> int:
     previous = {}
     if a.reuse and (a.out / "longrun.json").exists():
         previous = json.loads((a.out / "longrun.json").read_text()).get("runs", {})
-    files = {"emulator": a.out / "emulator.nc", "coupled diffusion": a.out / "coupled.nc",
-             "coarse uncorrected": a.out / "coarse.nc"}
     for name, members, steps, fn in plan:
         done, old = None, previous.get(name, {})
         if a.reuse and files[name].exists():
@@ -303,10 +309,11 @@ def main(argv=None) -> int:
 
     from training.plots import plot_long_run
 
-    if "emulator" in results:
-        summary["figures"][f"emulator (1 member) vs truth ({em_steps / 2:g} days): domain-mean sic and ice volume"] = str(plot_long_run(
-            {"emulator": results["emulator"][0]}, truth.isel(time=slice(0, em_steps + 1)),
-            a.out / "long_run_emulator.png", mask))
+    done_emulators = {k: results[k][0] for k in emulators if k in results}
+    if done_emulators:
+        summary["figures"][f"emulator (1 member) vs truth ({em_steps / 2:g} days): domain-mean sic and ice "
+                           "volume"] = str(plot_long_run(done_emulators, truth.isel(time=slice(0, em_steps + 1)),
+                                                         a.out / "long_run_emulator.png", mask))
     coupled = {k: results[k][0] for k in ("coupled diffusion", "coarse uncorrected") if k in results}
     if coupled:
         summary["figures"][f"coupled runs vs truth ({cp_steps / 2:g} days): domain-mean sic and ice volume"] = str(plot_long_run(
