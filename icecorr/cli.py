@@ -176,16 +176,12 @@ def cmd_emulate(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from training.evaluate import run_evaluate
+    from training.evaluate import parse_run_specs, run_evaluate
 
-    runs: dict[str, str] = {}
-    for item in args.runs:
-        label, sep, path = item.partition("=")
-        if not sep:
-            label, path = Path(item).stem, item
-        runs[label] = path
+    specs = [item if "=" in item else f"{Path(item).stem}={item}" for item in args.runs]
     cfg = _load("evaluate", args.config, args.overrides)
-    report = run_evaluate(runs, args.reference, Path(args.output), config=cfg.evaluate)
+    reference = args.reference[0] if len(args.reference) == 1 else args.reference
+    report = run_evaluate(parse_run_specs(specs), reference, Path(args.output), config=cfg.evaluate)
     print(f"wrote {report}")
     return 0
 
@@ -277,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
 
     p = sub.add_parser("evaluate", help="metrics, spectra, deformation, plots and a markdown report")
-    p.add_argument("runs", nargs="+", help="LABEL=run.nc (or run.nc)")
+    p.add_argument("runs", nargs="+", help="LABEL=run.nc[,run2.nc…] (globs allowed: one file per window), or run.nc")
     p.add_argument("--reference", required=True, nargs="+", help="reference NetCDF (or one per window)")
     p.add_argument("-o", "--output", required=True, help="report folder")
     p.add_argument("--config", default=None)
