@@ -91,6 +91,9 @@ class CoarsePhysicsConfig(StrictConfig):
     limiter: Literal["upwind", "minmod", "vanleer", "mc"] = Field("mc", description="transport slope limiter")
     cfl_max: float = Field(0.5, gt=0, le=1, description="Courant number per transport substep")
     h_min: float = Field(0.01, ge=0, description="ice thinner than this (m, V/A) is removed")
+    h_max: float = Field(30.0, gt=0, description="thickness cap of partly covered cells (m): A is raised to V/h_max "
+                         "(volume kept), so that area and volume transported apart cannot leave a trace of area "
+                         "holding metres of ice")
     a_min: float = Field(1.0e-12, ge=0, description="ice with lower concentration is removed (1)")
     thermo: ThermoConfig = Field(default_factory=ThermoConfig, description="thermodynamics parameters")
 

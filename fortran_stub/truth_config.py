@@ -63,6 +63,7 @@ class TruthPhysicsConfig(StrictConfig):
     limiter: Literal["upwind", "minmod", "vanleer", "mc"] = Field("mc", description="transport limiter")
     cfl_max: float = Field(0.5, gt=0, le=1, description="Courant number per transport substep")
     h_min: float = Field(0.01, ge=0, description="ice thinner than this (m, V/A) is removed")
+    h_max: float = Field(30.0, gt=0, description="thickness cap of partly covered cells (m): A >= V/h_max")
     a_min: float = Field(1.0e-12, ge=0, description="minimum concentration (1)")
     dynamics_on: bool = True
     transport_on: bool = True

@@ -112,7 +112,7 @@ contains
           info(info_new_ice) = info(info_new_ice) + sum(dv_new) / (nx * ny)
        end if
 
-       call apply_minima(nx, ny, pd%h_min, pd%a_min, a, vice, vsnow, v_removed)
+       call apply_minima(nx, ny, pd%h_min, pd%h_max, pd%a_min, a, vice, vsnow, v_removed)
        info(info_minima_removed) = info(info_minima_removed) + sum(v_removed) / (nx * ny)
        ! thin ice removed by the minima melts: its latent heat comes out of the slab
        if (pd%thermo_on) tos = tos - v_removed * tp%rho_ice * tp%latent_fusion / heat_cap

@@ -1,8 +1,10 @@
 ! seaice_minima: mechanical redistribution cap and ice minima (physics.md §1.5).
 !
 !   call ridge_cap(nx, ny, a)                 A <- min(A, 1); V is left unchanged, so ridging thickens the ice
-!   call apply_minima(nx, ny, h_min, a_min, a, vice, vsnow, v_removed)
+!   call apply_minima(nx, ny, h_min, h_max, a_min, a, vice, vsnow, v_removed)
 !       removes all ice and snow of a cell where A < a_min or h = V/A < h_min (also A, V <= 0);
+!       raises A to min(1, V/h_max) where h > h_max (volume kept: area and volume are transported apart, and a
+!       trace of area must not end up holding metres of ice);
 !       v_removed(nx,ny) out: ice volume removed (m), so a caller can return its latent heat to the ocean
 module seaice_minima
   use seaice_kinds, only: dp
@@ -23,9 +25,9 @@ contains
     end do
   end subroutine ridge_cap
 
-  subroutine apply_minima(nx, ny, h_min, a_min, a, vice, vsnow, v_removed)
+  subroutine apply_minima(nx, ny, h_min, h_max, a_min, a, vice, vsnow, v_removed)
     integer, intent(in) :: nx, ny
-    real(dp), intent(in) :: h_min, a_min
+    real(dp), intent(in) :: h_min, h_max, a_min
     real(dp), intent(inout) :: a(nx, ny), vice(nx, ny), vsnow(nx, ny)
     real(dp), intent(out) :: v_removed(nx, ny)
     integer :: i, j
@@ -38,6 +40,8 @@ contains
              a(i, j) = 0.0_dp
              vice(i, j) = 0.0_dp
              vsnow(i, j) = 0.0_dp
+          else if (vice(i, j) > h_max * a(i, j)) then
+             a(i, j) = min(1.0_dp, vice(i, j) / h_max)
           end if
           if (vsnow(i, j) < 0.0_dp) vsnow(i, j) = 0.0_dp
        end do

@@ -67,6 +67,7 @@ module seaice_params
      integer :: limiter = 3                      ! transport limiter code (see header)
      real(dp) :: cfl_max = 0.5_dp                ! Courant number per transport substep
      real(dp) :: h_min = 0.01_dp                 ! minimum ice thickness h = V/A (m)
+     real(dp) :: h_max = 30.0_dp                 ! largest thickness of partly covered cells: A >= V/h_max (m)
      real(dp) :: a_min = 1.0e-12_dp              ! minimum concentration (1)
   end type coarse_params
 end module seaice_params

@@ -143,7 +143,7 @@ contains
         info(6) = info(6) + sum(dv_new) / (nx * ny)
         call bbm_new_ice_undamaged(nx, ny, a, da_new, dmg)
         ! minima: thin or sparse ice is removed (its stress too, below); melting it cools the slab
-        call apply_minima(nx, ny, p%h_min, p%a_min, a, vol, vsn, dv_new)
+        call apply_minima(nx, ny, p%h_min, p%h_max, p%a_min, a, vol, vsn, dv_new)
         tos = tos - dv_new * tp%rho_ice * tp%latent_fusion / (tp%rho_water * tp%cp_water * tp%mixed_layer_depth)
       end if
       where (a <= 0.0_dp)

@@ -37,6 +37,7 @@ module seaice_truth_params
      integer :: limiter = 3                  ! transport limiter: 0 donor cell, 1 minmod, 2 van Leer, 3 MC
      real(dp) :: cfl_max = 0.5_dp            ! Courant number per transport substep
      real(dp) :: h_min = 0.01_dp             ! ice thinner than this (m, V/A) is removed (with thermodynamics on)
+     real(dp) :: h_max = 30.0_dp             ! largest thickness of partly covered cells: A >= V/h_max (m)
      real(dp) :: a_min = 1.0e-12_dp          ! minimum concentration (1)
      logical :: dynamics_on = .true.         ! BBM momentum + stresses; false keeps u = v = 0
      logical :: transport_on = .true.        ! advection of A, V, Vs, damage and stresses
