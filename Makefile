@@ -4,6 +4,8 @@ export OMPI_ALLOW_RUN_AS_ROOT_CONFIRM := 1
 export OMPI_MCA_rmaps_base_oversubscribe := 1
 
 PY := .venv/bin/python
+# the editable install rebuilds the Fortran extension on import with meson/ninja from the venv
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
 .PHONY: setup demo test bench
 setup:

@@ -20,17 +20,22 @@ if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv
 fi
 PY=.venv/bin/python
+# meson-python runs `meson` and `ninja` from PATH, also later when the editable install rebuilds on import
+export PATH="$PWD/.venv/bin:$PATH"
+quiet() { grep -v "^WARNING: Location" || true; }  # pip's notes about this machine's local wheel folders
 stamp=.venv/.icecorr-deps
 deps_hash=$(sha1sum pyproject.toml | cut -c1-40)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$deps_hash" ]; then
-  echo "[setup] installing Python dependencies"
-  $PY -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" || true
-  # torch pinned to the CPU wheel on this machine's disk (an unpinned torch pulls a multi-GB CUDA build)
-  $PY -m pip install -q torch==2.13.0 numpy xarray netCDF4 mpi4py f90wrap==0.3.0 pydantic pyyaml tqdm \
-      matplotlib scipy pytest pytest-timeout hypothesis meson-python meson ninja 2>&1 | grep -v "^WARNING: Location" || true
+  echo "[setup] installing the build requirements and icecorr with its dependencies (pyproject.toml)"
+  $PY -m pip install -q --upgrade pip 2>&1 | quiet
+  # the build requirements of pyproject.toml, in the venv: editable meson-python builds need them there
+  $PY -m pip install -q "meson-python>=0.15" "meson>=1.1" ninja "numpy>=2" "f90wrap==0.3.0" 2>&1 | quiet
+  # runtime + test dependencies; torch is pinned there to the CPU wheel on this machine's disk
+  $PY -m pip install -q --no-build-isolation -e ".[test]" 2>&1 | quiet
   echo "$deps_hash" > "$stamp"
+else
+  echo "[setup] building icecorr (Fortran + Python, editable)"
+  $PY -m pip install -q --no-build-isolation --no-deps -e . 2>&1 | quiet
 fi
-echo "[setup] building icecorr (Fortran + Python, editable)"
-$PY -m pip install -q --no-build-isolation --no-deps -e . 2>&1 | grep -v "^WARNING: Location" || true
 $PY -c "import fortran_stub, corrector, coupling, training, icecorr" 
 echo "[setup] done: $($PY -c 'import torch, numpy; print("torch", torch.__version__, "numpy", numpy.__version__)')"
