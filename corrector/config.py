@@ -111,9 +111,16 @@ class SamplerConfig(CorrectorStrict):
                                                    "size makes each member bitwise independent of how many members "
                                                    "or batch items run (CPU kernels pick batch-size-dependent "
                                                    "algorithms); on CPU per-member cost flattens out by ~8")
+    spread_inflation: Optional[list[float]] = Field(
+        None, description="per-variable factor k on the generated part of a model with a regression stage, "
+        "x = base + k·(x − base): a post-hoc calibration fitted on validation data by `icecorr calibrate` so that "
+        "12 h spread matches the ensemble-mean error (the stochastic baselines of anchors §1.2 inflate their std "
+        "the same way); null = 1")
 
     @model_validator(mode="after")
     def _check(self) -> "SamplerConfig":
+        if self.spread_inflation is not None and any(k <= 0 for k in self.spread_inflation):
+            raise ValueError(f"spread_inflation must be positive, got {self.spread_inflation}")
         if self.s_churn > 0 and self.name != "heun":
             raise ValueError(f"s_churn > 0 is only supported by the 'heun' sampler, not {self.name!r}")
         if self.sigmas is not None:

@@ -173,6 +173,12 @@ class CorrectorModel(nn.Module):
         out = SAMPLERS[sampler.name](den, x, sigmas, s_churn=sampler.s_churn, s_tmin=sampler.s_tmin,
                                      s_tmax=sampler.s_tmax, s_noise=sampler.s_noise, generators=generators,
                                      mask=ocean)
+        k = sampler.spread_inflation
+        if k is not None:
+            if base is None or len(k) != self.n_vars:
+                raise ValueError(f"sampler.spread_inflation {k}: needs a regression stage (base_network) and one "
+                                 f"factor per variable {self.cfg.variables}")
+            out = out * torch.as_tensor(k, dtype=out.dtype, device=out.device)[None, :, None, None]
         if base is not None:
             out = out + base
         return out if ocean is None else out * ocean

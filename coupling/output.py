@@ -52,8 +52,16 @@ def to_datetime(value) -> datetime:
     return np.datetime64(value, "s").astype(datetime)
 
 
+#: crash-safe appends (see TrajectoryWriter)
+TRAJECTORY_FORMAT = "NETCDF3_64BIT_OFFSET"
+
+
 class TrajectoryWriter:
-    """Append-per-step writer of a `(time, member, y, x)` ensemble trajectory in CF-1.10 NetCDF4.
+    """Append-per-step writer of a `(time, member, y, x)` ensemble trajectory in CF-1.10 NetCDF.
+
+    The file is netCDF-3 (64-bit offset), not NetCDF4/HDF5: a netCDF-3 append writes the record and then the record
+    count in the header, so a process killed mid-append leaves a readable file with every completed record, while
+    an HDF5 file killed mid-write can be left unreadable (seen with SIGKILLed ranks).
 
     `variables` maps each variable name to its attributes (must include `units`; `_member: False` declares a
     `(time, y, x)` variable). Arrays given to `append` are `(member, y, x)` (or `(y, x)`); members and grid are
@@ -74,7 +82,7 @@ class TrajectoryWriter:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = temp_path(self.path)
-        nc = netCDF4.Dataset(tmp, "w", format="NETCDF4")
+        nc = netCDF4.Dataset(tmp, "w", format=TRAJECTORY_FORMAT)
         try:
             self._define(nc, dx, np.dtype(precision), global_attrs or {})
             nc.close()
@@ -109,8 +117,7 @@ class TrajectoryWriter:
             c[:] = (np.arange(n) + 0.5) * dx
         for name, var_attrs in self.variables.items():
             dims = self._dims(name)
-            chunks = tuple(1 if d == "time" else nc.dimensions[d].size for d in dims)
-            v = nc.createVariable(name, dtype, dims, fill_value=np.nan, chunksizes=chunks)
+            v = nc.createVariable(name, dtype, dims, fill_value=np.nan)
             v.setncatts({k: val for k, val in var_attrs.items() if not k.startswith("_")})
         nc.setncatts({"Conventions": "CF-1.10", "status": "running", "grid_dx": float(dx),
                       **{k: _attr(v) for k, v in attrs.items()}})
@@ -138,7 +145,7 @@ class TrajectoryWriter:
         """Append one time record (`fields[name]` is `(member, y, x)`; absent variables stay NaN) and sync."""
         hours = (to_datetime(time) - self.start).total_seconds() / 3600.0
         self._write_record(step, fields, hours)
-        self._nc.sync()  # HDF5 flush: the record is in the file even if the process is SIGKILLed next
+        self._nc.sync()  # data, then the record count: the record is in the file even if SIGKILLed next
 
     def _write_record(self, step: int, fields: Mapping[str, np.ndarray], hours: float) -> None:
         i = self.n_records

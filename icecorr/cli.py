@@ -284,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("observations", help="gappy noisy synthetic observations (synth) or your observation files on "
                    "the model grid (ingest), as training pairs")
     sub.add_parser("assimilate", help="strong-constraint 4D-Var with the emulator's adjoint")
+    sub.add_parser("calibrate", help="fit the spread inflation of a diffusion corrector on validation data")
 
     p = sub.add_parser("checkpoint", help="inspect or validate a checkpoint")
     p.add_argument("action", choices=["inspect", "validate"])
@@ -314,7 +315,8 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 #: verbs that parse their own arguments (argparse cannot pass `--help` etc. through a REMAINDER)
-PASSTHROUGH = {"observations": ("training.observations", "main"), "assimilate": ("training.assimilate", "main")}
+PASSTHROUGH = {"observations": ("training.observations", "main"), "assimilate": ("training.assimilate", "main"),
+               "calibrate": ("training.calibrate", "main")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
