@@ -181,6 +181,59 @@ class Demo:
         runs = [f"{label}={','.join(self.run_files(label))}" for label in labels if self.run_files(label)]
         self.icecorr("evaluate", *runs, "--reference", str(self.data / "test.nc"), "-o", str(self.out / "report"))
 
+    # -- summary ---------------------------------------------------------------------------------------------------
+    def summary(self) -> str:
+        """The headline figures against the product goals (markdown), from the test split and the report."""
+        import csv
+
+        from training.offline_skill import offline_skill
+
+        lines = ["# icecorr demo: headline figures", "",
+                 f"Twin experiment in `{self.out}`; held-out test split `{self.data / 'test.nc'}`; "
+                 f"{self.plan.windows} windows of {self.plan.window_days:g} days, {self.plan.members} members. "
+                 "Full report: `report/report.md`.", ""]
+        skill = {name: offline_skill(self.checkpoint(name), self.data / "test.nc", members=self.plan.members)
+                 for name in ("deterministic", "diffusion")}
+        lines += ["## Offline 12 h correction of every test window (ensemble mean of the diffusion corrector)", "",
+                  "| variable | RMSE coarse | RMSE deterministic | RMSE diffusion | reduction det. | reduction diff. "
+                  "| CRPS diff. | MAE det. |", "|---|---|---|---|---|---|---|---|"]
+        for v, d in skill["diffusion"].items():
+            det = skill["deterministic"][v]
+            lines.append(f"| {v} | {d['rmse_forecast']:.4g} | {det['rmse_corrected']:.4g} | {d['rmse_corrected']:.4g} "
+                         f"| {det['reduction']:.0%} | {d['reduction']:.0%} | {d['crps']:.4g} | {det['mae_corrected']:.4g} |")
+        rows = list(csv.DictReader((self.out / "report" / "metrics.csv").open()))
+
+        def value(model, variable, lead, metric):
+            for r in rows:
+                if (r["model"], r["variable"], r["metric"]) == (model, variable, metric) and \
+                        (lead is None or (r["lead_hours"] and float(r["lead_hours"]) == lead)):
+                    return float(r["value"])
+            return float("nan")
+
+        last = self.plan.window_days * 24
+        lines += ["", "## Coupled runs (ensemble mean for ensembles)", "",
+                  "| variable | 12 h RMSE hybrid / coarse | 12 h RMSE deterministic / coarse | spread/RMSE range "
+                  "(all leads) |", "|---|---|---|---|"]
+        leads = sorted({float(r["lead_hours"]) for r in rows if r["lead_hours"] and float(r["lead_hours"]) > 0})
+        for v in ("sic", "sit", "snt", "siu", "siv"):
+            coarse = value("coarse", v, 12.0, "rmse")
+            ss = [value("diffusion", v, lead, "spread_skill_ratio") for lead in leads]
+            lines.append(f"| {v} | {value('diffusion', v, 12.0, 'rmse') / coarse:.2f} | "
+                         f"{value('deterministic', v, 12.0, 'rmse') / coarse:.2f} | {min(ss):.2f}–{max(ss):.2f} |")
+        lines += ["", f"nRMSE at {last:g} h: " + ", ".join(
+            f"{m} {value(m, '', last, 'nrmse'):.3f}" for m in ("coarse", "deterministic", "diffusion", "emulator",
+                                                               "persistence")), ""]
+        lines += ["| deformation scaling | β(1) | β(2) | β(3) |", "|---|---|---|---|"]
+        for m in ("truth", "coarse", "deterministic", "diffusion", "emulator"):
+            lines.append(f"| {m} | " + " | ".join(f"{value(m, 'deformation', None, f'beta_q{q}_gradient'):.3f}"
+                                                  for q in (1, 2, 3)) + " |")
+        lines += ["", f"Small-scale power ratio to the truth at {last:g} h (1 = truth; ±30 % is the goal):", ""]
+        for m in ("coarse", "deterministic", "diffusion"):
+            lines.append(f"- {m}: " + ", ".join(f"{v} {value(m, v, last, 'small_scale_power_ratio'):.2f}"
+                                                for v in ("sic", "sit", "velocity")))
+        lines += ["", "Wall time per stage (min): " + ", ".join(f"{k} {t / 60:.1f}" for k, t in self.timings.items())]
+        return "\n".join(lines) + "\n"
+
     def main(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "runs").mkdir(exist_ok=True)
@@ -198,10 +251,13 @@ class Demo:
         self.stage("emulator ensemble", None,
                    lambda: self.run("emulator", self.checkpoint("emulator"), members=self.plan.members, emulate=True))
         self.stage("evaluate", None, self.evaluate)
-        total = time.perf_counter() - t0
-        self.timings["total"] = total
+        self.timings["total"] = time.perf_counter() - t0
         (self.out / "timings.json").write_text(json.dumps(self.timings, indent=2))
-        print(f"\n[demo] done in {total / 60:.1f} min; report: {self.out / 'report' / 'report.md'}")
+        text = self.summary()
+        (self.out / "summary.md").write_text(text)
+        print("\n" + text)
+        print(f"[demo] done in {self.timings['total'] / 60:.1f} min; report: {self.out / 'report' / 'report.md'}, "
+              f"summary: {self.out / 'summary.md'}")
 
 
 def run_demo(out: Path, quick: bool = False, progress: bool = True, reuse: bool = False) -> Path:
