@@ -50,35 +50,6 @@ def make_observations(data: Path, out: Path, reuse: bool, noise_scale: float = 1
     return cov
 
 
-def balanced_model_factory(cfg, n_cond):
-    """A CorrectorModel whose deterministic loss is the mean over variables of each variable's MSE over its own
-    observed cells. `CorrectorModel.loss` averages over all valid values at once, so with gappy targets a variable
-    observed on 90 % of the cells (drift) outweighs one observed on 45 % (sic, sit) two to one; with complete
-    targets both losses are identical. (A workaround here: the corrector/fit owners may adopt it.)"""
-    import torch
-
-    from corrector.loss import coverage, valid_mask
-    from corrector.model import CorrectorModel
-
-    class VariableBalancedModel(CorrectorModel):
-        def loss(self, target, cond, labels=None, target_mask=None, generator=None, return_stats=False):
-            if self.kind != "deterministic":
-                return super().loss(target, cond, labels, target_mask, generator, return_stats)
-            labels = self._check(cond, labels, target)
-            valid = valid_mask(target, self.ocean(cond), target_mask)
-            y = torch.where(valid > 0, target, torch.zeros_like(target))
-            err = (self.predict(cond, labels) - y) ** 2 * valid
-            count = valid.sum((0, 2, 3))
-            per_variable = err.sum((0, 2, 3)) / count.clamp_min(1.0)
-            present = (count > 0).to(err.dtype)
-            loss = (per_variable * present).sum() / present.sum().clamp_min(1.0)
-            return (loss, {"coverage": coverage(valid)}) if return_stats else loss
-
-        forward = loss
-
-    return VariableBalancedModel(cfg, n_cond)
-
-
 def train(run_dir: Path, train_file: Path, val_file: Path, steps: int, mode: str, reuse: bool,
           balanced: bool = False) -> Path:
     from icecorr.config import load_config
@@ -91,9 +62,9 @@ def train(run_dir: Path, train_file: Path, val_file: Path, steps: int, mode: str
     cfg = load_config(TrainRunConfig, ROOT / "configs" / "train_det_obs.yaml",
                       [f"train.data.train_file={train_file}", f"train.data.val_file={val_file}",
                        f"train.out_dir={run_dir}", f"train.max_steps={steps}", f"corrector.mode={mode}",
-                       "train.resume=false"])
+                       "train.resume=false", f"corrector.loss_balance={'per_variable' if balanced else 'pooled'}"])
     t = time.perf_counter()
-    path = run_train(cfg, progress=False, verbose=True, model_factory=balanced_model_factory if balanced else None)
+    path = run_train(cfg, progress=False, verbose=True)
     print(f"  trained {run_dir.name}: {steps} steps in {time.perf_counter() - t:.0f} s", flush=True)
     return path
 
@@ -164,7 +135,7 @@ def main(argv=None) -> int:
     p.add_argument("--noise-scale", type=float, default=1.0,
                    help="multiplies the default observation-noise std (0 = gaps only)")
     p.add_argument("--balanced-loss", action="store_true",
-                   help="train the observation corrector with per-variable masked means (see balanced_model_factory)")
+                   help="train the observation corrector with corrector.loss_balance=per_variable")
     p.add_argument("--reuse", action="store_true", help="reuse observation files and trained checkpoints")
     p.add_argument("--skip", choices=["training-experiment", "assimilation"], action="append", default=[])
     args = p.parse_args(argv)

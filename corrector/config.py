@@ -164,6 +164,11 @@ class CorrectorConfig(CorrectorStrict):
     network: NetworkConfig = NetworkConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
     sampler: SamplerConfig = SamplerConfig()
+    loss_balance: Literal["pooled", "per_variable"] = Field(
+        "pooled", description="average of the loss over valid target values: pooled (all variables together; DDP "
+        "gradients then equal one process exactly) or per_variable (each variable's mean over its own observed "
+        "cells, then the mean over variables: for gappy observations, where variables are observed on different "
+        "shares of the cells; identical on complete data)")
     base_network: Optional[NetworkConfig] = Field(
         None, description="diffusion kind only: the network of a frozen deterministic regression stage (same mode, "
         "variables, conditioning and normalisation) whose prediction the diffusion model corrects — the diffusion "

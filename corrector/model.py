@@ -16,7 +16,7 @@ from torch import nn
 
 from .config import CorrectorConfig, SamplerConfig
 from .fields import MASK
-from .loss import coverage, masked_mean, valid_mask
+from .loss import coverage, masked_mean, valid_mask, variable_balanced_mean
 from .network import N_LABELS, UNet
 from .preconditioning import edm_coefficients, loss_weight
 from .sampler import SAMPLERS
@@ -119,7 +119,7 @@ class CorrectorModel(nn.Module):
         y = torch.where(valid > 0, target, torch.zeros_like(target))  # gaps/NaN never reach the network
         if self.kind == "deterministic":
             err = (self.predict(cond, labels) - y) ** 2
-            loss = masked_mean(err, valid)
+            loss = self._mean(err, valid)
         else:
             d = self.cfg.diffusion
             base = self.base_prediction(cond, labels)
@@ -132,12 +132,17 @@ class CorrectorModel(nn.Module):
             if ocean is not None:
                 x = x * ocean
             err = (self.denoise(x, sigma, cond, labels, base) - y) ** 2
-            loss = masked_mean(err, valid, loss_weight(sigma, d.sigma_data))
+            loss = self._mean(err, valid, loss_weight(sigma, d.sigma_data))
         if return_stats:
             return loss, {"coverage": coverage(valid)}
         return loss
 
     forward = loss
+
+    def _mean(self, err: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+        if self.cfg.loss_balance == "per_variable":
+            return variable_balanced_mean(err, valid, weight)
+        return masked_mean(err, valid, weight)
 
     # ----------------------------------------------------------------------------------------------- sampling
     def sample_normalised(self, cond: torch.Tensor, labels: torch.Tensor | None = None,

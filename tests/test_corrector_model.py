@@ -174,3 +174,17 @@ def test_zero_corrector():
     base = {v: np.full((2, N, N), 0.5) for v in c.variables}
     new = c.apply(base, out)
     assert np.all(new["sic"] == 0.5) and new["sic"].shape == (2, 4, N, N)
+
+
+def test_per_variable_loss_balance_weights_sparsely_observed_variables_equally():
+    """With gaps, `per_variable` gives each variable's own masked mean equal weight; on complete data both agree."""
+    from corrector.loss import masked_mean, variable_balanced_mean
+
+    err = torch.zeros(2, 2, 4, 4)
+    err[:, 0] = 1.0  # variable 0 (e.g. concentration) errs everywhere it is observed
+    mask = torch.ones_like(err)
+    mask[:, 0, :, :3] = 0.0  # observed on a quarter of the cells; variable 1 everywhere
+    assert float(variable_balanced_mean(err, mask)) == pytest.approx(0.5)
+    assert float(masked_mean(err, mask)) == pytest.approx(8 / (8 + 32))  # drowned by the well-observed variable
+    full = torch.ones_like(err)
+    assert float(variable_balanced_mean(err, full)) == pytest.approx(float(masked_mean(err, full)))
