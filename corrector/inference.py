@@ -21,7 +21,7 @@ import torch
 from .bounds import apply_bounds, zero_walls
 from .checkpoint import CheckpointData, CheckpointError, load_checkpoint, mask_hash
 from .config import ML_VARIABLES, CorrectorConfig, SamplerConfig
-from .fields import MASK, conditioning_names, stack
+from .fields import MASK, stack
 from .model import CorrectorModel
 from .normalization import Normalization
 from .seeding import generators, randn_per_generator

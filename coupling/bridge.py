@@ -45,9 +45,9 @@ FORTRAN_ERRORS = {
 class ModelError(RuntimeError):
     """The Fortran model returned an error code; the state is undefined afterwards (restore it before reuse)."""
 
-    def __init__(self, code: int, where: str):
+    def __init__(self, code: int, where: str, messages: dict[int, str] = FORTRAN_ERRORS):
         self.code = code
-        super().__init__(f"{where}: Fortran error {code}: {FORTRAN_ERRORS.get(code, 'unknown error')}")
+        super().__init__(f"{where}: Fortran error {code}: {messages.get(code, 'unknown error')}")
 
 
 def _fortran():

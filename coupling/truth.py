@@ -34,8 +34,7 @@ class TruthModelError(ModelError):
     """The Fortran truth returned an error code; the state is undefined afterwards."""
 
     def __init__(self, code: int, where: str):
-        self.code = code
-        RuntimeError.__init__(self, f"{where}: Fortran error {code}: {TRUTH_ERRORS.get(code, 'unknown error')}")
+        super().__init__(code, where, TRUTH_ERRORS)
 
 #: state name -> internal Fortran array name
 _VIEWS = {"sic": "a", "sivol": "vol", "snvol": "vsn", "tsi": "tsurf", "tos": "tos", "siu": "u", "siv": "v",

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
-import xarray as xr
 
 from coupling.checks import open_netcdf
 from coupling.errors import InputError

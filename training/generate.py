@@ -20,7 +20,6 @@ seed and config, so the files are identical for any number of ranks.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 import time
@@ -457,7 +456,7 @@ def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: 
 def write_manifest(cfg, out_dir: Path, runs: list[RunSpec], paths: list[Path], summary: Mapping[str, Any],
                    elapsed: float, n_ranks: int) -> Path:
     """`manifest.json`: variables with units, grid, splits (files, seeds, windows), generator config, statistics."""
-    from training.io import temporary_path
+    from training.io import write_json_atomic
     gen: GenerateConfig = cfg.generate
     variables = {}
     for v, meta in state_metadata().items():
@@ -487,11 +486,7 @@ def write_manifest(cfg, out_dir: Path, runs: list[RunSpec], paths: list[Path], s
         "statistics": summary,
         "generation": {"seconds": round(elapsed, 2), "ranks": n_ranks},
     }
-    path = out_dir / "manifest.json"
-    tmp = temporary_path(path)
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(path)
-    return path
+    return write_json_atomic(manifest, out_dir / "manifest.json")
 
 
 def format_summary(summary: Mapping[str, Any], elapsed: float, n_ranks: int) -> str:

@@ -22,6 +22,17 @@ def temporary_path(path: str | Path) -> Path:
     return path.with_name(f"{path.name}.tmp-{os.getpid()}")
 
 
+def write_json_atomic(obj, path: str | Path) -> Path:
+    """`obj` as indented JSON at `path`, written to a temporary name and renamed (never half-written)."""
+    import json
+
+    path = Path(path)
+    tmp = temporary_path(path)
+    tmp.write_text(json.dumps(obj, indent=2))
+    tmp.replace(path)
+    return path
+
+
 def encoding_for(ds: xr.Dataset, chunk_time: int = 64, dtype: str | None = None) -> dict[str, dict]:
     """NetCDF encoding: floats stored as `dtype` (or as they are), chunked (chunk_time, y, x) along time, no
     fill value on coordinates, and the fixed CF time units/calendar."""

@@ -15,7 +15,6 @@ the result is identical for any number of ranks.
 """
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from datetime import datetime
@@ -31,7 +30,7 @@ from training.config import PrepareConfig
 from training.forcing import FORCING_METADATA, FORCING_NAMES, STEP_SECONDS
 from training.generate import (ML_VARIABLES, SPLITS, PairBuffer, _default_models, _global_attrs, _state_arrays,
                                _version, finish, format_summary, pair_dataset, residual_summary)
-from training.io import concat_netcdf_along_time, temporary_path, write_netcdf_atomic
+from training.io import concat_netcdf_along_time, write_json_atomic, write_netcdf_atomic
 
 PRODUCER = "icecorr prepare"
 T_FREEZE_C = -1.8
@@ -473,8 +472,4 @@ def _write_manifest(cfg, data: ReferenceData, windows: Mapping[str, np.ndarray],
         "statistics": summary,
         "generation": {"seconds": round(elapsed, 2), "ranks": n_ranks},
     }
-    path = out_dir / "manifest.json"
-    tmp = temporary_path(path)
-    tmp.write_text(json.dumps(manifest, indent=2))
-    tmp.replace(path)
-    return path
+    return write_json_atomic(manifest, out_dir / "manifest.json")
