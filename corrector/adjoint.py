@@ -3,7 +3,9 @@ an N-step rollout, NumPy in/out, float64 by default — the building blocks of 4
 
 A rollout is x_{k+1} = bound(s_k(x_k)), k = 0 … n−1, on the state x = (V, ny, nx) of the corrector's variables in
 physical units. The step s_k is
-* emulator mode:  x + T(cond_k(x)), T the 12 h tendency network;
+* emulator mode:  P x + T(cond_k(x)), T the emulator network and P the diagonal 0/1 projection that keeps the
+  tendency variables and drops the state variables (`emulator_state_variables`): those are predicted as the next
+  state itself, x_{k+1,v} = T_v(cond_k(x)), so their Jacobian has no identity part;
 * residual mode:  f + C(cond_k(x, f)), f = physics(x, k) a *differentiable* torch model of the 12 h physics (the
   Fortran coarse model has no adjoint, so a hybrid rollout needs a torch stand-in; the correction alone — its
   derivative with respect to its conditioning, forecast included — is `CorrectorTangent64`);
@@ -106,13 +108,13 @@ class TorchBounds:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The correction/tendency network in float64
+# The correction/emulator network in float64
 # ----------------------------------------------------------------------------------------------------------------
 
 class CorrectorTangent64(CorrectorTangent):
     """`CorrectorTangent` in `dtype` (default float64): the one-step map conditioning → correction (residual mode)
-    or tendency (emulator mode), with jvp/vjp from NumPy. A float64 copy of the network is made; the corrector's own
-    model is left untouched."""
+    or emulator output (tendency or next state), with jvp/vjp from NumPy. A float64 copy of the network is made;
+    the corrector's own model is left untouched."""
 
     def __init__(self, corrector: Corrector, seed: int = 0, steps: int | None = None,
                  dtype: torch.dtype = torch.float64):
@@ -290,7 +292,7 @@ class CorrectorRollout(Rollout):
                              "12 h forecast (the Fortran coarse model has no adjoint); for the correction's own "
                              "derivative use CorrectorTangent64")
         if corrector.mode == "emulator" and physics is not None:
-            raise ValueError("an emulator-mode corrector predicts the whole 12 h tendency: do not pass `physics`")
+            raise ValueError("an emulator-mode corrector predicts the whole 12 h step: do not pass `physics`")
         self.tangent = CorrectorTangent64(corrector, seed=seed, steps=sampler_steps, dtype=dtype)
         self.physics = physics
         names = corrector.conditioning_names
@@ -323,6 +325,9 @@ class CorrectorRollout(Rollout):
         mask_arr = np.ones((ny, nx)) if mask is None else np.asarray(mask, dtype=np.float64)
         self._mask = torch.as_tensor(mask_arr, dtype=dtype, device=device)
         self._names, self._variables = names, variables
+        # P of the emulator step P x + T(cond(x)): 1 for tendency variables, 0 for next-state variables
+        self._keep = torch.tensor([0.0 if v in corrector.state_variables else 1.0 for v in variables],
+                                  dtype=dtype, device=device)[:, None, None]
         # the network map is built once (its ocean mask and any diffusion noise are fixed)
         template = self._conditioning(torch.zeros(len(variables), ny, nx, dtype=dtype, device=device), None, 0)
         self._network = self.tangent.function(template)
@@ -347,7 +352,7 @@ class CorrectorRollout(Rollout):
 
     def _model_step(self, x: torch.Tensor, k: int) -> torch.Tensor:
         if self.physics is None:
-            return x + self._network(self._conditioning(x, None, k))[0]
+            return self._keep * x + self._network(self._conditioning(x, None, k))[0]
         f = self.physics(x, k)
         return f + self._network(self._conditioning(x, f, k))[0]
 

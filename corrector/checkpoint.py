@@ -208,7 +208,12 @@ def load_checkpoint(path: str | os.PathLike, *, grid: Mapping[str, Any] | None =
     if missing:
         raise CheckpointError(p, f"incomplete: entries {missing} missing")
     try:
-        config = CorrectorConfig.model_validate(yaml.safe_load(raw["config_yaml"]))
+        stored = yaml.safe_load(raw["config_yaml"])
+        if isinstance(stored, dict):
+            # written before `emulator_state_variables` existed, when every emulator target was a 12 h tendency:
+            # the missing key means [], not the current default (the velocities)
+            stored.setdefault("emulator_state_variables", [])
+        config = CorrectorConfig.model_validate(stored)
     except Exception as exc:
         raise CheckpointError(p, f"stored config is invalid: {_first_line(exc)}") from None
     if list(config.variables) != list(raw["variables"]):
@@ -259,7 +264,8 @@ def describe_checkpoint(data: CheckpointData) -> str:
     lines = [
         f"checkpoint: {data.path}",
         f"format version {data.format_version}; written by icecorr {data.package_version}, torch {data.torch_version}",
-        f"kind: {cfg.kind}; mode: {cfg.mode}",
+        f"kind: {cfg.kind}; mode: {cfg.mode}" + ("; next-state targets: " + ", ".join(cfg.emulator_state_variables)
+                                                  if cfg.emulator_state_variables else ""),
         "variables: " + ", ".join(f"{v} [{data.variables_units.get(v, '?')}]" for v in cfg.variables),
         f"conditioning ({len(cfg.conditioning or [])}): " + ", ".join(cfg.conditioning or []),
         f"grid: ny={g.get('ny')} nx={g.get('nx')} dx={g.get('dx')} m, mask hash {g.get('mask_hash')}",

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 ML_VARIABLES: tuple[str, ...] = ("sic", "sit", "snt", "siu", "siv")
 # Every forcing variable a training-pair file holds (as `{f}_t0`, `{f}_t1`).
 FORCING_VARIABLES: tuple[str, ...] = ("uas", "vas", "tas", "huss", "rsds", "rlds", "prsn", "uo", "vo")
+# Emulator-mode variables predicted as the state at t+12 h rather than as a 12 h tendency (see CorrectorConfig).
+DEFAULT_STATE_VARIABLES: tuple[str, ...] = ("siu", "siv")
 # Default forcing subset fed to the network: wind and ocean current drive the 12 h drift/deformation errors that a
 # coarse model makes; air temperature stands in for the thermodynamic forcing (radiation and humidity correlate with
 # it strongly in the synthetic forcing and mostly act through the physics, which the forecast already carries).
@@ -151,7 +153,8 @@ class CorrectorConfig(CorrectorStrict):
     """What the corrector predicts and from what.
 
     mode 'residual': target = reference − coarse forecast (a model-error correction);
-    mode 'emulator': target = 12 h tendency (reference − initial), no physics involved.
+    mode 'emulator': no physics involved; the target of a variable in `emulator_state_variables` is its state at
+    t+12 h (reference), that of the others the 12 h tendency (reference − initial) — see `corrector.fields`.
     `conditioning` defaults to `corrector.fields.conditioning_names(mode, variables, forcing_variables)`.
     """
 
@@ -161,6 +164,13 @@ class CorrectorConfig(CorrectorStrict):
     forcing_variables: list[str] = Field(list(DEFAULT_FORCING),
                                          description="forcing used for the default conditioning")
     conditioning: Optional[list[str]] = Field(None, description="conditioning channel names; null = default")
+    emulator_state_variables: Optional[list[str]] = Field(
+        None, description="emulator mode only: variables predicted as the state at t+12 h itself, not as a 12 h "
+        "tendency. Sea-ice momentum relaxes to the wind/ocean forcing within hours (free-drift e-folding time "
+        "ρ_i h / (ρ_w C_w |u_rel|) ≈ 5 h for h = 1 m), so the 12 h velocity keeps little memory of the initial one; "
+        "a tendency target makes the network integrate its own velocity errors over a rollout (unbounded drift). "
+        "null = the velocities (siu, siv) among `variables` in emulator mode, [] in residual mode, where it must "
+        "stay empty. Checkpoints written before this option existed load as [] (all tendencies)")
     network: NetworkConfig = NetworkConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
     sampler: SamplerConfig = SamplerConfig()
@@ -192,10 +202,27 @@ class CorrectorConfig(CorrectorStrict):
             raise ValueError(f"conditioning has duplicates: {self.conditioning}")
         elif not self.conditioning:
             raise ValueError("conditioning must name at least one channel")
+        states = self.emulator_state_variables
+        if states is None:
+            states = [v for v in DEFAULT_STATE_VARIABLES if v in self.variables] if self.mode == "emulator" else []
+            object.__setattr__(self, "emulator_state_variables", states)  # stated explicitly in the saved config
+        unknown = [v for v in states if v not in self.variables]
+        if unknown:
+            raise ValueError(f"emulator_state_variables: {unknown} not among variables {self.variables}")
+        if len(set(states)) != len(states):
+            raise ValueError(f"emulator_state_variables has duplicates: {states}")
+        if states and self.mode != "emulator":
+            raise ValueError(f"emulator_state_variables {states}: only an emulator-mode corrector predicts states "
+                             f"(set it to [] in {self.mode} mode)")
         if self.base_network is not None and self.kind != "diffusion":
             raise ValueError("base_network: only a diffusion corrector has a regression stage")
         if self.mode == "emulator":
             forecast = [n for n in self.conditioning if n.startswith("forecast_")]
             if forecast:
                 raise ValueError(f"conditioning: {forecast} in emulator mode, where no physics forecast exists")
+            blind = [f"initial_{v}" for v in states if f"initial_{v}" not in self.conditioning]
+            if blind:
+                raise ValueError(f"conditioning lacks {blind}: a state-target variable needs its initial state "
+                                 f"(persistence, the reference of validation skill); add it or drop the variable "
+                                 f"from emulator_state_variables")
         return self

@@ -14,6 +14,11 @@ from .config import FORCING_VARIABLES, ML_VARIABLES
 MASK = "mask"
 
 
+def _check_mode(mode: str) -> None:
+    if mode not in ("residual", "emulator"):
+        raise ValueError(f"mode must be 'residual' or 'emulator', got {mode!r}")
+
+
 def conditioning_names(mode: str, variables: Sequence[str] = ML_VARIABLES,
                        forcing_variables: Sequence[str] = FORCING_VARIABLES) -> list[str]:
     """Conditioning channel names, in network order.
@@ -21,8 +26,7 @@ def conditioning_names(mode: str, variables: Sequence[str] = ML_VARIABLES,
     residual: initial state, coarse forecast, forcing at t0 and t1, mask.
     emulator: initial state, forcing at t0 and t1, mask (no physics forecast exists).
     """
-    if mode not in ("residual", "emulator"):
-        raise ValueError(f"mode must be 'residual' or 'emulator', got {mode!r}")
+    _check_mode(mode)
     names = [f"initial_{v}" for v in variables]
     if mode == "residual":
         names += [f"forecast_{v}" for v in variables]
@@ -32,26 +36,49 @@ def conditioning_names(mode: str, variables: Sequence[str] = ML_VARIABLES,
     return names
 
 
-def target_names(mode: str, variables: Sequence[str] = ML_VARIABLES) -> list[str]:
-    """Names of the target fields in a training-pair file: `residual_{v}` (residual) or — emulator — the tendency,
-    which the files do not store; it is `reference_{v} − initial_{v}` (see `emulator_target`)."""
+def target_names(mode: str, variables: Sequence[str], state_variables: Sequence[str] | None = None) -> list[str]:
+    """Names of the target channels, in `variables` order — the one place that decides what is predicted:
+    residual mode: `residual_{v}` (reference − forecast);
+    emulator mode: `next_{v}` (reference, the state at t+12 h) for v in `state_variables`
+    (`CorrectorConfig.emulator_state_variables`, required in this mode), else `tendency_{v}` (reference − initial).
+    `target_terms` says how each is formed from pair-file fields."""
+    _check_mode(mode)
+    if mode == "emulator" and state_variables is None:
+        raise ValueError("emulator mode: give state_variables (CorrectorConfig.emulator_state_variables; [] = all "
+                         "tendencies)")
+    state_variables = state_variables or []
     if mode == "residual":
+        if state_variables:
+            raise ValueError(f"state_variables {list(state_variables)}: residual mode has no state targets")
         return [f"residual_{v}" for v in variables]
-    if mode == "emulator":
-        return [f"tendency_{v}" for v in variables]
-    raise ValueError(f"mode must be 'residual' or 'emulator', got {mode!r}")
+    unknown = [v for v in state_variables if v not in variables]
+    if unknown:
+        raise ValueError(f"state_variables {unknown} are not among variables {list(variables)}")
+    return [f"next_{v}" if v in state_variables else f"tendency_{v}" for v in variables]
 
 
-def target_arrays(mode: str, variables: Sequence[str], source: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """The target fields (physical units) of `mode` from a mapping that holds the training-pair variables:
-    residual_{v} in residual mode, reference_{v} − initial_{v} in emulator mode. Keys are `variables`."""
+def target_terms(name: str) -> tuple[str, str | None]:
+    """(plus, minus): the pair-file fields whose difference is target channel `name` (minus None: plus alone)."""
+    kind, v = name.split("_", 1)
+    if kind == "residual":
+        return name, None
+    if kind == "next":
+        return f"reference_{v}", None
+    if kind == "tendency":
+        return f"reference_{v}", f"initial_{v}"
+    raise ValueError(f"target channel {name!r}: expected residual_*, next_* or tendency_*")
+
+
+def target_arrays(mode: str, variables: Sequence[str], source: Mapping[str, np.ndarray],
+                  state_variables: Sequence[str] | None = None) -> dict[str, np.ndarray]:
+    """The target fields (physical units, see `target_names`) from a mapping that holds the training-pair
+    variables. Keys are `variables`."""
     out = {}
-    for v in variables:
+    for v, name in zip(variables, target_names(mode, variables, state_variables)):
+        plus, minus = target_terms(name)
         try:
-            if mode == "residual":
-                out[v] = np.asarray(source[f"residual_{v}"])
-            else:
-                out[v] = np.asarray(source[f"reference_{v}"]) - np.asarray(source[f"initial_{v}"])
+            a = np.asarray(source[plus])
+            out[v] = a - np.asarray(source[minus]) if minus else a
         except KeyError as exc:
             raise KeyError(f"target of variable '{v}' ({mode} mode) needs field {exc.args[0]!r}, which is missing; "
                            f"available: {sorted(source)}") from None

@@ -85,8 +85,9 @@ class Corrector:
     @classmethod
     def zero(cls, variables: Sequence[str] = ML_VARIABLES, grid: Mapping[str, Any] | None = None,
              mode: str = "residual", conditioning: Sequence[str] | None = None) -> "Corrector":
-        """A corrector that always returns 0 (identity correction), for coupling tests. Deterministic kind."""
-        cfg = CorrectorConfig(kind="deterministic", mode=mode, variables=list(variables),
+        """A corrector that always returns 0 (identity correction; persistence in emulator mode, whose targets are
+        then all tendencies), for coupling tests. Deterministic kind."""
+        cfg = CorrectorConfig(kind="deterministic", mode=mode, variables=list(variables), emulator_state_variables=[],
                               conditioning=list(conditioning) if conditioning is not None else None)
         norm = Normalization.identity(cfg.conditioning or [], cfg.variables)
         return cls(None, norm, cfg, grid or {}, "cpu")
@@ -103,6 +104,11 @@ class Corrector:
     @property
     def variables(self) -> list[str]:
         return list(self.config.variables)
+
+    @property
+    def state_variables(self) -> list[str]:
+        """Variables whose sample is the next state itself (emulator mode), not an increment of the base."""
+        return list(self.config.emulator_state_variables or [])
 
     @property
     def conditioning_names(self) -> list[str]:
@@ -136,7 +142,8 @@ class Corrector:
     @torch.inference_mode()
     def sample(self, conditioning: Mapping[str, np.ndarray], members: int, steps: int | None = None,
                seeds: np.ndarray | None = None, sampler: SamplerConfig | None = None) -> np.ndarray:
-        """Corrections (residual mode) or 12 h tendencies (emulator mode) in physical units.
+        """Corrections (residual mode) or, emulator mode, 12 h tendencies and next states (`state_variables`), in
+        physical units.
 
         conditioning: {name: (B, ny, nx)} for every name in `conditioning_names` (`mask` may be (ny, nx)).
         seeds: (B, members) int64, e.g. `member_seeds(...)`; required for the diffusion kind.
@@ -193,16 +200,18 @@ class Corrector:
     # -------------------------------------------------------------------------------------------- applying
     def apply(self, base: Mapping[str, np.ndarray], sample: np.ndarray,
               mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
-        """base + sample, then closed walls (C-grid velocities; land faces if `mask` (ny, nx) is given) and physical
-        bounds. base: {variable: (B, M, ny, nx) or (B, ny, nx)} (the coarse forecast in residual mode, the initial
-        state in emulator mode); sample: (B, M, n_vars, ny, nx). Returns {variable: (B, M, ny, nx)} plus any other
-        base entries unchanged. Counts of clipped values are left in `last_bounds_counts`.
+        """base + sample — the sample itself for `state_variables` (emulator mode: predicted as the next state, the
+        base is ignored) — then closed walls (C-grid velocities; land faces if `mask` (ny, nx) is given) and
+        physical bounds. base: {variable: (B, M, ny, nx) or (B, ny, nx)} (the coarse forecast in residual mode, the
+        initial state in emulator mode); sample: (B, M, n_vars, ny, nx). Returns {variable: (B, M, ny, nx)} plus
+        any other base entries unchanged. Counts of clipped values are left in `last_bounds_counts`.
         """
         sample = np.asarray(sample)
         if sample.ndim != 5 or sample.shape[2] != len(self.variables):
             raise ValueError(f"sample: shape {sample.shape}, expected (B, M, {len(self.variables)}, ny, nx)")
         b, m = sample.shape[:2]
         out: dict[str, np.ndarray] = {k: v for k, v in base.items() if k not in self.variables}
+        states = self.state_variables
         for k, v in enumerate(self.variables):
             if v not in base:
                 raise KeyError(f"apply: base field '{v}' missing; got {sorted(base)}")
@@ -212,7 +221,7 @@ class Corrector:
             if a.ndim != 4 or a.shape[0] != b or a.shape[1] not in (1, m) or a.shape[-2:] != sample.shape[-2:]:
                 raise ValueError(f"field '{v}': base shape {np.shape(base[v])} does not fit sample shape "
                                  f"{sample.shape} (expected (B, M, ny, nx) or (B, ny, nx))")
-            out[v] = a + sample[:, :, k]
+            out[v] = sample[:, :, k].astype(np.result_type(a, sample)) if v in states else a + sample[:, :, k]
         out, wall_counts = zero_walls(out, mask)
         out, counts = apply_bounds(out)
         self.last_bounds_counts = {**wall_counts, **counts}

@@ -1,9 +1,10 @@
 """Per-channel normalisation of conditioning inputs and of the target, fitted from arrays that may contain NaN.
 
 Conditioning channels are z-scored with their mean/std (the `mask` channel is left as 0/1). The target — residual
-(reference − forecast) in residual mode, 12 h tendency in emulator mode — is z-scored with its own per-variable
-mean/std, so the diffusion works on unit-variance fields (σ_data = 1). Statistics are taken over ocean cells only
-when a mask is given, ignoring NaN (gappy observations), and accumulated in float64 so files can be streamed.
+(reference − forecast) in residual mode, 12 h tendency or next state in emulator mode (`corrector.fields.target_names`)
+— is z-scored with its own per-variable mean/std, so the diffusion works on unit-variance fields (σ_data = 1).
+Statistics are taken over ocean cells only when a mask is given, ignoring NaN (gappy observations), and accumulated
+in float64 so files can be streamed.
 """
 from __future__ import annotations
 

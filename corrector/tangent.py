@@ -1,8 +1,9 @@
 """Tangent-linear and adjoint of one corrector step, from numpy, via torch.func (for 4D-Var-style uses).
 
-The step is the map conditioning (physical units) → correction (physical units, land = 0, no bounds: clipping is
-not differentiable). For the deterministic kind it is the network; for the diffusion kind it is the ODE sampler with
-fixed noise (seeds), i.e. one deterministic member. Conditioning fields not given a tangent get a zero tangent.
+The step is the map conditioning (physical units) → network output: the correction or, in emulator mode, the
+tendencies and next states (physical units, land = 0, no bounds: clipping is not differentiable). For the
+deterministic kind it is the network; for the diffusion kind it is the ODE sampler with fixed noise (seeds), i.e.
+one deterministic member. Conditioning fields not given a tangent get a zero tangent.
 """
 from __future__ import annotations
 

@@ -368,7 +368,8 @@ class EnsembleCorrection:
     """ML-side correction of ensemble slots (slot = window × members + member) at a step: one batched sample.
 
     Residual mode corrects the physics forecast; emulator mode advances the initial state by the sampled 12 h
-    tendency. Member k of window w at step n uses seed member_seeds(seed, start_w, n, members)[k].
+    tendency, or replaces it by the sampled next state for the corrector's `state_variables` (`Corrector.apply`).
+    Member k of window w at step n uses seed member_seeds(seed, start_w, n, members)[k].
     """
 
     def __init__(self, corrector, forcing: ForcingSource, start_indices: Sequence[int], members: int, seed: int,

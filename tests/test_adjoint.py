@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from corrector.adjoint import CorrectorRollout, CorrectorTangent64, Rollout, TorchBounds
+from corrector.adjoint import CorrectorRollout, CorrectorTangent64, Rollout, TorchBounds, open_faces
 from corrector.config import CorrectorConfig
 from corrector.inference import Corrector
 from corrector.model import CorrectorModel
@@ -19,9 +19,11 @@ TINY = dict(base_channels=8, channel_mults=[1, 2], embedding_dim=16, heads=2, no
 MEAN = {"sic": 0.6, "sit": 1.5, "snt": 0.2, "siu": 0.0, "siv": 0.0}
 
 
-def emulator(kind="deterministic", mode="emulator", seed=0, scale=0.05) -> Corrector:
-    """A random (perturbed-weights) tiny network: a fresh one outputs exactly 0 (zero-initialised head)."""
-    cfg = CorrectorConfig(kind=kind, mode=mode, network=TINY, sampler={"name": "dpmpp_2m", "steps": 3})
+def emulator(kind="deterministic", mode="emulator", seed=0, scale=0.05, states=None) -> Corrector:
+    """A random (perturbed-weights) tiny network: a fresh one outputs exactly 0 (zero-initialised head).
+    states: `emulator_state_variables` (None: the default, the velocities in emulator mode)."""
+    cfg = CorrectorConfig(kind=kind, mode=mode, network=TINY, sampler={"name": "dpmpp_2m", "steps": 3},
+                          emulator_state_variables=states)
     torch.manual_seed(seed)
     model = CorrectorModel(cfg, len(cfg.conditioning))
     with torch.no_grad():
@@ -55,9 +57,10 @@ def dot(a, b):
     return float(np.sum(np.asarray(a, np.float64) * np.asarray(b, np.float64)))
 
 
+@pytest.mark.parametrize("states", [[], ["siu", "siv"]])
 @pytest.mark.parametrize("steps", [1, 4])
-def test_adjoint_identity_float64_one_step_and_rollout(steps):
-    c = emulator()
+def test_adjoint_identity_float64_one_step_and_rollout(steps, states):
+    c = emulator(states=states)
     mask, inputs = mask_and_inputs(c, steps)
     roll = CorrectorRollout(c, inputs, mask=mask)
     rng = np.random.default_rng(1)
@@ -96,8 +99,9 @@ def test_adjoint_identity_holds_through_active_bounds():
     assert abs(lhs - rhs) <= 1e-6 * abs(lhs)
 
 
-def test_tangent_linear_matches_finite_differences():
-    c = emulator()
+@pytest.mark.parametrize("states", [[], ["siu", "siv"]])
+def test_tangent_linear_matches_finite_differences(states):
+    c = emulator(states=states)
     mask, inputs = mask_and_inputs(c, 3)
     roll = CorrectorRollout(c, inputs, mask=mask)
     rng = np.random.default_rng(3)
@@ -109,6 +113,31 @@ def test_tangent_linear_matches_finite_differences():
         fd = (roll.forward(x0 + eps * dx) - roll.forward(x0 - eps * dx)) / (2 * eps)
         errors.append(np.abs(fd - dtraj).max() / np.abs(dtraj).max())
     assert errors[-1] < 1e-5 and errors[-1] < errors[0]
+
+
+@pytest.mark.parametrize("states", [[], ["siu", "siv"], ["siv"]])
+def test_rollout_step_is_the_applied_emulator_sample(states):
+    """One rollout step equals `Corrector.apply` of the network output: next state for the state variables (no
+    identity part: the initial value enters only through the conditioning), initial + tendency for the others."""
+    c = emulator(states=states)
+    mask, inputs = mask_and_inputs(c, 1)
+    roll = CorrectorRollout(c, inputs, mask=mask)
+    x = interior_state(np.random.default_rng(8), mask)
+    cond = {n: x[n[8:]][None] if n.startswith("initial_") else inputs[0][n][None] for n in c.conditioning_names}
+    want = c.apply({v: x[v][None] for v in c.variables}, c.sample(cond, members=1), mask=mask)
+    got = roll.forward(roll.state_array(x))[1]
+    for k, v in enumerate(c.variables):
+        np.testing.assert_allclose(got[k], want[v][0, 0], atol=1e-5, err_msg=v)
+    # the same network as a tendency model: its Jacobian differs exactly by the identity on the state variables
+    # (velocities only: they are not clipped, while a next-state sit/snt of this random network would be)
+    dx = np.random.default_rng(9).normal(size=(5, N, N))
+    _, d = roll.step_tlm(roll.state_array(x), dx)
+    _, d_tendency = CorrectorRollout(emulator(states=[]), inputs, mask=mask).step_tlm(roll.state_array(x), dx)
+    east, north = open_faces(mask, N, N)
+    keep = {"siu": east, "siv": north}
+    for k, v in enumerate(c.variables):
+        identity = keep.get(v, mask) * dx[k] if v in states else 0.0
+        np.testing.assert_allclose(d_tendency[k] - d[k], identity, atol=1e-12, err_msg=v)
 
 
 def test_float64_tangent_of_the_correction_network():

@@ -125,3 +125,23 @@ def test_save_rejects_non_plain_extra(saved, tmp_path):
                         normalization=c.normalization, grid=saved["grid"], variables_units=UNITS,
                         extra={"arr": np.zeros(3)})
     assert not list(tmp_path.glob("x.pt*"))
+
+
+def test_checkpoint_from_before_emulator_state_variables_loads_as_all_tendencies(saved, tmp_path):
+    """A stored config without `emulator_state_variables` was trained on tendencies only: it loads as [], not as
+    today's default (the velocities); a checkpoint written now keeps its list."""
+    import yaml
+
+    cfg = tiny_cfg(mode="emulator")
+    c = corrector_for(cfg)
+    path = save_checkpoint(tmp_path / "emu.pt", model_state=c.model.state_dict(), ema_state=None, config=cfg,
+                           normalization=c.normalization, grid=saved["grid"], variables_units=UNITS)
+    assert Corrector.load(path).state_variables == ["siu", "siv"]
+    raw = torch.load(path, weights_only=True)
+    stored = yaml.safe_load(raw["config_yaml"])
+    del stored["emulator_state_variables"]
+    raw["config_yaml"] = yaml.safe_dump(stored, sort_keys=False)
+    old = tmp_path / "old.pt"
+    torch.save(raw, old)
+    loaded = Corrector.load(old)
+    assert loaded.config.emulator_state_variables == [] and loaded.state_variables == []

@@ -5,7 +5,7 @@ import torch
 from pydantic import ValidationError
 
 from corrector.config import CorrectorConfig, NetworkConfig, SamplerConfig
-from corrector.fields import conditioning_names, stack, target_arrays, unstack
+from corrector.fields import conditioning_names, stack, target_arrays, target_names, unstack
 
 
 def test_default_conditioning_residual_and_emulator():
@@ -56,6 +56,34 @@ def test_target_arrays_modes():
     src = {"residual_sic": np.ones((1, 2, 2)), "reference_sic": np.full((1, 2, 2), 3.0),
            "initial_sic": np.full((1, 2, 2), 1.0)}
     assert target_arrays("residual", ["sic"], src)["sic"].sum() == 4
-    assert np.all(target_arrays("emulator", ["sic"], src)["sic"] == 2.0)
+    assert np.all(target_arrays("emulator", ["sic"], src, state_variables=[])["sic"] == 2.0)
+    with pytest.raises(ValueError, match="emulator mode: give state_variables"):
+        target_arrays("emulator", ["sic"], src)
     with pytest.raises(KeyError, match="residual_sit"):
         target_arrays("residual", ["sit"], src)
+
+
+def test_emulator_state_targets():
+    """Emulator state variables (default: the velocities) have the next state as target, the others the tendency."""
+    src = {"reference_sic": np.full((1, 2, 2), 3.0), "initial_sic": np.full((1, 2, 2), 1.0),
+           "reference_siu": np.full((1, 2, 2), 0.3), "initial_siu": np.full((1, 2, 2), 0.1)}
+    assert target_names("emulator", ["sic", "siu"], ["siu"]) == ["tendency_sic", "next_siu"]
+    t = target_arrays("emulator", ["sic", "siu"], src, state_variables=["siu"])
+    assert np.all(t["sic"] == 2.0) and np.all(t["siu"] == 0.3)
+    with pytest.raises(KeyError, match="reference_siv"):
+        target_arrays("emulator", ["siv"], src, state_variables=["siv"])
+    with pytest.raises(ValueError, match="residual mode has no state targets"):
+        target_names("residual", ["siu"], ["siu"])
+    assert CorrectorConfig(mode="emulator").emulator_state_variables == ["siu", "siv"]
+    assert CorrectorConfig(mode="emulator", variables=["sic", "siu"]).emulator_state_variables == ["siu"]
+    assert CorrectorConfig(mode="residual").emulator_state_variables == []
+    assert CorrectorConfig(mode="emulator", emulator_state_variables=[]).emulator_state_variables == []
+
+
+def test_emulator_state_variables_are_checked():
+    with pytest.raises(ValidationError, match=r"emulator_state_variables: \['sicc'\] not among variables"):
+        CorrectorConfig(mode="emulator", emulator_state_variables=["siu", "sicc"])
+    with pytest.raises(ValidationError, match="only an emulator-mode corrector"):
+        CorrectorConfig(mode="residual", emulator_state_variables=["siu"])
+    with pytest.raises(ValidationError, match=r"conditioning lacks \['initial_siv'\]"):
+        CorrectorConfig(mode="emulator", conditioning=["initial_siu", "uas_t1", "mask"])

@@ -166,6 +166,24 @@ def test_apply_bounds_and_walls():
     np.testing.assert_allclose(out["siu"][inner], (base["siu"][:, None] + sample[:, :, 3])[inner])
 
 
+def test_apply_emulator_state_variables_replace_the_base():
+    """Emulator mode: state variables (siu, siv by default) are set to the sample, the others advance the base."""
+    c = corrector_for(tiny_cfg(mode="emulator"))
+    assert c.state_variables == ["siu", "siv"]
+    rng = np.random.default_rng(1)
+    base = {v: rng.uniform(0.2, 0.8, (2, N, N)) for v in c.variables}
+    sample = rng.normal(0, 0.01, (2, 3, 5, N, N)).astype(np.float32)
+    out = c.apply(base, sample)
+    inner = np.s_[..., :-1, :-1]
+    np.testing.assert_allclose(out["sit"], base["sit"][:, None] + sample[:, :, 1])
+    np.testing.assert_array_equal(out["siu"][inner], sample[:, :, 3][inner])
+    np.testing.assert_array_equal(out["siv"][inner], sample[:, :, 4][inner])
+    assert out["siu"].dtype == np.float64 and np.all(out["siu"][..., -1] == 0)
+    tendency = corrector_for(tiny_cfg(mode="emulator", emulator_state_variables=[]))
+    np.testing.assert_allclose(tendency.apply(base, sample)["siu"][inner], (base["siu"][:, None] +
+                                                                           sample[:, :, 3])[inner])
+
+
 def test_zero_corrector():
     c = Corrector.zero(grid=dict(nx=N, ny=N))
     cond, _ = conditioning(c.config, b=2)
@@ -174,6 +192,8 @@ def test_zero_corrector():
     base = {v: np.full((2, N, N), 0.5) for v in c.variables}
     new = c.apply(base, out)
     assert np.all(new["sic"] == 0.5) and new["sic"].shape == (2, 4, N, N)
+    emulator = Corrector.zero(grid=dict(nx=N, ny=N), mode="emulator")  # persistence: all targets tendencies
+    assert emulator.state_variables == [] and np.all(emulator.apply(base, out)["siu"][..., :-1] == 0.5)
 
 
 def test_per_variable_loss_balance_weights_sparsely_observed_variables_equally():

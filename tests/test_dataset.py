@@ -164,8 +164,10 @@ def test_augmented_item_matches_augmented_fields(pair_file):
 
 
 def test_emulator_target_and_lazy_reading_match_cached(pair_file):
-    cached = PairDataset(pair_file, VARIABLES, COND[:5] + COND[10:], "emulator", indices=[2, 7, 11])
-    lazy = PairDataset(pair_file, VARIABLES, COND[:5] + COND[10:], "emulator", indices=[2, 7, 11], cache_max_mb=0)
+    cached = PairDataset(pair_file, VARIABLES, COND[:5] + COND[10:], "emulator", indices=[2, 7, 11],
+                         state_variables=[])
+    lazy = PairDataset(pair_file, VARIABLES, COND[:5] + COND[10:], "emulator", indices=[2, 7, 11], cache_max_mb=0,
+                       state_variables=[])
     assert cached._memory is not None and lazy._memory is None
     keys = [(2, 1, 1, 0), 0, (1, 0, 1, 1)]
     for a, b in zip(cached.__getitems__(keys), lazy.__getitems__(keys)):
@@ -210,3 +212,29 @@ def test_split_windows_holds_out_whole_runs():
     assert set(runs[val]) == {3, 2} and set(runs[train]) == {0, 1}
     train, val = split_windows(np.zeros(10, int), 0.3)
     assert list(val) == [7, 8, 9]
+
+
+def test_emulator_state_targets_and_their_normalisation(pair_file):
+    """Emulator state variables (the velocities by default) have the next state as target, the others the 12 h
+    tendency; the per-channel target statistics are those of these targets."""
+    from corrector.config import CorrectorConfig
+
+    c = CorrectorConfig(mode="emulator", conditioning=COND[:5] + COND[10:])
+    ds = PairDataset.for_config(c, pair_file, indices=[2, 7, 11])
+    assert ds.target_names == ["tendency_sic", "tendency_sit", "tendency_snt", "next_siu", "next_siv"]
+    norm, _ = ds.fit_normalization()
+    with xr.open_dataset(pair_file) as f:
+        ref = {v: f[f"reference_{v}"].values[[2, 7, 11]] for v in VARIABLES}
+        ini = {v: f[f"initial_{v}"].values[[2, 7, 11]] for v in VARIABLES}
+    ocean = ds.ocean
+    for k, v in enumerate(VARIABLES):
+        want = ref[v] if v in ("siu", "siv") else ref[v] - ini[v]
+        vals = want[:, ocean]
+        vals = vals[np.isfinite(vals)]
+        assert norm.target_mean[k] == pytest.approx(vals.mean(), rel=1e-4, abs=1e-7), v
+        assert norm.target_std[k] == pytest.approx(vals.std(), rel=1e-3), v
+    item = ds.with_normalization(norm)[1]
+    k = VARIABLES.index("siu")
+    obs = np.isfinite(ref["siu"][1]) & ocean
+    expect = (ref["siu"][1] - norm.target_mean[k]) / norm.target_std[k]
+    np.testing.assert_allclose(item["target"][k].numpy(), np.where(obs, expect, 0), atol=1e-5)

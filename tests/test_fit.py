@@ -1,6 +1,7 @@
 """Training loop: learning, exact resume, gappy targets, time budget, schedule, configs, errors."""
 from __future__ import annotations
 
+import contextlib
 import csv
 from pathlib import Path
 
@@ -11,8 +12,8 @@ import torch
 from corrector.checkpoint import load_checkpoint
 from corrector.model import CorrectorModel
 from icecorr.config import ConfigError, load_config
-from training.dataset import PairDataset, collate
-from training.fit import EMA, learning_rate, main, run_train
+from training.dataset import PairDataset, collate, epoch_batches
+from training.fit import EMA, build_data, learning_rate, main, run_train, setup_env, validate
 from training.train_config import TrainConfig, TrainRunConfig
 from tests.test_dataset_synthetic import write_pair_file
 
@@ -185,3 +186,44 @@ def test_cli_dry_run_and_missing_file(files, tmp_path, capsys):
     assert main([str(CONFIGS / "train_tiny.yaml"), f"train.data.train_file={tmp_path / 'missing.nc'}",
                  "--dry-run"]) == 2
     assert "missing.nc" in capsys.readouterr().err
+
+
+def test_emulator_validation_skill_is_measured_against_persistence(files, tmp_path):
+    """Persistence scores skill 0 on every variable — zero tendency for sic/sit/snt, the initial state for the
+    velocities, which are predicted as the next state — and a perfect prediction scores 1."""
+    cfg = tiny(files, tmp_path / "emu", "corrector.mode=emulator", "corrector.kind=deterministic",
+               "train.skill_batches=2")
+    c = cfg.corrector
+    assert c.emulator_state_variables == ["siu", "siv"]
+    env = setup_env(cfg.train, "cpu")
+    data = build_data(cfg, env)
+    n = data.normalization
+    assert data.val.target_names[3:] == ["next_siu", "next_siv"]
+
+    class Fixed(torch.nn.Module):
+        """sample_normalised returns persistence (or, with `perfect`, the validation targets in order)."""
+
+        def __init__(self, perfect=None):
+            super().__init__()
+            self.perfect = perfect
+
+        def loss(self, target, *args, **kwargs):
+            return target.sum() * 0.0
+
+        def sample_normalised(self, cond, labels, noise, steps):
+            if self.perfect is not None:
+                return self.perfect.pop(0)
+            out = torch.empty(cond.shape[0], len(c.variables), *cond.shape[-2:])
+            for k, v in enumerate(c.variables):
+                j = c.conditioning.index(f"initial_{v}")
+                phys = cond[:, j] * n.cond_std[j] + n.cond_mean[j] if v in c.emulator_state_variables else 0.0
+                out[:, k] = (phys - n.target_mean[k]) / n.target_std[k]
+            return out
+
+    skill = validate(Fixed(), data, cfg, env, contextlib.nullcontext)
+    for v in c.variables:
+        assert skill[f"val_skill_{v}"] == pytest.approx(0.0, abs=1e-5), v
+    batches = epoch_batches(len(data.val), cfg.train.batch_size, 0, 0, augment=False, shuffle=False,
+                            drop_last=False)[:2]
+    targets = [collate(data.val.__getitems__(b))["target"] for b in batches]
+    assert validate(Fixed(targets), data, cfg, env, contextlib.nullcontext)["val_skill"] == pytest.approx(1.0)

@@ -112,7 +112,7 @@ def test_observation_file_trains_only_on_observed_cells(twin, tmp_path):
     from corrector.config import CorrectorConfig
 
     c = CorrectorConfig(kind="deterministic", mode="emulator")
-    ds = PairDataset(out, c.variables, c.conditioning, c.mode)
+    ds = PairDataset.for_config(c, out)
     norm, coverage = ds.fit_normalization()
     for k, v in enumerate(c.variables):
         if v in ("sic", "sit", "snt"):

@@ -1,8 +1,9 @@
 """Training items from training-pair NetCDF files: normalised target, stacked conditioning, augmentation labels, mask.
 
 An item (a dict of float32 tensors) holds
-* `target` (V, ny, nx): the residual reference − forecast (mode 'residual') or the 12 h tendency reference − initial
-  (mode 'emulator') for the ML variables, normalised per channel; 0 where unobserved;
+* `target` (V, ny, nx): for the ML variables, the residual reference − forecast (mode 'residual') or, mode
+  'emulator', the state at t+12 h (reference, for the `state_variables`) or the 12 h tendency reference − initial
+  (the others) — `corrector.fields.target_names` — normalised per channel; 0 where unobserved;
 * `target_mask` (V, ny, nx): 1 where the target is observed (finite, ocean, and `observed_{v}` ≠ 0 if the file has
   such a per-variable, per-time mask), else 0 — gappy references are simply NaN;
 * `cond` (C, ny, nx): the conditioning channels in the corrector's order, normalised, 0 (the mean) on land;
@@ -25,7 +26,8 @@ import numpy as np
 import torch
 import xarray as xr
 
-from corrector.fields import MASK
+from corrector.config import CorrectorConfig
+from corrector.fields import MASK, target_names, target_terms
 from corrector.normalization import Normalization, NormalizationAccumulator
 from coupling.checks import check_pair_times, check_units, describe_open_error
 from coupling.errors import InputError
@@ -161,17 +163,18 @@ class PairDataset(torch.utils.data.Dataset):
 
     path: the pair NetCDF; variables: ML variables (target channels, e.g. ['sic','sit','snt','siu','siv']);
     cond_names: conditioning channels in order (file variable names such as 'initial_sic', 'uas_t0');
-    mode: 'residual' or 'emulator'; indices: window (time) indices to use (default all);
+    mode: 'residual' or 'emulator'; state_variables (emulator mode): the variables whose target is the next state
+    (`CorrectorConfig.emulator_state_variables`; `for_config` passes it); indices: window (time) indices to use
+    (default all);
     normalization: `corrector.normalization.Normalization` (None = physical units, e.g. to fit the statistics).
     The conditioning channel `mask` is the file's (y, x) ocean mask (all ocean if the file has none).
     """
 
     def __init__(self, path: str | Path, variables: Sequence[str], cond_names: Sequence[str], mode: str,
                  indices: Iterable[int] | None = None, normalization: Normalization | None = None,
-                 cache_max_mb: float = 1024.0):
-        if mode not in ("residual", "emulator"):
-            raise ValueError(f"mode must be 'residual' or 'emulator', got {mode!r}")
+                 cache_max_mb: float = 1024.0, state_variables: Sequence[str] | None = None):
         self.path, self.variables, self.cond_names, self.mode = Path(path), list(variables), list(cond_names), mode
+        self.target_names = target_names(mode, self.variables, state_variables)
         self.normalization = normalization
         if normalization is not None:
             self._check_normalization(normalization)
@@ -193,6 +196,12 @@ class PairDataset(torch.utils.data.Dataset):
         if size_mb <= cache_max_mb:
             self._memory = self._read_file(self.indices)
 
+    @classmethod
+    def for_config(cls, corrector: CorrectorConfig, path: str | Path, **kw) -> "PairDataset":
+        """The items a corrector with config `corrector` trains on: its variables, targets and conditioning."""
+        return cls(path, corrector.variables, list(corrector.conditioning), corrector.mode,
+                   state_variables=corrector.emulator_state_variables, **kw)
+
     # --- file access -------------------------------------------------------------------------------------------
     def _open(self) -> xr.Dataset:
         """The lazily opened file, re-opened in each DataLoader worker process (handles are not fork-safe)."""
@@ -212,10 +221,7 @@ class PairDataset(torch.utils.data.Dataset):
 
     def _target_sources(self) -> list[str]:
         """File variables read to form the target (and optional observation masks)."""
-        out = []
-        for v in self.variables:
-            out += [f"reference_{v}", f"initial_{v}"] if self.mode == "emulator" else [f"residual_{v}"]
-        return out
+        return [f for name in self.target_names for f in target_terms(name) if f is not None]
 
     def _check(self, ds: xr.Dataset) -> None:
         for dim in ("time", "y", "x"):
@@ -254,11 +260,11 @@ class PairDataset(torch.utils.data.Dataset):
         order = np.argsort(idx, kind="stable")
         sorted_idx = idx[order]
         target = np.empty((len(idx), len(self.variables), self.ny, self.nx), np.float32)
-        for k, v in enumerate(self.variables):
-            if self.mode == "emulator":
-                t = self._var(ds, f"reference_{v}", sorted_idx) - self._var(ds, f"initial_{v}", sorted_idx)
-            else:
-                t = self._var(ds, f"residual_{v}", sorted_idx)
+        for k, (v, name) in enumerate(zip(self.variables, self.target_names)):
+            plus, minus = target_terms(name)
+            t = self._var(ds, plus, sorted_idx)
+            if minus is not None:
+                t = t - self._var(ds, minus, sorted_idx)
             if f"observed_{v}" in ds.variables:  # optional per-variable, per-time observation mask
                 t = np.where(self._var(ds, f"observed_{v}", sorted_idx) > 0.5, t, np.nan)
             target[order, k] = t

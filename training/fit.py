@@ -185,16 +185,15 @@ def build_data(cfg: TrainRunConfig, env: Env, normalization: Optional[Normalizat
 
     Only rank 0 fits the statistics (a streaming pass over the train split); the others receive them."""
     c, d = cfg.corrector, cfg.train.data
-    names = list(c.conditioning)
-    train = PairDataset(d.train_file, c.variables, names, c.mode, cache_max_mb=0.0)
+    train = PairDataset.for_config(c, d.train_file, cache_max_mb=0.0)
     train_idx, val_idx = np.arange(len(train)), None
     if d.val_file is None:
         train_idx, val_idx = split_windows(train.runs, d.val_fraction)
     if d.max_train_samples:
         train_idx = train_idx[: d.max_train_samples]
-    train = PairDataset(d.train_file, c.variables, names, c.mode, indices=train_idx, cache_max_mb=d.cache_max_mb)
+    train = PairDataset.for_config(c, d.train_file, indices=train_idx, cache_max_mb=d.cache_max_mb)
     if d.val_file is not None:
-        val = PairDataset(d.val_file, c.variables, names, c.mode, cache_max_mb=0.0)
+        val = PairDataset.for_config(c, d.val_file, cache_max_mb=0.0)
         val_idx = np.arange(len(val))
         val_path = d.val_file
     else:
@@ -210,7 +209,7 @@ def build_data(cfg: TrainRunConfig, env: Env, normalization: Optional[Normalizat
         if np.isfinite(val.grid_dx) and np.isfinite(train.grid_dx) and not np.isclose(val.grid_dx, train.grid_dx):
             raise InputError(str(d.val_file), "grid_dx", f"{val.grid_dx:g} m differs from the train file's "
                                                          f"{train.grid_dx:g} m")
-    val = (PairDataset(val_path, c.variables, names, c.mode, indices=val_idx, cache_max_mb=d.cache_max_mb)
+    val = (PairDataset.for_config(c, val_path, indices=val_idx, cache_max_mb=d.cache_max_mb)
            if val_idx is not None and len(val_idx) else None)
     payload = [None, None]
     if env.main:
@@ -246,8 +245,10 @@ def validate(model: nn.Module, data: Data, cfg: TrainRunConfig, env: Env, autoca
 
     skill = mean over variables of 1 − RMSE(corrected) / RMSE(uncorrected), physical units, observed ocean cells,
     on the first `skill_batches` validation batches. The uncorrected forecast has error = target (residual mode);
-    in emulator mode the reference is persistence (zero tendency). The corrected prediction is the network output
-    (deterministic) or the mean of `skill_members` samples with `skill_steps` sampler steps (diffusion).
+    in emulator mode the reference is persistence: a zero tendency, or the initial state (read from the `initial_{v}`
+    conditioning channel) for the `emulator_state_variables`, whose target is the next state. The corrected
+    prediction is the network output (deterministic) or the mean of `skill_members` samples with `skill_steps`
+    sampler steps (diffusion).
     """
     t, val = cfg.train, data.val
     if val is None:
@@ -262,6 +263,11 @@ def validate(model: nn.Module, data: Data, cfg: TrainRunConfig, env: Env, autoca
     members = 1 if cfg.corrector.kind == "deterministic" else t.skill_members
     std = torch.as_tensor(data.normalization.target_std, device=env.device, dtype=torch.float32)[:, None, None]
     mean = torch.as_tensor(data.normalization.target_mean, device=env.device, dtype=torch.float32)[:, None, None]
+    c = cfg.corrector
+    persist = [(k, c.conditioning.index(f"initial_{v}")) for k, v in enumerate(c.variables)
+               if v in c.emulator_state_variables]  # (target channel, conditioning channel of its initial state)
+    cond_std, cond_mean = (torch.as_tensor(a, device=env.device, dtype=torch.float32)
+                           for a in (data.normalization.cond_std, data.normalization.cond_mean))
     model.eval()
     for b, batch in enumerate(_loader(val, batches, 0)):
         if t.val_batches is not None and b >= t.val_batches and b >= t.skill_batches:
@@ -282,8 +288,12 @@ def validate(model: nn.Module, data: Data, cfg: TrainRunConfig, env: Env, autoca
             pred = pred.float().reshape(n, members, n_vars, *cond.shape[-2:]).mean(1)
             m = batch["target_mask"]
             truth = batch["target"] * std + mean
+            reference = torch.zeros_like(truth)  # persistence / the uncorrected forecast
+            for k, j in persist:
+                reference[:, k] = batch["cond"][:, j] * cond_std[j] + cond_mean[j]
             err_corr = (pred * std + mean - truth) * m
-            sse += torch.stack([(err_corr ** 2).sum((0, 2, 3)).double(), ((truth * m) ** 2).sum((0, 2, 3)).double(),
+            err_ref = (reference - truth) * m
+            sse += torch.stack([(err_corr ** 2).sum((0, 2, 3)).double(), (err_ref ** 2).sum((0, 2, 3)).double(),
                                 m.sum((0, 2, 3)).double()])
     _all_reduce(loss_sum, env)
     _all_reduce(sse, env)
@@ -423,6 +433,8 @@ def load_base_stage(cfg: TrainRunConfig, normalization: Normalization) -> tuple[
     base = load_checkpoint(path)
     for what, mine, theirs in (("kind", "deterministic", base.config.kind), ("mode", c.mode, base.config.mode),
                                ("variables", c.variables, base.config.variables),
+                               ("emulator_state_variables", c.emulator_state_variables,
+                                base.config.emulator_state_variables),
                                ("conditioning", c.conditioning, base.config.conditioning)):
         if mine != theirs:
             raise InputError(str(path), what, f"regression stage has {theirs!r}, this run needs {mine!r}")
@@ -715,8 +727,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             for name in ("train_file", "val_file"):
                 f = getattr(cfg.train.data, name)
                 if f is not None:
-                    PairDataset(f, cfg.corrector.variables, cfg.corrector.conditioning, cfg.corrector.mode,
-                                cache_max_mb=0.0)
+                    PairDataset.for_config(cfg.corrector, f, cache_max_mb=0.0)
             print(_dump(cfg))
             return 0
         path = run_train(cfg, device=args.device, progress=False if args.no_progress else None)
