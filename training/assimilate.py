@@ -612,7 +612,7 @@ def run_assimilate(cfg: AssimilateConfig, out_dir: Path | None = None, log=print
     out = Path(out_dir or cfg.out_dir)
     c = Corrector.load(cfg.checkpoint, device="cpu")
     if c.mode != "emulator":
-        raise CheckpointError(str(cfg.checkpoint), "4D-Var needs an emulator-mode checkpoint (the 12 h tendency); a "
+        raise CheckpointError(str(cfg.checkpoint), "4D-Var needs an emulator-mode checkpoint (the whole 12 h step); a "
                               "residual corrector needs the coarse model's adjoint, which does not exist")
     if c.kind != "deterministic":
         log("note: diffusion emulator — linearising one member with fixed noise (seed 0)")

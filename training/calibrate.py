@@ -43,7 +43,8 @@ def _windows(path: Path, corrector: Corrector, n_windows: int) -> tuple[dict, di
             values = np.asarray(ds[name].values, np.float64)
             cond[name] = values if name == MASK else values[idx]
         source = {k: np.asarray(ds[k].values[idx], np.float64) for k in ds.data_vars if "time" in ds[k].dims}
-        target = target_arrays(corrector.mode, corrector.variables, source)
+        target = target_arrays(corrector.mode, corrector.variables, source,
+                               state_variables=corrector.config.emulator_state_variables)
         ocean = np.asarray(ds[MASK].values) > 0.5 if MASK in ds else np.ones(ds[corrector.variables[0]].shape[-2:],
                                                                              bool)
     return cond, target, ocean
