@@ -96,8 +96,20 @@ class TorchBounds:
         for v in ("sit", "snt"):
             if v in i:
                 ch[i[v]] = ch[i[v]].clamp(min=0.0)
-                if "sic" in i:  # no volume without ice (the same rule as corrector.bounds)
-                    ch[i[v]] = torch.where(ch[i["sic"]] > 0, ch[i[v]], torch.zeros_like(ch[i[v]]))
+        # the rules of corrector.bounds, in its order: no area without volume, no volume or velocity without ice
+        if "sic" in i and "sit" in i:
+            ch[i["sic"]] = torch.where(ch[i["sit"]] > 0, ch[i["sic"]], torch.zeros_like(ch[i["sic"]]))
+        if "sic" in i:
+            no_ice = ch[i["sic"]] <= 0
+            for v in ("sit", "snt"):
+                if v in i:
+                    ch[i[v]] = torch.where(no_ice, torch.zeros_like(ch[i[v]]), ch[i[v]])
+            for v, east in (("siu", True), ("siv", False)):
+                if v in i:
+                    d = -1 if east else -2  # the neighbour across the face; none beyond the east/north edge
+                    edge = torch.ones_like(no_ice.narrow(d, 0, 1))
+                    free = no_ice & torch.cat([no_ice.narrow(d, 1, no_ice.shape[d] - 1), edge], dim=d)
+                    ch[i[v]] = torch.where(free, torch.zeros_like(ch[i[v]]), ch[i[v]])
         for v in ("sic", "sit", "snt"):
             if v in i:
                 ch[i[v]] = ch[i[v]] * self.ocean

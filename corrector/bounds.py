@@ -1,8 +1,11 @@
 """Physical bounds of a corrected state, with counts of how often each clip fired.
 
-sic ∈ [0, 1]; sit ≥ 0; snt ≥ 0; no ice volume where sic = 0 (sit = snt = 0 there); damage ∈ [0, 1] if present.
-Velocities are not bounded here; `zero_walls` enforces the C-grid closed walls (last siu column, last siv row) and
-faces touching land. Without clipping, deterministic rollouts leave the physical range within days (Finn et al. 2024,
+sic ∈ [0, 1]; sit ≥ 0; snt ≥ 0; no ice area without volume (sic = 0 where sit = 0) and no volume without area
+(sit = snt = 0 where sic = 0); damage ∈ [0, 1] if present. Velocities: 0 on a C-grid face with no ice on either side
+(the coarse model keeps u = 0 on faces without ice mass, so a zero correction leaves its states unchanged; a
+correction there would be a velocity of nothing, which a later step turns into ice moving at many m/s when
+concentration returns). `zero_walls` enforces the closed walls (last siu column, last siv row) and faces touching
+land. Without clipping, deterministic rollouts leave the physical range within days (Finn et al. 2024,
 fig. B1), so every corrected state goes through `apply_bounds`.
 """
 from __future__ import annotations
@@ -46,6 +49,10 @@ def apply_bounds(fields: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray
     clip("sit", 0.0, None)
     clip("snt", 0.0, None)
     clip("damage", 0.0, 1.0)
+    if "sic" in out and "sit" in out:
+        no_volume = (out["sit"] <= 0.0) & (out["sic"] > 0.0)
+        counts["sic_without_volume"] = int(np.count_nonzero(no_volume))
+        out["sic"][no_volume] = 0.0
     if "sic" in out:
         no_ice = out["sic"] <= 0.0
         for name in ("sit", "snt"):
@@ -56,7 +63,24 @@ def apply_bounds(fields: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray
                 if n:
                     a[fired] = 0.0
                 counts[f"{name}_without_ice"] = n
+        for name, (east, north) in (("siu", (True, False)), ("siv", (False, True))):
+            if name in out:
+                a = out[name]
+                fired = ice_free_faces(no_ice, east=east) & (a != 0.0)
+                counts[f"{name}_without_ice"] = int(np.count_nonzero(fired))
+                a[fired] = 0.0
     return out, counts
+
+
+def ice_free_faces(no_ice: np.ndarray, east: bool) -> np.ndarray:
+    """(…, ny, nx) bool: the east (east=True) or north face of each cell has no ice on either side; the faces on the
+    east/north edge have one side only."""
+    other = np.ones_like(no_ice)
+    if east:
+        other[..., :-1] = no_ice[..., 1:]
+    else:
+        other[..., :-1, :] = no_ice[..., 1:, :]
+    return no_ice & other
 
 
 def zero_walls(fields: Mapping[str, np.ndarray], mask: np.ndarray | None = None) -> tuple[dict, dict[str, int]]:

@@ -163,7 +163,29 @@ def test_apply_bounds_and_walls():
     assert np.all(out["siu"][..., -1] == 0) and np.all(out["siv"][..., -1, :] == 0)
     assert c.last_bounds_counts["sic"] > 0
     inner = np.s_[..., :-1, :-1]
-    np.testing.assert_allclose(out["siu"][inner], (base["siu"][:, None] + sample[:, :, 3])[inner])
+    no_ice = out["sic"] <= 0
+    iced_face = ~(no_ice[..., :, :-1] & no_ice[..., :, 1:])  # east faces with ice on at least one side
+    want = np.where(iced_face, (base["siu"][:, None] + sample[:, :, 3])[..., :-1], 0.0)
+    np.testing.assert_allclose(out["siu"][..., :-1], want)
+    assert c.last_bounds_counts["siu_without_ice"] > 0
+
+
+def test_bounds_no_area_without_volume_no_velocity_without_ice():
+    """sic = 0 where sit = 0; sit = snt = 0 where sic = 0; a face with no ice on either side has no velocity."""
+    from corrector.bounds import apply_bounds
+
+    sic = np.array([[0.5, 0.3, 0.0], [0.0, 0.0, 0.8], [0.2, 0.0, 0.0]])
+    sit = np.array([[1.0, -0.1, 2.0], [0.0, 0.5, 1.0], [0.0, 0.0, 0.0]])
+    ones = np.ones((3, 3))
+    out, counts = apply_bounds({"sic": sic, "sit": sit, "snt": 0.1 * ones, "siu": ones, "siv": ones})
+    np.testing.assert_array_equal(out["sic"], [[0.5, 0, 0], [0, 0, 0.8], [0, 0, 0]])  # (0,1): sit < 0; (2,0): sit 0
+    np.testing.assert_array_equal(out["sit"], [[1, 0, 0], [0, 0, 1], [0, 0, 0]])
+    np.testing.assert_array_equal(out["snt"], 0.1 * (out["sic"] > 0))
+    # east faces: ice on either side of (j, i)|(j, i+1); the last column has one side only
+    np.testing.assert_array_equal(out["siu"], [[1, 0, 0], [0, 1, 1], [0, 0, 0]])
+    # north faces: ice on either side of (j, i)|(j+1, i)
+    np.testing.assert_array_equal(out["siv"], [[1, 0, 1], [0, 0, 1], [0, 0, 0]])
+    assert counts["sic_without_volume"] == 2 and counts["siu_without_ice"] == 6 and counts["siv_without_ice"] == 6
 
 
 def test_apply_emulator_state_variables_replace_the_base():

@@ -57,11 +57,12 @@ def test_coupled_correction_creates_no_volume_at_a_thin_forecast_cell():
     fc = thin_forecast()
     new = corr(0, range(1), fc, fc)
     sic, sit = new[0, 0], new[0, 1]
-    assert sic[CELL] == fc[0, 0][CELL] + 0.01
-    # was: sit 4000 m, i.e. 40 m of ice volume created at that cell in one step
-    assert sit[CELL] == 0.0 and sic[CELL] * sit[CELL] <= fc[0, 0][CELL] * fc[0, 1][CELL]
+    # was: sit 4000 m, i.e. 40 m of ice volume created at that cell in one step; now no thickness, and the
+    # concentration added without volume is removed by the bounds (no area without volume)
+    assert sit[CELL] == 0.0 and sic[CELL] == 0.0
+    np.testing.assert_array_equal(np.delete(sic.ravel(), CELL[0] * 16 + CELL[1]), 0.91)
     np.testing.assert_array_equal(np.delete(sit.ravel(), CELL[0] * 16 + CELL[1]), 1.5)
-    assert corr.bounds_counts["thin_forecast_thickness"] == 2
+    assert corr.bounds_counts["thin_forecast_thickness"] == 2 and corr.bounds_counts["sic_without_volume"] == 1
 
 
 def test_offline_correction_creates_no_volume_at_a_thin_forecast_cell(tmp_path):
@@ -75,4 +76,7 @@ def test_offline_correction_creates_no_volume_at_a_thin_forecast_cell(tmp_path):
                       corrector=RaiseConcentration(tiny_corrector()))
     res = xr.load_dataset(out)
     assert (res["sit"].values[:, :, CELL[0], CELL[1]] == 0).all()
-    assert np.allclose(res["sic"].values[:, :, CELL[0], CELL[1]], 1e-6 + 0.01)
+    assert (res["sic"].values[:, :, CELL[0], CELL[1]] == 0).all()  # no area without volume
+    assert np.allclose(np.delete(res["sic"].values.reshape(2, 2, -1), CELL[0] * 16 + CELL[1], axis=-1),
+                       np.delete(ds["forecast_sic"].values.reshape(2, 1, -1), CELL[0] * 16 + CELL[1], axis=-1)
+                       .clip(max=0.99) + 0.01, atol=1e-6)
