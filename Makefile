@@ -7,7 +7,7 @@ PY := .venv/bin/python
 # the editable install rebuilds the Fortran extension on import with meson/ninja from the venv
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup demo test bench
+.PHONY: setup demo test bench longrun
 setup:
 	./scripts/setup.sh
 
@@ -19,3 +19,6 @@ test: setup
 
 bench: setup
 	$(PY) -m benchmarks
+
+longrun: setup
+	./scripts/longrun.sh
