@@ -63,7 +63,7 @@ def apply_bounds(fields: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray
                 if n:
                     a[fired] = 0.0
                 counts[f"{name}_without_ice"] = n
-        for name, (east, north) in (("siu", (True, False)), ("siv", (False, True))):
+        for name, east in (("siu", True), ("siv", False)):
             if name in out:
                 a = out[name]
                 fired = ice_free_faces(no_ice, east=east) & (a != 0.0)
