@@ -21,10 +21,14 @@ def test_bounds_always_hold(sic, sit, snt, damage, siu):
     assert np.all((out["damage"] >= 0) & (out["damage"] <= 1))
     no_ice = out["sic"] == 0
     assert np.all(out["sit"][no_ice] == 0) and np.all(out["snt"][no_ice] == 0)
-    assert np.array_equal(out["siu"], siu)  # velocities untouched
+    assert np.all(out["sic"][out["sit"] == 0] == 0)  # no area without volume
+    # east-face velocities: 0 where neither neighbour has ice (one neighbour on the last column), else untouched
+    east_neighbour = np.concatenate([no_ice[..., 1:], np.ones_like(no_ice[..., :1])], axis=-1)
+    free = no_ice & east_neighbour
+    assert np.all(out["siu"][free] == 0) and np.array_equal(out["siu"][~free], siu[~free])
     assert counts["sic"] == np.count_nonzero((sic < 0) | (sic > 1))
-    # values already in bounds are unchanged
-    ok = (sic > 0) & (sic <= 1)
+    # values already in bounds (with ice volume) are unchanged
+    ok = (sic > 0) & (sic <= 1) & (sit > 0)
     assert np.array_equal(out["sic"][ok], sic[ok])
     # inputs not modified
     assert out["sit"] is not sit
