@@ -83,6 +83,30 @@ def ice_free_faces(no_ice: np.ndarray, east: bool) -> np.ndarray:
     return no_ice & other
 
 
+#: below this forecast concentration the diagnosed thickness V/A of the coarse model is ill-conditioned (tiny A with
+#: disproportionate V after transport: sit of 10³–10⁶ m were seen in year-long runs); such a thickness is not used
+#: as the base of a correction, or a correction that raises sic there creates ice volume from nothing
+THIN_FORECAST_SIC = 1e-3
+
+
+def guard_thin_forecast(base: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
+    """The residual-mode base with `sit`/`snt` set to 0 where the forecast `sic` < THIN_FORECAST_SIC, and the number
+    of values this changed (sit/snt that were non-zero there). The volume given up is < 1e-3 · sit per cell."""
+    out = dict(base)
+    if "sic" not in base:
+        return out, 0
+    thin = np.asarray(base["sic"]) < THIN_FORECAST_SIC
+    fired = 0
+    for v in ("sit", "snt"):
+        if v in base:
+            a = np.asarray(base[v])
+            hit = thin & (a != 0.0)
+            if hit.any():
+                fired += int(np.count_nonzero(hit))
+                out[v] = np.where(thin, 0.0, a)
+    return out, fired
+
+
 def zero_walls(fields: Mapping[str, np.ndarray], mask: np.ndarray | None = None) -> tuple[dict, dict[str, int]]:
     """Zero C-grid velocities on closed walls and on faces touching land; return (copies, counts of changed values).
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .bounds import apply_bounds, zero_walls
+from .bounds import apply_bounds, guard_thin_forecast, zero_walls
 from .checkpoint import CheckpointData, CheckpointError, load_checkpoint, mask_hash
 from .config import ML_VARIABLES, CorrectorConfig, SamplerConfig
 from .fields import MASK, stack
@@ -201,7 +201,8 @@ class Corrector:
     def apply(self, base: Mapping[str, np.ndarray], sample: np.ndarray,
               mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """base + sample — the sample itself for `state_variables` (emulator mode: predicted as the next state, the
-        base is ignored) — then closed walls (C-grid velocities; land faces if `mask` (ny, nx) is given) and
+        base is ignored; residual mode: no forecast thickness where the forecast has almost no ice,
+        `bounds.guard_thin_forecast`, except for the zero corrector, which stays the identity) — then closed walls (C-grid velocities; land faces if `mask` (ny, nx) is given) and
         physical bounds. base: {variable: (B, M, ny, nx) or (B, ny, nx)} (the coarse forecast in residual mode, the
         initial state in emulator mode); sample: (B, M, n_vars, ny, nx). Returns {variable: (B, M, ny, nx)} plus
         any other base entries unchanged. Counts of clipped values are left in `last_bounds_counts`.
@@ -210,6 +211,9 @@ class Corrector:
         if sample.ndim != 5 or sample.shape[2] != len(self.variables):
             raise ValueError(f"sample: shape {sample.shape}, expected (B, M, {len(self.variables)}, ny, nx)")
         b, m = sample.shape[:2]
+        thin = 0
+        if self.mode == "residual" and not self.is_zero:
+            base, thin = guard_thin_forecast(base)
         out: dict[str, np.ndarray] = {k: v for k, v in base.items() if k not in self.variables}
         states = self.state_variables
         for k, v in enumerate(self.variables):
@@ -224,5 +228,5 @@ class Corrector:
             out[v] = sample[:, :, k].astype(np.result_type(a, sample)) if v in states else a + sample[:, :, k]
         out, wall_counts = zero_walls(out, mask)
         out, counts = apply_bounds(out)
-        self.last_bounds_counts = {**wall_counts, **counts}
+        self.last_bounds_counts = {**wall_counts, **counts, "thin_forecast_thickness": thin}
         return out

@@ -340,30 +340,6 @@ def build_conditioning(names: Sequence[str], variables: Sequence[str], initial: 
     return out
 
 
-#: below this forecast concentration the diagnosed thickness V/A of the coarse model is ill-conditioned (tiny A with
-#: disproportionate V after transport: sit of 10³–10⁶ m were seen in year-long runs); such a thickness is not used
-#: as the base of a correction, or a correction that raises sic there creates ice volume from nothing
-THIN_FORECAST_SIC = 1e-3
-
-
-def guard_thin_forecast(base: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], int]:
-    """The residual-mode base with `sit`/`snt` set to 0 where the forecast `sic` < THIN_FORECAST_SIC, and the number
-    of values this changed (sit/snt that were non-zero there). The volume given up is < 1e-3 · sit per cell."""
-    out = dict(base)
-    if "sic" not in base:
-        return out, 0
-    thin = np.asarray(base["sic"]) < THIN_FORECAST_SIC
-    fired = 0
-    for v in ("sit", "snt"):
-        if v in base:
-            a = np.asarray(base[v])
-            hit = thin & (a != 0.0)
-            if hit.any():
-                fired += int(np.count_nonzero(hit))
-                out[v] = np.where(thin, 0.0, a)
-    return out, fired
-
-
 class EnsembleCorrection:
     """ML-side correction of ensemble slots (slot = window × members + member) at a step: one batched sample.
 
@@ -400,12 +376,8 @@ class EnsembleCorrection:
         sample = self.c.sample(cond, members=1, steps=self.steps, seeds=self.seeds(slots, step))
         base_arr = forecast if self.c.mode == "residual" else initial
         base = {v: base_arr[:, i] for i, v in enumerate(self.variables)}
-        thin = 0
-        if self.c.mode == "residual" and not getattr(self.c, "is_zero", False):
-            base, thin = guard_thin_forecast(base)
         new = self.c.apply(base, sample, mask=self.mask)
-        counts = {**getattr(self.c, "last_bounds_counts", {}), "thin_forecast_thickness": thin}
-        for k, n in counts.items():
+        for k, n in getattr(self.c, "last_bounds_counts", {}).items():
             self.bounds_counts[k] = self.bounds_counts.get(k, 0) + int(n)
         return np.stack([new[v][:, 0] for v in self.variables], axis=1)
 
@@ -832,10 +804,7 @@ def _correct_chunk(corrector, ds: xr.Dataset, path: Path, t0: int, t1: int, cfg:
             raise InputError(str(path), name, f"NaN/inf in time records {t0}…{t1 - 1}")
     seeds = member_seeds(cfg.seed, np.arange(t0, t1), 0, cfg.members)
     sample = corrector.sample(cond, members=cfg.members, steps=cfg.sampler_steps, seeds=seeds)
-    base = {v: forecast[:, i] for i, v in enumerate(variables)}
-    if not getattr(corrector, "is_zero", False):
-        base, _ = guard_thin_forecast(base)
-    new = corrector.apply(base, sample, mask=mask)
+    new = corrector.apply({v: forecast[:, i] for i, v in enumerate(variables)}, sample, mask=mask)
     return np.stack([new[v] for v in variables], axis=2), forecast
 
 

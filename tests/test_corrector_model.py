@@ -162,7 +162,6 @@ def test_apply_bounds_and_walls():
     assert out["sic"].min() >= 0 and out["sic"].max() <= 1 and out["sit"].min() >= 0
     assert np.all(out["siu"][..., -1] == 0) and np.all(out["siv"][..., -1, :] == 0)
     assert c.last_bounds_counts["sic"] > 0
-    inner = np.s_[..., :-1, :-1]
     no_ice = out["sic"] <= 0
     iced_face = ~(no_ice[..., :, :-1] & no_ice[..., :, 1:])  # east faces with ice on at least one side
     want = np.where(iced_face, (base["siu"][:, None] + sample[:, :, 3])[..., :-1], 0.0)

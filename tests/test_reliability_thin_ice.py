@@ -2,8 +2,9 @@
 
 In a year-long coupled run (runs/longrun/report.md) the coarse model's forecast had cells with sic ≈ 1e-6 and
 sit = V/A ≈ 4560 m; the diffusion corrector raised sic there to ≈ 0.01 and `set_state` turned sit·sic into 37 m of
-ice volume, which spread until the transport failed at day 240. The coupling now treats the forecast thickness as
-0 where the forecast concentration is below THIN_FORECAST_SIC (coupled and offline correction).
+ice volume, which spread until the transport failed at day 240. The corrector now treats the forecast thickness as
+0 where the forecast concentration is below THIN_FORECAST_SIC (`Corrector.apply` in residual mode: coupled
+and offline correction alike).
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import numpy as np
 import xarray as xr
 
 from coupling.config import CorrectConfig
-from coupling.drivers import THIN_FORECAST_SIC, EnsembleCorrection, guard_thin_forecast, run_correct
+from coupling.drivers import EnsembleCorrection, run_correct
+from corrector.bounds import THIN_FORECAST_SIC, guard_thin_forecast
 from tests.mpi_scripts import case
 from tests.mpi_scripts.pairs import make_pair_file
 from tests.mpi_scripts.tiny import tiny_corrector
