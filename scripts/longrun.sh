@@ -6,6 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/longrun}
+DAGGER_ROUNDS=${DAGGER_ROUNDS:-3}
 export PATH="$PWD/.venv/bin:$PATH" OMP_NUM_THREADS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 mkdir -p "$OUT"
@@ -16,17 +17,35 @@ data="train.data.train_file=$OUT/data/train.nc train.data.val_file=$OUT/data/val
 [ -f "$OUT/truth/manifest.json" ] || icecorr generate configs/longrun/truth.yaml --out "$OUT/truth" --no-progress &
 wait
 
-# 2. models, as in the demo: deterministic residual ‖ diffusion emulator, then the diffusion residual corrector on the
-#    frozen deterministic stage ‖ a deterministic emulator (for comparison)
-train() { [ -f "$2/best.pt" ] || icecorr train "$1" $data train.out_dir="$2" train.threads=1 "${@:3}" --no-progress; }
-train configs/train_deterministic.yaml "$OUT/train/deterministic" &
-train configs/train_diffusion_emulator.yaml "$OUT/train/emulator" &
+# 2. models, as in the demo: deterministic residual ‖ diffusion emulator, then a deterministic emulator
+train() { [ -f "$2/best.pt" ] || icecorr train "$1" "${@:3}" train.out_dir="$2" train.threads=1 --no-progress; }
+train configs/train_deterministic.yaml "$OUT/train/deterministic" $data &
+train configs/train_diffusion_emulator.yaml "$OUT/train/emulator" $data &
 wait
-train configs/train_diffusion_residual.yaml "$OUT/train/diffusion" train.base_checkpoint="$OUT/train/deterministic/best.pt" &
-train configs/train_diffusion_emulator.yaml "$OUT/train/emulator_deterministic" corrector.kind=deterministic &
+train configs/train_diffusion_emulator.yaml "$OUT/train/emulator_deterministic" $data corrector.kind=deterministic &
+
+# 3. DAgger for the coupled corrector (training.drift): a corrector trained on re-forecasts from the truth alone
+#    runs away in a 1-year coupled run (melt season), so each round adds the states a coupled run visits, labelled
+#    with the truth: round 1 the free coarse model's drift, round k > 1 also the coupled runs of every earlier
+#    corrector (segments of 15 days restarted from the truth). Validation pairs stay truth-started, so the drift
+#    rounds keep their last checkpoint (last.pt).
+correctors=("$OUT/train/deterministic/best.pt")
+for k in $(seq 1 "$DAGGER_ROUNDS"); do
+  dir="$OUT/train/deterministic_dagger$k"
+  args=(); [ "$k" -gt 1 ] && for c in "${correctors[@]}"; do args+=(--corrector "$c"); done
+  [ -f "$OUT/data/train_dagger$k.nc" ] || python -m training.drift "$OUT/data/train.nc" "$OUT/data/train_dagger$k.nc" \
+    --segment-days 15 "${args[@]}"
+  train configs/train_deterministic.yaml "$dir" train.data.train_file="$OUT/data/train_dagger$k.nc" \
+    train.data.val_file="$OUT/data/val.nc"
+  correctors+=("$dir/last.pt")
+done
+base="${correctors[-1]}"
+train_file="$OUT/data/train_dagger$DAGGER_ROUNDS.nc"; [ "$DAGGER_ROUNDS" -gt 0 ] || train_file="$OUT/data/train.nc"
+train configs/train_diffusion_residual.yaml "$OUT/train/diffusion" train.data.train_file="$train_file" \
+  train.data.val_file="$OUT/data/val.nc" train.base_checkpoint="$base"
 wait
 
-# 3. the long runs against the truth
+# 4. the long runs against the truth
 python -m training.longrun --truth "$OUT/truth/train.nc" --out "$OUT" --members 4 \
   --emulator diffusion="$OUT/train/emulator/best.pt" \
   --emulator deterministic="$OUT/train/emulator_deterministic/best.pt" \

@@ -172,3 +172,87 @@ def test_failure_on_one_rank_fails_every_rank(tmp_path):
     assert "rank 0 caught" in res.stdout and "rank 1 caught" in res.stdout, res.stdout + res.stderr[-2000:]
     assert "model exploded" in res.stdout
     assert not (tmp_path / "out" / "train.nc").exists()
+
+
+def test_drift_pairs_chain_free_model_states(generated):
+    """Drift windows: restarts from the reference every segment, the model's own forecast in between, residual =
+    reference − forecast, reference and forcing untouched, runs kept apart."""
+    from training.dataset import PairDataset
+    from training.drift import DRIFT_RUN_OFFSET, with_drift_pairs
+
+    _, out, _ = generated
+    with xr.open_dataset(out / "train.nc") as ds:
+        pairs = ds.load()
+    both = with_drift_pairs(pairs, segment_steps=2)
+    n = pairs.sizes["time"]
+    assert both.sizes["time"] == 2 * n
+    base, drift = both.isel(time=slice(0, n)), both.isel(time=slice(n, None))
+    assert (base["drift_steps"].values == 0).all() and drift["drift_steps"].values.tolist() == [0, 1, 0, 1]
+    assert (drift["run"].values == pairs["run"].values + DRIFT_RUN_OFFSET).all()
+    for v in ML_VARIABLES:
+        ini, fc = drift[f"initial_{v}"].values, drift[f"forecast_{v}"].values
+        np.testing.assert_array_equal(ini[[0, 2]], pairs[f"initial_{v}"].values[[0, 2]])  # restarts
+        np.testing.assert_array_equal(ini[[1, 3]], fc[[0, 2]])  # free run: the previous forecast
+        np.testing.assert_array_equal(drift[f"reference_{v}"].values, pairs[f"reference_{v}"].values)
+        res = drift[f"residual_{v}"].values.astype(np.float64)
+        np.testing.assert_allclose(res, drift[f"reference_{v}"].values - fc.astype(np.float64), atol=1e-6)
+    # the free state is not the reference: the model error is there from the first free step
+    assert np.abs(drift["initial_sit"].values[1] - pairs["initial_sit"].values[1]).max() > 1e-4
+    np.testing.assert_array_equal(drift["tas_t1"].values, pairs["tas_t1"].values)
+    with pytest.raises(ValueError, match="already hold drift windows"):
+        with_drift_pairs(both, 2)
+    path = out / "with_drift.nc"
+    both.to_netcdf(path)
+    try:
+        from corrector.config import CorrectorConfig
+
+        data = PairDataset.for_config(CorrectorConfig(), path)
+        assert len(data) == 2 * n
+    finally:
+        path.unlink()
+
+
+def test_generate_appends_drift_windows_to_the_chosen_splits(tmp_path):
+    cfg = _config(run_days=1.0, drift_segment_days=1.0, seeds={"train": [11], "val": [12], "test": []})
+    run_generate(cfg, tmp_path, progress=False)
+    with xr.open_dataset(tmp_path / "train.nc") as train, xr.open_dataset(tmp_path / "val.nc") as val:
+        assert train["drift_steps"].values.tolist() == [0, 0, 0, 1]
+        assert len(np.unique(train["run"].values)) == 2
+        assert val.sizes["time"] == 2 and "drift_steps" not in val
+
+
+class _AddThickness:
+    """A residual corrector stub adding 5 cm of ice thickness everywhere (the interface `drift_pairs` uses)."""
+
+    mode, variables, conditioning_names = "residual", list(ML_VARIABLES), ["forecast_sit", "tas_t1", "mask"]
+
+    def sample(self, cond, members, seeds):
+        assert set(cond) == set(self.conditioning_names) and seeds.shape == (1, 1)
+        out = np.zeros((1, members, len(self.variables)) + cond["forecast_sit"].shape[-2:], np.float32)
+        out[:, :, self.variables.index("sit")] = 0.05
+        return out
+
+    def apply(self, base, sample, mask=None):
+        return {v: base[v][:, None] + sample[:, :, i] for i, v in enumerate(self.variables)}
+
+
+def test_hybrid_drift_pairs_follow_the_corrected_run(generated):
+    """With a corrector, a drift window starts from the previous window's forecast plus its correction; the zero
+    corrector gives the free-model windows."""
+    from corrector.inference import Corrector
+    from training.drift import DRIFT_RUN_OFFSET, drift_pairs, with_drift_pairs
+
+    _, out, _ = generated
+    with xr.open_dataset(out / "train.nc") as ds:
+        pairs = ds.load()
+    free = drift_pairs(pairs, segment_steps=4)
+    zero = drift_pairs(pairs, segment_steps=4, corrector=Corrector.zero())
+    for v in ML_VARIABLES:
+        np.testing.assert_array_equal(zero[f"initial_{v}"].values, free[f"initial_{v}"].values)
+    hybrid = drift_pairs(pairs, segment_steps=4, corrector=_AddThickness())
+    sit, fc = hybrid["initial_sit"].values, hybrid["forecast_sit"].values.astype(np.float64)
+    ice = hybrid["forecast_sic"].values[:-1] > 0
+    np.testing.assert_allclose(sit[1:][ice], fc[:-1][ice] + 0.05, atol=1e-5)
+    both = with_drift_pairs(pairs, 4, correctors=[_AddThickness()])
+    assert both.sizes["time"] == 3 * pairs.sizes["time"]
+    assert set(np.unique(both["run"].values) // DRIFT_RUN_OFFSET) == {0, 1, 2}

@@ -128,6 +128,11 @@ class GenerateConfig(StrictConfig):
     coarse_spinup_steps: int = Field(
         8, ge=0, description="carry mode: the coarse model is cycled this many 12 h steps alongside the end of the "
         "truth spin-up (reset to C(truth) each step) so that its stresses are developed at the first window")
+    drift_segment_days: float = Field(
+        0.0, ge=0, description="> 0: append drift windows to the splits in `drift_splits` — free coarse-model runs "
+        "restarted from the reference every this many days, so the corrector also learns the states a coupled run "
+        "drifts into (training.drift); 0 = off")
+    drift_splits: list[Literal["train", "val", "test"]] = Field(["train"], description="splits given drift windows")
     dtype: Literal["float32", "float64"] = Field("float32", description="storage type (residuals computed in float64)")
     chunk_time: int = Field(64, ge=1, description="NetCDF chunk length along time")
 

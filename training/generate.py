@@ -14,6 +14,10 @@ and real reference data (`icecorr prepare`) have no VP stresses either, so gener
 Surface and mixed-layer temperatures are taken from the coarse-grained truth, and every re-forecast uses a fresh
 coarse model, so no state (e.g. the alternating transport split order) leaks between windows.
 
+With `drift_segment_days` > 0, the runs of `drift_splits` also get drift windows (`training.drift`): the coarse
+model's free run restarted from the reference every segment, so the corrector sees the states a coupled run drifts
+into.
+
 Runs are distributed round-robin over MPI ranks; each rank writes its runs to part files, rank 0 concatenates them
 per split in run order (`train.nc`, `val.nc`, `test.nc`) and writes `manifest.json`. Every run depends only on its
 seed and config, so the files are identical for any number of ranks.
@@ -35,6 +39,7 @@ from coupling.variables import ML_VARIABLES, attrs
 from fortran_stub.config import GridConfig
 from training.coarsegrain import block_mean, coarsen_state
 from training.config import GenerateConfig, InitialIceConfig
+from training.drift import with_drift_pairs
 from training.forcing import FORCING_METADATA, FORCING_NAMES, STEP_SECONDS, SyntheticForcing, _gaussian_filter
 from training.io import concat_netcdf_along_time, write_netcdf_atomic
 
@@ -423,6 +428,10 @@ def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: 
     try:
         for run in mine:
             ds = simulate_run(cfg, run, bar.update if bar else None, models)
+            gen = cfg.generate
+            if gen.drift_segment_days > 0 and run.split in gen.drift_splits:
+                ds = with_drift_pairs(ds, max(1, int(round(gen.drift_segment_days * 2))), cfg.physics,
+                                      (models or _default_models())[0])
             write_netcdf_atomic(ds, parts_dir / f"run-{run.index:04d}.nc", cfg.generate.chunk_time, cfg.generate.dtype)
     except Exception as exc:  # every rank must learn about a failure, or the others wait forever
         error = f"rank {rank}: {type(exc).__name__}: {exc}"
