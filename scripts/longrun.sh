@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# Long-run stability check (≈ 1 h on 2 cores): whole-year training data, the three demo models trained on them, a
+# Long-run stability check (≈ 1.5 h on 2 cores): whole-year training data, the three demo models trained on them, a
 # 3-year truth from an unseen seed, then `python -m training.longrun` (3-year emulator rollouts, 1-year coupled run,
 # uncorrected coarse model) → $OUT/report.md with the domain-mean trajectories against the truth.
 #   make longrun            (or: scripts/longrun.sh [OUT], default runs/longrun)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/longrun}
-DAGGER_ROUNDS=${DAGGER_ROUNDS:-3}
+DAGGER_ROUNDS=${DAGGER_ROUNDS:-2}
 export PATH="$PWD/.venv/bin:$PATH" OMP_NUM_THREADS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 mkdir -p "$OUT"
@@ -27,8 +27,9 @@ train configs/train_diffusion_emulator.yaml "$OUT/train/emulator_deterministic" 
 # 3. DAgger for the coupled corrector (training.drift): a corrector trained on re-forecasts from the truth alone
 #    runs away in a 1-year coupled run (melt season), so each round adds the states a coupled run visits, labelled
 #    with the truth: round 1 the free coarse model's drift, round k > 1 also the coupled runs of every earlier
-#    corrector (segments of 15 days restarted from the truth). Validation pairs stay truth-started, so the drift
-#    rounds keep their last checkpoint (last.pt).
+#    corrector (segments of 15 days restarted from the truth; each earlier round's best.pt, its best one-step
+#    corrector on the truth-started validation pairs). Validation pairs stay truth-started, so the corrector kept
+#    from the last round is its last checkpoint (last.pt), trained to the end on the drift windows.
 correctors=("$OUT/train/deterministic/best.pt")
 for k in $(seq 1 "$DAGGER_ROUNDS"); do
   dir="$OUT/train/deterministic_dagger$k"
@@ -37,16 +38,23 @@ for k in $(seq 1 "$DAGGER_ROUNDS"); do
     --segment-days 15 "${args[@]}"
   train configs/train_deterministic.yaml "$dir" train.data.train_file="$OUT/data/train_dagger$k.nc" \
     train.data.val_file="$OUT/data/val.nc"
-  correctors+=("$dir/last.pt")
+  correctors+=("$dir/best.pt")
+  base="$dir/last.pt"
 done
-base="${correctors[-1]}"
+[ "$DAGGER_ROUNDS" -gt 0 ] || base="$OUT/train/deterministic/best.pt"
 train_file="$OUT/data/train_dagger$DAGGER_ROUNDS.nc"; [ "$DAGGER_ROUNDS" -gt 0 ] || train_file="$OUT/data/train.nc"
 train configs/train_diffusion_residual.yaml "$OUT/train/diffusion" train.data.train_file="$train_file" \
   train.data.val_file="$OUT/data/val.nc" train.base_checkpoint="$base"
 wait
 
-# 4. the long runs against the truth
-python -m training.longrun --truth "$OUT/truth/train.nc" --out "$OUT" --members 4 \
+# 4. the long runs against the truth: the diffusion corrector and its deterministic stage after the DAgger rounds,
+#    and the diffusion corrector trained on truth-started pairs alone for comparison
+[ -f "$OUT/train/diffusion_truth_started/best.pt" ] || train configs/train_diffusion_residual.yaml \
+  "$OUT/train/diffusion_truth_started" $data train.base_checkpoint="$OUT/train/deterministic/best.pt"
+last=last.pt; [ "$DAGGER_ROUNDS" -gt 0 ] || last=best.pt
+python -m training.longrun --truth "$OUT/truth/train.nc" --out "$OUT" --members 4 --reuse \
   --emulator diffusion="$OUT/train/emulator/best.pt" \
   --emulator deterministic="$OUT/train/emulator_deterministic/best.pt" \
-  --diffusion "$OUT/train/diffusion/best.pt"
+  --coupled "diffusion (DAgger $DAGGER_ROUNDS)=$OUT/train/diffusion/$last" \
+  --coupled "deterministic (DAgger $DAGGER_ROUNDS)=$base" \
+  --coupled "diffusion (truth-started pairs only)=$OUT/train/diffusion_truth_started/best.pt"

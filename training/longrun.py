@@ -8,7 +8,8 @@ The truth is a training-pair file of one contiguous run (e.g. `icecorr generate 
 seed): its `initial_*` fields are the coarse-grained truth every 12 h and its `{f}_t0/{f}_t1` fields the forcing.
 From its first state the script runs
   * the emulator (1 member, autoregressive, `--emulator-steps` sampler steps) for `--emulate-days`,
-  * the coarse model coupled to the diffusion corrector (`--members` members) for `--couple-days`,
+  * the coarse model coupled to each residual corrector (`--diffusion`, `--coupled LABEL=PATH`; `--members`
+    members, one for a deterministic corrector) for `--couple-days`,
   * the uncorrected coarse model (zero corrector, 1 member) for `--couple-days`,
 checks every record of every run for NaN/inf and for physical bounds, and writes
 `<out>/report.md`, `<out>/longrun.json` (all numbers) and the figures `<out>/long_run_emulator.png`,
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 import traceback
@@ -232,7 +234,10 @@ def main(argv=None) -> int:
     ap.add_argument("--truth", required=True, type=Path, help="pair file of one contiguous truth run")
     ap.add_argument("--emulator", action="append", default=[],
                     help="emulator-mode checkpoint, optionally LABEL=PATH; repeat for several (none: no emulator run)")
-    ap.add_argument("--diffusion", type=Path, help="residual diffusion checkpoint (skip the coupled run if absent)")
+    ap.add_argument("--diffusion", type=Path, help="residual diffusion checkpoint (= --coupled diffusion=PATH)")
+    ap.add_argument("--coupled", action="append", default=[],
+                    help="residual checkpoint for a coupled run, LABEL=PATH; repeat for several (a deterministic "
+                         "corrector runs one member)")
     ap.add_argument("--out", type=Path, default=Path("runs/longrun"))
     ap.add_argument("--emulate-days", type=float, default=1095.0)
     ap.add_argument("--couple-days", type=float, default=365.0)
@@ -257,8 +262,8 @@ def main(argv=None) -> int:
                "truth_checks": check_records(truth, mask), "runs": {}, "figures": {}, "notes": list(a.note)}
     results: dict[str, tuple[xr.Dataset, dict]] = {}
     plan = []
-    files = {"coupled diffusion": a.out / "coupled.nc", "coarse uncorrected": a.out / "coarse.nc"}
-    emulators = []
+    files = {"coarse uncorrected": a.out / "coarse.nc"}
+    emulators, couplings = [], []
     for spec in a.emulator:
         label, sep, path = spec.partition("=")
         label, path = (label, Path(path)) if sep else ("", Path(spec))
@@ -267,10 +272,19 @@ def main(argv=None) -> int:
         emulators.append(name)
         plan.append((name, 1, em_steps, lambda p=path, f=files[name]: run_emulator(a.truth, p, f, em_steps,
                                                                                   a.emulator_steps)))
-    if a.diffusion is not None:
-        plan.append(("coupled diffusion", a.members, cp_steps,
-                     lambda: run_coupled(a.truth, a.diffusion, a.out / "coupled.nc", cp_steps, a.members,
-                                         a.couple_steps)))
+    coupled_specs = ([f"diffusion={a.diffusion}"] if a.diffusion is not None else []) + list(a.coupled)
+    for spec in coupled_specs:
+        label, sep, path = spec.partition("=")
+        if not sep:
+            ap.error(f"--coupled {spec!r}: expected LABEL=PATH")
+        from corrector.inference import Corrector
+
+        members = 1 if Corrector.load(path).kind == "deterministic" else a.members
+        name = f"coupled {label}"
+        files[name] = a.out / ("coupled_" + re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_") + ".nc")
+        couplings.append(name)
+        plan.append((name, members, cp_steps, lambda p=Path(path), f=files[name], m=members:
+                     run_coupled(a.truth, p, f, cp_steps, m, a.couple_steps)))
     plan.append(("coarse uncorrected", 1, cp_steps,
                  lambda: run_coupled(a.truth, None, a.out / "coarse.nc", cp_steps, 1, None)))
     from coupling.output import open_trajectory
@@ -314,7 +328,7 @@ def main(argv=None) -> int:
         summary["figures"][f"emulator (1 member) vs truth ({em_steps / 2:g} days): domain-mean sic and ice "
                            "volume"] = str(plot_long_run(done_emulators, truth.isel(time=slice(0, em_steps + 1)),
                                                          a.out / "long_run_emulator.png", mask))
-    coupled = {k: results[k][0] for k in ("coupled diffusion", "coarse uncorrected") if k in results}
+    coupled = {k: results[k][0] for k in (*couplings, "coarse uncorrected") if k in results}
     if coupled:
         summary["figures"][f"coupled runs vs truth ({cp_steps / 2:g} days): domain-mean sic and ice volume"] = str(plot_long_run(
             coupled, truth.isel(time=slice(0, cp_steps + 1)), a.out / "long_run_coupled.png", mask))
