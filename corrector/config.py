@@ -171,6 +171,12 @@ class CorrectorConfig(CorrectorStrict):
         "a tendency target makes the network integrate its own velocity errors over a rollout (unbounded drift). "
         "null = the velocities (siu, siv) among `variables` in emulator mode, [] in residual mode, where it must "
         "stay empty. Checkpoints written before this option existed load as [] (all tendencies)")
+    max_drift_steps: int = Field(
+        0, ge=0, description="> 0: condition on `drift_steps`, the 12 h steps since the state was last the "
+        "reference (a coupled run: steps since its start; training: the drift windows of `training.drift`), "
+        "clamped at this value. A coupled run's states drift off the reference's manifold and its error grows, so "
+        "the correction and its spread depend on how long it has run; the channel lets one network hold the 12 h "
+        "correction (0 steps) and the drifted one. The default conditioning then gains the channel. 0 = none")
     network: NetworkConfig = NetworkConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
     sampler: SamplerConfig = SamplerConfig()
@@ -187,7 +193,7 @@ class CorrectorConfig(CorrectorStrict):
 
     @model_validator(mode="after")
     def _resolve(self) -> "CorrectorConfig":
-        from .fields import conditioning_names  # local: fields imports the constants above
+        from .fields import DRIFT_STEPS, conditioning_names  # local: fields imports the constants above
 
         if len(set(self.variables)) != len(self.variables):
             raise ValueError(f"variables has duplicates: {self.variables}")
@@ -197,11 +203,15 @@ class CorrectorConfig(CorrectorStrict):
         if self.conditioning is None:
             # resolve once so that the saved config states the channels explicitly
             object.__setattr__(self, "conditioning",
-                               conditioning_names(self.mode, self.variables, self.forcing_variables))
+                               conditioning_names(self.mode, self.variables, self.forcing_variables,
+                                                  drift=self.max_drift_steps > 0))
         elif len(set(self.conditioning)) != len(self.conditioning):
             raise ValueError(f"conditioning has duplicates: {self.conditioning}")
         elif not self.conditioning:
             raise ValueError("conditioning must name at least one channel")
+        if (DRIFT_STEPS in self.conditioning) != (self.max_drift_steps > 0):
+            raise ValueError(f"conditioning {'has' if DRIFT_STEPS in self.conditioning else 'lacks'} "
+                             f"'{DRIFT_STEPS}' but max_drift_steps is {self.max_drift_steps}: set both or neither")
         states = self.emulator_state_variables
         if states is None:
             states = [v for v in DEFAULT_STATE_VARIABLES if v in self.variables] if self.mode == "emulator" else []

@@ -12,6 +12,8 @@ import torch
 from .config import FORCING_VARIABLES, ML_VARIABLES
 
 MASK = "mask"
+#: conditioning channel: 12 h steps since the state was last the reference (`CorrectorConfig.max_drift_steps`)
+DRIFT_STEPS = "drift_steps"
 
 
 def _check_mode(mode: str) -> None:
@@ -20,11 +22,11 @@ def _check_mode(mode: str) -> None:
 
 
 def conditioning_names(mode: str, variables: Sequence[str] = ML_VARIABLES,
-                       forcing_variables: Sequence[str] = FORCING_VARIABLES) -> list[str]:
+                       forcing_variables: Sequence[str] = FORCING_VARIABLES, drift: bool = False) -> list[str]:
     """Conditioning channel names, in network order.
 
-    residual: initial state, coarse forecast, forcing at t0 and t1, mask.
-    emulator: initial state, forcing at t0 and t1, mask (no physics forecast exists).
+    residual: initial state, coarse forecast, forcing at t0 and t1, [drift_steps,] mask.
+    emulator: initial state, forcing at t0 and t1, [drift_steps,] mask (no physics forecast exists).
     """
     _check_mode(mode)
     names = [f"initial_{v}" for v in variables]
@@ -32,6 +34,8 @@ def conditioning_names(mode: str, variables: Sequence[str] = ML_VARIABLES,
         names += [f"forecast_{v}" for v in variables]
     names += [f"{f}_t0" for f in forcing_variables]
     names += [f"{f}_t1" for f in forcing_variables]
+    if drift:
+        names.append(DRIFT_STEPS)
     names.append(MASK)
     return names
 
@@ -92,6 +96,13 @@ def _as_tensor(name: str, value) -> torch.Tensor:
     if not np.issubdtype(arr.dtype, np.number) and arr.dtype != bool:
         raise ValueError(f"field '{name}': expected a numeric array, got dtype {arr.dtype}")
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
+
+
+def drift_steps_field(steps, max_steps: int, shape: tuple[int, int]) -> np.ndarray:
+    """The `drift_steps` channel (B, ny, nx): per-item step counts `steps` (scalar or (B,)) clamped at
+    `max_steps`, constant in space."""
+    s = np.minimum(np.atleast_1d(np.asarray(steps, dtype=np.float32)), np.float32(max_steps))
+    return np.ascontiguousarray(np.broadcast_to(s[:, None, None], (s.size, *shape)))
 
 
 def stack(names: Sequence[str], arrays: Mapping[str, "np.ndarray | torch.Tensor"],

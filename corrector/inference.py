@@ -21,7 +21,7 @@ import torch
 from .bounds import apply_bounds, guard_thin_forecast, zero_walls
 from .checkpoint import CheckpointData, CheckpointError, load_checkpoint, mask_hash
 from .config import ML_VARIABLES, CorrectorConfig, SamplerConfig
-from .fields import MASK, stack
+from .fields import DRIFT_STEPS, MASK, stack
 from .model import CorrectorModel
 from .normalization import Normalization
 from .seeding import generators, randn_per_generator
@@ -120,6 +120,9 @@ class Corrector:
 
     # -------------------------------------------------------------------------------------------- sampling
     def _stack_conditioning(self, conditioning: Mapping[str, np.ndarray]) -> torch.Tensor:
+        if DRIFT_STEPS in conditioning and DRIFT_STEPS in self.conditioning_names:  # raw counts → trained range
+            conditioning = {**conditioning, DRIFT_STEPS: np.minimum(np.asarray(conditioning[DRIFT_STEPS]),
+                                                                    self.config.max_drift_steps)}
         cond = stack(self.conditioning_names, conditioning)
         ny, nx = cond.shape[-2:]
         for key, have in (("ny", ny), ("nx", nx)):

@@ -319,11 +319,19 @@ def _check_mode(corrector, mode: str, what: str) -> None:
 
 def build_conditioning(names: Sequence[str], variables: Sequence[str], initial: np.ndarray,
                        forecast: np.ndarray | None, forcing_t0: Mapping[str, np.ndarray],
-                       forcing_t1: Mapping[str, np.ndarray], mask: np.ndarray | None) -> dict[str, np.ndarray]:
-    """Conditioning fields by name from (B, n_vars, ny, nx) states and (B, ny, nx) forcing."""
+                       forcing_t1: Mapping[str, np.ndarray], mask: np.ndarray | None,
+                       drift_steps=0) -> dict[str, np.ndarray]:
+    """Conditioning fields by name from (B, n_vars, ny, nx) states and (B, ny, nx) forcing; `drift_steps`
+    (scalar or (B,)): 12 h steps since the states were last the reference (the corrector clamps them)."""
+    from corrector.fields import DRIFT_STEPS
+
     ny, nx = initial.shape[-2:]
     out = {}
     for name in names:
+        if name == DRIFT_STEPS:
+            out[name] = np.broadcast_to(np.asarray(drift_steps, np.float32).reshape(-1, 1, 1),
+                                        (initial.shape[0], ny, nx))
+            continue
         if name.startswith("initial_") and name[8:] in variables:
             out[name] = initial[:, variables.index(name[8:])]
         elif name.startswith("forecast_") and name[9:] in variables and forecast is not None:
@@ -372,7 +380,8 @@ class EnsembleCorrection:
 
     def __call__(self, step: int, slots: range, initial: np.ndarray, forecast: np.ndarray | None) -> np.ndarray:
         f0, f1 = self._forcing(slots, step)
-        cond = build_conditioning(self.c.conditioning_names, self.variables, initial, forecast, f0, f1, self.mask)
+        cond = build_conditioning(self.c.conditioning_names, self.variables, initial, forecast, f0, f1, self.mask,
+                                  drift_steps=step)  # the run started from the reference (or an analysis)
         sample = self.c.sample(cond, members=1, steps=self.steps, seeds=self.seeds(slots, step))
         base_arr = forecast if self.c.mode == "residual" else initial
         base = {v: base_arr[:, i] for i, v in enumerate(self.variables)}
@@ -783,6 +792,33 @@ def _emulate(cfg, comm, rank, size, initial_state, forcing_source, paths, restar
 
 
 # ------------------------------------------------------------------------------------------------------ correct
+def pair_conditioning(corrector, ds: xr.Dataset, path: Path, idx, mask: np.ndarray | None = None
+                      ) -> dict[str, np.ndarray]:
+    """The corrector's conditioning fields {name: (T, ny, nx); mask (ny, nx)} at time indices `idx` (a slice or
+    an index array) of a pair/forecast file. `mask`: the file's `mask`, else `mask` (default all ocean);
+    `drift_steps`: the file's counts, else 0 (forecasts started from the reference or an analysis). A missing
+    field or NaN/inf: InputError naming the file and the field."""
+    from corrector.fields import DRIFT_STEPS, MASK, drift_steps_field
+
+    part = ds.isel(time=idx)
+    shape = (part.sizes["y"], part.sizes["x"])
+    cond = {}
+    for name in corrector.conditioning_names:
+        if name == MASK:
+            cond[name] = (np.asarray(part[MASK].values, np.float64) if MASK in part else
+                          np.ones(shape) if mask is None else mask)
+        elif name == DRIFT_STEPS:
+            steps = part[name].values if name in part else np.zeros(part.sizes["time"])
+            cond[name] = drift_steps_field(steps, corrector.config.max_drift_steps, shape)
+        elif name not in part:
+            raise InputError(str(path), name, "missing: the checkpoint conditions on it")
+        else:
+            cond[name] = np.asarray(part[name].values, np.float64)
+        if not np.isfinite(cond[name]).all():
+            raise InputError(str(path), name, "NaN/inf in the time records read")
+    return cond
+
+
 def _correct_chunk(corrector, ds: xr.Dataset, path: Path, t0: int, t1: int, cfg: CorrectConfig,
                    mask: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """(corrected (T, M, n_vars, ny, nx), forecast (T, n_vars, ny, nx)) for time records t0…t1−1."""
@@ -790,18 +826,8 @@ def _correct_chunk(corrector, ds: xr.Dataset, path: Path, t0: int, t1: int, cfg:
 
     variables = list(corrector.variables)
     chunk = ds.isel(time=slice(t0, t1))
-    cond = {}
-    for name in corrector.conditioning_names:
-        if name == "mask" and name not in chunk:
-            cond[name] = np.ones((chunk.sizes["y"], chunk.sizes["x"])) if mask is None else mask
-            continue
-        if name not in chunk:
-            raise InputError(str(path), name, "missing: the checkpoint conditions on it")
-        cond[name] = chunk[name].values.astype(np.float64) if chunk[name].ndim == 3 else chunk[name].values
+    cond = pair_conditioning(corrector, ds, path, slice(t0, t1), mask)
     forecast = np.stack([chunk[f"forecast_{v}"].values.astype(np.float64) for v in variables], axis=1)
-    for name, arr in cond.items():
-        if not np.isfinite(arr).all():
-            raise InputError(str(path), name, f"NaN/inf in time records {t0}…{t1 - 1}")
     seeds = member_seeds(cfg.seed, np.arange(t0, t1), 0, cfg.members)
     sample = corrector.sample(cond, members=cfg.members, steps=cfg.sampler_steps, seeds=seeds)
     new = corrector.apply({v: forecast[:, i] for i, v in enumerate(variables)}, sample, mask=mask)

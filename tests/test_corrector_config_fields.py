@@ -87,3 +87,27 @@ def test_emulator_state_variables_are_checked():
         CorrectorConfig(mode="residual", emulator_state_variables=["siu"])
     with pytest.raises(ValidationError, match=r"conditioning lacks \['initial_siv'\]"):
         CorrectorConfig(mode="emulator", conditioning=["initial_siu", "uas_t1", "mask"])
+
+
+def test_drift_steps_channel_config_and_clamp():
+    from corrector.fields import DRIFT_STEPS, drift_steps_field
+    from corrector.inference import Corrector
+    from corrector.normalization import Normalization
+    from tests.test_corrector_model import TINY, random_model
+
+    cfg = CorrectorConfig(kind="deterministic", max_drift_steps=3, network=TINY)
+    assert cfg.conditioning[-2:] == [DRIFT_STEPS, "mask"]
+    assert DRIFT_STEPS not in CorrectorConfig().conditioning
+    with pytest.raises(ValidationError, match="max_drift_steps"):
+        CorrectorConfig(conditioning=["initial_sic", DRIFT_STEPS])
+    with pytest.raises(ValidationError, match="max_drift_steps"):
+        CorrectorConfig(conditioning=["initial_sic"], max_drift_steps=2)
+    np.testing.assert_array_equal(drift_steps_field([0, 5], 3, (2, 2))[:, 0, 0], [0, 3])
+    # the corrector clamps raw step counts: 50 steps since the start act like the largest trained count
+    c = Corrector.from_model(random_model(cfg), Normalization.identity(cfg.conditioning, cfg.variables), cfg)
+    rng = np.random.default_rng(0)
+    cond = {n: rng.normal(size=(1, 16, 16)) for n in cfg.conditioning if n not in (DRIFT_STEPS, "mask")}
+    cond["mask"] = np.ones((16, 16))
+    out = {k: c.sample({**cond, DRIFT_STEPS: np.full((1, 16, 16), k)}, members=1) for k in (0, 3, 50)}
+    np.testing.assert_array_equal(out[3], out[50])
+    assert not np.array_equal(out[0], out[3])

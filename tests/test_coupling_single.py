@@ -95,3 +95,15 @@ def test_handshake_rejects_grid_and_mode_mismatch(tmp_path):
         couple(tmp_path, "g", Corrector.zero(grid={"ny": 32, "nx": 32}))
     with pytest.raises(InputError, match="'emulator' corrector; icecorr couple needs 'residual'"):
         couple(tmp_path, "m", Corrector.zero(grid={"ny": 16, "nx": 16}, mode="emulator"))
+
+
+def test_coupled_conditioning_counts_steps_since_the_start():
+    """A coupled run's `drift_steps` channel is the step index: the initial state of step k has run k steps."""
+    from coupling.drivers import build_conditioning
+
+    initial = np.zeros((2, 5, 4, 3))
+    f = {"uas": np.zeros((2, 4, 3))}
+    cond = build_conditioning(["initial_sit", "uas_t0", "drift_steps", "mask"], ["sic", "sit", "snt", "siu", "siv"],
+                              initial, None, f, f, None, drift_steps=7)
+    assert cond["drift_steps"].shape == (2, 4, 3) and (cond["drift_steps"] == 7).all()
+    assert (build_conditioning(["drift_steps"], ["sic"], initial[:, :1], None, f, f, None)["drift_steps"] == 0).all()

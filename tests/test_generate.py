@@ -207,7 +207,7 @@ def test_drift_pairs_chain_free_model_states(generated):
         from corrector.config import CorrectorConfig
 
         data = PairDataset.for_config(CorrectorConfig(), path)
-        assert len(data) == 2 * n
+        assert len(data) == n + 2  # without the drift channel: the windows started from the reference
     finally:
         path.unlink()
 
@@ -256,3 +256,28 @@ def test_hybrid_drift_pairs_follow_the_corrected_run(generated):
     both = with_drift_pairs(pairs, 4, correctors=[_AddThickness()])
     assert both.sizes["time"] == 3 * pairs.sizes["time"]
     assert set(np.unique(both["run"].values) // DRIFT_RUN_OFFSET) == {0, 1, 2}
+
+
+def test_dataset_uses_drift_windows_only_with_the_drift_channel(generated):
+    from corrector.config import CorrectorConfig
+    from corrector.fields import DRIFT_STEPS
+    from training.dataset import PairDataset
+    from training.drift import with_drift_pairs
+
+    _, out, _ = generated
+    with xr.open_dataset(out / "train.nc") as ds:
+        pairs = ds.load()
+    n = pairs.sizes["time"]
+    path = out / "with_drift_4.nc"
+    with_drift_pairs(pairs, segment_steps=4).to_netcdf(path)  # drift windows 0, 1, 2, 3 steps old
+    try:
+        plain = PairDataset.for_config(CorrectorConfig(), path)
+        assert len(plain) == n + 1  # the reference windows and the drift run's restart (0 steps old)
+        drift = PairDataset.for_config(CorrectorConfig(max_drift_steps=2), path)
+        assert len(drift) == 2 * n
+        k = drift.cond_names.index(DRIFT_STEPS)
+        steps = drift.read_physical(np.arange(2 * n))["cond"][:, k]
+        assert (steps == steps[:, :1, :1]).all()  # constant in space
+        assert steps[:, 0, 0].tolist() == [0] * n + [0, 1, 2, 2]  # clamped at max_drift_steps
+    finally:
+        path.unlink()

@@ -22,6 +22,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from coupling.checks import open_netcdf
+from coupling.drivers import pair_conditioning
 from coupling.errors import InputError
 from corrector.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from corrector.fields import MASK, target_arrays
@@ -36,12 +37,7 @@ def _windows(path: Path, corrector: Corrector, n_windows: int) -> tuple[dict, di
     with ds:
         n = ds.sizes["time"]
         idx = np.unique(np.linspace(0, n - 1, min(n_windows, n)).round().astype(int))
-        cond = {}
-        for name in corrector.conditioning_names:
-            if name not in ds:
-                raise InputError(str(path), name, "missing: the checkpoint is conditioned on it")
-            values = np.asarray(ds[name].values, np.float64)
-            cond[name] = values if name == MASK else values[idx]
+        cond = pair_conditioning(corrector, ds, path, idx)
         source = {k: np.asarray(ds[k].values[idx], np.float64) for k in ds.data_vars if "time" in ds[k].dims}
         target = target_arrays(corrector.mode, corrector.variables, source,
                                state_variables=corrector.config.emulator_state_variables)

@@ -27,7 +27,7 @@ import torch
 import xarray as xr
 
 from corrector.config import CorrectorConfig
-from corrector.fields import MASK, target_names, target_terms
+from corrector.fields import DRIFT_STEPS, MASK, drift_steps_field, target_names, target_terms
 from corrector.normalization import Normalization, NormalizationAccumulator
 from coupling.checks import check_pair_times, check_units, describe_open_error
 from coupling.errors import InputError
@@ -168,12 +168,16 @@ class PairDataset(torch.utils.data.Dataset):
     (default all);
     normalization: `corrector.normalization.Normalization` (None = physical units, e.g. to fit the statistics).
     The conditioning channel `mask` is the file's (y, x) ocean mask (all ocean if the file has none).
+    Drift windows (`training.drift`: the file's `drift_steps` > 0) are used only by a corrector with the
+    `drift_steps` channel, which reads the file's counts (0 without the variable) clamped at `max_drift_steps`.
     """
 
     def __init__(self, path: str | Path, variables: Sequence[str], cond_names: Sequence[str], mode: str,
                  indices: Iterable[int] | None = None, normalization: Normalization | None = None,
-                 cache_max_mb: float = 1024.0, state_variables: Sequence[str] | None = None):
+                 cache_max_mb: float = 1024.0, state_variables: Sequence[str] | None = None,
+                 max_drift_steps: int = 0):
         self.path, self.variables, self.cond_names, self.mode = Path(path), list(variables), list(cond_names), mode
+        self.max_drift_steps = max_drift_steps
         self.target_names = target_names(mode, self.variables, state_variables)
         self.normalization = normalization
         if normalization is not None:
@@ -185,6 +189,8 @@ class PairDataset(torch.utils.data.Dataset):
         self.indices = np.arange(n_time) if indices is None else np.asarray(list(indices), dtype=np.int64)
         if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= n_time):
             raise InputError(str(self.path), "time", f"window index out of range 0..{n_time - 1}")
+        if DRIFT_STEPS in ds.variables and DRIFT_STEPS not in self.cond_names:
+            self.indices = self.indices[np.asarray(ds[DRIFT_STEPS].values)[self.indices] == 0]
         self.ny, self.nx = ds.sizes["y"], ds.sizes["x"]
         self.ocean = self._ocean_mask(ds)
         self.runs = (np.asarray(ds["run"].values) if "run" in ds.variables else np.zeros(n_time, dtype=np.int64))
@@ -200,7 +206,8 @@ class PairDataset(torch.utils.data.Dataset):
     def for_config(cls, corrector: CorrectorConfig, path: str | Path, **kw) -> "PairDataset":
         """The items a corrector with config `corrector` trains on: its variables, targets and conditioning."""
         return cls(path, corrector.variables, list(corrector.conditioning), corrector.mode,
-                   state_variables=corrector.emulator_state_variables, **kw)
+                   state_variables=corrector.emulator_state_variables, max_drift_steps=corrector.max_drift_steps,
+                   **kw)
 
     # --- file access -------------------------------------------------------------------------------------------
     def _open(self) -> xr.Dataset:
@@ -227,8 +234,10 @@ class PairDataset(torch.utils.data.Dataset):
         for dim in ("time", "y", "x"):
             if dim not in ds.sizes:
                 raise InputError(str(self.path), dim, "missing dimension (pair files are (time, y, x))")
+        if DRIFT_STEPS in ds.variables and ds[DRIFT_STEPS].dims != ("time",):
+            raise InputError(str(self.path), DRIFT_STEPS, f"dims {ds[DRIFT_STEPS].dims}, expected ('time',)")
         for name in self._target_sources() + self.cond_names:
-            if name == MASK:
+            if name in (MASK, DRIFT_STEPS):
                 continue
             if name not in ds.variables:
                 if name.startswith("residual_") and {f"reference_{name[9:]}", f"forecast_{name[9:]}"} <= set(ds.variables):
@@ -248,6 +257,9 @@ class PairDataset(torch.utils.data.Dataset):
         return np.nan_to_num(m) > 0.5
 
     def _var(self, ds: xr.Dataset, name: str, idx: np.ndarray) -> np.ndarray:
+        if name == DRIFT_STEPS:
+            steps = ds[name].values[idx] if name in ds.variables else np.zeros(len(idx))
+            return drift_steps_field(steps, self.max_drift_steps, (self.ny, self.nx))
         if name.startswith("residual_") and name not in ds.variables:
             v = name[9:]
             return self._var(ds, f"reference_{v}", idx) - self._var(ds, f"forecast_{v}", idx)

@@ -83,7 +83,7 @@ def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsCon
         for v in state_vars:
             forecast[v][t] = state[v].values
         if corrector is not None and (k_in_run + 1) % segment_steps != 0:  # the next window continues this one
-            model.set_state(_corrected(corrector, pairs, t, initial, forecast, f0, f1, seed))
+            model.set_state(_corrected(corrector, pairs, t, initial, forecast, f0, f1, seed, int(age[t])))
         k_in_run += 1
 
     out = pairs.copy()
@@ -100,7 +100,8 @@ def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsCon
     return out
 
 
-def _corrected(corrector, pairs: xr.Dataset, t: int, initial, forecast, f0, f1, seed: int) -> dict[str, np.ndarray]:
+def _corrected(corrector, pairs: xr.Dataset, t: int, initial, forecast, f0, f1, seed: int,
+               drift_steps: int) -> dict[str, np.ndarray]:
     """The hybrid's state after window t: its forecast plus one correction sample (as `icecorr couple` does)."""
     from coupling.drivers import build_conditioning
 
@@ -113,7 +114,8 @@ def _corrected(corrector, pairs: xr.Dataset, t: int, initial, forecast, f0, f1, 
     mask = np.asarray(pairs["mask"].values) if "mask" in pairs else None
     stack = lambda fields: np.stack([fields[v][t] for v in names])[None]  # noqa: E731
     cond = build_conditioning(corrector.conditioning_names, names, stack(initial), stack(forecast),
-                              {f: a[t][None] for f, a in f0.items()}, {f: a[t][None] for f, a in f1.items()}, mask)
+                              {f: a[t][None] for f, a in f0.items()}, {f: a[t][None] for f, a in f1.items()}, mask,
+                              drift_steps=drift_steps)
     sample = corrector.sample(cond, members=1, seeds=np.array([[seed * 1_000_003 + t]], dtype=np.int64))
     new = corrector.apply({v: forecast[v][t][None] for v in names}, sample, mask=mask)
     return {v: np.asarray(new[v][0, 0], dtype=np.float64) for v in names}

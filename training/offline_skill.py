@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from coupling.checks import open_netcdf
+from coupling.drivers import pair_conditioning
 from corrector.fields import MASK
 from corrector.inference import Corrector
 from corrector.seeding import member_seeds
@@ -34,9 +35,7 @@ def offline_skill(checkpoint: Path, pair_file: Path, members: int = 8, batch: in
         n = ds.sizes["time"] if max_windows is None else min(max_windows, ds.sizes["time"])
         for lo in range(0, n, batch):
             sl = slice(lo, min(lo + batch, n))
-            cond = {k: (np.asarray(ds[k].values, np.float64) if k == MASK else np.asarray(ds[k][sl].values,
-                                                                                         np.float64))
-                    for k in c.conditioning_names}
+            cond = pair_conditioning(c, ds, Path(pair_file), sl)
             forecast = {v: np.asarray(ds[f"forecast_{v}"][sl].values, np.float64) for v in c.variables}
             reference = {v: np.asarray(ds[f"reference_{v}"][sl].values, np.float64) for v in c.variables}
             seeds = member_seeds(seed, np.arange(sl.start, sl.stop), 0, m)
