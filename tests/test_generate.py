@@ -281,3 +281,21 @@ def test_dataset_uses_drift_windows_only_with_the_drift_channel(generated):
         assert steps[:, 0, 0].tolist() == [0] * n + [0, 1, 2, 2]  # clamped at max_drift_steps
     finally:
         path.unlink()
+
+
+def test_drift_cli_bad_input_one_line_no_output(generated, tmp_path, capsys):
+    from training.drift import main
+
+    _, out, _ = generated
+    with xr.open_dataset(out / "train.nc") as ds:
+        ds.drop_vars("reference_sit").to_netcdf(tmp_path / "noref.nc")
+    target = tmp_path / "drift.nc"
+    assert main([str(tmp_path / "noref.nc"), str(target)]) == 2
+    err = capsys.readouterr().err
+    assert "noref.nc" in err and "'reference_sit'" in err and len(err.strip().splitlines()) == 1
+    assert main([str(tmp_path / "absent.nc"), str(target)]) == 2
+    assert "absent.nc" in capsys.readouterr().err
+    assert not target.exists() and list(tmp_path.iterdir()) == [tmp_path / "noref.nc"]
+    assert main([str(out / "train.nc"), str(target), "--segment-days", "1"]) == 0
+    with xr.open_dataset(target) as ds:
+        assert ds.sizes["time"] == 8 and ds["drift_steps"].values.tolist() == [0, 0, 0, 0, 0, 1, 0, 1]

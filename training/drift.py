@@ -8,27 +8,32 @@ states the policy visits) with the free coarse model as a stand-in for the hybri
 restarted from the reference every `segment_steps` windows and left free in between; each window keeps its free
 state as `initial_*`, the model's next state as `forecast_*` and the reference at t + 12 h as `reference_*`. The
 residual then holds the model's accumulated error as well as its 12 h error, so the corrector learns the reference
-given a drifted state: a learned nudging back to the reference's manifold, applied at every step.
+given a drifted state: a learned nudging back to the reference's manifold, applied at every step. Given correctors,
+the segments are also run as coupled runs of each of them (the DAgger step proper).
 
-`drift_steps` counts the free steps before a window's start (0 = started from the reference). Drift windows get the
-run index `run + DRIFT_RUN_OFFSET`, so windows never cross from a reference run into its drift copy.
+`drift_steps` counts the free steps before a window's start (0 = started from the reference); a corrector with
+the `drift_steps` conditioning channel (`CorrectorConfig.max_drift_steps`) sees it, any other uses only the
+windows with 0. Drift windows get the run index `run + k·DRIFT_RUN_OFFSET` (k-th set), so windows never cross from
+a reference run into its drift copies. Measured effects: README, "Long runs" and "Drift windows".
 """
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import xarray as xr
 
+from corrector.fields import DRIFT_STEPS
+from coupling.errors import InputError
 from coupling.variables import ML_VARIABLES
 from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 from training.io import write_netcdf_atomic
 
 #: added to a run's index for its drift windows
 DRIFT_RUN_OFFSET = 100_000
-_COARSE_STRESSES = ("sig1", "sig2", "sig12")
 
 
 def _forcing_names(pairs: xr.Dataset) -> list[str]:
@@ -56,6 +61,10 @@ def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsCon
     runs = np.asarray(pairs["run"].values) if "run" in pairs.variables else np.zeros(n, dtype=np.int64)
     forcing = _forcing_names(pairs)
     state_vars = [v for v in ML_VARIABLES if f"initial_{v}" in pairs]
+    missing = [f"{p}{v}" for v in state_vars for p in ("forecast_", "reference_") if f"{p}{v}" not in pairs]
+    if not state_vars or missing:
+        raise ValueError(f"field {(missing or ['initial_sic'])[0]!r}: missing (drift windows need initial_, "
+                         "forecast_ and reference_ fields of the state variables)")
 
     def load(prefix: str) -> dict[str, np.ndarray]:
         return {v: np.asarray(pairs[prefix + v].values, dtype=np.float64) for v in state_vars}
@@ -96,7 +105,7 @@ def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsCon
                 data=(reference_next[v] - forecast[v]).astype(pairs[f"residual_{v}"].dtype))
     out["run"] = ("time", (runs + DRIFT_RUN_OFFSET).astype(np.int32),
                   {"long_name": "run (truth trajectory) index; windows never cross runs"})
-    out["drift_steps"] = ("time", age, _DRIFT_ATTRS)
+    out[DRIFT_STEPS] = ("time", age, _DRIFT_ATTRS)
     return out
 
 
@@ -129,11 +138,11 @@ def with_drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysi
                      model_cls=None, correctors: Sequence = (), seed: int = 0) -> xr.Dataset:
     """`pairs` (drift_steps 0), its free-model drift windows, then one set of hybrid drift windows per corrector
     in `correctors` (`drift_pairs`; run indices offset by k·DRIFT_RUN_OFFSET for the k-th set), along time."""
-    if "drift_steps" in pairs:
+    if DRIFT_STEPS in pairs:
         raise ValueError("with_drift_pairs: the pairs already hold drift windows (drift_steps); start from the "
                          "reference pairs")
     base = pairs.copy()
-    base["drift_steps"] = ("time", np.zeros(pairs.sizes["time"], dtype=np.int32), _DRIFT_ATTRS)
+    base[DRIFT_STEPS] = ("time", np.zeros(pairs.sizes["time"], dtype=np.int32), _DRIFT_ATTRS)
     parts = [base, drift_pairs(pairs, segment_steps, physics, model_cls)]
     for k, corrector in enumerate(correctors, start=1):
         part = drift_pairs(pairs, segment_steps, physics, model_cls, corrector, seed)
@@ -158,12 +167,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from corrector.inference import Corrector
     from coupling.checks import open_netcdf
 
-    correctors = [Corrector.load(p) for p in args.corrector]
-    with open_netcdf(args.pairs, "pair file") as ds:
-        out = with_drift_pairs(ds.load(), max(1, int(round(args.segment_days * 2))), correctors=correctors,
-                               seed=args.seed)
+    try:
+        correctors = [Corrector.load(p) for p in args.corrector]
+        with open_netcdf(args.pairs, "pair file") as ds:
+            out = with_drift_pairs(ds.load(), max(1, int(round(args.segment_days * 2))), correctors=correctors,
+                                   seed=args.seed)
+    except InputError as exc:  # one line naming the file and field, no partial output
+        print(f"training.drift: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        print(f"training.drift: error: file {args.pairs}: {exc}", file=sys.stderr)
+        return 2
     write_netcdf_atomic(out, args.out)
-    n_ref = int((out["drift_steps"].values == 0).sum())
+    n_ref = int((out[DRIFT_STEPS].values == 0).sum())
     print(f"{args.out}: {out.sizes['time']} windows ({n_ref} started from the reference, segment "
           f"{args.segment_days:g} days, {len(correctors)} hybrid(s))")
     return 0
