@@ -187,9 +187,13 @@ class CorrectorConfig(CorrectorStrict):
         "shares of the cells; identical on complete data)")
     base_network: Optional[NetworkConfig] = Field(
         None, description="diffusion kind only: the network of a frozen deterministic regression stage (same mode, "
-        "variables, conditioning and normalisation) whose prediction the diffusion model corrects — the diffusion "
+        "variables; its conditioning may be a subset, `base_conditioning`, and its normalisation statistics its own) "
+        "whose prediction the diffusion model corrects — the diffusion "
         "generates target − base and also sees the base prediction (CorrDiff/ResDiff, anchors §1.2, §8). Set by "
         "`train.base_checkpoint`; its weights travel inside the checkpoint")
+    base_conditioning: Optional[list[str]] = Field(
+        None, description="with base_network: the regression stage's conditioning channels, a subset of "
+        "`conditioning` (null = the same). Set by `train.base_checkpoint`")
 
     @model_validator(mode="after")
     def _resolve(self) -> "CorrectorConfig":
@@ -226,6 +230,11 @@ class CorrectorConfig(CorrectorStrict):
                              f"(set it to [] in {self.mode} mode)")
         if self.base_network is not None and self.kind != "diffusion":
             raise ValueError("base_network: only a diffusion corrector has a regression stage")
+        if self.base_conditioning is not None:
+            extra = [n for n in self.base_conditioning if n not in self.conditioning]
+            if self.base_network is None or extra:
+                raise ValueError(f"base_conditioning: needs base_network and channels among conditioning "
+                                 f"(not among them: {extra})")
         if self.mode == "emulator":
             forecast = [n for n in self.conditioning if n.startswith("forecast_")]
             if forecast:

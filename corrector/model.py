@@ -43,8 +43,18 @@ class CorrectorModel(nn.Module):
         self.mask_index = names.index(MASK) if MASK in names else None
         self.base = None
         if self.kind == "diffusion" and cfg.base_network is not None:
-            self.base = UNet(cfg.base_network, self.n_cond, self.n_vars)
+            base_names = list(cfg.base_conditioning or names)
+            self.base = UNet(cfg.base_network, len(base_names), self.n_vars)
             self.base.requires_grad_(False)  # trained separately (deterministic kind), loaded by the trainer
+            # The stage may read a subset of the channels and have its own normalisation statistics (other
+            # training windows): affine maps from this model's normalised conditioning to the stage's, and from
+            # its normalised output to this model's target units. Identity when both share the statistics; set by
+            # the trainer (`set_base_adapter`), saved with the weights.
+            self.register_buffer("base_cond_index", torch.tensor([names.index(n) for n in base_names]))
+            self.register_buffer("base_cond_scale", torch.ones(len(base_names)))
+            self.register_buffer("base_cond_shift", torch.zeros(len(base_names)))
+            self.register_buffer("base_out_scale", torch.ones(self.n_vars))
+            self.register_buffer("base_out_shift", torch.zeros(self.n_vars))
         in_ch = self.n_cond + (self.n_vars if self.kind == "diffusion" else 0) + (self.n_vars if self.base is not None else 0)
         self.network = UNet(cfg.network, in_ch, self.n_vars)
 
@@ -83,8 +93,27 @@ class CorrectorModel(nn.Module):
         """The frozen regression stage's normalised target estimate (None without one)."""
         if self.base is None:
             return None
+        view = (1, -1, 1, 1)
         with torch.no_grad():
-            return self.base(cond, cond.new_zeros(cond.shape[0]), labels, self.ocean(cond))
+            x = cond[:, self.base_cond_index] * self.base_cond_scale.view(view) + self.base_cond_shift.view(view)
+            ocean = self.ocean(cond)
+            out = self.base(x, cond.new_zeros(cond.shape[0]), labels, ocean)
+            out = out * self.base_out_scale.view(view) + self.base_out_shift.view(view)
+            return out if ocean is None else out * ocean
+
+    def set_base_adapter(self, cond_scale, cond_shift, out_scale, out_shift) -> None:
+        """The affine maps between this model's normalisation and the regression stage's (see __init__)."""
+        for name, value in (("base_cond_scale", cond_scale), ("base_cond_shift", cond_shift),
+                            ("base_out_scale", out_scale), ("base_out_shift", out_shift)):
+            buf = getattr(self, name)
+            buf.copy_(torch.as_tensor(value, dtype=buf.dtype).reshape(buf.shape))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        # checkpoints written before the adapter existed: identity maps (their stages shared the statistics)
+        if self.base is not None:
+            for name in ("base_cond_index", "base_cond_scale", "base_cond_shift", "base_out_scale", "base_out_shift"):
+                state_dict.setdefault(prefix + name, getattr(self, name).clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float, cond: torch.Tensor,
                 labels: torch.Tensor, base: torch.Tensor | None = None) -> torch.Tensor:

@@ -62,11 +62,35 @@ def test_samples_are_the_regression_estimate_plus_the_generated_part(stages, fil
     assert np.abs(z.mean(axis=1))[ocean[:, 0]].mean() < 2.0 / np.sqrt(members)  # centred on the regression
 
 
-def test_mismatched_stage_is_rejected_naming_the_field(stages, files, tmp_path):  # noqa: F811
+def test_stage_from_other_data_predicts_what_it_predicted_alone(stages, files, tmp_path):  # noqa: F811
+    """A stage trained on other windows (other normalisation statistics) and without the diffusion model's
+    `drift_steps` channel gives, inside the diffusion model, exactly its own physical prediction: the adapter maps
+    the two normalisations and channel lists onto each other."""
+    import xarray as xr
+
     det, _ = stages
     other = (write_pair_file(tmp_path / "other.nc", n_time=32, runs=1, seed=7), files[1])
-    with pytest.raises(InputError, match="cond_mean|target_mean|cond_std|target_std"):
-        run_train(tiny(other, tmp_path / "x", "train.max_steps=2", f"train.base_checkpoint={det}"), verbose=False)
+    diff = run_train(tiny(other, tmp_path / "x", "train.max_steps=2", f"train.base_checkpoint={det}",
+                          "corrector.max_drift_steps=3"), verbose=False)
+    c, alone = Corrector.load(diff), Corrector.load(det)
+    assert not np.allclose(c.normalization.target_std, alone.normalization.target_std)
+    assert "drift_steps" in c.conditioning_names and c.config.base_conditioning == alone.conditioning_names
+    with xr.open_dataset(files[1]) as ds:
+        cond = {n: ds[n].values[:2] if n != "mask" else ds[n].values for n in alone.conditioning_names}
+    cond["drift_steps"] = np.full((2, *cond["mask"].shape), 2.0)
+    raw = c._stack_conditioning(cond)
+    cond_n = c.normalization.normalise_cond(raw)
+    k = c.conditioning_names.index("mask")
+    cond_n[:, k] = raw[:, k]
+    inside = c.normalization.denormalise_target(c.model.base_prediction(cond_n, cond_n.new_zeros(2, 3)))
+    expected = alone.sample(cond, members=1)[:, 0]
+    ocean = raw[:, k:k + 1].numpy() > 0.5
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(inside.numpy() * ocean, expected * ocean, atol=1e-5 * scale, rtol=1e-4)
+
+
+def test_mismatched_stage_is_rejected_naming_the_field(stages, files, tmp_path):  # noqa: F811
+    det, _ = stages
     with pytest.raises(InputError, match="conditioning"):
         run_train(tiny(files, tmp_path / "y", "train.max_steps=2", f"train.base_checkpoint={det}",
                        "corrector.conditioning=[initial_sic,forecast_sic,mask]"), verbose=False)

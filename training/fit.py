@@ -419,8 +419,13 @@ class MetricsLog:
 # ----------------------------------------------------------------------------------------------------------------
 
 def load_base_stage(cfg: TrainRunConfig, normalization: Normalization) -> tuple[TrainRunConfig, Optional[dict]]:
-    """The frozen regression stage named by `train.base_checkpoint`: (config with `corrector.base_network` set,
-    its EMA weights keyed for `CorrectorModel.base`), after checking it fits this run; (cfg, None) without one."""
+    """The frozen regression stage named by `train.base_checkpoint`: (config with `corrector.base_network` and
+    `base_conditioning` set, {"weights": its EMA weights keyed for `CorrectorModel.base`, "adapter": the affine maps
+    of `CorrectorModel.set_base_adapter`}), after checking it fits this run; (cfg, None) without one.
+
+    The stage may read a subset of this run's channels (e.g. not `drift_steps`) and may have been trained on other
+    windows (other normalisation statistics): the adapter maps this run's normalised channels to the stage's and
+    its output back to this run's target units."""
     path = cfg.train.base_checkpoint
     if path is None:
         return cfg, None
@@ -434,19 +439,26 @@ def load_base_stage(cfg: TrainRunConfig, normalization: Normalization) -> tuple[
     for what, mine, theirs in (("kind", "deterministic", base.config.kind), ("mode", c.mode, base.config.mode),
                                ("variables", c.variables, base.config.variables),
                                ("emulator_state_variables", c.emulator_state_variables,
-                                base.config.emulator_state_variables),
-                               ("conditioning", c.conditioning, base.config.conditioning)):
+                                base.config.emulator_state_variables)):
         if mine != theirs:
             raise InputError(str(path), what, f"regression stage has {theirs!r}, this run needs {mine!r}")
-    for name in ("cond_mean", "cond_std", "target_mean", "target_std"):
-        a, b = getattr(normalization, name), getattr(base.normalization, name)
-        if not torch.allclose(torch.as_tensor(a, dtype=torch.float64), torch.as_tensor(b, dtype=torch.float64),
-                              rtol=1e-5, atol=1e-8):
-            raise InputError(str(path), name, "regression stage was trained with other normalisation statistics "
-                                              "(other training data?)")
+    base_names = list(base.config.conditioning)
+    unknown = [n for n in base_names if n not in c.conditioning]
+    if unknown:
+        raise InputError(str(path), "conditioning", f"regression stage reads {unknown}, which this run lacks")
+    idx = [c.conditioning.index(n) for n in base_names]
+    # x_base = (x · std + mean − mean_base) / std_base for the stage's channels; y = (y_base · std_base + mean_base
+    # − mean) / std for the targets (all per channel; the mask channel has mean 0, std 1 in both)
+    f64 = lambda a: np.asarray(a, dtype=np.float64)  # noqa: E731
+    mean, std = f64(normalization.cond_mean)[idx], f64(normalization.cond_std)[idx]
+    mean_b, std_b = f64(base.normalization.cond_mean), f64(base.normalization.cond_std)
+    t_mean, t_std = f64(normalization.target_mean), f64(normalization.target_std)
+    t_mean_b, t_std_b = f64(base.normalization.target_mean), f64(base.normalization.target_std)
+    adapter = (std / std_b, (mean - mean_b) / std_b, t_std_b / t_std, (t_mean_b - t_mean) / t_std)
     weights = {k[len("network."):]: v for k, v in base.state(use_ema=True).items() if k.startswith("network.")}
-    corrector = c.model_copy(update={"base_network": base.config.network})
-    return cfg.model_copy(update={"corrector": corrector}), weights
+    corrector = c.model_copy(update={"base_network": base.config.network,
+                                     "base_conditioning": None if base_names == list(c.conditioning) else base_names})
+    return cfg.model_copy(update={"corrector": corrector}), {"weights": weights, "adapter": adapter}
 
 
 def default_model(cfg: CorrectorConfig, n_cond: int) -> nn.Module:
@@ -526,7 +538,8 @@ class _Trainer:
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         model = self.factory(cfg.corrector, len(cfg.corrector.conditioning)).to(env.device)
         if base_weights is not None:
-            model.base.load_state_dict(base_weights)
+            model.base.load_state_dict(base_weights["weights"])
+            model.set_base_adapter(*base_weights["adapter"])
             self.say(f"regression stage: {t.base_checkpoint} (frozen)")
         if t.channels_last:
             model = model.to(memory_format=torch.channels_last)
