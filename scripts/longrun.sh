@@ -44,13 +44,14 @@ done
 [ "$DAGGER_ROUNDS" -gt 0 ] || base="$OUT/train/deterministic/best.pt"
 train_file="$OUT/data/train_dagger$DAGGER_ROUNDS.nc"; [ "$DAGGER_ROUNDS" -gt 0 ] || train_file="$OUT/data/train.nc"
 train configs/train_diffusion_residual.yaml "$OUT/train/diffusion" train.data.train_file="$train_file" \
-  train.data.val_file="$OUT/data/val.nc" train.base_checkpoint="$base"
+  train.data.val_file="$OUT/data/val.nc" train.base_checkpoint="$base" &
+# for comparison: the diffusion corrector on truth-started pairs alone (as in the demo)
+train configs/train_diffusion_residual.yaml "$OUT/train/diffusion_truth_started" $data \
+  train.base_checkpoint="$OUT/train/deterministic/best.pt" &
 wait
 
 # 4. the long runs against the truth: the diffusion corrector and its deterministic stage after the DAgger rounds,
-#    and the diffusion corrector trained on truth-started pairs alone for comparison
-[ -f "$OUT/train/diffusion_truth_started/best.pt" ] || train configs/train_diffusion_residual.yaml \
-  "$OUT/train/diffusion_truth_started" $data train.base_checkpoint="$OUT/train/deterministic/best.pt"
+#    and the diffusion corrector trained on truth-started pairs alone
 last=last.pt; [ "$DAGGER_ROUNDS" -gt 0 ] || last=best.pt
 python -m training.longrun --truth "$OUT/truth/train.nc" --out "$OUT" --members 4 --reuse \
   --emulator diffusion="$OUT/train/emulator/best.pt" \
