@@ -98,10 +98,15 @@ def _as_tensor(name: str, value) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr, dtype=np.float32))
 
 
-def drift_steps_field(steps, max_steps: int, shape: tuple[int, int]) -> np.ndarray:
-    """The `drift_steps` channel (B, ny, nx): per-item step counts `steps` (scalar or (B,)) clamped at
-    `max_steps`, constant in space."""
-    s = np.minimum(np.atleast_1d(np.asarray(steps, dtype=np.float32)), np.float32(max_steps))
+def drift_steps_field(steps, shape: tuple[int, int], max_steps: int | None = None, batch: int | None = None
+                      ) -> np.ndarray:
+    """The `drift_steps` channel (B, ny, nx), constant in space: per-item step counts `steps` (scalar or (B,);
+    a scalar is repeated `batch` times), clamped at `max_steps` if given (a `Corrector` clamps at its own)."""
+    s = np.atleast_1d(np.asarray(steps, dtype=np.float32))
+    if batch is not None:
+        s = np.broadcast_to(s, (batch,))
+    if max_steps is not None:
+        s = np.minimum(s, np.float32(max_steps))
     return np.ascontiguousarray(np.broadcast_to(s[:, None, None], (s.size, *shape)))
 
 

@@ -111,8 +111,8 @@ class CorrectorModel(nn.Module):
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # checkpoints written before the adapter existed: identity maps (their stages shared the statistics)
         if self.base is not None:
-            for name in ("base_cond_index", "base_cond_scale", "base_cond_shift", "base_out_scale", "base_out_shift"):
-                state_dict.setdefault(prefix + name, getattr(self, name).clone())
+            for name, value in self.named_buffers(recurse=False):
+                state_dict.setdefault(prefix + name, value.clone())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     def denoise(self, x: torch.Tensor, sigma: torch.Tensor | float, cond: torch.Tensor,

@@ -323,14 +323,13 @@ def build_conditioning(names: Sequence[str], variables: Sequence[str], initial: 
                        drift_steps=0) -> dict[str, np.ndarray]:
     """Conditioning fields by name from (B, n_vars, ny, nx) states and (B, ny, nx) forcing; `drift_steps`
     (scalar or (B,)): 12 h steps since the states were last the reference (the corrector clamps them)."""
-    from corrector.fields import DRIFT_STEPS
+    from corrector.fields import DRIFT_STEPS, drift_steps_field
 
     ny, nx = initial.shape[-2:]
     out = {}
     for name in names:
         if name == DRIFT_STEPS:
-            out[name] = np.broadcast_to(np.asarray(drift_steps, np.float32).reshape(-1, 1, 1),
-                                        (initial.shape[0], ny, nx))
+            out[name] = drift_steps_field(drift_steps, (ny, nx), batch=initial.shape[0])
             continue
         if name.startswith("initial_") and name[8:] in variables:
             out[name] = initial[:, variables.index(name[8:])]
@@ -809,7 +808,7 @@ def pair_conditioning(corrector, ds: xr.Dataset, path: Path, idx, mask: np.ndarr
                           np.ones(shape) if mask is None else mask)
         elif name == DRIFT_STEPS:
             steps = part[name].values if name in part else np.zeros(part.sizes["time"])
-            cond[name] = drift_steps_field(steps, corrector.config.max_drift_steps, shape)
+            cond[name] = drift_steps_field(steps, shape)  # the corrector clamps
         elif name not in part:
             raise InputError(str(path), name, "missing: the checkpoint conditions on it")
         else:

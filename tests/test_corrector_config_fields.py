@@ -102,7 +102,8 @@ def test_drift_steps_channel_config_and_clamp():
         CorrectorConfig(conditioning=["initial_sic", DRIFT_STEPS])
     with pytest.raises(ValidationError, match="max_drift_steps"):
         CorrectorConfig(conditioning=["initial_sic"], max_drift_steps=2)
-    np.testing.assert_array_equal(drift_steps_field([0, 5], 3, (2, 2))[:, 0, 0], [0, 3])
+    np.testing.assert_array_equal(drift_steps_field([0, 5], (2, 2), max_steps=3)[:, 0, 0], [0, 3])
+    np.testing.assert_array_equal(drift_steps_field(7, (2, 2), batch=3)[:, 1, 1], [7, 7, 7])
     # the corrector clamps raw step counts: 50 steps since the start act like the largest trained count
     c = Corrector.from_model(random_model(cfg), Normalization.identity(cfg.conditioning, cfg.variables), cfg)
     rng = np.random.default_rng(0)

@@ -259,7 +259,7 @@ class PairDataset(torch.utils.data.Dataset):
     def _var(self, ds: xr.Dataset, name: str, idx: np.ndarray) -> np.ndarray:
         if name == DRIFT_STEPS:
             steps = ds[name].values[idx] if name in ds.variables else np.zeros(len(idx))
-            return drift_steps_field(steps, self.max_drift_steps, (self.ny, self.nx))
+            return drift_steps_field(steps, (self.ny, self.nx), self.max_drift_steps)
         if name.startswith("residual_") and name not in ds.variables:
             v = name[9:]
             return self._var(ds, f"reference_{v}", idx) - self._var(ds, f"forecast_{v}", idx)

@@ -75,6 +75,7 @@ def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsCon
     initial = {v: np.empty((n, ny, nx)) for v in state_vars}
     forecast = {v: np.empty((n, ny, nx)) for v in state_vars}
     age = np.zeros(n, dtype=np.int32)
+    correct = None if corrector is None else _correction_step(corrector, pairs, state_vars, seed)
 
     model, model_run, k_in_run = None, None, 0
     for t in range(n):
@@ -91,8 +92,8 @@ def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsCon
         state = model.get_state()
         for v in state_vars:
             forecast[v][t] = state[v].values
-        if corrector is not None and (k_in_run + 1) % segment_steps != 0:  # the next window continues this one
-            model.set_state(_corrected(corrector, pairs, t, initial, forecast, f0, f1, seed, int(age[t])))
+        if correct is not None and (k_in_run + 1) % segment_steps != 0:  # the next window continues this one
+            model.set_state(correct(t, initial, forecast, f0, f1, int(age[t])))
         k_in_run += 1
 
     out = pairs.copy()
@@ -109,25 +110,29 @@ def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsCon
     return out
 
 
-def _corrected(corrector, pairs: xr.Dataset, t: int, initial, forecast, f0, f1, seed: int,
-               drift_steps: int) -> dict[str, np.ndarray]:
-    """The hybrid's state after window t: its forecast plus one correction sample (as `icecorr couple` does)."""
+def _correction_step(corrector, pairs: xr.Dataset, state_vars: Sequence[str], seed: int):
+    """fn(t, initial, forecast, f0, f1, drift_steps) -> the hybrid's state after window t: its forecast plus one
+    correction sample (as `icecorr couple` does). Checked and prepared once per run of `drift_pairs`."""
     from coupling.drivers import build_conditioning
 
     if corrector.mode != "residual":
         raise ValueError(f"drift_pairs: the corrector must be in residual mode, got {corrector.mode}")
     names = list(corrector.variables)
-    missing = [v for v in names if v not in initial]
+    missing = [v for v in names if v not in state_vars]
     if missing:
         raise ValueError(f"drift_pairs: the corrector needs {missing}, which the pair file lacks")
     mask = np.asarray(pairs["mask"].values) if "mask" in pairs else None
-    stack = lambda fields: np.stack([fields[v][t] for v in names])[None]  # noqa: E731
-    cond = build_conditioning(corrector.conditioning_names, names, stack(initial), stack(forecast),
-                              {f: a[t][None] for f, a in f0.items()}, {f: a[t][None] for f, a in f1.items()}, mask,
-                              drift_steps=drift_steps)
-    sample = corrector.sample(cond, members=1, seeds=np.array([[seed * 1_000_003 + t]], dtype=np.int64))
-    new = corrector.apply({v: forecast[v][t][None] for v in names}, sample, mask=mask)
-    return {v: np.asarray(new[v][0, 0], dtype=np.float64) for v in names}
+
+    def corrected(t: int, initial, forecast, f0, f1, drift_steps: int) -> dict[str, np.ndarray]:
+        stack = lambda fields: np.stack([fields[v][t] for v in names])[None]  # noqa: E731
+        cond = build_conditioning(corrector.conditioning_names, names, stack(initial), stack(forecast),
+                                  {f: a[t][None] for f, a in f0.items()}, {f: a[t][None] for f, a in f1.items()},
+                                  mask, drift_steps=drift_steps)
+        sample = corrector.sample(cond, members=1, seeds=np.array([[seed * 1_000_003 + t]], dtype=np.int64))
+        new = corrector.apply({v: forecast[v][t][None] for v in names}, sample, mask=mask)
+        return {v: np.asarray(new[v][0, 0], dtype=np.float64) for v in names}
+
+    return corrected
 
 
 _DRIFT_ATTRS = {"long_name": "free coarse-model 12 h steps between the last start from the reference and the "
