@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
+import xarray as xr
 
 from coupling.checks import open_netcdf
 from coupling.drivers import pair_conditioning
@@ -28,6 +29,7 @@ from corrector.checkpoint import CheckpointError, load_checkpoint, save_checkpoi
 from corrector.fields import MASK, target_arrays
 from corrector.inference import Corrector
 from corrector.seeding import member_seeds
+from training.metrics import MEMBER, SPACE, ocean_weights, spread_skill_ratio
 
 
 def _windows(path: Path, corrector: Corrector, n_windows: int) -> tuple[dict, dict, np.ndarray]:
@@ -47,17 +49,12 @@ def _windows(path: Path, corrector: Corrector, n_windows: int) -> tuple[dict, di
 
 
 def spread_skill(samples: np.ndarray, target: dict, variables: Sequence[str], ocean: np.ndarray) -> np.ndarray:
-    """Per variable: √((M+1)/M)·spread / RMSE(ensemble mean) over ocean cells (samples (W, M, C, ny, nx))."""
-    m = samples.shape[1]
-    ratios = []
-    for c, v in enumerate(variables):
-        x = samples[:, :, c][..., ocean]                  # (W, M, cells)
-        y = target[v][..., ocean]
-        err = x.mean(axis=1) - y
-        var = x.var(axis=1, ddof=1).mean()
-        rmse = np.sqrt(np.nanmean(err**2))
-        ratios.append(np.sqrt((m + 1) / m * var) / rmse if rmse > 0 else 1.0)
-    return np.asarray(ratios)
+    """Per variable: `training.metrics.spread_skill_ratio` pooled over windows and ocean cells
+    (samples (W, M, C, ny, nx), targets {variable: (W, ny, nx)})."""
+    weights = ocean_weights(ocean)
+    return np.asarray([float(spread_skill_ratio(xr.DataArray(samples[:, :, c], dims=("window", MEMBER, *SPACE)),
+                                                xr.DataArray(target[v], dims=("window", *SPACE)), weights, keep=()))
+                       for c, v in enumerate(variables)])
 
 
 def calibrate(checkpoint: Path, val_file: Path, members: int = 8, windows: int = 48, seed: int = 12345,
