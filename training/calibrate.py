@@ -50,11 +50,13 @@ def _windows(path: Path, corrector: Corrector, n_windows: int) -> tuple[dict, di
 
 def spread_skill(samples: np.ndarray, target: dict, variables: Sequence[str], ocean: np.ndarray) -> np.ndarray:
     """Per variable: `training.metrics.spread_skill_ratio` pooled over windows and ocean cells
-    (samples (W, M, C, ny, nx), targets {variable: (W, ny, nx)})."""
+    (samples (W, M, C, ny, nx), targets {variable: (W, ny, nx)}); 1 where the ensemble mean is exact (nothing to
+    calibrate)."""
     weights = ocean_weights(ocean)
-    return np.asarray([float(spread_skill_ratio(xr.DataArray(samples[:, :, c], dims=("window", MEMBER, *SPACE)),
-                                                xr.DataArray(target[v], dims=("window", *SPACE)), weights, keep=()))
-                       for c, v in enumerate(variables)])
+    ratios = [float(spread_skill_ratio(xr.DataArray(samples[:, :, c], dims=("window", MEMBER, *SPACE)),
+                                       xr.DataArray(target[v], dims=("window", *SPACE)), weights, keep=()))
+              for c, v in enumerate(variables)]
+    return np.nan_to_num(np.asarray(ratios), nan=1.0, posinf=1.0)
 
 
 def calibrate(checkpoint: Path, val_file: Path, members: int = 8, windows: int = 48, seed: int = 12345,
