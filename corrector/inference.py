@@ -205,8 +205,8 @@ class Corrector:
               mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """base + sample — the sample itself for `state_variables` (emulator mode: predicted as the next state, the
         base is ignored; residual mode: no forecast thickness where the forecast has almost no ice,
-        `bounds.guard_thin_forecast`, except for the zero corrector, which stays the identity) — then closed walls (C-grid velocities; land faces if `mask` (ny, nx) is given) and
-        physical bounds. base: {variable: (B, M, ny, nx) or (B, ny, nx)} (the coarse forecast in residual mode, the
+        `bounds.guard_thin_forecast`, except for the zero corrector, which stays the identity) — then closed walls
+        (C-grid velocities; land faces if `mask` (ny, nx) is given) and physical bounds. base: {variable: (B, M, ny, nx) or (B, ny, nx)} (the coarse forecast in residual mode, the
         initial state in emulator mode); sample: (B, M, n_vars, ny, nx). Returns {variable: (B, M, ny, nx)} plus
         any other base entries unchanged. Counts of clipped values are left in `last_bounds_counts`.
         """

@@ -813,8 +813,11 @@ def pair_conditioning(corrector, ds: xr.Dataset, path: Path, idx, mask: np.ndarr
             raise InputError(str(path), name, "missing: the checkpoint conditions on it")
         else:
             cond[name] = np.asarray(part[name].values, np.float64)
-        if not np.isfinite(cond[name]).all():
-            raise InputError(str(path), name, "NaN/inf in the time records read")
+        finite = np.isfinite(cond[name])
+        if not finite.all():
+            where = ("" if finite.ndim < 3 else
+                     f" at time index {np.arange(ds.sizes['time'])[idx][~finite.all(axis=(1, 2))][0]}")
+            raise InputError(str(path), name, f"NaN/inf{where}")
     return cond
 
 

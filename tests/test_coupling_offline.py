@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 from coupling.config import CorrectConfig, CoupleConfig
-from coupling.drivers import FileForcing, run_correct, run_emulate, window_starts
+from coupling.drivers import FileForcing, pair_conditioning, run_correct, run_emulate, window_starts
 from coupling.errors import InputError
 from tests.mpi_scripts.pairs import make_pair_file
 from tests.mpi_scripts.tiny import tiny_corrector
@@ -129,3 +129,19 @@ def test_offline_job_script_runs_without_mpiexec(pairs, tmp_path):
                           capture_output=True, text=True, timeout=240, env={**os.environ, **MPI_ENV})
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert xr.open_dataset(tmp_path / "s.nc").sizes["member"] == 3
+
+
+def test_pair_conditioning_names_the_file_time_index_of_a_nan(tmp_path):
+    """The shared pair-file reader reports the file's own time index, whether it reads a slice or picked windows."""
+    field = np.zeros((10, 4, 4))
+    field[7, 1, 2] = np.nan
+    ds = xr.Dataset({"tas_t0": (("time", "y", "x"), field), "mask": (("y", "x"), np.ones((4, 4)))})
+
+    class Reader:
+        conditioning_names = ["tas_t0", "mask"]
+
+    for idx in (slice(4, 9), np.array([2, 7, 9])):
+        with pytest.raises(InputError, match=r"f\.nc, field 'tas_t0': NaN/inf at time index 7"):
+            pair_conditioning(Reader, ds, tmp_path / "f.nc", idx)
+    cond = pair_conditioning(Reader, ds, tmp_path / "f.nc", slice(0, 5))
+    assert cond["tas_t0"].shape == (5, 4, 4) and cond["mask"].shape == (4, 4)

@@ -36,6 +36,11 @@ from training.io import write_netcdf_atomic
 DRIFT_RUN_OFFSET = 100_000
 
 
+def segment_steps(days: float) -> int:
+    """12 h windows in a drift segment of `days` days (at least one)."""
+    return max(1, int(round(days * 2)))
+
+
 def _forcing_names(pairs: xr.Dataset) -> list[str]:
     return sorted(n[:-3] for n in pairs.data_vars if n.endswith("_t0") and n[:-3] + "_t1" in pairs.data_vars)
 
@@ -175,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         correctors = [Corrector.load(p) for p in args.corrector]
         with open_netcdf(args.pairs, "pair file") as ds:
-            out = with_drift_pairs(ds.load(), max(1, int(round(args.segment_days * 2))), correctors=correctors,
+            out = with_drift_pairs(ds.load(), segment_steps(args.segment_days), correctors=correctors,
                                    seed=args.seed)
     except InputError as exc:  # one line naming the file and field, no partial output
         print(f"training.drift: error: {exc}", file=sys.stderr)

@@ -39,7 +39,7 @@ from coupling.variables import ML_VARIABLES, attrs
 from fortran_stub.config import GridConfig
 from training.coarsegrain import block_mean, coarsen_state
 from training.config import GenerateConfig, InitialIceConfig
-from training.drift import with_drift_pairs
+from training.drift import segment_steps, with_drift_pairs
 from training.forcing import FORCING_METADATA, FORCING_NAMES, STEP_SECONDS, SyntheticForcing, _gaussian_filter
 from training.io import concat_netcdf_along_time, write_netcdf_atomic
 
@@ -430,7 +430,7 @@ def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: 
             ds = simulate_run(cfg, run, bar.update if bar else None, models)
             gen = cfg.generate
             if gen.drift_segment_days > 0 and run.split in gen.drift_splits:
-                ds = with_drift_pairs(ds, max(1, int(round(gen.drift_segment_days * 2))), cfg.physics,
+                ds = with_drift_pairs(ds, segment_steps(gen.drift_segment_days), cfg.physics,
                                       (models or _default_models())[0])
             write_netcdf_atomic(ds, parts_dir / f"run-{run.index:04d}.nc", cfg.generate.chunk_time, cfg.generate.dtype)
     except Exception as exc:  # every rank must learn about a failure, or the others wait forever

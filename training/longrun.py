@@ -272,13 +272,13 @@ def main(argv=None) -> int:
         emulators.append(name)
         plan.append((name, 1, em_steps, lambda p=path, f=files[name]: run_emulator(a.truth, p, f, em_steps,
                                                                                   a.emulator_steps)))
+    from corrector.inference import Corrector
+
     coupled_specs = ([f"diffusion={a.diffusion}"] if a.diffusion is not None else []) + list(a.coupled)
     for spec in coupled_specs:
         label, sep, path = spec.partition("=")
         if not sep:
             ap.error(f"--coupled {spec!r}: expected LABEL=PATH")
-        from corrector.inference import Corrector
-
         members = 1 if Corrector.load(path).kind == "deterministic" else a.members
         name = f"coupled {label}"
         files[name] = a.out / ("coupled_" + re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_") + ".nc")
