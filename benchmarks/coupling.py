@@ -171,7 +171,7 @@ def main(argv=None) -> int:
     if a.worker:
         return worker(a)
 
-    from tests.mpirun import run_mpi
+    from tests.helpers.mpirun import run_mpi
 
     args = ["-m", "benchmarks.coupling", "--worker", "--grid", str(a.grid), "--members", str(a.members),
             "--steps", str(a.steps), "--corrector", a.corrector]

@@ -2,13 +2,13 @@
 
     OMP_NUM_THREADS=1 python -m benchmarks.observations --data data --out runs/observations [--steps 800] [--reuse]
 
-1. Synthetic observations (`training.observations.synthesize`, default gaps and noise) of train/val/test.
+1. Synthetic observations (`training.data.observations.synthesize`, default gaps and noise) of train/val/test.
 2. Two deterministic residual correctors with the same network and steps (`configs/train_det_obs.yaml`): one on the
    complete truth (train.nc / val.nc), one on the gappy, noisy observations (train_obs.nc / val_obs.nc).
    Both are scored on the held-out test run against the complete truth: RMSE reduction of the corrected 12 h
    forecast vs the uncorrected one per variable; recovery = reduction(observations) / reduction(truth).
 3. A deterministic emulator (same network, emulator mode, complete truth), then 4D-Var twins on held-out test
-   windows (`training.assimilate`): background = truth + noise drawn from B, observations from test_obs.nc; the
+   windows (`training.assimilation.fourdvar`): background = truth + noise drawn from B, observations from test_obs.nc; the
    analysis' initial-thickness RMSE and the window forecast RMSE vs those of the background.
 
 Prints the figures and writes `results.json` to `--out`. Timings on a shared machine are noisy.
@@ -33,7 +33,7 @@ def obs_suffix(noise_scale: float) -> str:
 
 def make_observations(data: Path, out: Path, reuse: bool, noise_scale: float = 1.0) -> dict:
     """Observation files of the three splits (default gaps; default noise std × noise_scale)."""
-    from training.observations import ObservationConfig, synthesize
+    from training.data.observations import ObservationConfig, synthesize
 
     base = ObservationConfig()
     variables = {v: vc.model_copy(update={"noise_std": vc.noise_std * noise_scale})
@@ -52,9 +52,9 @@ def make_observations(data: Path, out: Path, reuse: bool, noise_scale: float = 1
 
 def train(run_dir: Path, train_file: Path, val_file: Path, steps: int, mode: str, reuse: bool,
           balanced: bool = False) -> Path:
-    from icecorr.config import load_config
-    from training.fit import run_train
-    from training.train_config import TrainRunConfig
+    from icecorr.base.config import load_config
+    from training.fit.loop import run_train
+    from training.fit.config import TrainRunConfig
 
     best = run_dir / "best.pt"
     if reuse and best.exists():
@@ -102,7 +102,7 @@ def correction_rmse(checkpoint: Path, test_file: Path, batch: int = 32) -> dict[
 
 def assimilation_twins(emulator: Path, data: Path, out: Path, windows: int, window_days: float,
                        max_iterations: int, suffix: str = "") -> list[dict]:
-    from training.assimilate import AssimilateConfig, format_summary, run_assimilate
+    from training.assimilation.fourdvar import AssimilateConfig, format_summary, run_assimilate
 
     obs = out / f"test_obs{suffix}.nc"
     with xr.open_dataset(obs) as ds:

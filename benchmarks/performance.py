@@ -318,8 +318,8 @@ def bench_emulator(steps: int = 200, n: int = 32, network_batch: int = 1, padded
     from coupling.config import CoupleConfig
     from coupling.drivers import CallableForcing, run_emulate
     from fortran_stub.config import GridConfig
-    from training.config import ForcingConfig
-    from training.forcing import SyntheticForcing
+    from training.data.config import ForcingConfig
+    from training.data.forcing import SyntheticForcing
 
     t = Table()
     grid = GridConfig(nx=n, ny=n)
@@ -414,7 +414,7 @@ def ensemble_scores(corr: Corrector, w: Windows, sampler: SamplerConfig, members
     physical bounds) against the reference, area-weighted over ocean, over all windows; and the sampling wall time."""
     import xarray as xr
 
-    from training import metrics
+    from training.evaluation import metrics
 
     seeds = member_seeds(seed, w.index, 0, members)
     t0 = time.perf_counter()
@@ -491,7 +491,7 @@ def few_step_quality(checkpoint: str | os.PathLike, test_file: str | os.PathLike
     import xarray as xr
 
     from corrector.schedule import karras_sigmas
-    from training import metrics
+    from training.evaluation import metrics
 
     corr = Corrector.load(checkpoint, device="cpu")
     if corr.kind != "diffusion" or corr.mode != "residual":

@@ -16,9 +16,9 @@ from pathlib import Path
 import torch
 
 from corrector.model import CorrectorModel
-from icecorr.config import load_config
-from training.fit import EMA, param_groups
-from training.train_config import TrainRunConfig
+from icecorr.base.config import load_config
+from training.fit.loop import EMA, param_groups
+from training.fit.config import TrainRunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -26,11 +26,11 @@ from coupling.bridge import CoarseModel
 from coupling.truth import TruthModel
 from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 from fortran_stub.truth_config import TruthPhysicsConfig
-from training.coarsegrain import coarsen_u, coarsen_v
-from training.config import ForcingConfig, InitialIceConfig
-from training.deformation import deformation_rates, deformation_scaling
-from training.forcing import SyntheticForcing
-from training.generate import coarse_grained, coarse_start_state, initial_truth_state
+from training.data.coarsegrain import coarsen_u, coarsen_v
+from training.data.config import ForcingConfig, InitialIceConfig
+from training.evaluation.deformation import deformation_rates, deformation_scaling
+from training.data.forcing import SyntheticForcing
+from training.data.generate import coarse_grained, coarse_start_state, initial_truth_state
 
 START = "2000-11-01T00:00"
 WINDOWS_PER_YEAR = 730.5

@@ -1,19 +1,18 @@
 """Typed configuration of the corrector: network size, diffusion formulation, sampler and what is predicted.
 
 The `corrector:` section of a training YAML. Every section rejects unknown keys (a silently ignored sampler
-setting is a classic bug). `corrector` imports nothing from the other project packages, so it carries its own
-strict base class (same behaviour as `fortran_stub.config.StrictConfig`).
+setting is a classic bug). `corrector` imports nothing from the other project packages but the bottom layer
+`icecorr.base` (the strict config base, the variable table).
 """
 from __future__ import annotations
 
 from typing import Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-# The ML variables, in the order the network sees and predicts them (docs/design.md).
-ML_VARIABLES: tuple[str, ...] = ("sic", "sit", "snt", "siu", "siv")
-# Every forcing variable a training-pair file holds (as `{f}_t0`, `{f}_t1`).
-FORCING_VARIABLES: tuple[str, ...] = ("uas", "vas", "tas", "huss", "rsds", "rlds", "prsn", "uo", "vo")
+from icecorr.base.config import StrictConfig
+from icecorr.base.variables import FORCING_VARIABLES, ML_VARIABLES
+
 # Emulator-mode variables predicted as the state at t+12 h rather than as a 12 h tendency (see CorrectorConfig).
 DEFAULT_STATE_VARIABLES: tuple[str, ...] = ("siu", "siv")
 # Default forcing subset fed to the network: wind and ocean current drive the 12 h drift/deformation errors that a
@@ -22,13 +21,7 @@ DEFAULT_STATE_VARIABLES: tuple[str, ...] = ("siu", "siv")
 DEFAULT_FORCING: tuple[str, ...] = ("uas", "vas", "tas", "uo", "vo")
 
 
-class CorrectorStrict(BaseModel):
-    """Base of every corrector config section: unknown keys are an error, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class NetworkConfig(CorrectorStrict):
+class NetworkConfig(StrictConfig):
     """U-Net size. Grids must be divisible by 2**(len(channel_mults) - 1) (one down-sampling between levels)."""
 
     base_channels: int = Field(32, ge=4, description="feature channels at full resolution")
@@ -56,7 +49,7 @@ class NetworkConfig(CorrectorStrict):
         return len(self.channel_mults) - 1
 
 
-class DiffusionConfig(CorrectorStrict):
+class DiffusionConfig(StrictConfig):
     """EDM formulation (Karras et al. 2022) on targets normalised to unit standard deviation.
 
     sigma_data = 1 because the targets are z-scored. The training σ distribution is log-normal(P_mean, P_std); its
@@ -80,7 +73,7 @@ class DiffusionConfig(CorrectorStrict):
         return self
 
 
-class SamplerConfig(CorrectorStrict):
+class SamplerConfig(StrictConfig):
     """How samples are drawn.
 
     - `heun`: EDM 2nd-order Heun (2·steps − 1 network evaluations), optional stochastic churn (s_churn > 0).
@@ -149,7 +142,7 @@ class SamplerConfig(CorrectorStrict):
                              self.sigma_max or diffusion.sigma_max, self.rho or diffusion.rho)
 
 
-class CorrectorConfig(CorrectorStrict):
+class CorrectorConfig(StrictConfig):
     """What the corrector predicts and from what.
 
     mode 'residual': target = reference − coarse forecast (a model-error correction);
@@ -173,7 +166,7 @@ class CorrectorConfig(CorrectorStrict):
         "stay empty. Checkpoints written before this option existed load as [] (all tendencies)")
     max_drift_steps: int = Field(
         0, ge=0, description="> 0: condition on `drift_steps`, the 12 h steps since the state was last the "
-        "reference (a coupled run: steps since its start; training: the drift windows of `training.drift`), "
+        "reference (a coupled run: steps since its start; training: the drift windows of `training.data.drift`), "
         "clamped at this value. A coupled run's states drift off the reference's manifold and its error grows, so "
         "the correction and its spread depend on how long it has run; the channel lets one network hold the 12 h "
         "correction (0 steps) and the drifted one. The default conditioning then gains the channel. 0 = none")

@@ -9,7 +9,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
-from .config import FORCING_VARIABLES, ML_VARIABLES
+from icecorr.base.variables import FORCING_VARIABLES, ML_VARIABLES
 
 MASK = "mask"
 #: conditioning channel: 12 h steps since the state was last the reference (`CorrectorConfig.max_drift_steps`)

@@ -20,7 +20,8 @@ import torch
 
 from .bounds import apply_bounds, guard_thin_forecast, zero_walls
 from .checkpoint import CheckpointData, CheckpointError, load_checkpoint, mask_hash
-from .config import ML_VARIABLES, CorrectorConfig, SamplerConfig
+from icecorr.base.variables import ML_VARIABLES
+from .config import CorrectorConfig, SamplerConfig
 from .fields import DRIFT_STEPS, MASK, stack
 from .model import CorrectorModel
 from .normalization import Normalization

@@ -19,10 +19,9 @@ import xarray as xr
 
 from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 
-from .errors import InputError
-from .variables import FORCING_VARIABLES, attrs
+from icecorr.base.errors import InputError
+from icecorr.base.variables import FORCING_VARIABLES, STEP_SECONDS, attrs
 
-WINDOW_SECONDS = 43200.0  # the product's time step: one call of `step`
 
 #: public state name -> key of the Fortran-ordered array holding it (sig12 is handled separately)
 _PROGNOSTIC = {"sic": "a", "sivol": "vice", "snvol": "vsnow", "tsi": "tsurf", "tos": "tos",
@@ -188,7 +187,7 @@ class CoarseModel:
                                              f"(need {', '.join(FORCING_VARIABLES)})")
             out[:, :, k] = _checked_field(name, forcing[name], shape, f"step: forcing at {which}").T
 
-    def step(self, forcing_t0: Mapping, forcing_t1: Mapping, duration_seconds: float = WINDOW_SECONDS) -> None:
+    def step(self, forcing_t0: Mapping, forcing_t1: Mapping, duration_seconds: float = STEP_SECONDS) -> None:
         """Advance by `duration_seconds` (default exactly 12 h); forcing (cell centres, design.md names and units)
         is given at both ends of the window and interpolated linearly in time inside Fortran."""
         if not duration_seconds > 0:
@@ -231,9 +230,3 @@ class CoarseModel:
         self._deformation_fn(nx, ny, self.grid.dx, self._arr["u"], self._arr["v"], div, shear)
         return div.T.copy(), shear.T.copy()
 
-
-def __getattr__(name: str):
-    if name == "TruthModel":  # lazy: the truth module is optional for users of the coarse model
-        from .truth import TruthModel
-        return TruthModel
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

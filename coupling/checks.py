@@ -2,21 +2,19 @@
 file and the field for a file that cannot be opened, a variable with the wrong dimensions, shape or units, NaN/inf
 values, and time records that are not 12 h apart.
 
-`normalize_units` (also used by `training.prepare`) compares unit spellings: 'm/s' == 'm s-1', '%' == 'percent'.
+`normalize_units` (also used by `training.data.prepare`) compares unit spellings: 'm/s' == 'm s-1', '%' == 'percent'.
 """
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 import xarray as xr
 
-from .errors import InputError
-from .variables import VARIABLES
+from icecorr.base.errors import InputError
+from icecorr.base.variables import STEP_SECONDS, VARIABLES
 
-STEP_SECONDS = 43_200
 PAIR_PREFIXES = ("initial_", "forecast_", "reference_", "residual_", "correction_")
 TIME_SUFFIXES = ("_t0", "_t1")
 
@@ -74,30 +72,9 @@ def base_name(name: str) -> str:
 
 
 def expected_units(name: str) -> str | None:
-    """The units a file variable must be in (from coupling.variables), or None when the name is not a known one."""
+    """The units a file variable must be in (from icecorr.base.variables), or None when the name is not a known one."""
     entry = VARIABLES.get(base_name(name))
     return None if entry is None else entry["units"]
-
-
-def describe_open_error(exc: BaseException) -> str:
-    """One short line for an exception raised while opening a NetCDF file."""
-    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-    if "did not find a match in any of xarray's currently installed IO backends" in text:
-        return "not a NetCDF file (no format recognised: empty, truncated, corrupt or another file type)"
-    if "HDF error" in text or "NetCDF: " in text:
-        return f"cannot be read as NetCDF (truncated or corrupt?): {text[:200]}"
-    return f"cannot be read as NetCDF ({type(exc).__name__}: {text[:200]})"
-
-
-def open_netcdf(path: str | Path, what: str = "file") -> xr.Dataset:
-    """`xr.open_dataset(path)` (lazy), or an InputError naming the file for a missing, truncated or corrupt file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(str(path), None, f"{what} does not exist")
-    try:
-        return xr.open_dataset(path)
-    except Exception as exc:  # noqa: BLE001 - netCDF4/HDF5/xarray raise OSError, ValueError, KeyError, …
-        raise InputError(str(path), None, describe_open_error(exc)) from None
 
 
 def check_units(path, name: str, var: xr.DataArray) -> None:

@@ -6,9 +6,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from fortran_stub.config import StrictConfig
+from icecorr.base.config import StrictConfig
 
-STEP_SECONDS = 43_200  # one product step: 12 h
 
 
 class OutputConfig(StrictConfig):

@@ -21,8 +21,8 @@ import xarray as xr
 from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 
 from .bridge import CoarseModel
-from .output import write_dataset_atomic
-from .variables import FORCING_VARIABLES, attrs
+from icecorr.base.files import write_dataset_atomic
+from icecorr.base.variables import FORCING_VARIABLES, attrs
 
 CENTRE_SPEED = 51.2e3 / 86400.0   # m s-1, diagonal motion of the cyclone centre along x and along y
 CYCLONE_RADIUS = 100e3            # m, e-folding radius R

@@ -26,18 +26,20 @@ import numpy as np
 import xarray as xr
 import yaml
 
-from .config import STEP_SECONDS, CorrectConfig, CoupleConfig
+from icecorr.base.mpi import resolve_comm
+from icecorr.base.variables import ML_VARIABLES, STEP_SECONDS
+from .config import CorrectConfig, CoupleConfig
 from .coupler import (TAG_FIELDS, TAG_HELLO, TAG_OUTPUT, TAG_REPLY, HandshakeError, Layout, _split,
                       abort_on_error, check_description, model_description, recv_object, restore_state,
                       send_object, wait_all, CoupledRun, check_finite, hidden_state, set_hidden_state)
-from .checks import check_finite as check_finite_values, check_pair_times, check_variable, open_netcdf
-from .errors import InputError
+from .checks import check_finite as check_finite_values, check_pair_times, check_variable
+from icecorr.base.files import open_netcdf
+from icecorr.base.errors import InputError
 from .output import TrajectoryWriter, to_datetime
 from .restart import (SEEDING, RestartState, check_continuation, read_restart, restart_path, write_restart)
 
 WORLD = "world"
 STEP = timedelta(seconds=STEP_SECONDS)
-ML_VARIABLES = ("sic", "sit", "snt", "siu", "siv")
 PERTURB_STREAM = 0x5EED  # extra SeedSequence word: initial perturbations never share a stream with the sampler
 
 # CF metadata of the ML variables, used when no model describes them (emulate, correct)
@@ -51,14 +53,6 @@ VARIABLE_ATTRS = {
     "siv": {"units": "m s-1", "standard_name": "sea_ice_y_velocity",
             "long_name": "sea-ice y-velocity on the north cell face (C-grid)"},
 }
-
-
-def _resolve_comm(comm):
-    if comm == WORLD:
-        from mpi4py import MPI
-
-        return MPI.COMM_WORLD
-    return comm
 
 
 def _package_version() -> str:
@@ -113,7 +107,7 @@ class FileForcing(ForcingSource):
     file of 12-hourly snapshots `{f}(time, y, x)`. Only the records a step needs are read."""
 
     def __init__(self, path: str | Path, variables: Sequence[str] | None = None):
-        from .variables import FORCING_VARIABLES
+        from icecorr.base.variables import FORCING_VARIABLES
 
         self.path = Path(path)
         self.ds = open_netcdf(self.path, "forcing file")
@@ -532,7 +526,7 @@ def run_couple(cfg: CoupleConfig, initial_state, forcing_source, out_path: str |
     `corrector` (already loaded), else `cfg.checkpoint`, else the zero corrector. `restart`: a restart file to
     continue from (bit-identical to an uninterrupted run). `stats`, if given, receives timings and bound counts.
     """
-    world = _resolve_comm(comm)
+    world = resolve_comm(comm)
     out_path = Path(out_path if out_path is not None else cfg.output)
     paths = output_paths(out_path, cfg.start_indices)
     rank = world.Get_rank() if world is not None else 0
@@ -679,7 +673,7 @@ def run_emulate(cfg: CoupleConfig, initial_state, forcing_source, out_path: str 
     Same windows, members, seeding, output and restart files as `run_couple`; under MPI every rank samples a
     contiguous block of slots (members × windows) and rank 0 writes.
     """
-    world = _resolve_comm(comm)
+    world = resolve_comm(comm)
     out_path = Path(out_path if out_path is not None else cfg.output)
     paths = output_paths(out_path, cfg.start_indices)
     rank = world.Get_rank() if world is not None else 0
@@ -844,7 +838,7 @@ def run_correct(cfg: CorrectConfig, forecasts_path: str | Path, out_path: str | 
     Streams in chunks of `cfg.chunk_size` records; under MPI chunk c is computed by rank c mod size and rank 0
     writes, in order.
     """
-    world = _resolve_comm(comm)
+    world = resolve_comm(comm)
     rank = world.Get_rank() if world is not None else 0
     size = world.Get_size() if world is not None else 1
     out_path = Path(out_path)

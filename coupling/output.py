@@ -17,27 +17,9 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
+from icecorr.base.files import temp_path
+
 CALENDAR = "standard"
-
-
-def temp_path(path: str | Path) -> Path:
-    """`<name>.tmp-<pid>` beside `path`: where every output is written before the rename."""
-    path = Path(path)
-    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
-
-
-def write_dataset_atomic(ds: xr.Dataset, path: str | Path, **to_netcdf_kwargs) -> Path:
-    """Write `ds` to `<path>.tmp-<pid>`, then rename it to `path`: readers never see a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        ds.to_netcdf(tmp, format="NETCDF4", **to_netcdf_kwargs)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def time_units(start: datetime) -> str:

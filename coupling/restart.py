@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from .checks import describe_open_error
-from .errors import InputError
-from .output import write_dataset_atomic
+from icecorr.base.files import describe_open_error
+from icecorr.base.errors import InputError
+from icecorr.base.files import write_dataset_atomic
 
 FORMAT = "icecorr-restart-1"
 EXTRAS = "restart_extras"

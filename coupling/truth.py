@@ -18,8 +18,8 @@ from fortran_stub.config import GridConfig
 from fortran_stub.truth_config import TruthPhysicsConfig
 
 from .bridge import ModelError, _checked_field, _set_components
-from .errors import InputError
-from .variables import FORCING_VARIABLES, attrs
+from icecorr.base.errors import InputError
+from icecorr.base.variables import FORCING_VARIABLES, STEP_SECONDS, attrs
 
 #: Fortran error codes of seaice_truth::truth_step
 TRUTH_ERRORS = {
@@ -42,7 +42,6 @@ _VIEWS = {"sic": "a", "sivol": "vol", "snvol": "vsn", "tsi": "tsurf", "tos": "to
 _SETTABLE = set(_VIEWS) | {"sit", "snt", "sig12"}
 
 DAY = 86400.0
-WINDOW = 43200.0  # s, the product's time step
 
 
 def _fortran():
@@ -147,7 +146,7 @@ class TruthModel:
                 raise InputError(None, name, f"step: forcing at {which} lacks this variable")
             out[:, :, k] = _checked_field(name, forcing[name], shape, f"step: forcing at {which}").T
 
-    def step(self, forcing_t0: Mapping, forcing_t1: Mapping, dt: float = WINDOW) -> None:
+    def step(self, forcing_t0: Mapping, forcing_t1: Mapping, dt: float = STEP_SECONDS) -> None:
         """Advance by dt (default exactly 12 h) with forcing given at both window ends (linear in time)."""
         self._pack(forcing_t0, self._f0, "t0")
         self._pack(forcing_t1, self._f1, "t1")

@@ -3,13 +3,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-
-class StrictConfig(BaseModel):
-    """Base of every config section: unknown keys are an error, values are validated on assignment."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+from icecorr.base.config import StrictConfig
 
 
 class GridConfig(StrictConfig):

@@ -21,7 +21,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from .config import StrictConfig, ThermoConfig
+from icecorr.base.config import StrictConfig
+from .config import ThermoConfig
 
 LIMITER_CODES = {"upwind": 0, "minmod": 1, "vanleer": 2, "mc": 3}
 

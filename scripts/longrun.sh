@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Long-run stability check (≈ 1.5 h on 2 cores): whole-year training data, the three demo models trained on them, a
-# 3-year truth from an unseen seed, then `python -m training.longrun` (3-year emulator rollouts, 1-year coupled run,
+# 3-year truth from an unseen seed, then `python -m training.evaluation.longrun` (3-year emulator rollouts, 1-year coupled run,
 # uncorrected coarse model) → $OUT/report.md with the domain-mean trajectories against the truth.
 #   make longrun            (or: scripts/longrun.sh [OUT], default runs/longrun)
 set -euo pipefail
@@ -24,7 +24,7 @@ train configs/train_diffusion_emulator.yaml "$OUT/train/emulator" $data &
 wait
 train configs/train_diffusion_emulator.yaml "$OUT/train/emulator_deterministic" $data corrector.kind=deterministic &
 
-# 3. DAgger for the coupled corrector (training.drift): a corrector trained on re-forecasts from the truth alone
+# 3. DAgger for the coupled corrector (training.data.drift): a corrector trained on re-forecasts from the truth alone
 #    runs away in a 1-year coupled run (melt season), so each round adds the states a coupled run visits, labelled
 #    with the truth: round 1 the free coarse model's drift, round k > 1 also the coupled runs of every earlier
 #    corrector (segments of 15 days restarted from the truth; each earlier round's best.pt, its best one-step
@@ -34,7 +34,7 @@ correctors=("$OUT/train/deterministic/best.pt")
 for k in $(seq 1 "$DAGGER_ROUNDS"); do
   dir="$OUT/train/deterministic_dagger$k"
   args=(); [ "$k" -gt 1 ] && for c in "${correctors[@]}"; do args+=(--corrector "$c"); done
-  [ -f "$OUT/data/train_dagger$k.nc" ] || python -m training.drift "$OUT/data/train.nc" "$OUT/data/train_dagger$k.nc" \
+  [ -f "$OUT/data/train_dagger$k.nc" ] || python -m training.data.drift "$OUT/data/train.nc" "$OUT/data/train_dagger$k.nc" \
     --segment-days 15 "${args[@]}"
   train configs/train_deterministic.yaml "$dir" train.data.train_file="$OUT/data/train_dagger$k.nc" \
     train.data.val_file="$OUT/data/val.nc"
@@ -53,7 +53,7 @@ wait
 # 4. the long runs against the truth: the diffusion corrector and its deterministic stage after the DAgger rounds,
 #    and the diffusion corrector trained on truth-started pairs alone
 last=last.pt; [ "$DAGGER_ROUNDS" -gt 0 ] || last=best.pt
-python -m training.longrun --truth "$OUT/truth/train.nc" --out "$OUT" --members 4 --reuse \
+python -m training.evaluation.longrun --truth "$OUT/truth/train.nc" --out "$OUT" --members 4 --reuse \
   --emulator diffusion="$OUT/train/emulator/best.pt" \
   --emulator deterministic="$OUT/train/emulator_deterministic/best.pt" \
   --coupled "diffusion (DAgger $DAGGER_ROUNDS)=$OUT/train/diffusion/$last" \

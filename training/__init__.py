@@ -1,0 +1,1 @@
+"""Training side of icecorr, one subpackage per role: `data` (forcing, twin generation, pair files, prepare, observations), `fit` (dataset, loop, resume), `evaluation` (scores, report, long runs), `assimilation` (4D-Var)."""

@@ -30,8 +30,8 @@ def initial_state(n: int = 16) -> dict[str, np.ndarray]:
 def forcing(n: int = 16, n_steps: int = 40, seed: int = 3):
     """Synthetic forcing of the data pipeline on the test grid, as a ForcingSource."""
     from coupling.drivers import CallableForcing
-    from training.config import ForcingConfig
-    from training.forcing import SyntheticForcing
+    from training.data.config import ForcingConfig
+    from training.data.forcing import SyntheticForcing
 
     f = SyntheticForcing(ForcingConfig(), grid(n), "2000-10-01", n_steps + 2, seed)
     return CallableForcing(lambda k: f.coarse_at(k, 1), start=f.start)

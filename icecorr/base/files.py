@@ -1,0 +1,76 @@
+"""Files: NetCDF opening with one clear error, and atomic writes (a temporary name beside the target, renamed only
+once the content is complete), so that no reader ever sees a half-written output and a failed write leaves nothing.
+"""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import xarray as xr
+
+from icecorr.base.errors import InputError
+
+
+def temp_path(path: str | Path) -> Path:
+    """`<name>.tmp-<pid>` beside `path` (same file system, so the final rename is atomic)."""
+    path = Path(path)
+    return path.with_name(f"{path.name}.tmp-{os.getpid()}")
+
+
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path` to write to; rename it onto `path` when the block ends without an
+    exception, remove it otherwise. Creates the parent folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_dataset_atomic(ds: xr.Dataset, path: str | Path, **to_netcdf_kwargs) -> Path:
+    """Write `ds` as NetCDF4 to a temporary name, then rename it to `path`: readers never see a half-written file."""
+    to_netcdf_kwargs.setdefault("format", "NETCDF4")
+    with atomic_path(path) as tmp:
+        ds.to_netcdf(tmp, **to_netcdf_kwargs)
+    return Path(path)
+
+
+def write_text_atomic(text: str, path: str | Path) -> Path:
+    """`text` at `path`, written to a temporary name and renamed (never half-written)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json_atomic(obj, path: str | Path) -> Path:
+    """`obj` as indented JSON at `path`, written to a temporary name and renamed (never half-written)."""
+    return write_text_atomic(json.dumps(obj, indent=2), path)
+
+
+def describe_open_error(exc: BaseException) -> str:
+    """One short line for an exception raised while opening a NetCDF file."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if "did not find a match in any of xarray's currently installed IO backends" in text:
+        return "not a NetCDF file (no format recognised: empty, truncated, corrupt or another file type)"
+    if "HDF error" in text or "NetCDF: " in text:
+        return f"cannot be read as NetCDF (truncated or corrupt?): {text[:200]}"
+    return f"cannot be read as NetCDF ({type(exc).__name__}: {text[:200]})"
+
+
+def open_netcdf(path: str | Path, what: str = "file", **open_kwargs) -> xr.Dataset:
+    """`xr.open_dataset(path)` (lazy), or an InputError naming the file for a missing, truncated or corrupt file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(str(path), None, f"{what} does not exist")
+    try:
+        return xr.open_dataset(path, **open_kwargs)
+    except Exception as exc:  # noqa: BLE001 - netCDF4/HDF5/xarray raise OSError, ValueError, KeyError, …
+        raise InputError(str(path), None, describe_open_error(exc)) from None

@@ -1,0 +1,265 @@
+"""`icecorr demo`: the twin experiment end to end, on the built-in default configs.
+
+Stages (each one an `icecorr` command, printed and logged to `commands.log`, so any stage can be re-run by hand):
+1. generate   — BBM truth (64², 8 km) vs coarse mEVP (32², 16 km) training pairs, over MPI ranks;
+2. train      — deterministic residual corrector (the baseline, and the regression stage of the diffusion
+                corrector) in parallel with the diffusion emulator, one core each; then the diffusion residual
+                corrector on top of the frozen regression stage (CorrDiff-style) on both cores;
+3. runs       — over held-out 15-day windows: the uncorrected coarse model, the coupled hybrid with the deterministic
+                correction, the coupled MPI diffusion ensemble (2 physics ranks + 1 ML rank), the emulator ensemble;
+4. evaluate   — metrics, spectra, deformation, plots and `report/report.md`;
+5. summary    — the headline figures against the product goals, in `summary.md`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from icecorr.base.mpi import LAUNCH_ENV
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "demo"
+TRAIN_CONFIGS = {name: CONFIG_DIR.parent / f"train_{file}.yaml" for name, file in
+                 (("diffusion", "diffusion_residual"), ("deterministic", "deterministic"),
+                  ("emulator", "diffusion_emulator"))}
+
+
+
+@dataclass
+class DemoPlan:
+    """Sizes of one demo run (`quick` shrinks everything to a smoke test of the whole path)."""
+
+    generate_overrides: list[str] = field(default_factory=list)
+    train_overrides: dict[str, list[str]] = field(default_factory=dict)
+    members: int = 8
+    # 12 windows of 15 days tile the 180-day test run: spread/skill and 15-day scores of a handful of start dates
+    # swing with the weather of those dates (velocity spread/RMSE 0.1–2.7 over 4 windows)
+    windows: int = 12
+    window_days: float = 15.0
+    generate_ranks: int = 2
+
+
+def plan(quick: bool) -> DemoPlan:
+    if not quick:
+        return DemoPlan()
+    small = ["train.max_steps=30", "train.val_every=15", "train.checkpoint_every=15", "train.batch_size=8",
+             "train.time_budget_minutes=2"]
+    return DemoPlan(
+        generate_overrides=["grid.nx=16", "grid.ny=16", "generate.run_days=20", "generate.spinup_days=2",
+                            "generate.seeds.train=[1]", "generate.seeds.val=[2]", "generate.seeds.test=[3]"],
+        train_overrides={k: small for k in ("diffusion", "deterministic", "emulator")},
+        members=4, windows=1, window_days=3.0)
+
+
+class Demo:
+    def __init__(self, out: Path, quick: bool, progress: bool, reuse: bool):
+        self.out = out
+        self.quick = quick
+        self.progress = progress
+        self.reuse = reuse
+        self.plan = plan(quick)
+        self.log = out / "commands.log"
+        self.timings: dict[str, float] = {}
+        self.env = dict(os.environ, **LAUNCH_ENV)
+
+    # -- running commands ------------------------------------------------------------------------------------------
+    def command(self, *args: str, ranks: int = 1, threads: int | None = None) -> tuple[list[str], dict]:
+        """The `icecorr` command line (under mpiexec for ranks > 1) and its environment; logged."""
+        cmd = [sys.executable, "-m", "icecorr.cli", *args]
+        if not self.progress and args[0] in ("generate", "train"):
+            cmd.append("--no-progress")
+        env = dict(self.env)
+        if threads is not None:
+            env["OMP_NUM_THREADS"] = str(threads)
+        if ranks > 1:
+            mpiexec = shutil.which("mpiexec")
+            if mpiexec is None:
+                raise RuntimeError("mpiexec not found: run `make setup` (installs Open MPI)")
+            cmd = [mpiexec, "-n", str(ranks), *cmd]
+        shown = " ".join(shlex.quote(c) for c in cmd).replace(f"{sys.executable} -m icecorr.cli", "icecorr")
+        print(f"\n$ {shown}", flush=True)
+        with self.log.open("a") as fh:
+            fh.write(shown + "\n")
+        return cmd, env
+
+    def icecorr(self, *args: str, ranks: int = 1, threads: int | None = None) -> None:
+        cmd, env = self.command(*args, ranks=ranks, threads=threads)
+        subprocess.run(cmd, check=True, env=env)
+
+    def parallel(self, *jobs: tuple[tuple[str, ...], int]) -> None:
+        """Run several single-rank `icecorr` commands at once ((args, threads) each); fail if any fails."""
+        procs = [subprocess.Popen(cmd, env=env) for cmd, env in (self.command(*a, threads=t) for a, t in jobs)]
+        codes = [p.wait() for p in procs]
+        failed = [" ".join(a[:2]) for (a, _), c in zip(jobs, codes) if c != 0]
+        if failed:
+            raise RuntimeError(f"failed: {', '.join(failed)}")
+
+    def stage(self, name: str, done: Path | None, func) -> None:
+        if self.reuse and done is not None and done.exists():
+            print(f"[demo] {name}: reusing {done}")
+            return
+        t0 = time.perf_counter()
+        print(f"\n[demo] === {name} ===", flush=True)
+        func()
+        self.timings[name] = time.perf_counter() - t0
+        print(f"[demo] {name} took {self.timings[name] / 60:.1f} min", flush=True)
+
+    # -- stages ----------------------------------------------------------------------------------------------------
+    @property
+    def data(self) -> Path:
+        return self.out / "data"
+
+    def generate(self) -> None:
+        self.icecorr("generate", str(CONFIG_DIR / "generate.yaml"), *self.plan.generate_overrides,
+                     "--out", str(self.data), ranks=self.plan.generate_ranks, threads=1)
+
+    def train_args(self, name: str, threads: int, *extra: str) -> tuple[str, ...]:
+        return ("train", str(TRAIN_CONFIGS[name]), f"train.data.train_file={self.data / 'train.nc'}",
+                f"train.data.val_file={self.data / 'val.nc'}", f"train.out_dir={self.out / 'train' / name}",
+                f"train.threads={threads}", *self.plan.train_overrides.get(name, []), *extra)
+
+    def train_first_stage(self) -> None:
+        """The deterministic corrector and the emulator, one core each (small networks use one core well)."""
+        self.parallel((self.train_args("deterministic", 1), 1), (self.train_args("emulator", 1), 1))
+
+    def train_diffusion(self, threads: int) -> None:
+        base = f"train.base_checkpoint={self.checkpoint('deterministic')}"
+        self.icecorr(*self.train_args("diffusion", threads, base), threads=threads)
+
+    def checkpoint(self, name: str) -> Path:
+        for candidate in ("best.pt", "last.pt"):
+            p = self.out / "train" / name / candidate
+            if p.exists():
+                return p
+        raise FileNotFoundError(f"no checkpoint in {self.out / 'train' / name}")
+
+    def window_starts(self) -> list[int]:
+        import xarray as xr
+
+        with xr.open_dataset(self.data / "test.nc") as ds:
+            n_time = ds.sizes["time"]
+            runs = ds["run"].values if "run" in ds else None
+        steps = round(self.plan.window_days * 2)
+        starts: list[int] = []
+        # evenly spread windows that stay inside one contiguous run
+        candidates = list(range(0, n_time - steps))
+        if runs is not None:
+            candidates = [s for s in candidates if runs[s] == runs[s + steps - 1]]
+        if not candidates:
+            raise RuntimeError(f"test split too short for {self.plan.window_days}-day windows")
+        k = self.plan.windows
+        for i in range(k):
+            starts.append(candidates[round(i * (len(candidates) - 1) / max(k - 1, 1))])
+        return sorted(set(starts))
+
+    def run(self, label: str, checkpoint: Path | None, members: int, emulate: bool = False, ranks: int = 1) -> None:
+        starts = self.window_starts()
+        args = ["emulate" if emulate else "couple", str(CONFIG_DIR / "couple.yaml"),
+                f"initial={self.data / 'test.nc'}", f"couple.members={members}",
+                f"couple.days={self.plan.window_days}", f"couple.start_indices={json.dumps(starts)}",
+                f"couple.output={self.out / 'runs' / (label + '.nc')}",
+                f"couple.checkpoint={checkpoint if checkpoint else 'null'}"]
+        args += [f"grid.nx={n}" for n in self._grid_override("nx")] + [f"grid.ny={n}" for n in self._grid_override("ny")]
+        self.icecorr(*args, ranks=ranks, threads=1)
+
+    def _grid_override(self, key: str) -> list[str]:
+        return [o.split("=", 1)[1] for o in self.plan.generate_overrides if o.startswith(f"grid.{key}=")]
+
+    def run_files(self, label: str) -> list[str]:
+        return sorted(str(p) for p in (self.out / "runs").glob(f"{label}*.nc"))
+
+    def evaluate(self) -> None:
+        labels = ["coarse", "deterministic", "diffusion", "emulator"]
+        runs = [f"{label}={','.join(self.run_files(label))}" for label in labels if self.run_files(label)]
+        self.icecorr("evaluate", *runs, "--reference", str(self.data / "test.nc"), "-o", str(self.out / "report"))
+
+    # -- summary ---------------------------------------------------------------------------------------------------
+    def summary(self) -> str:
+        """The headline figures against the product goals (markdown), from the test split and the report."""
+        import csv
+
+        from training.evaluation.offline_skill import offline_skill
+
+        lines = ["# icecorr demo: headline figures", "",
+                 f"Twin experiment in `{self.out}`; held-out test split `{self.data / 'test.nc'}`; "
+                 f"{self.plan.windows} windows of {self.plan.window_days:g} days, {self.plan.members} members. "
+                 "Full report: `report/report.md`.", ""]
+        skill = {name: offline_skill(self.checkpoint(name), self.data / "test.nc", members=self.plan.members)
+                 for name in ("deterministic", "diffusion")}
+        lines += ["## Offline 12 h correction of every test window (ensemble mean of the diffusion corrector)", "",
+                  "| variable | RMSE coarse | RMSE deterministic | RMSE diffusion | reduction det. | reduction diff. "
+                  "| CRPS diff. | MAE det. |", "|---|---|---|---|---|---|---|---|"]
+        for v, d in skill["diffusion"].items():
+            det = skill["deterministic"][v]
+            lines.append(f"| {v} | {d['rmse_forecast']:.4g} | {det['rmse_corrected']:.4g} | {d['rmse_corrected']:.4g} "
+                         f"| {det['reduction']:.0%} | {d['reduction']:.0%} | {d['crps']:.4g} | {det['mae_corrected']:.4g} |")
+        rows = list(csv.DictReader((self.out / "report" / "metrics.csv").open()))
+
+        def value(model, variable, lead, metric):
+            for r in rows:
+                if (r["model"], r["variable"], r["metric"]) == (model, variable, metric) and \
+                        (lead is None or (r["lead_hours"] and float(r["lead_hours"]) == lead)):
+                    return float(r["value"])
+            return float("nan")
+
+        last = self.plan.window_days * 24
+        lines += ["", "## Coupled runs (ensemble mean for ensembles)", "",
+                  "| variable | 12 h RMSE hybrid / coarse | 12 h RMSE deterministic / coarse | spread/RMSE range "
+                  f"(all leads) | {last:g} h RMSE hybrid / deterministic |", "|---|---|---|---|---|"]
+        leads = sorted({float(r["lead_hours"]) for r in rows if r["lead_hours"] and float(r["lead_hours"]) > 0})
+        for v in ("sic", "sit", "snt", "siu", "siv"):
+            coarse = value("coarse", v, 12.0, "rmse")
+            ss = [value("diffusion", v, lead, "spread_skill_ratio") for lead in leads]
+            lines.append(f"| {v} | {value('diffusion', v, 12.0, 'rmse') / coarse:.2f} | "
+                         f"{value('deterministic', v, 12.0, 'rmse') / coarse:.2f} | {min(ss):.2f}–{max(ss):.2f} | "
+                         f"{value('diffusion', v, last, 'rmse') / value('deterministic', v, last, 'rmse'):.2f} |")
+        lines += ["", f"nRMSE at {last:g} h: " + ", ".join(
+            f"{m} {value(m, '', last, 'nrmse'):.3f}" for m in ("coarse", "deterministic", "diffusion", "emulator",
+                                                               "persistence")), ""]
+        lines += ["| deformation scaling | β(1) | β(2) | β(3) |", "|---|---|---|---|"]
+        for m in ("truth", "coarse", "deterministic", "diffusion", "emulator"):
+            lines.append(f"| {m} | " + " | ".join(f"{value(m, 'deformation', None, f'beta_q{q}_gradient'):.3f}"
+                                                  for q in (1, 2, 3)) + " |")
+        lines += ["", f"Small-scale power ratio to the truth at {last:g} h (1 = truth; ±30 % is the goal):", ""]
+        for m in ("coarse", "deterministic", "diffusion"):
+            lines.append(f"- {m}: " + ", ".join(f"{v} {value(m, v, last, 'small_scale_power_ratio'):.2f}"
+                                                for v in ("sic", "sit", "velocity")))
+        lines += ["", "Wall time per stage (min): " + ", ".join(f"{k} {t / 60:.1f}" for k, t in self.timings.items())]
+        return "\n".join(lines) + "\n"
+
+    def main(self) -> None:
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "runs").mkdir(exist_ok=True)
+        t0 = time.perf_counter()
+        self.stage("generate", self.data / "test.nc", self.generate)
+        self.stage("train deterministic corrector and emulator", self.out / "train" / "emulator" / "last.pt",
+                   self.train_first_stage)
+        self.stage("train diffusion corrector", self.out / "train" / "diffusion" / "last.pt",
+                   lambda: self.train_diffusion(threads=os.cpu_count() or 2))
+        self.stage("coarse runs", None, lambda: self.run("coarse", None, members=1))
+        self.stage("deterministic-corrected runs", None,
+                   lambda: self.run("deterministic", self.checkpoint("deterministic"), members=1))
+        self.stage("diffusion-corrected MPI ensemble", None,
+                   lambda: self.run("diffusion", self.checkpoint("diffusion"), members=self.plan.members, ranks=3))
+        self.stage("emulator ensemble", None,
+                   lambda: self.run("emulator", self.checkpoint("emulator"), members=self.plan.members, emulate=True))
+        self.stage("evaluate", None, self.evaluate)
+        self.timings["total"] = time.perf_counter() - t0
+        (self.out / "timings.json").write_text(json.dumps(self.timings, indent=2))
+        text = self.summary()
+        (self.out / "summary.md").write_text(text)
+        print("\n" + text)
+        print(f"[demo] done in {self.timings['total'] / 60:.1f} min; report: {self.out / 'report' / 'report.md'}, "
+              f"summary: {self.out / 'summary.md'}")
+
+
+def run_demo(out: Path, quick: bool = False, progress: bool = True, reuse: bool = False) -> Path:
+    demo = Demo(out, quick, progress, reuse)
+    demo.main()
+    return out / "report" / "report.md"

@@ -1,0 +1,341 @@
+"""`icecorr` — the command line. It only parses, loads configs and calls the packages.
+
+Verbs: demo | cyclone | generate | prepare | observations | train | correct | couple | emulate | evaluate |
+assimilate |
+checkpoint {inspect,validate} | config {dump,validate}.
+
+Under `mpiexec`, an error on any rank prints one message naming the rank and aborts the whole job
+(`MPI_Abort`), so no rank waits forever for a dead peer.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from icecorr.base.mpi import world_if_parallel
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def _command_line() -> str:
+    return "icecorr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+
+
+# --- configs composed per verb ----------------------------------------------------------------------------------
+
+def _schemas() -> dict[str, type]:
+    from icecorr.cli.runconfig import CoupleRunConfig, CorrectRunConfig, CycloneRunConfig, EvaluateRunConfig
+    from training.data.config import PrepareRunConfig, TwinConfig
+    from training.fit.config import TrainRunConfig
+
+    return {"generate": TwinConfig, "prepare": PrepareRunConfig, "train": TrainRunConfig,
+            "couple": CoupleRunConfig, "emulate": CoupleRunConfig, "correct": CorrectRunConfig,
+            "cyclone": CycloneRunConfig, "evaluate": EvaluateRunConfig}
+
+
+def _load(verb: str, path: str | None, overrides: Sequence[str]):
+    from icecorr.base.config import load_config
+
+    return load_config(_schemas()[verb], path, overrides)
+
+
+# --- verbs --------------------------------------------------------------------------------------------------------
+
+def cmd_demo(args) -> int:
+    from icecorr.cli.demo import run_demo
+
+    run_demo(Path(args.out), quick=args.quick, progress=not args.no_progress, reuse=args.reuse)
+    return 0
+
+
+def cmd_cyclone(args) -> int:
+    from coupling.cyclone import run_cyclone
+
+    cfg = _load("cyclone", args.config, args.overrides)
+    path = run_cyclone(cfg.grid, cfg.physics, Path(args.out), days=cfg.days,
+                       output_every_hours=cfg.output_every_hours, window_seconds=cfg.window_seconds)
+    print(f"wrote {path} and {path.with_suffix('.png')}")
+    return 0
+
+
+def cmd_generate(args) -> int:
+    from icecorr.base.config import dump_config
+    from training.data.generate import run_generate
+
+    cfg = _load("generate", args.config, args.overrides)
+    if args.dry_run:
+        print(dump_config(cfg))
+        return 0
+    comm = world_if_parallel()
+    paths = run_generate(cfg, Path(args.out), comm=comm, progress=None if not args.no_progress else False)
+    if comm is None or comm.Get_rank() == 0:
+        for p in paths:
+            print(f"wrote {p}")
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from icecorr.base.config import dump_config
+    from training.data.prepare import run_prepare
+
+    cfg = _load("prepare", args.config, args.overrides)
+    if args.dry_run:
+        print(dump_config(cfg))
+        return 0
+    comm = world_if_parallel()
+    path = run_prepare(cfg, Path(args.out), comm=comm)
+    if comm is None or comm.Get_rank() == 0:
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from training.fit.loop import main as train_main
+
+    argv = [args.config, *args.overrides]
+    if args.device:
+        argv += ["--device", args.device]
+    if args.seed is not None:
+        argv += ["--seed", str(args.seed)]
+    if args.no_progress:
+        argv.append("--no-progress")
+    if args.dry_run:
+        argv.append("--dry-run")
+    return train_main(argv)
+
+
+def cmd_correct(args) -> int:
+    from coupling.drivers import run_correct
+    from icecorr.base.config import dump_config
+
+    overrides = list(args.overrides)
+    if args.checkpoint:
+        overrides.append(f"correct.checkpoint={args.checkpoint}")
+    if args.members is not None:
+        overrides.append(f"correct.members={args.members}")
+    if args.seed is not None:
+        overrides.append(f"correct.seed={args.seed}")
+    cfg = _load("correct", args.config, overrides)
+    if args.dry_run:
+        print(dump_config(cfg))
+        return 0
+    path = run_correct(cfg.correct, Path(args.forecasts), Path(args.output), comm=world_if_parallel(),
+                       command=_command_line(), config_text=dump_config(cfg))
+    if path is not None:
+        print(f"wrote {path}")
+    return 0
+
+
+def _run_ensemble(args, emulate: bool) -> int:
+    from coupling.drivers import run_couple, run_emulate
+    from icecorr.base.config import dump_config
+
+    overrides = list(args.overrides)
+    if args.members is not None:
+        overrides.append(f"couple.members={args.members}")
+    if args.seed is not None:
+        overrides.append(f"couple.seed={args.seed}")
+    if args.output is not None:
+        overrides.append(f"couple.output={args.output}")
+    cfg = _load("emulate" if emulate else "couple", args.config, overrides)
+    if args.dry_run:
+        print(dump_config(cfg))
+        return 0
+    forcing = cfg.forcing or cfg.initial
+    common = dict(restart=args.restart, comm=world_if_parallel(), command=_command_line(), config_text=dump_config(cfg))
+    if emulate:
+        paths = run_emulate(cfg.couple, cfg.initial, forcing, **common)
+    else:
+        paths = run_couple(cfg.couple, cfg.initial, forcing, grid=cfg.grid, physics=cfg.physics, **common)
+    world = common["comm"]
+    if world is None or world.Get_rank() == 0:
+        for p in paths or []:
+            print(f"wrote {p}")
+    return 0
+
+
+def cmd_couple(args) -> int:
+    return _run_ensemble(args, emulate=False)
+
+
+def cmd_emulate(args) -> int:
+    return _run_ensemble(args, emulate=True)
+
+
+def cmd_evaluate(args) -> int:
+    from training.evaluation.evaluate import parse_run_specs, run_evaluate
+
+    specs = [item if "=" in item else f"{Path(item).stem}={item}" for item in args.runs]
+    cfg = _load("evaluate", args.config, args.overrides)
+    reference = args.reference[0] if len(args.reference) == 1 else args.reference
+    report = run_evaluate(parse_run_specs(specs), reference, Path(args.output), config=cfg.evaluate)
+    print(f"wrote {report}")
+    return 0
+
+
+def cmd_checkpoint(args) -> int:
+    from corrector.checkpoint import load_checkpoint
+
+    data = load_checkpoint(args.path)
+    if args.action == "inspect":
+        from corrector.checkpoint import describe_checkpoint
+
+        print(describe_checkpoint(data))
+    else:
+        print(f"{args.path}: valid checkpoint")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from icecorr.base.config import dump_config
+
+    cfg = _load(args.verb, args.config, args.overrides)
+    if args.action == "dump":
+        print(dump_config(cfg), end="")
+    else:
+        print(f"{args.config or '<defaults>'}: valid '{args.verb}' config")
+    return 0
+
+
+# --- parser -------------------------------------------------------------------------------------------------------
+
+def _common(p: argparse.ArgumentParser, config: bool = True, config_required: bool = False) -> None:
+    if config:
+        p.add_argument("config", nargs=None if config_required else "?", default=None, help="YAML config")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides (values parsed as YAML)")
+    p.add_argument("--dry-run", action="store_true", help="validate the config and print it resolved, then exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="icecorr", description="Hybrid physics-ML sea-ice model-error corrector.")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    p = sub.add_parser("demo", help="twin experiment end to end: generate, train, couple, evaluate, report")
+    p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
+    p.add_argument("--quick", action="store_true", help="tiny sizes (minutes): a smoke test of the whole path")
+    p.add_argument("--reuse", action="store_true", help="skip stages whose outputs already exist")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("cyclone", help="moving-cyclone benchmark box (Mehlmann et al. 2021): NetCDF + PNG")
+    _common(p)
+    p.add_argument("--out", default="runs/cyclone")
+    p.set_defaults(func=cmd_cyclone)
+
+    p = sub.add_parser("generate", help="twin-experiment training pairs (truth BBM vs coarse mEVP)")
+    _common(p)
+    p.add_argument("--out", default="data/twin")
+    p.set_defaults(func=cmd_generate)
+
+    p = sub.add_parser("prepare", help="training pairs from your own reference NetCDF (neXtSIM, observations)")
+    _common(p, config_required=True)
+    p.add_argument("--out", default="data/prepared")
+    p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", help="train a corrector / emulator (torchrun for data parallel)")
+    _common(p, config_required=True)
+    p.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--seed", type=int)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("correct", help="offline correction of coarse forecasts into a corrected ensemble")
+    p.add_argument("forecasts", help="NetCDF with forecast_*, initial_* and forcing (training-pair layout)")
+    p.add_argument("--checkpoint", help="residual-corrector checkpoint")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--config", default=None)
+    p.add_argument("--members", type=int)
+    p.add_argument("--seed", type=int)
+    _common(p, config=False)
+    p.set_defaults(func=cmd_correct)
+
+    for verb, func, text in (("couple", cmd_couple, "coupled physics + corrector ensemble run (MPI or one process)"),
+                             ("emulate", cmd_emulate, "autoregressive emulator ensemble run")):
+        p = sub.add_parser(verb, help=text)
+        _common(p, config_required=True)
+        p.add_argument("--restart", help="restart file to continue from")
+        p.add_argument("--members", type=int)
+        p.add_argument("--seed", type=int)
+        p.add_argument("-o", "--output")
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("evaluate", help="metrics, spectra, deformation, plots and a markdown report")
+    p.add_argument("runs", nargs="+", help="LABEL=run.nc[,run2.nc…] (globs allowed: one file per window), or run.nc")
+    p.add_argument("--reference", required=True, nargs="+", help="reference NetCDF (or one per window)")
+    p.add_argument("-o", "--output", required=True, help="report folder")
+    p.add_argument("--config", default=None)
+    p.add_argument("--set", dest="overrides", action="append", default=[], help="key.sub=value override")
+    p.set_defaults(func=cmd_evaluate)
+
+    # listed for --help only; main() hands their arguments to the module (PASSTHROUGH)
+    sub.add_parser("observations", help="gappy noisy synthetic observations (synth) or your observation files on "
+                   "the model grid (ingest), as training pairs")
+    sub.add_parser("assimilate", help="strong-constraint 4D-Var with the emulator's adjoint")
+    sub.add_parser("calibrate", help="fit the spread inflation of a diffusion corrector on validation data")
+
+    p = sub.add_parser("checkpoint", help="inspect or validate a checkpoint")
+    p.add_argument("action", choices=["inspect", "validate"])
+    p.add_argument("path")
+    p.set_defaults(func=cmd_checkpoint)
+
+    p = sub.add_parser("config", help="validate or dump the resolved config of a verb")
+    p.add_argument("action", choices=["dump", "validate"])
+    p.add_argument("verb", choices=sorted(["generate", "prepare", "train", "couple", "emulate", "correct",
+                                           "cyclone", "evaluate"]))
+    p.add_argument("config", nargs="?", default=None)
+    p.add_argument("overrides", nargs="*")
+    p.set_defaults(func=cmd_config)
+    return parser
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from icecorr.base.config import ConfigError
+
+    errors: list[type[BaseException]] = [ConfigError, FileNotFoundError, PermissionError]
+    for mod, name in (("icecorr.base.errors", "InputError"), ("corrector.checkpoint", "CheckpointError"),
+                      ("coupling.bridge", "ModelError")):
+        try:
+            errors.append(getattr(__import__(mod, fromlist=[name]), name))
+        except Exception:  # noqa: BLE001 - a broken optional import must not hide the real error
+            pass
+    return tuple(errors)
+
+
+#: verbs that parse their own arguments (argparse cannot pass `--help` etc. through a REMAINDER)
+PASSTHROUGH = {"observations": ("training.data.observations", "main"), "assimilate": ("training.assimilation.fourdvar", "main"),
+               "calibrate": ("training.evaluation.calibrate", "main")}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in PASSTHROUGH:
+        module, name = PASSTHROUGH[argv[0]]
+        return int(getattr(__import__(module, fromlist=[name]), name)(argv[1:]) or 0)
+    args = build_parser().parse_args(argv)
+    func: Callable = args.func
+    try:
+        return int(func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes one message (and an MPI abort)
+        if isinstance(exc, SystemExit):
+            raise
+        world = world_if_parallel()
+        where = f" (rank {world.Get_rank()} of {world.Get_size()})" if world is not None else ""
+        known = isinstance(exc, _known_errors())
+        if not known:
+            import traceback
+
+            traceback.print_exc()
+        print(f"icecorr {args.verb}: error{where}: {exc}", file=sys.stderr, flush=True)
+        if world is not None:
+            world.Abort(EXIT_FAILURE)
+        return EXIT_USAGE if known else EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,44 @@
+"""Config files of the verbs whose sections come from several packages (the others live with their package:
+`training.data.config.TwinConfig` for generate, `training.data.config.PrepareRunConfig`, `training.fit.config.TrainRunConfig`).
+"""
+from __future__ import annotations
+
+from pydantic import Field
+
+from coupling.config import CorrectConfig, CoupleConfig
+from fortran_stub.config import CoarsePhysicsConfig, GridConfig
+from icecorr.base.config import StrictConfig
+from training.evaluation.evaluate import EvaluateConfig
+
+
+class CoupleRunConfig(StrictConfig):
+    """`icecorr couple` / `icecorr emulate`: the coarse model, the ensemble run and where its inputs are."""
+
+    grid: GridConfig = Field(default_factory=GridConfig)
+    physics: CoarsePhysicsConfig = Field(default_factory=CoarsePhysicsConfig)
+    couple: CoupleConfig = Field(default_factory=CoupleConfig)
+    initial: str = Field(description="NetCDF with the initial states: a training-pair file (initial_* at every "
+                                     "window start index) or a state file")
+    forcing: str | None = Field(None, description="forcing NetCDF (default: the `initial` pair file's {f}_t0/{f}_t1)")
+
+
+class CorrectRunConfig(StrictConfig):
+    """`icecorr correct`."""
+
+    correct: CorrectConfig = Field(default_factory=CorrectConfig)
+
+
+class CycloneRunConfig(StrictConfig):
+    """`icecorr cyclone`: the moving-cyclone benchmark box (physics.md §3)."""
+
+    grid: GridConfig = Field(default_factory=GridConfig)
+    physics: CoarsePhysicsConfig = Field(default_factory=CoarsePhysicsConfig)
+    days: float = Field(2.0, gt=0, description="length of the run (days)")
+    output_every_hours: float = Field(12.0, gt=0, description="output interval (h)")
+    window_seconds: float = Field(3600.0, gt=0, description="forcing snapshots this far apart (the vortex moves)")
+
+
+class EvaluateRunConfig(StrictConfig):
+    """`icecorr evaluate`."""
+
+    evaluate: EvaluateConfig = Field(default_factory=EvaluateConfig)

@@ -1,0 +1,34 @@
+"""Tangent-linear and adjoint of a corrector step: finite differences and the adjoint identity."""
+import numpy as np
+import pytest
+
+from corrector.tangent import CorrectorTangent
+from tests.corrector.test_model import conditioning, corrector_for, tiny_cfg
+
+# torch.func scripts a helper internally and warns about its own deprecated torch.jit.script
+pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+
+
+@pytest.mark.parametrize("kind", ["deterministic", "diffusion"])
+def test_jvp_matches_finite_difference_and_vjp_is_its_adjoint(kind):
+    cfg = tiny_cfg(kind=kind, sampler={"name": "dpmpp_2m", "steps": 3})
+    c = corrector_for(cfg)
+    cond, mask = conditioning(cfg, b=1, land=True)
+    cond = {k: (v[0] if v.ndim == 3 else v) for k, v in cond.items()}
+    tan = CorrectorTangent(c, seed=3)
+    rng = np.random.default_rng(1)
+    v = {"initial_sit": rng.normal(size=mask.shape).astype(np.float32),
+         "uas_t1": rng.normal(size=mask.shape).astype(np.float32)}
+    out, jv = tan.jvp(cond, v)
+    np.testing.assert_allclose(out, tan.step(cond), rtol=1e-5, atol=1e-6)
+    assert out.shape == (5, *mask.shape) and np.all(jv[:, mask == 0] == 0)
+    eps = 1e-2
+    plus = tan.step({k: cond[k] + eps * v[k] if k in v else cond[k] for k in cond})
+    minus = tan.step({k: cond[k] - eps * v[k] if k in v else cond[k] for k in cond})
+    fd = (plus - minus) / (2 * eps)
+    assert np.abs(fd - jv).max() < 0.05 * np.abs(jv).max()
+    w = rng.normal(size=out.shape).astype(np.float32)
+    _, jtw = tan.vjp(cond, w)
+    lhs = float((jv.astype(np.float64) * w).sum())
+    rhs = sum(float((v[k].astype(np.float64) * jtw[k]).sum()) for k in v)
+    assert lhs == pytest.approx(rhs, rel=1e-4)

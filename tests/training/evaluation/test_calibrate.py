@@ -1,0 +1,40 @@
+"""Spread calibration (`icecorr calibrate`): factors fitted on validation data bring spread/RMSE to 1."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from corrector.checkpoint import CheckpointError, load_checkpoint
+from corrector.inference import Corrector
+from corrector.seeding import member_seeds
+from icecorr.cli import main as cli
+from training.evaluation.calibrate import _windows, calibrate, spread_skill
+from tests.training.fit.test_fit import files  # noqa: F401  (module fixtures reused)
+from tests.training.fit.test_fit_base_stage import stages  # noqa: F401
+
+
+def _ratio(checkpoint, val_file, members=8, windows=12):
+    c = Corrector.load(checkpoint)
+    cond, target, ocean = _windows(val_file, c, windows)
+    seeds = member_seeds(12345, np.arange(next(iter(target.values())).shape[0]), 0, members)
+    return spread_skill(c.sample(cond, members, seeds=seeds), target, c.variables, ocean)
+
+
+def test_calibration_brings_spread_skill_to_one(stages, files, tmp_path):  # noqa: F811
+    _, diff = stages
+    before = _ratio(diff, files[1])
+    out = tmp_path / "calibrated.pt"
+    factors = calibrate(diff, files[1], members=8, windows=12, output=out, verbose=False)
+    after = _ratio(out, files[1])
+    assert load_checkpoint(out).config.sampler.spread_inflation == pytest.approx(factors, rel=1e-3)
+    assert load_checkpoint(diff).config.sampler.spread_inflation is None  # the original is untouched
+    assert np.all(np.abs(np.log(after)) < np.abs(np.log(before)) + 1e-9)
+    assert np.all(np.abs(after - 1.0) < 0.15)
+
+
+def test_calibration_refuses_a_model_without_regression_stage(stages, files, capsys):  # noqa: F811
+    det, _ = stages
+    with pytest.raises(CheckpointError, match="regression stage"):
+        calibrate(det, files[1], windows=4)
+    assert cli(["calibrate", str(det), "--data", str(files[1])]) == 2
+    assert "regression stage" in capsys.readouterr().err

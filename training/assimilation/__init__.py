@@ -1,0 +1,1 @@
+"""Strong-constraint 4D-Var with the emulator's adjoint."""

@@ -1,0 +1,199 @@
+"""Drift pairs: training pairs that start from the coarse model's own free run instead of the reference.
+
+Pairs re-forecast from the reference only show the corrector states on the reference's manifold. A coupled run
+feeds it its own states, which drift off that manifold, and a corrector extrapolating there can run away: in the
+1-year coupled run of `make longrun` the correction added ice faster than the coarse model melted it and the
+hybrid kept 3 m of ice through the summer the truth melted out. Drift pairs follow the DAgger idea (train on the
+states the policy visits) with the free coarse model as a stand-in for the hybrid: within each run the model is
+restarted from the reference every `segment_steps` windows and left free in between; each window keeps its free
+state as `initial_*`, the model's next state as `forecast_*` and the reference at t + 12 h as `reference_*`. The
+residual then holds the model's accumulated error as well as its 12 h error, so the corrector learns the reference
+given a drifted state: a learned nudging back to the reference's manifold, applied at every step. Given correctors,
+the segments are also run as coupled runs of each of them (the DAgger step proper).
+
+`drift_steps` counts the free steps before a window's start (0 = started from the reference); a corrector with
+the `drift_steps` conditioning channel (`CorrectorConfig.max_drift_steps`) sees it, any other uses only the
+windows with 0. Drift windows get the run index `run + k·DRIFT_RUN_OFFSET` (k-th set), so windows never cross from
+a reference run into its drift copies. Measured effects: README, "Long runs" and "Drift windows".
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import xarray as xr
+
+from corrector.fields import DRIFT_STEPS
+from icecorr.base.errors import InputError
+from icecorr.base.variables import ML_VARIABLES
+from fortran_stub.config import CoarsePhysicsConfig, GridConfig
+from training.data.io import write_netcdf_atomic
+
+#: added to a run's index for its drift windows
+DRIFT_RUN_OFFSET = 100_000
+
+
+def segment_steps(days: float) -> int:
+    """12 h windows in a drift segment of `days` days (at least one)."""
+    return max(1, int(round(days * 2)))
+
+
+def _forcing_names(pairs: xr.Dataset) -> list[str]:
+    return sorted(n[:-3] for n in pairs.data_vars if n.endswith("_t0") and n[:-3] + "_t1" in pairs.data_vars)
+
+
+def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsConfig | None = None,
+                model_cls=None, corrector=None, seed: int = 0) -> xr.Dataset:
+    """The drift windows of a pair Dataset (time, y, x): same variables, `drift_steps` added, run indices offset.
+
+    Each run (the `run` variable; the whole file is one run without it) is cut into segments of `segment_steps`
+    windows; a segment starts from the reference `initial_*` and continues with the model's own forecasts — or,
+    with `corrector` (a residual-mode `corrector.inference.Corrector`), with the hybrid's corrected forecasts, one
+    sample per step seeded from `seed` and the window index (the DAgger step proper: the states the corrector's own
+    coupled run visits). The model's hidden state (stresses, surface and mixed-layer temperatures) is carried
+    through, as in a coupled run.
+    """
+    if segment_steps < 1:
+        raise ValueError(f"drift_pairs: segment_steps must be >= 1, got {segment_steps}")
+    if model_cls is None:
+        from coupling.bridge import CoarseModel as model_cls
+    ny, nx = pairs.sizes["y"], pairs.sizes["x"]
+    grid = GridConfig(nx=nx, ny=ny, dx=float(pairs.attrs.get("grid_dx", 16_000.0)))
+    n = pairs.sizes["time"]
+    runs = np.asarray(pairs["run"].values) if "run" in pairs.variables else np.zeros(n, dtype=np.int64)
+    forcing = _forcing_names(pairs)
+    state_vars = [v for v in ML_VARIABLES if f"initial_{v}" in pairs]
+    missing = [f"{p}{v}" for v in state_vars for p in ("forecast_", "reference_") if f"{p}{v}" not in pairs]
+    if not state_vars or missing:
+        raise ValueError(f"field {(missing or ['initial_sic'])[0]!r}: missing (drift windows need initial_, "
+                         "forecast_ and reference_ fields of the state variables)")
+
+    def load(prefix: str) -> dict[str, np.ndarray]:
+        return {v: np.asarray(pairs[prefix + v].values, dtype=np.float64) for v in state_vars}
+
+    reference_start, reference_next = load("initial_"), load("reference_")
+    f0 = {f: np.asarray(pairs[f + "_t0"].values, dtype=np.float64) for f in forcing}
+    f1 = {f: np.asarray(pairs[f + "_t1"].values, dtype=np.float64) for f in forcing}
+    initial = {v: np.empty((n, ny, nx)) for v in state_vars}
+    forecast = {v: np.empty((n, ny, nx)) for v in state_vars}
+    age = np.zeros(n, dtype=np.int32)
+    correct = None if corrector is None else _correction_step(corrector, pairs, state_vars, seed)
+
+    model, model_run, k_in_run = None, None, 0
+    for t in range(n):
+        if runs[t] != model_run:  # a new run: a fresh model, its stresses develop within the first segment
+            model, model_run, k_in_run = model_cls(grid, physics or CoarsePhysicsConfig()), runs[t], 0
+        if k_in_run % segment_steps == 0:
+            model.set_state({v: reference_start[v][t] for v in state_vars})
+        else:
+            age[t] = age[t - 1] + 1
+        state = model.get_state()
+        for v in state_vars:
+            initial[v][t] = state[v].values
+        model.step({f: f0[f][t] for f in forcing}, {f: f1[f][t] for f in forcing})
+        state = model.get_state()
+        for v in state_vars:
+            forecast[v][t] = state[v].values
+        if correct is not None and (k_in_run + 1) % segment_steps != 0:  # the next window continues this one
+            model.set_state(correct(t, initial, forecast, f0, f1, int(age[t])))
+        k_in_run += 1
+
+    out = pairs.copy()
+    for v in state_vars:
+        dtype = pairs[f"initial_{v}"].dtype
+        out[f"initial_{v}"] = pairs[f"initial_{v}"].copy(data=initial[v].astype(dtype))
+        out[f"forecast_{v}"] = pairs[f"forecast_{v}"].copy(data=forecast[v].astype(dtype))
+        if f"residual_{v}" in pairs:
+            out[f"residual_{v}"] = pairs[f"residual_{v}"].copy(
+                data=(reference_next[v] - forecast[v]).astype(pairs[f"residual_{v}"].dtype))
+    out["run"] = ("time", (runs + DRIFT_RUN_OFFSET).astype(np.int32),
+                  {"long_name": "run (truth trajectory) index; windows never cross runs"})
+    out[DRIFT_STEPS] = ("time", age, _DRIFT_ATTRS)
+    return out
+
+
+def _correction_step(corrector, pairs: xr.Dataset, state_vars: Sequence[str], seed: int):
+    """fn(t, initial, forecast, f0, f1, drift_steps) -> the hybrid's state after window t: its forecast plus one
+    correction sample (as `icecorr couple` does). Checked and prepared once per run of `drift_pairs`."""
+    from coupling.drivers import build_conditioning
+
+    if corrector.mode != "residual":
+        raise ValueError(f"drift_pairs: the corrector must be in residual mode, got {corrector.mode}")
+    names = list(corrector.variables)
+    missing = [v for v in names if v not in state_vars]
+    if missing:
+        raise ValueError(f"drift_pairs: the corrector needs {missing}, which the pair file lacks")
+    mask = np.asarray(pairs["mask"].values) if "mask" in pairs else None
+
+    def corrected(t: int, initial, forecast, f0, f1, drift_steps: int) -> dict[str, np.ndarray]:
+        stack = lambda fields: np.stack([fields[v][t] for v in names])[None]  # noqa: E731
+        cond = build_conditioning(corrector.conditioning_names, names, stack(initial), stack(forecast),
+                                  {f: a[t][None] for f, a in f0.items()}, {f: a[t][None] for f, a in f1.items()},
+                                  mask, drift_steps=drift_steps)
+        sample = corrector.sample(cond, members=1, seeds=np.array([[seed * 1_000_003 + t]], dtype=np.int64))
+        new = corrector.apply({v: forecast[v][t][None] for v in names}, sample, mask=mask)
+        return {v: np.asarray(new[v][0, 0], dtype=np.float64) for v in names}
+
+    return corrected
+
+
+_DRIFT_ATTRS = {"long_name": "free coarse-model 12 h steps between the last start from the reference and the "
+                             "window start (0 = started from the reference)", "units": "1"}
+
+
+def with_drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsConfig | None = None,
+                     model_cls=None, correctors: Sequence = (), seed: int = 0) -> xr.Dataset:
+    """`pairs` (drift_steps 0), its free-model drift windows, then one set of hybrid drift windows per corrector
+    in `correctors` (`drift_pairs`; run indices offset by k·DRIFT_RUN_OFFSET for the k-th set), along time."""
+    if DRIFT_STEPS in pairs:
+        raise ValueError("with_drift_pairs: the pairs already hold drift windows (drift_steps); start from the "
+                         "reference pairs")
+    base = pairs.copy()
+    base[DRIFT_STEPS] = ("time", np.zeros(pairs.sizes["time"], dtype=np.int32), _DRIFT_ATTRS)
+    parts = [base, drift_pairs(pairs, segment_steps, physics, model_cls)]
+    for k, corrector in enumerate(correctors, start=1):
+        part = drift_pairs(pairs, segment_steps, physics, model_cls, corrector, seed)
+        part["run"] = part["run"] + k * DRIFT_RUN_OFFSET
+        parts.append(part)
+    out = xr.concat(parts, dim="time", data_vars="minimal", coords="minimal", compat="override", join="override")
+    out.attrs = {**pairs.attrs, "drift_segment_steps": int(segment_steps)}
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m training.data.drift",
+        description="Append drift windows (free coarse-model runs restarted from the reference) to a pair file.")
+    ap.add_argument("pairs", type=Path, help="training-pair NetCDF (icecorr generate / prepare)")
+    ap.add_argument("out", type=Path, help="output pair file (written atomically)")
+    ap.add_argument("--segment-days", type=float, default=15.0, help="free-run length between restarts (days)")
+    ap.add_argument("--corrector", type=Path, action="append", default=[],
+                    help="residual checkpoint: also add the drift windows of its hybrid (repeatable; DAgger)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the hybrid runs' correction samples")
+    args = ap.parse_args(argv)
+    from corrector.inference import Corrector
+    from icecorr.base.files import open_netcdf
+
+    try:
+        correctors = [Corrector.load(p) for p in args.corrector]
+        with open_netcdf(args.pairs, "pair file") as ds:
+            out = with_drift_pairs(ds.load(), segment_steps(args.segment_days), correctors=correctors,
+                                   seed=args.seed)
+    except InputError as exc:  # one line naming the file and field, no partial output
+        print(f"training.data.drift: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, OSError) as exc:
+        print(f"training.data.drift: error: file {args.pairs}: {exc}", file=sys.stderr)
+        return 2
+    write_netcdf_atomic(out, args.out)
+    n_ref = int((out[DRIFT_STEPS].values == 0).sum())
+    print(f"{args.out}: {out.sizes['time']} windows ({n_ref} started from the reference, segment "
+          f"{args.segment_days:g} days, {len(correctors)} hybrid(s))")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,508 @@
+"""Observation pair files: gappy, noisy references for training on observations and for 4D-Var.
+
+An observation pair file has the layout of a training-pair file (docs/design.md) with, for every ML variable v,
+`reference_{v}` = the observation at t + 12 h and `residual_{v}` = observation − forecast, both NaN where v is not
+observed, plus `observed_{v}` (int8, 1 = observed) and `obs_error_{v}` (observation-error std in the units of v,
+NaN where unobserved). `initial_*`, `forecast_*` and the forcing are copied unchanged: they are the conditioning.
+`training.fit.dataset.PairDataset` and `training.fit.loop` take the loss only over observed cells and fit normalisation
+statistics ignoring NaN; `training.assimilation.fourdvar` reads `reference_*` / `obs_error_*` as its observations.
+
+Two producers:
+* `synthesize` — the twin experiment's synthetic observations of a twin pair file: truth + Gaussian noise with
+  realistic gaps. Each "instrument" has its own gaps, shared by its variables: `radiometer` (sic) and `altimeter`
+  (sit, snt) see parallel satellite swaths whose orientation and position change every record (period
+  `swath.period_km`, observed share `swath.observed_fraction` of it), `drift` (siu, siv) sees only cells with
+  sic > `drift_min_sic` at least `drift_edge_distance_km` away from the ice edge (a face needs both neighbours),
+  and every instrument loses whole days at random (`missing_day_probability`). Gaps and noise are a pure function
+  of (seed, instrument or variable, validity time), so any subset of a file gets the same observations.
+* `ingest` — observation files already on the model grid (e.g. concentration and drift products), with a
+  per-variable mask and uncertainty (a variable of the file or a constant), attached to a pair file at the matching
+  validity times. File, units, range and grid checks are those of `training.data.prepare` (called, not copied).
+
+Run: `python -m training.data.observations synth data/test.nc -o data/test_obs.nc [--config obs.yaml] [key=value …]`
+and `python -m training.data.observations ingest ingest.yaml -o data/train_obs.nc [key=value …]`.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import zlib
+from pathlib import Path
+from typing import Literal, Mapping, Optional, Sequence
+
+import numpy as np
+import xarray as xr
+from pydantic import Field, model_validator
+from scipy.ndimage import binary_erosion
+
+from icecorr.base.variables import ML_VARIABLES, STEP_HOURS
+from icecorr.base.errors import InputError
+from icecorr.base.config import StrictConfig
+from training.data.config import VariableSource
+from training.data.io import write_netcdf_atomic
+from training.data.prepare import (MODEL_UNITS, PLAUSIBLE, ReferenceData, centre_to_faces, normalize_units,
+                              unit_conversion)
+
+PRODUCER_SYNTH = "icecorr observations synth"
+PRODUCER_INGEST = "icecorr observations ingest"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Configuration
+# ----------------------------------------------------------------------------------------------------------------
+
+class VariableObsConfig(StrictConfig):
+    """How one variable is observed in the synthetic twin."""
+
+    instrument: str = Field(description="variables of one instrument share its gaps (e.g. sit and snt)")
+    sampling: Literal["swath", "drift", "complete"] = Field(description="gap pattern of the instrument")
+    noise_std: float = Field(ge=0, description="Gaussian observation-error std (units of the variable)")
+
+
+def _default_variables() -> dict[str, VariableObsConfig]:
+    return {"sic": VariableObsConfig(instrument="radiometer", sampling="swath", noise_std=0.02),
+            "sit": VariableObsConfig(instrument="altimeter", sampling="swath", noise_std=0.05),
+            "snt": VariableObsConfig(instrument="altimeter", sampling="swath", noise_std=0.01),
+            "siu": VariableObsConfig(instrument="drift", sampling="drift", noise_std=0.01),
+            "siv": VariableObsConfig(instrument="drift", sampling="drift", noise_std=0.01)}
+
+
+class SwathConfig(StrictConfig):
+    """Parallel satellite swaths, re-drawn (angle and offset) for every record."""
+
+    period_km: float = Field(200.0, gt=0, description="distance between swath centre lines (km)")
+    observed_fraction: float = Field(0.5, gt=0, le=1, description="share of each period inside a swath")
+
+
+class ObservationConfig(StrictConfig):
+    """Synthetic observations of a twin pair file (`synthesize`)."""
+
+    variables: dict[str, VariableObsConfig] = Field(default_factory=_default_variables,
+                                                    description="observed variables; the others are all NaN")
+    swath: SwathConfig = Field(default_factory=SwathConfig)
+    drift_min_sic: float = Field(0.15, ge=0, le=1, description="drift only where sic exceeds this")
+    drift_edge_distance_km: float = Field(32.0, ge=0, description="… and at least this far from the ice edge")
+    missing_day_probability: float = Field(0.1, ge=0, le=1, description="chance an instrument misses a whole day")
+    clip_to_bounds: bool = Field(False, description="clip noisy sic to [0, 1] and thicknesses to ≥ 0 as products "
+                                 "do (biases the errors near the bounds; off keeps them unbiased)")
+    seed: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _check(self) -> "ObservationConfig":
+        unknown = sorted(set(self.variables) - set(ML_VARIABLES))
+        if unknown:
+            raise ValueError(f"variables: unknown {unknown}; allowed {list(ML_VARIABLES)}")
+        for name in self.variables:
+            group = {v.sampling for k, v in self.variables.items()
+                     if v.instrument == self.variables[name].instrument}
+            if len(group) > 1:
+                raise ValueError(f"instrument '{self.variables[name].instrument}' has several samplings {group}")
+        return self
+
+
+class ObsSource(VariableSource):
+    """One observed variable in the user's files: values, and optionally its mask and uncertainty."""
+
+    mask: Optional[str] = Field(None, description="mask variable (nonzero = valid); NaN values are always gaps")
+    error: Optional[VariableSource] = Field(None, description="uncertainty (std) variable and its units")
+    error_std: Optional[float] = Field(None, gt=0, description="constant uncertainty (std, model units)")
+
+    @model_validator(mode="after")
+    def _one_error(self) -> "ObsSource":
+        if (self.error is None) == (self.error_std is None):
+            raise ValueError("give exactly one of `error` (a variable) or `error_std` (a constant)")
+        return self
+
+
+class IngestConfig(StrictConfig):
+    """User observation files on the model grid, attached to a pair file (`ingest`)."""
+
+    pairs: str = Field(description="training-pair file providing initial state, forecast and forcing")
+    files: list[str] = Field(min_length=1, description="observation NetCDF files (read in order, merged by time)")
+    variables: dict[str, ObsSource] = Field(description="model variable (sic, sit, snt, siu, siv) -> source")
+    dims: dict[str, str] = Field(default_factory=lambda: {"time": "time", "y": "y", "x": "x"},
+                                 description="model dim -> file dim name")
+    velocity_points: Literal["centre", "face"] = Field("centre", description="where siu/siv live in the files")
+
+    @model_validator(mode="after")
+    def _check(self) -> "IngestConfig":
+        unknown = sorted(set(self.variables) - set(ML_VARIABLES))
+        if unknown:
+            raise ValueError(f"variables: unknown {unknown}; allowed {list(ML_VARIABLES)}")
+        if not self.variables:
+            raise ValueError("variables: at least one observed variable is needed")
+        if ("siu" in self.variables) != ("siv" in self.variables):
+            raise ValueError("variables: siu and siv come together (drift vectors)")
+        return self
+
+
+class SynthRunConfig(StrictConfig):
+    """YAML of `python -m training.data.observations synth` (top level = the observation config)."""
+
+    observations: ObservationConfig = Field(default_factory=ObservationConfig)
+
+
+class IngestRunConfig(StrictConfig):
+    """YAML of `python -m training.data.observations ingest`."""
+
+    ingest: IngestConfig
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Gap patterns
+# ----------------------------------------------------------------------------------------------------------------
+
+def _rng(*words: int) -> np.random.Generator:
+    return np.random.default_rng([int(w) & 0xFFFFFFFF for w in words])
+
+
+def _name_id(name: str) -> int:
+    return zlib.crc32(name.encode())
+
+
+def _hours(times: np.ndarray) -> np.ndarray:
+    """Hours since 1970 of datetime64 validity times (an integer key for seeding)."""
+    return (np.asarray(times).astype("datetime64[h]").astype(np.int64))
+
+
+def swath_mask(rng: np.random.Generator, ny: int, nx: int, dx_m: float, swath: SwathConfig) -> np.ndarray:
+    """(ny, nx) bool: cells inside parallel swaths of random orientation and offset."""
+    y, x = np.meshgrid((np.arange(ny) + 0.5) * dx_m, (np.arange(nx) + 0.5) * dx_m, indexing="ij")
+    angle, phase = rng.uniform(0.0, np.pi), rng.uniform(0.0, 1.0)
+    across = (x * np.cos(angle) + y * np.sin(angle)) / (swath.period_km * 1e3)
+    return np.mod(across + phase, 1.0) < swath.observed_fraction
+
+
+def drift_cells(sic: np.ndarray, ocean: np.ndarray, min_sic: float, edge_cells: int) -> np.ndarray:
+    """(ny, nx) bool: ice cells (sic > min_sic) at least `edge_cells` cells from any open-water ocean cell."""
+    ice = ocean & (sic > min_sic)
+    if edge_cells <= 0:
+        return ice
+    water = ocean & ~ice
+    near_edge = ~binary_erosion(~water, structure=np.ones((2 * edge_cells + 1,) * 2, bool), border_value=1)
+    return ice & ~near_edge
+
+
+def face_masks(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(east-face, north-face) observed where both neighbouring cells are; closed walls never."""
+    east = np.zeros_like(cells)
+    east[:, :-1] = cells[:, :-1] & cells[:, 1:]
+    north = np.zeros_like(cells)
+    north[:-1, :] = cells[:-1, :] & cells[1:, :]
+    return east, north
+
+
+def observation_masks(cfg: ObservationConfig, reference_sic: np.ndarray, ocean: np.ndarray,
+                      valid_times: np.ndarray, dx_m: float) -> dict[str, np.ndarray]:
+    """{variable: (T, ny, nx) bool} observed cells per variable at the validity times (t + 12 h).
+
+    reference_sic: the true concentration at the validity times (drift needs ice); ocean: (ny, nx) bool.
+    """
+    t_n, ny, nx = reference_sic.shape
+    hours = _hours(valid_times)
+    days = hours // 24
+    edge = int(round(cfg.drift_edge_distance_km * 1e3 / dx_m))
+    by_instrument: dict[str, np.ndarray] = {}
+    out = {}
+    for v, vc in cfg.variables.items():
+        key = vc.instrument
+        if key not in by_instrument:
+            inst = _name_id(key)
+            cells = np.zeros((t_n, ny, nx), bool)
+            for t in range(t_n):
+                if _rng(cfg.seed, inst, days[t], 1).uniform() < cfg.missing_day_probability:
+                    continue  # the whole day is missing for this instrument
+                if vc.sampling == "swath":
+                    cells[t] = swath_mask(_rng(cfg.seed, inst, hours[t], 2), ny, nx, dx_m, cfg.swath) & ocean
+                elif vc.sampling == "drift":
+                    cells[t] = drift_cells(reference_sic[t], ocean, cfg.drift_min_sic, edge)
+                else:
+                    cells[t] = ocean
+            by_instrument[key] = cells
+        cells = by_instrument[key]
+        if v in ("siu", "siv"):
+            faces = np.stack([face_masks(c)[0 if v == "siu" else 1] for c in cells])
+            out[v] = faces
+        else:
+            out[v] = cells
+    return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Writing an observation pair file
+# ----------------------------------------------------------------------------------------------------------------
+
+def _open_pairs(path: Path) -> xr.Dataset:
+    if not Path(path).is_file():
+        raise InputError(str(path), None, "pair file not found")
+    try:
+        ds = xr.open_dataset(path)
+    except Exception as exc:
+        raise InputError(str(path), None, f"cannot read as NetCDF: {exc}") from exc
+    for dim in ("time", "y", "x"):
+        if dim not in ds.sizes:
+            raise InputError(str(path), dim, "missing dimension (pair files are (time, y, x))")
+    for v in ML_VARIABLES:
+        for p in ("initial_", "forecast_", "reference_"):
+            if p + v not in ds.variables:
+                raise InputError(str(path), p + v, "missing variable (docs/design.md 'Training-pair files')")
+    return ds
+
+
+def ocean_of(ds: xr.Dataset) -> np.ndarray:
+    if "mask" not in ds.variables:
+        return np.ones((ds.sizes["y"], ds.sizes["x"]), bool)
+    return np.nan_to_num(np.asarray(ds["mask"].values, dtype=np.float64)) > 0.5
+
+
+def _open_faces(ocean: np.ndarray) -> dict[str, np.ndarray]:
+    east, north = face_masks(ocean)
+    return {"siu": east, "siv": north}
+
+
+def coverage(observed: Mapping[str, np.ndarray], ocean: np.ndarray) -> dict[str, float]:
+    """Observed share per variable of the ocean cells (velocities: of the open faces), over all records."""
+    faces = _open_faces(ocean)
+    out = {}
+    for v, m in observed.items():
+        where = faces.get(v, ocean)
+        out[v] = float(m[:, where].sum() / max(m.shape[0] * int(where.sum()), 1))
+    return out
+
+
+def attach_observations(ds: xr.Dataset, obs: Mapping[str, np.ndarray], obs_error: Mapping[str, np.ndarray],
+                        observed: Mapping[str, np.ndarray]) -> xr.Dataset:
+    """A copy of pair dataset `ds` whose reference/residual hold the observations (NaN where unobserved), with
+    `observed_{v}` and `obs_error_{v}`. Variables without observations become all NaN."""
+    out = ds.copy()
+    shape = (ds.sizes["time"], ds.sizes["y"], ds.sizes["x"])
+    dims = ("time", "y", "x")
+    for v in ML_VARIABLES:
+        m = observed.get(v, np.zeros(shape, bool))
+        y = np.where(m, obs[v], np.nan) if v in obs else np.full(shape, np.nan)
+        err = np.where(m, obs_error[v], np.nan) if v in obs_error else np.full(shape, np.nan)
+        forecast = np.asarray(ds[f"forecast_{v}"].values, np.float64)
+        ref_attrs = dict(ds[f"reference_{v}"].attrs)
+        units = ref_attrs.get("units", MODEL_UNITS[v])
+        ref_attrs["long_name"] = f"observed {ref_attrs.get('long_name', v)} at t+12h (NaN = not observed)"
+        out[f"reference_{v}"] = (dims, y.astype(ds[f"reference_{v}"].dtype), ref_attrs)
+        res_attrs = dict(ds[f"residual_{v}"].attrs) if f"residual_{v}" in ds.variables else {"units": units}
+        res_attrs["long_name"] = f"observation minus coarse forecast of {v} (NaN = not observed)"
+        out[f"residual_{v}"] = (dims, (y - forecast).astype(ds[f"reference_{v}"].dtype), res_attrs)
+        out[f"observed_{v}"] = (dims, m.astype(np.int8), {"long_name": f"{v} observed at t+12h",
+                                                          "flag_values": "0 1", "flag_meanings": "gap observed"})
+        out[f"obs_error_{v}"] = (dims, err.astype(np.float32), {"units": units,
+                                                                 "long_name": f"observation-error std of {v}"})
+    if "reference_damage" in out.variables:  # damage is never observed
+        out["reference_damage"] = (dims, np.full(shape, np.nan, ds["reference_damage"].dtype),
+                                   dict(ds["reference_damage"].attrs))
+    return out
+
+
+def _finish_attrs(out: xr.Dataset, producer: str, source: str, config_text: str,
+                  cov: Mapping[str, float]) -> None:
+    out.attrs.update(producer=producer, observation_source=source, observation_config=config_text,
+                     observation_coverage=" ".join(f"{v}={c:.4f}" for v, c in cov.items()))
+
+
+def synthesize(pairs: str | Path, out: str | Path, cfg: ObservationConfig | None = None) -> dict[str, float]:
+    """Write synthetic observations of the twin pair file `pairs` to `out`; return the coverage per variable."""
+    import yaml
+
+    cfg = cfg or ObservationConfig()
+    pairs = Path(pairs)
+    with _open_pairs(pairs) as src:
+        ds = src.load()
+    ocean = ocean_of(ds)
+    dx = float(ds.attrs.get("grid_dx", np.nan))
+    if not np.isfinite(dx) and "x" in ds.coords and ds.sizes["x"] > 1:
+        dx = float(np.diff(ds["x"].values[:2])[0])
+    if not np.isfinite(dx) or dx <= 0:
+        raise InputError(str(pairs), "grid_dx", "grid spacing unknown (no grid_dx attribute or x coordinate)")
+    valid = ds["time"].values + np.timedelta64(STEP_HOURS, "h")
+    truth_sic = np.asarray(ds["reference_sic"].values, np.float64)
+    if not np.isfinite(truth_sic[:, ocean]).all():
+        raise InputError(str(pairs), "reference_sic", "NaN in the truth: synthesize needs a complete twin pair file")
+    masks = observation_masks(cfg, truth_sic, ocean, valid, dx)
+    hours = _hours(valid)
+    obs, err = {}, {}
+    for v, vc in cfg.variables.items():
+        truth = np.asarray(ds[f"reference_{v}"].values, np.float64)
+        noise = np.stack([_rng(cfg.seed, _name_id(v), h, 3).standard_normal(truth.shape[1:]) for h in hours])
+        y = truth + vc.noise_std * noise
+        if cfg.clip_to_bounds:
+            y = np.clip(y, 0.0, 1.0) if v == "sic" else (np.maximum(y, 0.0) if v in ("sit", "snt") else y)
+        obs[v] = y
+        err[v] = np.full(truth.shape, vc.noise_std)
+    result = attach_observations(ds, obs, err, masks)
+    cov = coverage(masks, ocean)
+    _finish_attrs(result, PRODUCER_SYNTH, str(pairs), yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
+                  cov)
+    write_netcdf_atomic(result, out)
+    return cov
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Ingestion of user observation files on the model grid
+# ----------------------------------------------------------------------------------------------------------------
+
+def _decoded_times(path: Path, ds: xr.Dataset, tdim: str) -> np.ndarray:
+    if tdim not in ds.dims:
+        raise InputError(str(path), tdim, f"no time dimension '{tdim}' (dims: {list(ds.dims)}); set ingest.dims.time")
+    if tdim not in ds.coords:
+        raise InputError(str(path), tdim, "time dimension has no coordinate variable")
+    t = ds[tdim].values
+    if not np.issubdtype(t.dtype, np.datetime64):
+        try:
+            t = np.asarray([np.datetime64(x.isoformat()) for x in t], dtype="datetime64[ns]")
+        except Exception as exc:
+            raise InputError(str(path), tdim, "time cannot be decoded to dates (CF units/calendar?)") from exc
+    return t.astype("datetime64[ns]")
+
+
+def _field(path: Path, ds: xr.Dataset, name: str, dims: tuple[str, str, str], shape: tuple[int, int]) -> xr.DataArray:
+    if name not in ds.variables:
+        raise InputError(str(path), name, f"missing; variables in the file: {sorted(ds.data_vars)}")
+    var = ds[name]
+    if var.dims != dims:
+        raise InputError(str(path), name, f"dimensions {var.dims}, expected {dims} (set ingest.dims or reorder)")
+    got = (var.sizes[dims[1]], var.sizes[dims[2]])
+    if got != shape:
+        raise InputError(str(path), name, f"grid (y, x) = {got} does not match the pair file's (ny, nx) = {shape}")
+    return var
+
+
+def _converted(path: Path, var: xr.DataArray, src: VariableSource, model_name: str) -> np.ndarray:
+    """Values in model units (float64); units checked as `training.data.prepare` does."""
+    conv = unit_conversion(src.units, MODEL_UNITS[model_name])
+    if conv is None:
+        raise InputError(str(path), src.name, f"cannot convert units '{src.units}' (mapping for '{model_name}') to "
+                         f"'{MODEL_UNITS[model_name]}'")
+    file_units = var.attrs.get("units")
+    if file_units is not None and normalize_units(file_units) != normalize_units(src.units):
+        raise InputError(str(path), src.name, f"units attribute '{file_units}' differs from the mapping's "
+                         f"'{src.units}' for '{model_name}'")
+    scale, offset = conv
+    return np.asarray(var.values, np.float64) * scale + offset
+
+
+def ingest(cfg: IngestConfig, out: str | Path, base_dir: str | Path | None = None) -> dict[str, float]:
+    """Attach the observation files of `cfg` to its pair file and write the observation pair file `out`.
+
+    An observation record at time τ is used for the window whose validity time t + 12 h equals τ; windows without
+    a record are unobserved. Raises InputError naming the file and field for any bad input.
+    """
+    import yaml
+
+    base = Path(base_dir) if base_dir else Path.cwd()
+    pairs_path = ReferenceData._resolve(base, cfg.pairs, "ingest.pairs")
+    with _open_pairs(pairs_path) as src:
+        ds = src.load()
+    ocean = ocean_of(ds)
+    ny, nx = ds.sizes["y"], ds.sizes["x"]
+    valid = ds["time"].values.astype("datetime64[ns]") + np.timedelta64(STEP_HOURS, "h")
+    position = {t: i for i, t in enumerate(valid)}
+    shape = (len(valid), ny, nx)
+    obs = {v: np.full(shape, np.nan) for v in cfg.variables}
+    err = {v: np.full(shape, np.nan) for v in cfg.variables}
+    dims = tuple(cfg.dims.get(d, d) for d in ("time", "y", "x"))
+    matched = 0
+    for name in cfg.files:
+        path = ReferenceData._resolve(base, name, "ingest.files")
+        f = ReferenceData._open(path)
+        times = _decoded_times(path, f, dims[0])
+        rows = np.array([position.get(t, -1) for t in times])
+        use = rows >= 0
+        matched += int(use.sum())
+        for v, src_cfg in cfg.variables.items():
+            values = _converted(path, _field(path, f, src_cfg.name, dims, (ny, nx)), src_cfg, v)
+            good = np.isfinite(values)
+            if src_cfg.mask:
+                good &= np.nan_to_num(np.asarray(_field(path, f, src_cfg.mask, dims, (ny, nx)).values,
+                                                 np.float64)) != 0
+            if src_cfg.error is not None:
+                e = _converted(path, _field(path, f, src_cfg.error.name, dims, (ny, nx)), src_cfg.error, v)
+                bad = good & ~(np.isfinite(e) & (e > 0))
+                if bad.any():
+                    k, j, i = np.argwhere(bad)[0]
+                    raise InputError(str(path), src_cfg.error.name, f"{int(bad.sum())} observed value(s) without a "
+                                     f"positive finite uncertainty, first at record {k} (y={j}, x={i})")
+            else:
+                e = np.full(values.shape, float(src_cfg.error_std))
+            lo, hi = PLAUSIBLE[v]
+            vals = values[good & ocean]
+            if vals.size and (vals.min() < lo or vals.max() > hi):
+                raise InputError(str(path), src_cfg.name, f"values {vals.min():.4g}..{vals.max():.4g} "
+                                 f"{MODEL_UNITS[v]} outside the plausible range [{lo}, {hi}] after conversion "
+                                 f"from '{src_cfg.units}' (wrong units?)")
+            values = np.where(good & ocean, values, np.nan)
+            obs[v][rows[use]] = values[use]
+            err[v][rows[use]] = np.where(np.isfinite(values[use]), e[use], np.nan)
+    if matched == 0:
+        raise InputError(str(ReferenceData._resolve(base, cfg.files[0], "ingest.files")), dims[0],
+                         f"no observation time equals a validity time (t + 12 h) of {pairs_path} "
+                         f"({np.datetime_as_string(valid[0], unit='m')} .. {np.datetime_as_string(valid[-1], unit='m')})")
+    if "siu" in cfg.variables and cfg.velocity_points == "centre":
+        # a face is observed where both neighbouring centres are; values are their mean (prepare's averaging)
+        for t in range(shape[0]):
+            cells = np.isfinite(obs["siu"][t]) & np.isfinite(obs["siv"][t])
+            u, v = centre_to_faces(np.nan_to_num(obs["siu"][t]), np.nan_to_num(obs["siv"][t]), ocean)
+            east, north = face_masks(cells & ocean)
+            eu, ev = centre_to_faces(np.nan_to_num(err["siu"][t]), np.nan_to_num(err["siv"][t]), ocean)
+            obs["siu"][t], obs["siv"][t] = np.where(east, u, np.nan), np.where(north, v, np.nan)
+            err["siu"][t], err["siv"][t] = np.where(east, eu, np.nan), np.where(north, ev, np.nan)
+    faces = _open_faces(ocean)
+    observed = {}
+    for v in cfg.variables:
+        where = faces.get(v, ocean)
+        observed[v] = np.isfinite(obs[v]) & where
+    result = attach_observations(ds, obs, err, observed)
+    cov = coverage(observed, ocean)
+    _finish_attrs(result, PRODUCER_INGEST, " ".join(cfg.files), yaml.safe_dump(cfg.model_dump(mode="json"),
+                                                                                sort_keys=False), cov)
+    write_netcdf_atomic(result, out)
+    return cov
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Command line
+# ----------------------------------------------------------------------------------------------------------------
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m training.data.observations {synth PAIRS | ingest CONFIG} -o OUT [key.sub=value …]`."""
+    from icecorr.base.config import ConfigError, load_config
+
+    p = argparse.ArgumentParser(prog="python -m training.data.observations", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="action", required=True)
+    s = sub.add_parser("synth", help="synthetic gappy, noisy observations of a twin pair file")
+    s.add_argument("pairs", help="twin pair file (e.g. data/test.nc)")
+    s.add_argument("--config", default=None, help="YAML with an `observations:` section")
+    s.add_argument("-o", "--output", required=True)
+    s.add_argument("overrides", nargs="*", help="e.g. observations.seed=3")
+    g = sub.add_parser("ingest", help="attach observation files on the model grid to a pair file")
+    g.add_argument("config", help="YAML with an `ingest:` section")
+    g.add_argument("-o", "--output", required=True)
+    g.add_argument("overrides", nargs="*")
+    args, extra = p.parse_known_args(argv)
+    # overrides may also follow the options (argparse stops a positional list at the first option)
+    bad = [a for a in extra if a.startswith("-") or "=" not in a]
+    if bad:
+        p.error(f"unrecognized arguments: {' '.join(bad)}")
+    args.overrides = list(args.overrides) + extra
+    try:
+        if args.action == "synth":
+            cfg = load_config(SynthRunConfig, args.config, args.overrides).observations
+            cov = synthesize(args.pairs, args.output, cfg)
+        else:
+            cfg = load_config(IngestRunConfig, args.config, args.overrides).ingest
+            cov = ingest(cfg, args.output)  # relative names from the working directory, as prepare
+    except (ConfigError, InputError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output}; observed share per variable: "
+          + ", ".join(f"{v} {c:.3f}" for v, c in cov.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

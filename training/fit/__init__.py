@@ -1,0 +1,1 @@
+"""Fitting a corrector: pair dataset, training loop, optimiser/EMA/schedule, exact resume, configs."""
