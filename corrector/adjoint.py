@@ -33,7 +33,6 @@ from .fields import MASK
 from .inference import Corrector
 from .tangent import CorrectorTangent, jvp, vjp
 
-
 #: a differentiable 12 h physics stand-in: (state (V, ny, nx), step index k) -> forecast (V, ny, nx)
 Physics = Callable[[torch.Tensor, int], torch.Tensor]
 #: a generic differentiable step: (state (V, ny, nx), step index k) -> next state (V, ny, nx), before bounds

@@ -40,7 +40,7 @@ def test_one_tangent_class_for_both_float_types():
     both compute the same step."""
     cfg = tiny_cfg(kind="deterministic")
     c = corrector_for(cfg)
-    cond, mask = conditioning(cfg, b=1, land=True)
+    cond, _ = conditioning(cfg, b=1, land=True)
     cond = {k: (v[0] if v.ndim == 3 else v) for k, v in cond.items()}
     t32, t64 = CorrectorTangent(c), CorrectorTangent(c, dtype=torch.float64)
     assert t32.model is c.model and t64.model is not c.model
