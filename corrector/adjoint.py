@@ -8,181 +8,36 @@ physical units. The step s_k is
   state itself, x_{k+1,v} = T_v(cond_k(x)), so their Jacobian has no identity part;
 * residual mode:  f + C(cond_k(x, f)), f = physics(x, k) a *differentiable* torch model of the 12 h physics (the
   Fortran coarse model has no adjoint, so a hybrid rollout needs a torch stand-in; the correction alone — its
-  derivative with respect to its conditioning, forecast included — is `CorrectorTangent64`);
+  derivative with respect to its conditioning, forecast included — is `CorrectorTangent` in float64);
 cond_k stacks the state (`initial_*`, `forecast_*` channels) with the fixed inputs of step k (forcing `{f}_t0`,
-`{f}_t1`, `mask`). `bound` is the differentiable counterpart of `corrector.bounds`: sic ∈ [0, 1], sit, snt ≥ 0,
-no volume without ice, zero velocity on closed walls and faces touching land. Clipping is piecewise linear: the
-products are exact derivatives away from the kinks (a.e.), and the tangent-linear and adjoint use the same branch,
-so ⟨M′δx, y⟩ = ⟨δx, M′ᵀy⟩ holds to round-off everywhere.
+`{f}_t1`, `mask`). `bound` is the torch face of `corrector.bounds` (`TorchBounds`): the ranges (sic ∈ [0, 1],
+sit, snt ≥ 0), no volume without ice, zero velocity on closed walls and faces touching land. Clipping is piecewise
+linear: the products are exact derivatives away from the kinks (a.e.), and the tangent-linear and adjoint use the
+same branch, so ⟨M′δx, y⟩ = ⟨δx, M′ᵀy⟩ holds to round-off everywhere.
 
 The network is linearised through torch.func (jvp = forward mode, vjp = reverse mode) with the weights fixed; the
 corrector's float32 model is copied to `dtype` so the adjoint identity can be checked at 1e-12. The diffusion kind
 is allowed and means one member with fixed noise (its ODE sampler is a deterministic map); the deterministic kind
-is the intended use. `corrector.tangent.CorrectorTangent` (one step, float32) is reused for the network map.
+is the intended use. `corrector.tangent.CorrectorTangent` (one step, in `dtype`) is the network map.
 """
 from __future__ import annotations
 
-import copy
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.func import jvp as _jvp
-from torch.func import vjp as _vjp
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from .bounds import TorchBounds
 from .fields import MASK
 from .inference import Corrector
-from .tangent import CorrectorTangent
-
-
-
-def jvp(*args, **kw):
-    """torch.func.jvp with the plain-math attention kernel (the fused CPU kernels have no forward-mode AD)."""
-    with sdpa_kernel([SDPBackend.MATH]):
-        return _jvp(*args, **kw)
-
-
-def vjp(f, *primals):
-    """torch.func.vjp with the same attention kernel as `jvp`, so both linearise the identical function."""
-    with sdpa_kernel([SDPBackend.MATH]):
-        out, pullback = _vjp(f, *primals)
-
-    def pull(ct):
-        with sdpa_kernel([SDPBackend.MATH]):
-            return pullback(ct)
-    return out, pull
-
+from .tangent import CorrectorTangent, jvp, vjp
 
 #: a differentiable 12 h physics stand-in: (state (V, ny, nx), step index k) -> forecast (V, ny, nx)
 Physics = Callable[[torch.Tensor, int], torch.Tensor]
 #: a generic differentiable step: (state (V, ny, nx), step index k) -> next state (V, ny, nx), before bounds
 Step = Callable[[torch.Tensor, int], torch.Tensor]
 
-
-# ----------------------------------------------------------------------------------------------------------------
-# Differentiable physical bounds
-# ----------------------------------------------------------------------------------------------------------------
-
-def open_faces(mask: np.ndarray | None, ny: int, nx: int) -> tuple[np.ndarray, np.ndarray]:
-    """(east-face, north-face) 0/1 arrays (ny, nx): 0 on the closed east/north walls and on faces touching land."""
-    ocean = np.ones((ny, nx), bool) if mask is None else np.asarray(mask) > 0.5
-    if ocean.shape != (ny, nx):
-        raise ValueError(f"field 'mask': shape {ocean.shape}, expected ({ny}, {nx})")
-    east = np.zeros((ny, nx), bool)
-    east[:, :-1] = ocean[:, :-1] & ocean[:, 1:]
-    north = np.zeros((ny, nx), bool)
-    north[:-1, :] = ocean[:-1, :] & ocean[1:, :]
-    return east.astype(np.float64), north.astype(np.float64)
-
-
-class TorchBounds:
-    """Differentiable `apply_bounds` + `zero_walls` for a state tensor (V, ny, nx) with channels `variables`."""
-
-    def __init__(self, variables: Sequence[str], mask: np.ndarray | None, ny: int, nx: int,
-                 dtype: torch.dtype = torch.float64, device: "torch.device | str" = "cpu"):
-        self.index = {v: k for k, v in enumerate(variables)}
-        east, north = open_faces(mask, ny, nx)
-        ocean = np.ones((ny, nx)) if mask is None else (np.asarray(mask) > 0.5).astype(np.float64)
-        self.ocean = torch.as_tensor(ocean, dtype=dtype, device=device)
-        self.faces = {"siu": torch.as_tensor(east, dtype=dtype, device=device),
-                      "siv": torch.as_tensor(north, dtype=dtype, device=device)}
-
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        ch = list(x.unbind(0))
-        i = self.index
-        if "sic" in i:
-            ch[i["sic"]] = ch[i["sic"]].clamp(0.0, 1.0)
-        for v in ("sit", "snt"):
-            if v in i:
-                ch[i[v]] = ch[i[v]].clamp(min=0.0)
-        # the rules of corrector.bounds, in its order: no area without volume, no volume or velocity without ice
-        if "sic" in i and "sit" in i:
-            ch[i["sic"]] = torch.where(ch[i["sit"]] > 0, ch[i["sic"]], torch.zeros_like(ch[i["sic"]]))
-        if "sic" in i:
-            no_ice = ch[i["sic"]] <= 0
-            for v in ("sit", "snt"):
-                if v in i:
-                    ch[i[v]] = torch.where(no_ice, torch.zeros_like(ch[i[v]]), ch[i[v]])
-            for v, east in (("siu", True), ("siv", False)):
-                if v in i:
-                    d = -1 if east else -2  # the neighbour across the face; none beyond the east/north edge
-                    edge = torch.ones_like(no_ice.narrow(d, 0, 1))
-                    free = no_ice & torch.cat([no_ice.narrow(d, 1, no_ice.shape[d] - 1), edge], dim=d)
-                    ch[i[v]] = torch.where(free, torch.zeros_like(ch[i[v]]), ch[i[v]])
-        for v in ("sic", "sit", "snt"):
-            if v in i:
-                ch[i[v]] = ch[i[v]] * self.ocean
-        for v, face in self.faces.items():
-            if v in i:
-                ch[i[v]] = ch[i[v]] * face
-        return torch.stack(ch)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The correction/emulator network in float64
-# ----------------------------------------------------------------------------------------------------------------
-
-class CorrectorTangent64(CorrectorTangent):
-    """`CorrectorTangent` in `dtype` (default float64): the one-step map conditioning → correction (residual mode)
-    or emulator output (tendency or next state), with jvp/vjp from NumPy. A float64 copy of the network is made;
-    the corrector's own model is left untouched."""
-
-    def __init__(self, corrector: Corrector, seed: int = 0, steps: int | None = None,
-                 dtype: torch.dtype = torch.float64):
-        super().__init__(corrector, seed, steps)
-        self.dtype = dtype
-        self.model = copy.deepcopy(corrector.model).to(dtype).eval()
-        for p in self.model.parameters():
-            p.requires_grad_(False)
-
-    def _cond(self, conditioning: Mapping[str, np.ndarray]) -> torch.Tensor:
-        missing = [n for n in self.names if n not in conditioning]
-        if missing:
-            raise KeyError(f"conditioning field(s) {missing} missing; got {sorted(conditioning)}")
-        arrays = [np.asarray(conditioning[n], dtype=np.float64) for n in self.names]
-        shape = arrays[0].shape
-        for n, a in zip(self.names, arrays):
-            if a.shape != shape or a.ndim != 2:
-                raise ValueError(f"field '{n}': shape {a.shape}, expected 2-D {shape}")
-        return torch.as_tensor(np.stack(arrays)[None], dtype=self.dtype, device=self.c.device)
-
-    def _tangent(self, tangent: Mapping[str, np.ndarray], like: torch.Tensor) -> torch.Tensor:
-        unknown = sorted(set(tangent) - set(self.names))
-        if unknown:
-            raise KeyError(f"tangent: fields {unknown} are not conditioning channels ({self.names})")
-        zero = np.zeros(like.shape[-2:])
-        return torch.as_tensor(np.stack([np.asarray(tangent.get(n, zero), np.float64) for n in self.names])[None],
-                               dtype=like.dtype, device=like.device)
-
-    def function(self, template: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
-        """The step as a pure torch function of the physical conditioning (1, C, ny, nx); the ocean mask and any
-        diffusion noise are fixed from `template`."""
-        return self._function(template)
-
-    def jvp(self, conditioning: Mapping[str, np.ndarray], tangent: Mapping[str, np.ndarray]) \
-            -> tuple[np.ndarray, np.ndarray]:
-        """(output, J·tangent), both (n_vars, ny, nx); tangent: {conditioning name: (ny, nx)}, others 0."""
-        x = self._cond(conditioning)
-        out, dout = jvp(self._function(x), (x,), (self._tangent(tangent, x),))
-        return out[0].detach().cpu().numpy(), dout[0].detach().cpu().numpy()
-
-    def vjp(self, conditioning: Mapping[str, np.ndarray], cotangent: np.ndarray) \
-            -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """(output, Jᵀ·cotangent as {conditioning name: (ny, nx)}); cotangent: (n_vars, ny, nx)."""
-        x = self._cond(conditioning)
-        out, pullback = vjp(self._function(x), x)
-        ct = torch.as_tensor(np.asarray(cotangent, np.float64)[None], dtype=x.dtype, device=x.device)
-        if ct.shape != out.shape:
-            raise ValueError(f"cotangent: shape {tuple(ct.shape[1:])}, expected {tuple(out.shape[1:])}")
-        (grad,) = pullback(ct)
-        g = grad[0].detach().cpu().numpy()
-        return out[0].detach().cpu().numpy(), {n: g[k] for k, n in enumerate(self.names)}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Rollouts
-# ----------------------------------------------------------------------------------------------------------------
 
 class Rollout:
     """An n-step rollout x_{k+1} = bound(step(x_k, k)) with NumPy tangent-linear and adjoint products.
@@ -302,10 +157,10 @@ class CorrectorRollout(Rollout):
         if corrector.mode == "residual" and physics is None:
             raise ValueError("a residual-mode rollout needs `physics`: a differentiable torch function (state, k) -> "
                              "12 h forecast (the Fortran coarse model has no adjoint); for the correction's own "
-                             "derivative use CorrectorTangent64")
+                             "derivative use CorrectorTangent with dtype=torch.float64")
         if corrector.mode == "emulator" and physics is not None:
             raise ValueError("an emulator-mode corrector predicts the whole 12 h step: do not pass `physics`")
-        self.tangent = CorrectorTangent64(corrector, seed=seed, steps=sampler_steps, dtype=dtype)
+        self.tangent = CorrectorTangent(corrector, seed=seed, steps=sampler_steps, dtype=dtype)
         self.physics = physics
         names = corrector.conditioning_names
         variables = corrector.variables

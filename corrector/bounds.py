@@ -1,21 +1,80 @@
-"""Physical bounds of a corrected state, with counts of how often each clip fired.
+"""Physical bounds of a corrected state: the rules once, with a NumPy face (counts of how often each rule fired) and
+a differentiable torch face (4D-Var rollouts, `corrector.adjoint`).
 
-sic ∈ [0, 1]; sit ≥ 0; snt ≥ 0; no ice area without volume (sic = 0 where sit = 0) and no volume without area
-(sit = snt = 0 where sic = 0); damage ∈ [0, 1] if present. Velocities: 0 on a C-grid face with no ice on either side
-(the coarse model keeps u = 0 on faces without ice mass, so a zero correction leaves its states unchanged; a
-correction there would be a velocity of nothing, which a later step turns into ice moving at many m/s when
-concentration returns). `zero_walls` enforces the closed walls (last siu column, last siv row) and faces touching
-land. Without clipping, deterministic rollouts leave the physical range within days (Finn et al. 2024,
-fig. B1), so every corrected state goes through `apply_bounds`.
+The rules, in their order: each variable in `RANGES` is clipped to its range (sic ∈ [0, 1]; sit, snt ≥ 0; damage ∈
+[0, 1]); no ice area without volume (sic = 0 unless sit > 0); no volume without area (sit = snt = 0 where sic = 0);
+velocities 0 on a C-grid face with no ice on either side (the coarse model keeps u = 0 on faces without ice mass, so
+a zero correction leaves its states unchanged; a correction there would be a velocity of nothing, which a later step
+turns into ice moving at many m/s when concentration returns); velocities 0 on the closed walls (last siu column,
+last siv row) and on faces touching land. Without clipping, deterministic rollouts leave the physical range within
+days (Finn et al. 2024, fig. B1), so every corrected state goes through `zero_walls` and `apply_bounds`
+(`TorchBounds` does both, and also zeroes sic, sit, snt on land).
 """
 from __future__ import annotations
 
-from typing import Mapping
+from typing import Iterator, Mapping, Sequence
 
 import numpy as np
+import torch
+
+#: the physical range of each bounded variable (lower, upper; None = unbounded)
+RANGES: dict[str, tuple[float, float | None]] = {"sic": (0.0, 1.0), "sit": (0.0, None), "snt": (0.0, None),
+                                                 "damage": (0.0, 1.0)}
+#: the ice area, the ice volume (per unit area) it needs, and the amounts that exist only where there is ice area
+AREA, VOLUME, ON_ICE = "sic", "sit", ("sit", "snt")
+#: the C-grid velocities: True = on the east face of a cell (siu), False = on its north face (siv)
+VELOCITY_ON_EAST_FACE = {"siu": True, "siv": False}
 
 
-def _check_finite(name: str, a: np.ndarray) -> None:
+def ice_free_faces(no_ice, east: bool):
+    """(…, ny, nx) bool: the east (east=True) or north face of each cell has no ice on either side; the faces on the
+    east/north edge have one side only. `no_ice`: a bool NumPy array or torch tensor (…, ny, nx); same kind out."""
+    free = no_ice.clone() if isinstance(no_ice, torch.Tensor) else no_ice.copy()  # edge faces: their own cell only
+    if east:
+        free[..., :-1] &= no_ice[..., 1:]
+    else:
+        free[..., :-1, :] &= no_ice[..., 1:, :]
+    return free
+
+
+def zeroing_rules(fields: Mapping) -> Iterator[tuple[str, str, object]]:
+    """The rules that zero a variable, in their order, as (count name, variable, bool (…, ny, nx) where it must be 0).
+
+    `fields`: {variable: NumPy array or torch tensor (…, ny, nx)}, already clipped to `RANGES`; each rule is
+    computed from `fields` as left by the previous ones, so the caller applies a rule before asking for the next.
+    """
+    if AREA in fields and VOLUME in fields:
+        yield f"{AREA}_without_volume", AREA, ~(fields[VOLUME] > 0)
+    if AREA not in fields:
+        return
+    no_ice = fields[AREA] <= 0
+    for name in ON_ICE:
+        if name in fields:
+            yield f"{name}_without_ice", name, no_ice
+    for name, east in VELOCITY_ON_EAST_FACE.items():
+        if name in fields:
+            yield f"{name}_without_ice", name, ice_free_faces(no_ice, east)
+
+
+def open_faces(mask: np.ndarray | None, ny: int, nx: int) -> dict[str, np.ndarray]:
+    """{velocity: bool (ny, nx)}: False on the closed walls (east for siu, north for siv) and on faces with land on
+    either side. mask (ny, nx): ocean where > 0.5; None = all ocean."""
+    ocean = np.ones((ny, nx), bool) if mask is None else np.asarray(mask) > 0.5
+    if ocean.shape != (ny, nx):
+        raise ValueError(f"field 'mask': shape {ocean.shape}, expected ({ny}, {nx})")
+    east = np.zeros((ny, nx), bool)
+    east[:, :-1] = ocean[:, :-1] & ocean[:, 1:]
+    north = np.zeros((ny, nx), bool)
+    north[:-1, :] = ocean[:-1, :] & ocean[1:, :]
+    return {name: east if on_east else north for name, on_east in VELOCITY_ON_EAST_FACE.items()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# NumPy face
+# ----------------------------------------------------------------------------------------------------------------
+
+def _require_finite(name: str, a: np.ndarray) -> None:
+    """Raise ValueError naming `name` and the number of NaN/inf values, if `a` has any."""
     if not np.all(np.isfinite(a)):
         bad = int(np.size(a) - np.count_nonzero(np.isfinite(a)))
         raise ValueError(f"field '{name}': {bad} non-finite value(s) (NaN/inf) before applying bounds")
@@ -24,63 +83,46 @@ def _check_finite(name: str, a: np.ndarray) -> None:
 def apply_bounds(fields: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """Return (bounded copies of all fields, counts) — counts[name] = number of values changed for that field.
 
-    Fields not named above pass through (copied). Raises ValueError naming a field with NaN/inf.
+    Fields not named in the rules pass through (copied). Raises ValueError naming a field with NaN/inf.
     """
     out = {k: np.array(v, copy=True) for k, v in fields.items()}
     counts: dict[str, int] = {}
-    for name in ("sic", "sit", "snt", "damage"):
+    for name in RANGES:
         if name in out:
-            _check_finite(name, out[name])
-
-    def clip(name: str, lo: float | None, hi: float | None) -> None:
+            _require_finite(name, out[name])
+    for name, (lo, hi) in RANGES.items():
         if name not in out:
-            return
+            continue
         a = out[name]
-        bad = np.zeros(a.shape, bool)
-        if lo is not None:
-            bad |= a < lo
-        if hi is not None:
-            bad |= a > hi
-        counts[name] = int(np.count_nonzero(bad))
+        outside = (a < lo) | (a > hi) if hi is not None else a < lo
+        counts[name] = int(np.count_nonzero(outside))
         if counts[name]:
             np.clip(a, lo, hi, out=a)
-
-    clip("sic", 0.0, 1.0)
-    clip("sit", 0.0, None)
-    clip("snt", 0.0, None)
-    clip("damage", 0.0, 1.0)
-    if "sic" in out and "sit" in out:
-        no_volume = (out["sit"] <= 0.0) & (out["sic"] > 0.0)
-        counts["sic_without_volume"] = int(np.count_nonzero(no_volume))
-        out["sic"][no_volume] = 0.0
-    if "sic" in out:
-        no_ice = out["sic"] <= 0.0
-        for name in ("sit", "snt"):
-            if name in out:
-                a = out[name]
-                fired = no_ice & (a != 0.0)
-                n = int(np.count_nonzero(fired))
-                if n:
-                    a[fired] = 0.0
-                counts[f"{name}_without_ice"] = n
-        for name, east in (("siu", True), ("siv", False)):
-            if name in out:
-                a = out[name]
-                fired = ice_free_faces(no_ice, east=east) & (a != 0.0)
-                counts[f"{name}_without_ice"] = int(np.count_nonzero(fired))
-                a[fired] = 0.0
+    for count, name, zero in zeroing_rules(out):
+        a = out[name]
+        fired = zero & (a != 0.0)
+        counts[count] = int(np.count_nonzero(fired))
+        a[fired] = 0.0
     return out, counts
 
 
-def ice_free_faces(no_ice: np.ndarray, east: bool) -> np.ndarray:
-    """(…, ny, nx) bool: the east (east=True) or north face of each cell has no ice on either side; the faces on the
-    east/north edge have one side only."""
-    other = np.ones_like(no_ice)
-    if east:
-        other[..., :-1] = no_ice[..., 1:]
-    else:
-        other[..., :-1, :] = no_ice[..., 1:, :]
-    return no_ice & other
+def zero_walls(fields: Mapping[str, np.ndarray], mask: np.ndarray | None = None) -> tuple[dict, dict[str, int]]:
+    """Zero C-grid velocities on closed walls and on faces touching land; return (copies, counts of changed values).
+
+    siu(…, j, i) sits on the east face of cell (j, i): the last column is the east wall, and a face is closed if
+    either neighbour is land. siv(…, j, i) sits on the north face: last row = north wall.
+    `mask` (ny, nx): ocean where > 0.5.
+    """
+    out = {k: np.array(v, copy=True) for k, v in fields.items()}
+    counts: dict[str, int] = {}
+    for name in VELOCITY_ON_EAST_FACE:
+        if name not in out:
+            continue
+        a = out[name]
+        closed = np.broadcast_to(~open_faces(mask, *a.shape[-2:])[name], a.shape)
+        counts[f"{name}_walls"] = int(np.count_nonzero(closed & (a != 0.0)))
+        a[closed] = 0.0
+    return out, counts
 
 
 #: below this forecast concentration the diagnosed thickness V/A of the coarse model is ill-conditioned (tiny A with
@@ -93,11 +135,11 @@ def guard_thin_forecast(base: Mapping[str, np.ndarray]) -> tuple[dict[str, np.nd
     """The residual-mode base with `sit`/`snt` set to 0 where the forecast `sic` < THIN_FORECAST_SIC, and the number
     of values this changed (sit/snt that were non-zero there). The volume given up is < 1e-3 · sit per cell."""
     out = dict(base)
-    if "sic" not in base:
+    if AREA not in base:
         return out, 0
-    thin = np.asarray(base["sic"]) < THIN_FORECAST_SIC
+    thin = np.asarray(base[AREA]) < THIN_FORECAST_SIC
     fired = 0
-    for v in ("sit", "snt"):
+    for v in ON_ICE:
         if v in base:
             a = np.asarray(base[v])
             hit = thin & (a != 0.0)
@@ -107,35 +149,35 @@ def guard_thin_forecast(base: Mapping[str, np.ndarray]) -> tuple[dict[str, np.nd
     return out, fired
 
 
-def zero_walls(fields: Mapping[str, np.ndarray], mask: np.ndarray | None = None) -> tuple[dict, dict[str, int]]:
-    """Zero C-grid velocities on closed walls and on faces touching land; return (copies, counts of changed values).
+# ----------------------------------------------------------------------------------------------------------------
+# torch face
+# ----------------------------------------------------------------------------------------------------------------
 
-    siu(…, j, i) sits on the east face of cell (j, i): the last column is the east wall, and a face is closed if
-    either neighbour is land. siv(…, j, i) sits on the north face: last row = north wall.
-    `mask` (ny, nx): 1 = ocean.
-    """
-    out = {k: np.array(v, copy=True) for k, v in fields.items()}
-    counts: dict[str, int] = {}
-    for name, axis in (("siu", -1), ("siv", -2)):
-        if name not in out:
-            continue
-        a = out[name]
-        ny, nx = a.shape[-2:]
-        closed = np.zeros((ny, nx), bool)
-        if axis == -1:
-            closed[:, -1] = True
-        else:
-            closed[-1, :] = True
-        if mask is not None:
-            land = np.asarray(mask) < 0.5
-            if land.shape != (ny, nx):
-                raise ValueError(f"field 'mask': shape {land.shape}, expected ({ny}, {nx})")
-            closed |= land
-            if axis == -1:
-                closed[:, :-1] |= land[:, 1:]
-            else:
-                closed[:-1, :] |= land[1:, :]
-        closed_b = np.broadcast_to(closed, a.shape)
-        counts[f"{name}_walls"] = int(np.count_nonzero(closed_b & (a != 0.0)))
-        a[closed_b] = 0.0
-    return out, counts
+class TorchBounds:
+    """`zero_walls` + `apply_bounds` as a differentiable torch function of a state tensor (V, ny, nx) with channels
+    `variables`, plus land = 0 for sic, sit, snt. Clipping is piecewise linear and zeroing selects 0: the
+    derivative is exact away from the kinks. mask (ny, nx): ocean where > 0.5; None = all ocean."""
+
+    def __init__(self, variables: Sequence[str], mask: np.ndarray | None, ny: int, nx: int,
+                 dtype: torch.dtype = torch.float64, device: "torch.device | str" = "cpu"):
+        self.variables = list(variables)
+        ocean = np.ones((ny, nx)) if mask is None else (np.asarray(mask) > 0.5).astype(np.float64)
+        self.ocean = torch.as_tensor(ocean, dtype=dtype, device=device)
+        self.faces = {name: torch.as_tensor(face.astype(np.float64), dtype=dtype, device=device)
+                      for name, face in open_faces(mask, ny, nx).items()}
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The bounded state (V, ny, nx), a new tensor; x is not modified."""
+        ch = dict(zip(self.variables, x.unbind(0)))
+        for name, (lo, hi) in RANGES.items():
+            if name in ch:
+                ch[name] = ch[name].clamp(lo, hi)
+        for _, name, zero in zeroing_rules(ch):
+            ch[name] = torch.where(zero, torch.zeros_like(ch[name]), ch[name])
+        for name in (AREA, *ON_ICE):
+            if name in ch:
+                ch[name] = ch[name] * self.ocean
+        for name, face in self.faces.items():
+            if name in ch:
+                ch[name] = ch[name] * face
+        return torch.stack([ch[v] for v in self.variables])

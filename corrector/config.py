@@ -13,6 +13,9 @@ from pydantic import Field, field_validator, model_validator
 from icecorr.base.config import StrictConfig
 from icecorr.base.variables import FORCING_VARIABLES, ML_VARIABLES
 
+from .fields import DRIFT_STEPS, conditioning_names
+from .schedule import FEW_STEP_SIGMAS, explicit_sigmas, karras_sigmas
+
 # Emulator-mode variables predicted as the state at t+12 h rather than as a 12 h tendency (see CorrectorConfig).
 DEFAULT_STATE_VARIABLES: tuple[str, ...] = ("siu", "siv")
 # Default forcing subset fed to the network: wind and ocean current drive the 12 h drift/deformation errors that a
@@ -129,13 +132,11 @@ class SamplerConfig(StrictConfig):
     @classmethod
     def few_step(cls, **kw) -> "SamplerConfig":
         """DPM-Solver++(2M) on the tuned 4-level schedule: 4 network evaluations per sample."""
-        from .schedule import FEW_STEP_SIGMAS
         return cls(name="dpmpp_2m", sigmas=list(FEW_STEP_SIGMAS), steps=len(FEW_STEP_SIGMAS), **kw)
 
     def schedule(self, diffusion: "DiffusionConfig", steps: int | None = None):
         """The σ schedule (float64 tensor ending in 0). An explicit `steps` (≠ len(sigmas)) selects the Karras
         schedule with that many steps; otherwise `sigmas` if set, else Karras with `self.steps`."""
-        from .schedule import explicit_sigmas, karras_sigmas
         if self.sigmas is not None and (steps is None or steps == len(self.sigmas)):
             return explicit_sigmas(self.sigmas)
         return karras_sigmas(steps or self.steps, self.sigma_min or diffusion.sigma_min,
@@ -190,8 +191,6 @@ class CorrectorConfig(StrictConfig):
 
     @model_validator(mode="after")
     def _resolve(self) -> "CorrectorConfig":
-        from .fields import DRIFT_STEPS, conditioning_names  # local: fields imports the constants above
-
         if len(set(self.variables)) != len(self.variables):
             raise ValueError(f"variables has duplicates: {self.variables}")
         unknown = [f for f in self.forcing_variables if f not in FORCING_VARIABLES]

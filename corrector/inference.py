@@ -65,6 +65,8 @@ class Corrector:
 
     @classmethod
     def from_checkpoint(cls, data: CheckpointData, device=None, use_ema: bool = True) -> "Corrector":
+        """The corrector of a loaded checkpoint (EMA weights by default) on `device` (None: `default_device()`);
+        CheckpointError if the weights do not fit the stored network config."""
         model = CorrectorModel(data.config, len(data.config.conditioning or []))
         try:
             model.load_state_dict(data.state(use_ema), strict=True)

@@ -59,6 +59,7 @@ class CorrectorModel(nn.Module):
         self.network = UNet(cfg.network, in_ch, self.n_vars)
 
     def train(self, mode: bool = True) -> "CorrectorModel":
+        """`nn.Module.train`, except that a frozen regression stage (`base`) always stays in eval mode."""
         super().train(mode)
         if self.base is not None:
             self.base.eval()  # frozen stage: no dropout

@@ -108,6 +108,7 @@ class ResBlock(nn.Module):
         self.conv2.weight.data.mul_(0.1)
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
+        """x (B, cin, H, W), emb (B, emb_dim) → (B, cout, H, W): skip(x) + conv(FiLM(emb)(conv(x)))."""
         h = self.conv1(F.silu(self.norm1(x)))
         scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
         h = self.norm2(h) * (1 + scale) + shift
@@ -138,6 +139,7 @@ class WindowAttention(nn.Module):
         nn.init.zeros_(self.proj.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, C, H, W) → x + attention(x), same shape; channels-last input takes a copy-free path."""
         b, c, h, w = x.shape
         wh, ww = _largest_divisor_at_most(h, self.window), _largest_divisor_at_most(w, self.window)
         nh, nw = h // wh, w // ww
@@ -173,6 +175,8 @@ class WindowAttention(nn.Module):
 
 
 class Down(nn.Module):
+    """Halve H and W with a stride-2 3×3 convolution (channels unchanged)."""
+
     def __init__(self, channels: int):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=1)
@@ -182,6 +186,8 @@ class Down(nn.Module):
 
 
 class Up(nn.Module):
+    """Double H and W: nearest-neighbour upsampling, then a 3×3 convolution (channels unchanged)."""
+
     def __init__(self, channels: int):
         super().__init__()
         self.conv = nn.Conv2d(channels, channels, 3, padding=1)

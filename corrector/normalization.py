@@ -82,6 +82,8 @@ class NormalizationAccumulator:
         self.target.update(target, self.ocean)
 
     def result(self) -> "Normalization":
+        """The statistics accumulated so far (ocean cells, finite values) as a `Normalization`; ValueError naming a
+        field with no finite ocean value."""
         cm, cs = self.cond.result("conditioning")
         tm, ts = self.target.result("target")
         return Normalization(list(self.cond.names), cm, cs, list(self.target.names), tm, ts)
@@ -163,6 +165,7 @@ class Normalization:
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "Normalization":
+        """The inverse of `to_dict` (tensors or arrays); ValueError naming missing entries."""
         keys = ("cond_names", "cond_mean", "cond_std", "target_names", "target_mean", "target_std")
         missing = [k for k in keys if k not in d]
         if missing:

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from scipy.optimize import minimize
 
 from .sampler import SAMPLERS
+from .schedule import karras_sigmas
 
 S_RANGE = np.logspace(-1, 0.3, 8)  # conditional stds s ∈ [0.1, 2] in normalised units
 
@@ -38,10 +40,6 @@ def gaussian_stats(sigmas: torch.Tensor, solver: str = "dpmpp_2m", n: int = 4000
 
 def tune(steps: int, solver: str = "dpmpp_2m", sigma_max: float = 80.0) -> tuple[np.ndarray, float]:
     """Optimise the `steps` non-zero σ levels (a final 0 is implied). Returns (σ levels, objective)."""
-    from scipy.optimize import minimize
-
-    from .schedule import karras_sigmas
-
     def objective(log_sig: np.ndarray) -> float:
         sig = torch.tensor(list(np.exp(np.sort(log_sig)[::-1])) + [0.0], dtype=torch.float64)
         r = gaussian_stats(sig, solver)

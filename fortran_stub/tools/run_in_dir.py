@@ -9,6 +9,7 @@ import sys
 
 
 def main() -> int:
+    """`run_in_dir.py WORKDIR COMMAND...`: run COMMAND in WORKDIR (created if missing); returns its exit code."""
     workdir, *command = sys.argv[1:]
     command = [os.path.abspath(a) if os.path.exists(a) else a for a in command]
     os.makedirs(workdir, exist_ok=True)

@@ -12,6 +12,7 @@ Stages (each one an `icecorr` command, printed and logged to `commands.log`, so 
 """
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shlex
@@ -22,13 +23,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import xarray as xr
+
 from icecorr.base.mpi import LAUNCH_ENV
+from training.evaluation.offline_skill import offline_skill
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "demo"
 TRAIN_CONFIGS = {name: CONFIG_DIR.parent / f"train_{file}.yaml" for name, file in
                  (("diffusion", "diffusion_residual"), ("deterministic", "deterministic"),
                   ("emulator", "diffusion_emulator"))}
-
 
 
 @dataclass
@@ -46,6 +49,7 @@ class DemoPlan:
 
 
 def plan(quick: bool) -> DemoPlan:
+    """The full demo's sizes, or with `quick` a 16² grid, 20 days of data, 30 training steps and one 3-day window."""
     if not quick:
         return DemoPlan()
     small = ["train.max_steps=30", "train.val_every=15", "train.checkpoint_every=15", "train.batch_size=8",
@@ -58,6 +62,12 @@ def plan(quick: bool) -> DemoPlan:
 
 
 class Demo:
+    """One demo run into `out`: its stages as `icecorr` commands, their wall times, and the summary.
+
+    quick: the smoke-test sizes of `plan`; progress: progress bars of generate/train; reuse: skip a stage whose
+    output already exists (a resumed demo).
+    """
+
     def __init__(self, out: Path, quick: bool, progress: bool, reuse: bool):
         self.out = out
         self.quick = quick
@@ -89,6 +99,7 @@ class Demo:
         return cmd, env
 
     def icecorr(self, *args: str, ranks: int = 1, threads: int | None = None) -> None:
+        """Run one `icecorr` command (see `command`); raise CalledProcessError if it fails."""
         cmd, env = self.command(*args, ranks=ranks, threads=threads)
         subprocess.run(cmd, check=True, env=env)
 
@@ -101,6 +112,7 @@ class Demo:
             raise RuntimeError(f"failed: {', '.join(failed)}")
 
     def stage(self, name: str, done: Path | None, func) -> None:
+        """Run `func` as the stage `name` and record its wall time (s), unless reusing and `done` exists."""
         if self.reuse and done is not None and done.exists():
             print(f"[demo] {name}: reusing {done}")
             return
@@ -113,13 +125,16 @@ class Demo:
     # -- stages ----------------------------------------------------------------------------------------------------
     @property
     def data(self) -> Path:
+        """The directory of the generated pair files (train.nc, val.nc, test.nc)."""
         return self.out / "data"
 
     def generate(self) -> None:
+        """Stage 1: the training pairs of the twin experiment, over `generate_ranks` MPI ranks."""
         self.icecorr("generate", str(CONFIG_DIR / "generate.yaml"), *self.plan.generate_overrides,
                      "--out", str(self.data), ranks=self.plan.generate_ranks, threads=1)
 
     def train_args(self, name: str, threads: int, *extra: str) -> tuple[str, ...]:
+        """The `icecorr train` arguments of the corrector `name` (a key of TRAIN_CONFIGS) on this run's data."""
         return ("train", str(TRAIN_CONFIGS[name]), f"train.data.train_file={self.data / 'train.nc'}",
                 f"train.data.val_file={self.data / 'val.nc'}", f"train.out_dir={self.out / 'train' / name}",
                 f"train.threads={threads}", *self.plan.train_overrides.get(name, []), *extra)
@@ -129,10 +144,12 @@ class Demo:
         self.parallel((self.train_args("deterministic", 1), 1), (self.train_args("emulator", 1), 1))
 
     def train_diffusion(self, threads: int) -> None:
+        """The diffusion corrector on top of the frozen deterministic one (its regression stage)."""
         base = f"train.base_checkpoint={self.checkpoint('deterministic')}"
         self.icecorr(*self.train_args("diffusion", threads, base), threads=threads)
 
     def checkpoint(self, name: str) -> Path:
+        """The best (else the last) checkpoint of the corrector `name`; FileNotFoundError if neither exists."""
         for candidate in ("best.pt", "last.pt"):
             p = self.out / "train" / name / candidate
             if p.exists():
@@ -140,8 +157,8 @@ class Demo:
         raise FileNotFoundError(f"no checkpoint in {self.out / 'train' / name}")
 
     def window_starts(self) -> list[int]:
-        import xarray as xr
-
+        """Time indices of the test split where the held-out windows start: `windows` of them, evenly spread, each
+        inside one contiguous run."""
         with xr.open_dataset(self.data / "test.nc") as ds:
             n_time = ds.sizes["time"]
             runs = ds["run"].values if "run" in ds else None
@@ -159,6 +176,8 @@ class Demo:
         return sorted(set(starts))
 
     def run(self, label: str, checkpoint: Path | None, members: int, emulate: bool = False, ranks: int = 1) -> None:
+        """Couple (or emulate) every held-out window with `checkpoint` (None: the uncorrected coarse model) into
+        runs/{label}*.nc."""
         starts = self.window_starts()
         args = ["emulate" if emulate else "couple", str(CONFIG_DIR / "couple.yaml"),
                 f"initial={self.data / 'test.nc'}", f"couple.members={members}",
@@ -172,9 +191,11 @@ class Demo:
         return [o.split("=", 1)[1] for o in self.plan.generate_overrides if o.startswith(f"grid.{key}=")]
 
     def run_files(self, label: str) -> list[str]:
+        """The output files of the runs `label`, sorted."""
         return sorted(str(p) for p in (self.out / "runs").glob(f"{label}*.nc"))
 
     def evaluate(self) -> None:
+        """Stage 4: `icecorr evaluate` of every run that exists against the test split, into report/."""
         labels = ["coarse", "deterministic", "diffusion", "emulator"]
         runs = [f"{label}={','.join(self.run_files(label))}" for label in labels if self.run_files(label)]
         self.icecorr("evaluate", *runs, "--reference", str(self.data / "test.nc"), "-o", str(self.out / "report"))
@@ -182,10 +203,6 @@ class Demo:
     # -- summary ---------------------------------------------------------------------------------------------------
     def summary(self) -> str:
         """The headline figures against the product goals (markdown), from the test split and the report."""
-        import csv
-
-        from training.evaluation.offline_skill import offline_skill
-
         lines = ["# icecorr demo: headline figures", "",
                  f"Twin experiment in `{self.out}`; held-out test split `{self.data / 'test.nc'}`; "
                  f"{self.plan.windows} windows of {self.plan.window_days:g} days, {self.plan.members} members. "
@@ -234,6 +251,7 @@ class Demo:
         return "\n".join(lines) + "\n"
 
     def main(self) -> None:
+        """All stages in order, then timings.json and summary.md (also printed)."""
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "runs").mkdir(exist_ok=True)
         t0 = time.perf_counter()
@@ -260,6 +278,7 @@ class Demo:
 
 
 def run_demo(out: Path, quick: bool = False, progress: bool = True, reuse: bool = False) -> Path:
+    """Run the demo into `out` (see `Demo`); returns the path of its report (report/report.md)."""
     demo = Demo(out, quick, progress, reuse)
     demo.main()
     return out / "report" / "report.md"

@@ -4,11 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from corrector.adjoint import CorrectorRollout, CorrectorTangent64, Rollout, TorchBounds, open_faces
+from corrector.adjoint import CorrectorRollout, Rollout
+from corrector.bounds import TorchBounds, apply_bounds, open_faces, zero_walls
 from corrector.config import CorrectorConfig
 from corrector.inference import Corrector
 from corrector.model import CorrectorModel
 from corrector.normalization import Normalization
+from corrector.tangent import CorrectorTangent
 
 # torch.func scripts a helper internally and warns about its own deprecated torch.jit.script
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
@@ -133,8 +135,7 @@ def test_rollout_step_is_the_applied_emulator_sample(states):
     dx = np.random.default_rng(9).normal(size=(5, N, N))
     _, d = roll.step_tlm(roll.state_array(x), dx)
     _, d_tendency = CorrectorRollout(emulator(states=[]), inputs, mask=mask).step_tlm(roll.state_array(x), dx)
-    east, north = open_faces(mask, N, N)
-    keep = {"siu": east, "siv": north}
+    keep = open_faces(mask, N, N)
     for k, v in enumerate(c.variables):
         identity = keep.get(v, mask) * dx[k] if v in states else 0.0
         np.testing.assert_allclose(d_tendency[k] - d[k], identity, atol=1e-12, err_msg=v)
@@ -143,7 +144,7 @@ def test_rollout_step_is_the_applied_emulator_sample(states):
 def test_float64_tangent_of_the_correction_network():
     """The residual-mode correction alone: jvp/vjp with respect to its conditioning (forecast included)."""
     c = emulator(mode="residual")
-    tan = CorrectorTangent64(c)
+    tan = CorrectorTangent(c, dtype=torch.float64)
     rng = np.random.default_rng(4)
     mask = np.ones((N, N))
     cond = {n: rng.normal(size=(N, N)) for n in c.conditioning_names} | {"mask": mask}
@@ -209,8 +210,6 @@ def test_bad_inputs_are_named():
 
 
 def test_torch_bounds_match_numpy_bounds():
-    from corrector.bounds import apply_bounds, zero_walls
-
     rng = np.random.default_rng(7)
     mask = np.ones((N, N))
     mask[5:7, 5:9] = 0
@@ -221,3 +220,18 @@ def test_torch_bounds_match_numpy_bounds():
     ref, _ = zero_walls(dict(zip(names, x)), mask)
     ref, _ = apply_bounds(ref)
     np.testing.assert_array_equal(got, np.stack([ref[v] for v in names]))
+
+
+def test_torch_bounds_follow_the_same_rules_for_damage_and_partial_states():
+    """The rules live once (`corrector.bounds`): damage is clipped to [0, 1] by both faces, and a state without some
+    of the variables gets the rules that apply to the ones it has."""
+    rng = np.random.default_rng(10)
+    mask = np.ones((N, N))
+    mask[2:4, 9:12] = 0
+    for names in (["sic", "sit", "snt", "damage", "siu", "siv"], ["sic", "siu"], ["sit", "damage", "siv"]):
+        x = rng.normal(size=(len(names), N, N))
+        x[[k for k, v in enumerate(names) if v in ("sic", "sit", "snt")]] *= mask
+        got = TorchBounds(names, mask, N, N)(torch.as_tensor(x)).numpy()
+        ref, _ = zero_walls(dict(zip(names, x)), mask)
+        ref, _ = apply_bounds(ref)
+        np.testing.assert_array_equal(got, np.stack([ref[v] for v in names]), err_msg=str(names))

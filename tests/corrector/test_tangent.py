@@ -1,6 +1,7 @@
 """Tangent-linear and adjoint of a corrector step: finite differences and the adjoint identity."""
 import numpy as np
 import pytest
+import torch
 
 from corrector.tangent import CorrectorTangent
 from tests.corrector.test_model import conditioning, corrector_for, tiny_cfg
@@ -32,3 +33,20 @@ def test_jvp_matches_finite_difference_and_vjp_is_its_adjoint(kind):
     lhs = float((jv.astype(np.float64) * w).sum())
     rhs = sum(float((v[k].astype(np.float64) * jtw[k]).sum()) for k in v)
     assert lhs == pytest.approx(rhs, rel=1e-4)
+
+
+def test_one_tangent_class_for_both_float_types():
+    """float32 linearises the corrector's own network; float64 a copy (the corrector's model stays float32), and
+    both compute the same step."""
+    cfg = tiny_cfg(kind="deterministic")
+    c = corrector_for(cfg)
+    cond, _ = conditioning(cfg, b=1, land=True)
+    cond = {k: (v[0] if v.ndim == 3 else v) for k, v in cond.items()}
+    t32, t64 = CorrectorTangent(c), CorrectorTangent(c, dtype=torch.float64)
+    assert t32.model is c.model and t64.model is not c.model
+    assert next(t64.model.parameters()).dtype == torch.float64 and next(c.model.parameters()).dtype == torch.float32
+    out32, out64 = t32.step(cond), t64.step(cond)
+    assert out32.dtype == np.float32 and out64.dtype == np.float64
+    np.testing.assert_allclose(out64, out32, rtol=1e-4, atol=1e-5 * np.abs(out64).max())
+    _, jtw = t64.vjp(cond, np.ones_like(out64))
+    assert set(jtw) == set(c.conditioning_names) and jtw["initial_sit"].dtype == np.float64

@@ -9,7 +9,8 @@ import pytest
 import torch
 import xarray as xr
 
-from corrector.adjoint import Rollout, TorchBounds
+from corrector.adjoint import Rollout
+from corrector.bounds import TorchBounds
 from corrector.checkpoint import mask_hash, save_checkpoint
 from training.assimilation.fourdvar import (AssimilateConfig, Correlation, FourDVar, MinimizerConfig, gaussian_sqrt, main,
                                  rmse)
