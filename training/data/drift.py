@@ -164,6 +164,7 @@ def with_drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysi
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m training.data.drift PAIRS OUT …`: append drift windows to a pair file; 2 on bad input."""
     ap = argparse.ArgumentParser(
         prog="python -m training.data.drift",
         description="Append drift windows (free coarse-model runs restarted from the reference) to a pair file.")

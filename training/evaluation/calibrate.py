@@ -98,6 +98,7 @@ def calibrate(checkpoint: Path, val_file: Path, members: int = 8, windows: int =
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`icecorr calibrate CHECKPOINT --data VAL.nc …`: fit and store the spread inflation; 2 on bad input."""
     p = argparse.ArgumentParser(prog="icecorr calibrate", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="diffusion corrector with a regression stage")
     p.add_argument("--data", required=True, help="validation pair file (never the test split)")
