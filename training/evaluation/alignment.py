@@ -47,8 +47,6 @@ def _open(path: PathLike) -> xr.Dataset:
     except FileNotFoundError:
         raise InputError(str(path), None, "file not found") from None
     except Exception as exc:  # noqa: BLE001 - netCDF4/HDF5/xarray raise OSError, ValueError, KeyError, …
-        from icecorr.base.files import describe_open_error
-
         raise InputError(str(path), None, describe_open_error(exc)) from None
     if "time" in ds.dims and np.issubdtype(ds["time"].dtype, np.datetime64) and ds["time"].ndim == 1:
         ds = ds.isel(time=np.flatnonzero(~np.isnat(ds["time"].values)))  # incomplete records of a killed run
