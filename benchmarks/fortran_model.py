@@ -163,6 +163,8 @@ def compare_mevp(n: int, n_iter: int, repeats: int) -> tuple[float, float, float
 
 
 def main(argv: list[str] | None = None) -> None:
+    """`python -m benchmarks.fortran_model [--sizes …]`: print the coarse model's cost per grid size and mEVP
+    Fortran vs NumPy."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128])
     ap.add_argument("--repeats", type=int, default=3)
