@@ -18,6 +18,7 @@ import torch
 
 @dataclass
 class Row:
+    """One measured figure: its section, what was measured, the value, the goal (if any) and "ok"/"MISS"/""."""
     section: str
     what: str
     value: str
@@ -27,9 +28,11 @@ class Row:
 
 @dataclass
 class Table:
+    """The benchmark's rows, printed as they are added and rendered as one markdown table at the end."""
     rows: list[Row] = field(default_factory=list)
 
     def add(self, section: str, what: str, value: str, goal: str = "", ok: bool | None = None) -> None:
+        """Add a row and print it (`ok`: whether the goal is met; None = informative)."""
         self.rows.append(Row(section, what, value, goal, "" if ok is None else ("ok" if ok else "MISS")))
         print(f"  [{section}] {what}: {value}" + (f"   (goal {goal}: {self.rows[-1].status})" if goal else ""),
               flush=True)
@@ -38,6 +41,7 @@ class Table:
         self.rows.extend(other.rows)
 
     def render(self) -> str:
+        """All rows as a markdown table."""
         heads = ("section", "measure", "value", "goal", "")
         cols = [[r.section, r.what, r.value, r.goal, r.status] for r in self.rows]
         widths = [max([len(h)] + [len(c[i]) for c in cols]) for i, h in enumerate(heads)]
@@ -48,6 +52,7 @@ class Table:
 
 
 def machine_line() -> str:
+    """Core count, torch version and CPU capability, intra-op threads and load average of this machine."""
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
@@ -92,6 +97,7 @@ def matmul_flops(n: int = 1024, repeat: int = 10, dtype: torch.dtype = torch.flo
 
 @contextlib.contextmanager
 def threads(n: int | None):
+    """Run the block with `n` torch intra-op threads (None: leave the count as it is)."""
     old = torch.get_num_threads()
     if n:
         torch.set_num_threads(n)
