@@ -10,6 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
+from icecorr.base.files import open_netcdf
 from icecorr.base.variables import ML_VARIABLES
 from training.data.pairs import SPLITS
 
@@ -54,7 +55,7 @@ def residual_summary(files: Mapping[str, Path], max_rows: int = 200_000) -> dict
     coefs: dict[str, np.ndarray] = {}
     order = sorted(files, key=lambda s: SPLITS.index(s) if s in SPLITS else 99)
     for split in order:
-        with xr.open_dataset(files[split]) as ds:
+        with open_netcdf(files[split], "pair file") as ds:
             ds = ds.load()
         mask = np.asarray(ds["mask"].values) if "mask" in ds else np.ones(ds["sic" if "sic" in ds else
                                                                           "initial_sic"].shape[-2:])

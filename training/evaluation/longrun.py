@@ -31,7 +31,7 @@ from typing import Mapping
 import numpy as np
 import xarray as xr
 
-from icecorr.base.files import atomic_path, write_text_atomic
+from icecorr.base.files import atomic_path, open_netcdf, write_text_atomic
 from icecorr.base.variables import ML_VARIABLES, STEP_HOURS
 
 #: one 12 h step in days
@@ -45,7 +45,7 @@ TOL = 1e-9
 
 def truth_trajectory(path: Path, n_steps: int | None = None) -> xr.Dataset:
     """The truth as a (time, y, x) trajectory: initial_* at every window start plus the last reference_*."""
-    with xr.open_dataset(path) as ds:
+    with open_netcdf(path, "truth file") as ds:
         if "run" in ds and len(np.unique(ds["run"].values)) > 1:
             raise SystemExit(f"{path}: holds several runs; the long-run check needs one contiguous run")
         n = ds.sizes["time"] if n_steps is None else min(n_steps, ds.sizes["time"])
@@ -143,7 +143,7 @@ def run_coupled(truth: Path, checkpoint: Path | None, out: Path, steps: int, mem
     from coupling.drivers import FileForcing, run_couple
     from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 
-    with xr.open_dataset(truth) as ds:
+    with open_netcdf(truth, "truth file") as ds:
         ny, nx = ds.sizes["y"], ds.sizes["x"]
         dx = float(ds.attrs.get("grid_dx", 16_000.0))
     cfg = CoupleConfig(members=members, n_steps=steps, start_indices=[0], seed=0,
@@ -256,7 +256,7 @@ def main(argv=None) -> int:
                                                          "(its wall time from the previous longrun.json)")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
-    with xr.open_dataset(a.truth) as ds:
+    with open_netcdf(a.truth, "truth file") as ds:
         n_windows = ds.sizes["time"]
         grid = f"{ds.sizes['y']}×{ds.sizes['x']}, dx {float(ds.attrs.get('grid_dx', 0)) / 1e3:g} km"
     em_steps = min(int(round(a.emulate_days / STEP_DAYS)), n_windows)

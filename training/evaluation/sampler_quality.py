@@ -22,6 +22,7 @@ from corrector.inference import Corrector
 from corrector.sampler import network_evaluations
 from corrector.schedule import karras_sigmas
 from corrector.seeding import member_seeds
+from icecorr.base.files import open_netcdf
 from training.evaluation import metrics
 
 #: one row of the quality table: (what, value, goal, met: True/False, or None when informative)
@@ -52,7 +53,7 @@ class Windows:
 
 def load_windows(corr: Corrector, path: str | os.PathLike, max_windows: int | None) -> Windows:
     """`max_windows` evenly spaced time records of a pair file (all if None)."""
-    with xr.open_dataset(path) as ds:
+    with open_netcdf(path, "pair file") as ds:
         n_time = ds.sizes["time"]
         idx = np.arange(n_time) if not max_windows or max_windows >= n_time else \
             np.unique(np.linspace(0, n_time - 1, max_windows).round().astype(int))
