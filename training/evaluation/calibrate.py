@@ -32,7 +32,7 @@ from corrector.seeding import member_seeds
 from training.evaluation.metrics import MEMBER, SPACE, ocean_weights, spread_skill_ratio
 
 
-def _windows(path: Path, corrector: Corrector, n_windows: int) -> tuple[dict, dict, np.ndarray]:
+def validation_windows(path: Path, corrector: Corrector, n_windows: int) -> tuple[dict, dict, np.ndarray]:
     """Conditioning {name: (W, ny, nx)}, targets {variable: (W, ny, nx)} and the ocean mask of W evenly spread
     validation windows."""
     ds = open_netcdf(path, "validation file")
@@ -69,7 +69,7 @@ def calibrate(checkpoint: Path, val_file: Path, members: int = 8, windows: int =
         raise CheckpointError(checkpoint, "spread calibration needs a diffusion corrector with a regression stage "
                                           "(train.base_checkpoint)")
     corrector = Corrector.load(checkpoint)
-    cond, target, ocean = _windows(Path(val_file), corrector, windows)
+    cond, target, ocean = validation_windows(Path(val_file), corrector, windows)
     w = next(iter(target.values())).shape[0]
     seeds = member_seeds(seed, np.arange(w), 0, members)
     factors = np.asarray(cfg.sampler.spread_inflation or [1.0] * len(cfg.variables), np.float64)
