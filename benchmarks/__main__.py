@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import os
 import re
 import sys
 import time
@@ -24,12 +25,15 @@ if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
 from benchmarks import performance  # noqa: E402
-from benchmarks.performance import STEPS_3_YEARS, Table, machine_line  # noqa: E402
+from benchmarks.performance import STEPS_3_YEARS  # noqa: E402
+from benchmarks.timing import Table, machine_line  # noqa: E402
 
 PARTS = ("fortran", "coupling") + performance.SECTIONS
 
 
 def fortran_rows(sizes=(32, 64, 128), repeats: int = 3, mevp_size: int = 64, mevp_iterations: int = 200) -> Table:
+    """Coarse-model rows: seconds per 12 h step per grid size, their log-log slope, 3 years extrapolated, and mEVP
+    Fortran vs NumPy."""
     import numpy as np
 
     from benchmarks import fortran_model
@@ -88,11 +92,12 @@ def coupling_rows(grid: int = 32, members: int = 8, steps: int = 4) -> Table:
         if m:
             t.add("coupling", f"coupled step split ({line.split(':')[0]})",
                   f"{m.group(1)} s = physics {m.group(2)} s + sampling {m.group(3)} s + rest")
-    t.add("coupling", "benchmark wall time", f"{wall:.0f} s (mpiexec -n 3 on {performance.os.cpu_count()} cores)")
+    t.add("coupling", "benchmark wall time", f"{wall:.0f} s (mpiexec -n 3 on {os.cpu_count()} cores)")
     return t
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m benchmarks …`: run the chosen parts in this one process and print the whole table."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--skip", nargs="*", default=[], choices=PARTS, help="parts to leave out")

@@ -22,6 +22,7 @@ from corrector.seeding import member_seeds
 
 
 def make(n: int, network_batch: int) -> tuple[Corrector, dict]:
+    """The default corrector (untrained, seed 0) on an n×n all-ocean grid and random conditioning."""
     cfg = CorrectorConfig(sampler={"network_batch": network_batch})
     torch.manual_seed(0)
     model = CorrectorModel(cfg, len(cfg.conditioning))
@@ -34,6 +35,7 @@ def make(n: int, network_batch: int) -> tuple[Corrector, dict]:
 
 
 def best_time(fn, repeat: int) -> float:
+    """Minimum wall time (s) of `repeat` calls after one warm-up call."""
     fn()  # warm-up (allocator, oneDNN primitive cache)
     times = []
     for _ in range(repeat):
@@ -44,6 +46,7 @@ def best_time(fn, repeat: int) -> float:
 
 
 def main() -> None:
+    """`python -m benchmarks.corrector_sampling [--threads N] [--repeat N]`: print the sampling timings."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeat", type=int, default=3)

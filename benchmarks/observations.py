@@ -33,7 +33,8 @@ def obs_suffix(noise_scale: float) -> str:
 
 def make_observations(data: Path, out: Path, reuse: bool, noise_scale: float = 1.0) -> dict:
     """Observation files of the three splits (default gaps; default noise std × noise_scale)."""
-    from training.data.observations import ObservationConfig, synthesize
+    from training.data.observation_config import ObservationConfig
+    from training.data.observations import synthesize
 
     base = ObservationConfig()
     variables = {v: vc.model_copy(update={"noise_std": vc.noise_std * noise_scale})

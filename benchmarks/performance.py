@@ -27,11 +27,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
-import os
 import tempfile
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Sequence
 
@@ -45,111 +42,22 @@ from corrector.model import CorrectorModel
 from corrector.normalization import Normalization
 from corrector.sampler import network_evaluations
 from corrector.seeding import member_seeds
+from benchmarks.timing import Table, best_time, interleaved, machine_line, matmul_flops, threads
+from training.evaluation.sampler_quality import autocast, few_step_quality, network_params, tune_few_step_sigmas
 
 STEPS_3_YEARS = 2190  # 12 h steps in 3 × 365 days
 
 
-# ----------------------------------------------------------------------------------------------------- table
-@dataclass
-class Row:
-    section: str
-    what: str
-    value: str
-    goal: str = ""
-    status: str = ""  # "ok", "MISS" or "" (informative)
-
-
-@dataclass
-class Table:
-    rows: list[Row] = field(default_factory=list)
-
-    def add(self, section: str, what: str, value: str, goal: str = "", ok: bool | None = None) -> None:
-        self.rows.append(Row(section, what, value, goal, "" if ok is None else ("ok" if ok else "MISS")))
-        print(f"  [{section}] {what}: {value}" + (f"   (goal {goal}: {self.rows[-1].status})" if goal else ""),
-              flush=True)
-
-    def extend(self, other: "Table") -> None:
-        self.rows.extend(other.rows)
-
-    def render(self) -> str:
-        heads = ("section", "measure", "value", "goal", "")
-        cols = [[r.section, r.what, r.value, r.goal, r.status] for r in self.rows]
-        widths = [max([len(h)] + [len(c[i]) for c in cols]) for i, h in enumerate(heads)]
-        line = lambda c: "| " + " | ".join(s.ljust(w) for s, w in zip(c, widths)) + " |"  # noqa: E731
-        out = [line(heads), "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
-        out += [line(c) for c in cols]
-        return "\n".join(out)
-
-
-def machine_line() -> str:
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        affinity = os.cpu_count()
-    load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    cpu = torch.backends.cpu.get_cpu_capability()
-    return (f"cores: {os.cpu_count()} (usable {affinity}); torch {torch.__version__} ({cpu}), intra-op threads "
-            f"{torch.get_num_threads()}; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
-
-
-# ----------------------------------------------------------------------------------------------------- timing
-def best_time(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
-    """Minimum wall time over `repeat` calls after `warmup` calls (noise on a shared machine only adds time)."""
-    for _ in range(warmup):
-        fn()
-    best = math.inf
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - t)
-    return best
-
-
-def interleaved(fns: dict[str, Callable[[], object]], repeat: int) -> dict[str, float]:
-    """Minimum wall time of each function, calls interleaved round-robin so that load changes hit all alike."""
-    for fn in fns.values():
-        fn()
-    best = {k: math.inf for k in fns}
-    for _ in range(repeat):
-        for k, fn in fns.items():
-            t = time.perf_counter()
-            fn()
-            best[k] = min(best[k], time.perf_counter() - t)
-    return best
-
-
-def matmul_flops(n: int = 1024, repeat: int = 10, dtype: torch.dtype = torch.float32) -> float:
-    """FLOP/s of an n×n torch matmul (2n³ FLOPs) with the current thread count (best of `repeat`)."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    out = torch.empty(n, n, dtype=dtype)
-    return 2.0 * n ** 3 / best_time(lambda: torch.matmul(a, b, out=out), repeat, warmup=2)
-
-
-@contextlib.contextmanager
-def threads(n: int | None):
-    old = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
+# ----------------------------------------------------------------------------------------------------- variants
 @contextlib.contextmanager
 def layout(channels_last: bool):
+    """Run the network in channels-last (True) or NCHW (False) memory layout inside the block."""
     old = network_module.CHANNELS_LAST
     network_module.CHANNELS_LAST = channels_last
     try:
         yield
     finally:
         network_module.CHANNELS_LAST = old
-
-
-def autocast(dtype: str):
-    if dtype == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 # ----------------------------------------------------------------------------------------------------- setups
@@ -168,24 +76,23 @@ def default_corrector(n: int, mode: str = "residual", network_batch: int = 8, se
 
 
 def sampler_for(corr: Corrector, members_per_batch: int) -> SamplerConfig:
+    """The corrector's sampler with `members_per_batch` members per network batch."""
     return corr.config.sampler.model_copy(update={"network_batch": members_per_batch})
 
 
 def sample_fn(corr: Corrector, cond: dict, members: int, sampler: SamplerConfig) -> Callable[[], np.ndarray]:
+    """A call of `corr.sample` (one 12 h step, `members` members, fixed seeds) to time."""
     seeds = member_seeds(0, 0, 0, members)[None]
     return lambda: corr.sample(cond, members, seeds=seeds, sampler=sampler)
 
 
 def count_flops(fn: Callable[[], object]) -> int:
+    """FLOPs of one call of `fn`, counted by torch.utils.flop_counter."""
     from torch.utils.flop_counter import FlopCounterMode
 
     with FlopCounterMode(display=False) as counter:
         fn()
     return int(counter.get_total_flops())
-
-
-def network_params(corr: Corrector) -> int:
-    return sum(p.numel() for p in corr.model.parameters())
 
 
 # ----------------------------------------------------------------------------------------------------- sections
@@ -383,164 +290,14 @@ def bench_emulator(steps: int = 200, n: int = 32, network_batch: int = 1, padded
 
 
 # ----------------------------------------------------------------------------------------------------- quality
-@dataclass
-class Windows:
-    """Held-out windows of a pair file, ready for Corrector.sample/apply."""
-    index: np.ndarray
-    cond: dict
-    forecast: dict
-    reference: dict
-    mask: np.ndarray
-
-
-def load_windows(corr: Corrector, path: str | os.PathLike, max_windows: int | None) -> Windows:
-    """`max_windows` evenly spaced time records of a pair file (all if None)."""
-    import xarray as xr
-
-    with xr.open_dataset(path) as ds:
-        n_time = ds.sizes["time"]
-        idx = np.arange(n_time) if not max_windows or max_windows >= n_time else \
-            np.unique(np.linspace(0, n_time - 1, max_windows).round().astype(int))
-        ds = ds.isel(time=idx).load()
-    mask = ds["mask"].values if "mask" in ds else np.ones((ds.sizes["y"], ds.sizes["x"]))
-    cond = {name: mask if name == "mask" else ds[name].values.astype(np.float64) for name in corr.conditioning_names}
-    return Windows(idx, cond, {v: ds[f"forecast_{v}"].values.astype(np.float64) for v in corr.variables},
-                   {v: ds[f"reference_{v}"].values.astype(np.float64) for v in corr.variables}, mask)
-
-
-def ensemble_scores(corr: Corrector, w: Windows, sampler: SamplerConfig, members: int, seed: int = 0,
-                    precision: str = "fp32") -> tuple[dict[str, tuple[float, float, float]], float]:
-    """{variable: (fair CRPS, spread/RMSE, ensemble-mean RMSE)} of the corrected forecast (forecast + sample, with
-    physical bounds) against the reference, area-weighted over ocean, over all windows; and the sampling wall time."""
-    import xarray as xr
-
-    from training.evaluation import metrics
-
-    seeds = member_seeds(seed, w.index, 0, members)
-    t0 = time.perf_counter()
-    with autocast(precision):
-        sample = corr.sample(w.cond, members, seeds=seeds, sampler=sampler)
-    wall = time.perf_counter() - t0
-    new = corr.apply(w.forecast, sample, mask=w.mask)
-    weights = metrics.ocean_weights(w.mask)
-    out = {}
-    for v in corr.variables:
-        ens = xr.DataArray(new[v], dims=("time", "member", "y", "x"))
-        obs = xr.DataArray(w.reference[v], dims=("time", "y", "x"))
-        out[v] = (float(metrics.crps(ens, obs, weights, keep=())),
-                  float(metrics.spread_skill_ratio(ens, obs, weights, keep=())),
-                  float(metrics.ensemble_mean_rmse(ens, obs, weights, keep=())))
-    return out, wall
-
-
-def tune_few_step_sigmas(checkpoint: str | os.PathLike, val_file: str | os.PathLike, members: int = 8,
-                         max_windows: int = 16, iterations: int = 40, seed: int = 1,
-                         starts: Sequence[Sequence[float]] | None = None) -> tuple[list[float], float, float]:
-    """Tune the 4 σ levels of the few-step DPM-Solver++(2M) schedule for one checkpoint on its validation file.
-
-    Objective: mean over variables of CRPS_v(σ) / CRPS_v(checkpoint schedule), fixed seeds (common random numbers,
-    so the objective is smooth in σ), Nelder–Mead in ln σ from the better of `starts` (default: the checkpoint's
-    schedule and the Karras ρ = 7 schedule with the same number of levels). The reference sampler is not used and
-    the test file is not touched. Returns (σ levels, objective of the checkpoint schedule (1.0), tuned objective).
-    """
-    from scipy.optimize import minimize
-
-    from corrector.schedule import karras_sigmas
-
-    corr = Corrector.load(checkpoint, device="cpu")
-    base = corr.config.sampler
-    if base.name != "dpmpp_2m" or base.sigmas is None:
-        base = SamplerConfig.few_step(network_batch=base.network_batch)
-    d = corr.config.diffusion
-    karras = karras_sigmas(len(base.sigmas), d.sigma_min, d.sigma_max, d.rho).tolist()[:-1]
-    starts = [list(x) for x in (starts or (base.sigmas, karras))]
-    w = load_windows(corr, val_file, max_windows)
-    sampler = base.model_copy(update={"network_batch": min(16, members * len(w.index))})
-
-    def crps_at(levels) -> dict[str, float]:
-        cfg = sampler.model_copy(update={"sigmas": [float(x) for x in levels], "steps": len(levels)})
-        return {v: sc[0] for v, sc in ensemble_scores(corr, w, cfg, members, seed)[0].items()}
-
-    ref = crps_at(base.sigmas)
-
-    def objective(log_sig: np.ndarray) -> float:
-        levels = np.exp(log_sig)
-        if np.any(np.diff(levels) >= 0):
-            return 10.0  # not strictly decreasing
-        c = crps_at(levels)
-        return float(np.mean([c[v] / ref[v] for v in ref]))
-
-    x0 = min((np.log(np.array(st, float)) for st in starts), key=objective)
-    res = minimize(objective, x0, method="Nelder-Mead", options=dict(maxfev=iterations, xatol=1e-3, fatol=1e-4))
-    best = res.x if res.fun < objective(x0) else x0
-    return [float(x) for x in np.exp(best)], 1.0, float(min(res.fun, objective(x0)))
-
-
-def few_step_quality(checkpoint: str | os.PathLike, test_file: str | os.PathLike, members: int = 16,
-                     max_windows: int | None = 40, reference_steps: int = 20, seed: int = 0,
-                     network_batch: int = 16, include_bf16: bool = True,
-                     extra_sigmas: dict[str, Sequence[float]] | None = None) -> Table:
-    """Fair CRPS and spread/RMSE of the corrected 12 h forecast on held-out windows: reference Heun-`reference_steps`
-    (Karras schedule, 2n−1 evaluations) vs the checkpoint's few-step sampler (also under bf16 autocast, with a
-    second seed as the Monte-Carlo noise floor, and with any `extra_sigmas` schedules {label: σ levels}).
-
-    Scores are of the corrected state (forecast + sampled residual, physical bounds applied) against
-    `reference_{v}`, area-weighted over ocean cells and averaged over windows, per variable. Same seeds and windows
-    for every sampler, so the difference is the sampler's alone (plus Monte-Carlo noise of `members` members).
-    """
-    import xarray as xr
-
-    from corrector.schedule import karras_sigmas
-    from training.evaluation import metrics
-
-    corr = Corrector.load(checkpoint, device="cpu")
-    if corr.kind != "diffusion" or corr.mode != "residual":
-        raise ValueError(f"{checkpoint}: few_step_quality needs a residual diffusion corrector, got "
-                         f"{corr.kind}/{corr.mode}")
-    w = load_windows(corr, test_file, max_windows)
-    few = corr.config.sampler.model_copy(update={"network_batch": network_batch})
-    if few.name != "dpmpp_2m":  # the checkpoint samples with Heun: score the tuned few-step schedule instead
-        few = SamplerConfig.few_step(network_batch=network_batch)
-    ref = SamplerConfig(name="heun", steps=reference_steps, network_batch=network_batch)
-    few_label = f"{few.name} {few.steps} levels ({network_evaluations(few.name, few.steps)} NFE)"
-    runs = [(f"heun-{reference_steps} ({network_evaluations('heun', reference_steps)} NFE)", ref, "fp32", seed),
-            (few_label, few, "fp32", seed),
-            (few_label + ", other seed", few, "fp32", seed + 1)]
-    if include_bf16:
-        runs.append((few_label + ", bf16 autocast", few, "bf16", seed))
-    d = corr.config.diffusion
-    karras = karras_sigmas(4, d.sigma_min, d.sigma_max, d.rho).tolist()[:-1]  # the 4-level Karras schedule
-    extra = {"dpmpp_2m Karras ρ=7 σ=" + "/".join(f"{x:.4g}" for x in karras): karras, **(extra_sigmas or {})}
-    for label, levels in extra.items():
-        cfg = few.model_copy(update={"name": "dpmpp_2m", "sigmas": [float(x) for x in levels],
-                                     "steps": len(levels)})
-        runs.append((f"{label} ({network_evaluations('dpmpp_2m', len(levels))} NFE)", cfg, "fp32", seed))
+def bench_quality(checkpoint: str, test_file: str, members: int = 16, max_windows: int | None = 40,
+                  extra_sigmas: dict[str, Sequence[float]] | None = None) -> Table:
+    """The rows of `training.evaluation.sampler_quality.few_step_quality` (reference Heun vs the few-step sampler
+    on held-out windows), printed as they are measured."""
     t = Table()
-    t.add("quality", "data", f"{checkpoint} on {test_file}: {len(w.index)} windows, {members} members, "
-                             f"{network_params(corr) / 1e6:.3f} M parameters")
-    weights = metrics.ocean_weights(w.mask)
-    uncorrected = {v: float(metrics.rmse(xr.DataArray(w.forecast[v], dims=("time", "y", "x")),
-                                         xr.DataArray(w.reference[v], dims=("time", "y", "x")), weights, keep=()))
-                   for v in corr.variables}
-    t.add("quality", "uncorrected forecast RMSE", ", ".join(f"{v} {uncorrected[v]:.4g}" for v in corr.variables))
-    scores = {}
-    for label, sampler, prec, sd in runs:
-        scores[label], wall = ensemble_scores(corr, w, sampler, members, sd, prec)
-        t.add("quality", f"{label}: sampling wall time", f"{wall:.1f} s ({wall / len(w.index) / members * 1e3:.1f} "
-                                                         f"ms per member and step)")
-    ref_label = runs[0][0]
-    for label in scores:
-        is_ref = label == ref_label
-        rel = {v: scores[label][v][0] / scores[ref_label][v][0] - 1 for v in corr.variables}
-        worst = max(rel.values())  # the largest CRPS increase; being better than the reference is fine
-        for v in corr.variables:
-            c, ssr, rm = scores[label][v]
-            t.add("quality", f"{label}: {v}",
-                  f"CRPS {c:.4g}" + ("" if is_ref else f" ({rel[v] * 100:+.1f} %)") +
-                  f", spread/RMSE {ssr:.2f}, ens-mean RMSE {rm:.4g}")
-        if not is_ref:
-            t.add("quality", f"{label}: CRPS change vs reference, mean over variables (largest increase)",
-                  f"{np.mean(list(rel.values())) * 100:+.1f} % ({worst * 100:+.1f} %)", "≤ +5 %", worst <= 0.05)
+    for row in few_step_quality(checkpoint, test_file, members=members, max_windows=max_windows,
+                                extra_sigmas=extra_sigmas):
+        t.add("quality", *row)
     return t
 
 
@@ -571,12 +328,13 @@ def run(sections: Iterable[str] = SECTIONS, quick: bool = False, threads_: int |
                 raise ValueError(f"unknown section {s!r}; choose from {SECTIONS}")
         if quality:
             print("== quality", flush=True)
-            table.extend(few_step_quality(quality[0], quality[1], members=quality_members,
-                                          max_windows=quality_windows, extra_sigmas=tuned))
+            table.extend(bench_quality(quality[0], quality[1], members=quality_members,
+                                       max_windows=quality_windows, extra_sigmas=tuned))
     return table
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """The command-line options of this benchmark (shared with `python -m benchmarks`)."""
     ap.add_argument("--sections", nargs="*", default=None, choices=SECTIONS,
                     help="default: all, or none when --quality is given")
     ap.add_argument("--quick", action="store_true", help="fewer repeats, no 256² grid, 50 emulator steps")
@@ -612,6 +370,7 @@ def extra_schedules(a: argparse.Namespace) -> dict[str, list[float]]:
 
 
 def main(argv: list[str] | None = None) -> Table:
+    """`python -m benchmarks.performance …`: run the sections, print the table and return it."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(ap)

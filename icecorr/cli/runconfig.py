@@ -8,7 +8,7 @@ from pydantic import Field
 from coupling.config import CorrectConfig, CoupleConfig
 from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 from icecorr.base.config import StrictConfig
-from training.evaluation.evaluate import EvaluateConfig
+from training.evaluation.config import EvaluateConfig
 
 
 class CoupleRunConfig(StrictConfig):

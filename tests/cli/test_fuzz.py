@@ -173,7 +173,7 @@ def read_pairs_everywhere(path: Path) -> None:
     from icecorr.base.files import open_netcdf
     from tests.mpi_scripts.tiny import tiny_corrector
     from training.fit.dataset import PairDataset
-    from training.evaluation.evaluate import read_reference
+    from training.evaluation.alignment import read_reference
 
     def forcing():
         f = FileForcing(path)
@@ -247,7 +247,7 @@ def test_correct_cli_leaves_a_complete_file_or_nothing(mutation):
 @given(mutation=st.one_of(dataset_mutation(["sic", "sit", "snt", "siu", "siv", "time", "step"],
                                            ["time", "member", "x", "y"]), byte_mutation()))
 def test_trajectory_reader_fails_only_with_clear_errors(mutation):
-    from training.evaluation.evaluate import read_run
+    from training.evaluation.alignment import read_run
 
     path = mutated_file(_base()["traj"], mutation)
     with no_hang("evaluate read_run"):

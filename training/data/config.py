@@ -11,6 +11,10 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from icecorr.base.config import StrictConfig
+from icecorr.base.variables import STEP_HOURS
+
+#: 12 h windows per day
+_STEPS_PER_DAY = 24 // STEP_HOURS
 
 DEFAULT_START = "2000-10-01T00:00"
 
@@ -140,11 +144,11 @@ class GenerateConfig(StrictConfig):
 
     @property
     def n_windows(self) -> int:
-        return int(round(self.run_days * 2))
+        return int(round(self.run_days * _STEPS_PER_DAY))
 
     @property
     def n_spinup(self) -> int:
-        return int(round(self.spinup_days * 2))
+        return int(round(self.spinup_days * _STEPS_PER_DAY))
 
 
 class VariableSource(StrictConfig):

@@ -28,7 +28,7 @@ import xarray as xr
 
 from corrector.fields import DRIFT_STEPS
 from icecorr.base.errors import InputError
-from icecorr.base.variables import ML_VARIABLES
+from icecorr.base.variables import ML_VARIABLES, STEP_HOURS
 from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 from training.data.io import write_netcdf_atomic
 
@@ -38,7 +38,7 @@ DRIFT_RUN_OFFSET = 100_000
 
 def segment_steps(days: float) -> int:
     """12 h windows in a drift segment of `days` days (at least one)."""
-    return max(1, int(round(days * 2)))
+    return max(1, int(round(days * (24 // STEP_HOURS))))
 
 
 def _forcing_names(pairs: xr.Dataset) -> list[str]:
@@ -164,6 +164,7 @@ def with_drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysi
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m training.data.drift PAIRS OUT …`: append drift windows to a pair file; 2 on bad input."""
     ap = argparse.ArgumentParser(
         prog="python -m training.data.drift",
         description="Append drift windows (free coarse-model runs restarted from the reference) to a pair file.")

@@ -121,7 +121,7 @@ class Vortex:
         return float(np.sin(np.pi * s) ** 2) if 0.0 <= s <= 1.0 else 0.0
 
 
-def _gaussian_filter(ny: int, nx: int, dx: float, length: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def gaussian_filter(ny: int, nx: int, dx: float, length: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Spectral amplitude filter of a Gaussian random field with correlation ~exp(-r²/(2 length²)), and the
     wavenumbers (rad m-1) for spectral derivatives. The filter is normalised to unit output variance."""
     ky = 2 * np.pi * np.fft.fftfreq(ny, d=dx)[:, None]
@@ -198,13 +198,13 @@ class SyntheticForcing:
         rho_n = float(np.exp(-STEP_SECONDS / (cfg.subgrid_wind_tau_hours * 3600.0)))
         self._noise_u = _OUField(self.seed, self._S_NOISE_U, (ny, nx), rho_n)
         self._noise_v = _OUField(self.seed, self._S_NOISE_V, (ny, nx), rho_n)
-        self._noise_filter, _, _ = _gaussian_filter(ny, nx, dx, cfg.subgrid_wind_length)
+        self._noise_filter, _, _ = gaussian_filter(ny, nx, dx, cfg.subgrid_wind_length)
         self._noise_filter /= np.sqrt(_rfft_var(self._noise_filter, nx))
         # ocean eddies: streamfunction psi, u = -dpsi/dy, v = dpsi/dx, scaled so that each component has the
         # configured std (isotropic: var(u) = var(v))
         rho_e = float(np.exp(-STEP_SECONDS / (cfg.ocean_eddy_tau_days * DAY)))
         self._eddy = _OUField(self.seed, self._S_EDDY, (ny, nx), rho_e)
-        amp, kx, ky = _gaussian_filter(ny, nx, dx, cfg.ocean_eddy_length)
+        amp, kx, ky = gaussian_filter(ny, nx, dx, cfg.ocean_eddy_length)
         norm = np.sqrt(_rfft_var(ky * amp, nx))
         self._eddy_u_filter = -1j * ky * amp / norm
         self._eddy_v_filter = 1j * kx * amp / norm

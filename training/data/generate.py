@@ -35,16 +35,19 @@ from typing import Any, Callable, Mapping, Protocol
 import numpy as np
 import xarray as xr
 
-from icecorr.base.variables import ML_VARIABLES, attrs
 from fortran_stub.config import GridConfig
+from icecorr.base.files import write_json_atomic
+from icecorr.base.variables import ML_VARIABLES, STEP_SECONDS
 from training.data.coarsegrain import block_mean, coarsen_state
 from training.data.config import GenerateConfig, InitialIceConfig
 from training.data.drift import segment_steps, with_drift_pairs
-from training.data.forcing import FORCING_METADATA, FORCING_NAMES, SyntheticForcing, _gaussian_filter
-from icecorr.base.variables import STEP_SECONDS
+from training.data.forcing import FORCING_METADATA, FORCING_NAMES, SyntheticForcing, gaussian_filter
 from training.data.io import concat_netcdf_along_time, write_netcdf_atomic
+from training.data.pairs import SPLITS, PairBuffer, pair_dataset, state_arrays, state_metadata
+from training.data.provenance import package_version, pair_file_attrs
+from training.data.ranks import finish
+from training.data.residual_stats import format_summary, residual_summary
 
-SPLITS = ("train", "val", "test")
 PRODUCER = "icecorr generate"
 
 #: coarse-model variables taken from the coarse-grained truth at every re-forecast start
@@ -89,7 +92,7 @@ def initial_truth_state(init: InitialIceConfig, grid: GridConfig, seed: int) -> 
     """Compact ice (A in [lo, hi]) with thickness h in [lo, hi] following a smooth random field of the configured
     correlation length, uniform snow, ice at rest, undamaged (d = 1). Arrays (ny, nx) float64."""
     rng = np.random.default_rng([seed, 1001])
-    amp, _, _ = _gaussian_filter(grid.ny, grid.nx, grid.dx, init.length_scale)
+    amp, _, _ = gaussian_filter(grid.ny, grid.nx, grid.dx, init.length_scale)
 
     def smooth01() -> np.ndarray:
         f = np.fft.irfft2(np.fft.rfft2(rng.standard_normal((grid.ny, grid.nx))) * amp, s=(grid.ny, grid.nx))
@@ -107,15 +110,9 @@ def initial_truth_state(init: InitialIceConfig, grid: GridConfig, seed: int) -> 
     }
 
 
-def _state_arrays(state) -> dict[str, np.ndarray]:
-    if isinstance(state, xr.Dataset):
-        return {k: np.asarray(state[k].values, dtype=np.float64) for k in state.data_vars}
-    return {k: np.asarray(v, dtype=np.float64) for k, v in state.items()}
-
-
 def coarse_grained(truth_state, r: int) -> dict[str, np.ndarray]:
     """C(truth state): the ML variables, damage and the thermodynamic state the coarse model needs."""
-    s = _state_arrays(truth_state)
+    s = state_arrays(truth_state)
     keep = {k: s[k] for k in ("sic", "sivol", "snvol", "sit", "snt", "siu", "siv", "damage", "tsi", "tos")
             if k in s}
     if "sivol" in keep:  # volumes are what coarse-graining conserves; thicknesses are rebuilt from them
@@ -136,150 +133,8 @@ def coarse_start_state(initial: Mapping[str, np.ndarray], coarse_vars: set[str])
     return out
 
 
-# ---------------------------------------------------------------------------------------------- pair records
-_ROLE = {"initial_": "coarse-grained reference at t: ", "forecast_": "coarse-model 12 h forecast from initial: ",
-         "reference_": "coarse-grained reference at t+12h: ", "residual_": "reference - forecast: "}
-
-
-def state_metadata() -> dict[str, dict[str, str]]:
-    """CF attributes (units, standard_name, long_name) of the ML variables and damage (icecorr.base.variables)."""
-    return {v: attrs(v) for v in (*ML_VARIABLES, "damage")}
-
-
-class PairBuffer:
-    """Preallocated (n, ny, nx) arrays of one run's training pairs in the storage dtype; the residual is formed
-    in float64 before rounding."""
-
-    def __init__(self, n: int, ny: int, nx: int, forcing_names, dtype: str, with_damage: bool = True):
-        self.n, self.dtype = n, np.dtype(dtype)
-        self.forcing_names = tuple(forcing_names)
-        names = [p + v for p in ("initial_", "forecast_", "reference_", "residual_") for v in ML_VARIABLES]
-        if with_damage:
-            names += ["initial_damage", "reference_damage"]
-        names += [f + s for f in self.forcing_names for s in ("_t0", "_t1")]
-        self.arrays = {k: np.zeros((n, ny, nx), dtype=self.dtype) for k in names}
-        self.with_damage = with_damage
-
-    def put(self, w: int, initial: Mapping, forecast: Mapping, reference: Mapping,
-            f0: Mapping, f1: Mapping) -> None:
-        a = self.arrays
-        for v in ML_VARIABLES:
-            a["initial_" + v][w] = initial[v]
-            a["forecast_" + v][w] = forecast[v]
-            a["reference_" + v][w] = reference[v]
-            a["residual_" + v][w] = np.asarray(reference[v], np.float64) - np.asarray(forecast[v], np.float64)
-        if self.with_damage:
-            a["initial_damage"][w] = initial["damage"]
-            a["reference_damage"][w] = reference["damage"]
-        for f in self.forcing_names:
-            a[f + "_t0"][w] = f0[f]
-            a[f + "_t1"][w] = f1[f]
-
-
-def pair_dataset(buf: PairBuffer, times: np.ndarray, dx: float, mask: np.ndarray) -> xr.Dataset:
-    """CF Dataset (time, y, x) of a PairBuffer, with x/y cell-centre coordinates (m) and the ocean mask."""
-    _, ny, nx = next(iter(buf.arrays.values())).shape
-    ds = xr.Dataset(coords={
-        "time": ("time", times, {"standard_name": "time", "long_name": "window start t"}),
-        "y": ("y", (np.arange(ny) + 0.5) * dx, {"units": "m", "long_name": "y of cell centre", "axis": "Y"}),
-        "x": ("x", (np.arange(nx) + 0.5) * dx, {"units": "m", "long_name": "x of cell centre", "axis": "X"}),
-    })
-    meta = state_metadata()
-    for name, arr in buf.arrays.items():
-        if name.endswith(("_t0", "_t1")):
-            base, when = name[:-3], ("t" if name.endswith("_t0") else "t+12h")
-            units, std_name, long_name = FORCING_METADATA[base]
-            attrs = {"units": units, "standard_name": std_name, "long_name": f"{long_name} at {when} (coarse grid)"}
-        else:
-            prefix, v = name.split("_", 1)
-            m = meta[v]
-            attrs = {"units": m["units"], "long_name": _ROLE[prefix + "_"] + m["long_name"]}
-            if prefix != "residual" and "standard_name" in m:
-                attrs["standard_name"] = m["standard_name"]
-        ds[name] = (("time", "y", "x"), arr, attrs)
-    ds["mask"] = (("y", "x"), mask.astype(np.int8), {"long_name": "ocean mask", "flag_values": "0 1",
-                                                     "flag_meanings": "land ocean"})
-    return ds
-
-
-# ---------------------------------------------------------------------------------------------- diagnostics
-def _valid_points(v: str, mask: np.ndarray) -> np.ndarray:
-    """Ocean cells, minus the closed east wall for siu and the north wall for siv (always 0)."""
-    ok = mask.astype(bool).copy()
-    if v == "siu":
-        ok[:, -1] = False
-    if v == "siv":
-        ok[-1, :] = False
-    return ok
-
-
-def _features(ds: xr.Dataset, idx_t: np.ndarray, ok: np.ndarray) -> np.ndarray:
-    """Point-wise regressors: every conditioning channel (initial_*, forecast_*, forcing at t and t+12h) plus 1."""
-    names = ([f"initial_{v}" for v in ML_VARIABLES] + [f"forecast_{v}" for v in ML_VARIABLES]
-             + [n for n in ds.data_vars if n.endswith(("_t0", "_t1"))])
-    cols = [np.asarray(ds[n].values[idx_t][:, ok], np.float64).ravel() for n in names]
-    return np.column_stack(cols + [np.ones_like(cols[0])])
-
-
-def _ridge(x: np.ndarray, y: np.ndarray, lam: float = 1e-3) -> np.ndarray:
-    """Ridge regression on standardised columns (the last column is the unpenalised intercept); the seasonal
-    forcing columns (radiation, snowfall, mean temperature) are nearly collinear in time, and plain least squares
-    turns that into huge coefficients that blow up on another run."""
-    feats = x[:, :-1]
-    mean, scale = feats.mean(axis=0), feats.std(axis=0)
-    scale = np.where(scale > 0, scale, 1.0)
-    z = (feats - mean) / scale
-    gram = z.T @ z + lam * len(y) * np.eye(z.shape[1])
-    beta = np.linalg.solve(gram, z.T @ (y - y.mean()))
-    coef = beta / scale
-    return np.concatenate([coef, [y.mean() - mean @ coef]])
-
-
-def residual_summary(files: Mapping[str, Path], max_rows: int = 200_000) -> dict[str, Any]:
-    """Per split and ML variable: residual mean/std, RMSE of the coarse forecast (= rms residual) and of
-    persistence (reference − initial), and the fraction of residual variance explained (R²) by a point-wise linear
-    (ridge) regression on the conditioning fields, fitted on `train` (a lower bound on what a corrector can learn)."""
-    out: dict[str, Any] = {}
-    coefs: dict[str, np.ndarray] = {}
-    order = sorted(files, key=lambda s: SPLITS.index(s) if s in SPLITS else 99)
-    for split in order:
-        with xr.open_dataset(files[split]) as ds:
-            ds = ds.load()
-        mask = np.asarray(ds["mask"].values) if "mask" in ds else np.ones(ds["sic" if "sic" in ds else
-                                                                          "initial_sic"].shape[-2:])
-        nt = ds.sizes["time"]
-        rng = np.random.default_rng(0)
-        stats: dict[str, Any] = {}
-        for v in ML_VARIABLES:
-            ok = _valid_points(v, mask)
-            res = np.asarray(ds[f"residual_{v}"].values, np.float64)[:, ok]
-            pers = (np.asarray(ds[f"reference_{v}"].values, np.float64)
-                    - np.asarray(ds[f"initial_{v}"].values, np.float64))[:, ok]
-            s = {"units": ds[f"residual_{v}"].attrs.get("units", ""),
-                 "mean": float(np.nanmean(res)), "std": float(np.nanstd(res)),
-                 "rmse_forecast": float(np.sqrt(np.nanmean(res**2))),
-                 "rmse_persistence": float(np.sqrt(np.nanmean(pers**2))), "linear_r2": None,
-                 "linear_rmse_reduction": None}
-            # subsample whole time records so that the regression sees every cell
-            n_keep = max(1, min(nt, max_rows // max(1, int(ok.sum()))))
-            idx_t = np.sort(rng.choice(nt, size=n_keep, replace=False))
-            x = _features(ds, idx_t, ok)
-            y = res[idx_t].ravel()
-            good = np.isfinite(y) & np.all(np.isfinite(x), axis=1)
-            x, y = x[good], y[good]
-            if split == "train" and len(y) > x.shape[1]:
-                coefs[v] = _ridge(x, y)
-            if v in coefs and y.size and y.var() > 0:
-                mse = float(np.mean((y - x @ coefs[v]) ** 2))
-                s["linear_r2"] = 1.0 - mse / float(y.var())
-                # share of the forecast RMSE (bias included) that the linear correction removes
-                s["linear_rmse_reduction"] = 1.0 - float(np.sqrt(mse / np.mean(y**2)))
-            stats[v] = s
-        out[split] = {"windows": int(nt), "residual": stats}
-    return out
-
-
-def _default_models():
+def default_models() -> tuple[type, type]:
+    """(coarse, truth) model classes of `coupling` (imported on first use: the Fortran extension loads then)."""
     from coupling.bridge import CoarseModel
     from coupling.truth import TruthModel
     return CoarseModel, TruthModel
@@ -291,7 +146,7 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
     gen: GenerateConfig = cfg.generate
     r = gen.refinement
     fine = cfg.grid.refined(r)
-    coarse_cls, truth_cls = models or _default_models()
+    coarse_cls, truth_cls = models or default_models()
     n_total = gen.n_spinup + gen.n_windows + 1
     forcing = SyntheticForcing(cfg.forcing, fine, spec.start, n_total, spec.seed)
 
@@ -312,7 +167,7 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
             coarse = coarse_cls(cfg.grid, cfg.physics)  # fresh (< 1 ms): no hidden state leaks between windows
         coarse.set_state(start)
         coarse.step(fc0, fc1)
-        return _state_arrays(coarse.get_state())
+        return state_arrays(coarse.get_state())
 
     f_now = forcing.truth_at(0)
     first_cycled = gen.n_spinup - min(gen.coarse_spinup_steps, gen.n_spinup) if carry else gen.n_spinup
@@ -348,53 +203,17 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
     return ds
 
 
-def _config_yaml(cfg, sections: tuple[str, ...]) -> str:
-    """The resolved config as YAML: the whole object if it is one pydantic model, else the named sections."""
-    import yaml
-    if hasattr(cfg, "model_dump"):
-        return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-    data = {k: getattr(cfg, k).model_dump(mode="json") for k in sections
-            if hasattr(getattr(cfg, k, None), "model_dump")}
-    return yaml.safe_dump(data, sort_keys=False)
+#: the config sections that define a twin experiment (stored in every file it writes)
+TWIN_SECTIONS = ("grid", "physics", "truth", "forcing", "generate")
 
 
-def _version() -> str:
-    try:
-        from importlib.metadata import version
-        return version("icecorr")
-    except Exception:  # pragma: no cover
-        return "unknown"
-
-
-_TWIN_SECTIONS = ("grid", "physics", "truth", "forcing", "generate")
-
-
-def _global_attrs(cfg, split: str, producer: str = PRODUCER,
-                  sections: tuple[str, ...] = _TWIN_SECTIONS) -> dict[str, object]:
-    attrs: dict[str, object] = {
-        "Conventions": "CF-1.10",
-        "title": f"icecorr twin-experiment training pairs ({split})",
-        "icecorr_version": _version(),
-        "producer": producer,
-        "config": _config_yaml(cfg, sections),
-        "grid_dx": float(cfg.grid.dx),
-        "split": split,
-    }
+def _file_attrs(cfg, split: str) -> dict[str, object]:
+    """Global attributes of a twin pair file: provenance, refinement and the coarse stress start."""
+    attrs = pair_file_attrs(cfg, split, PRODUCER, TWIN_SECTIONS)
     gen = getattr(cfg, "generate", None)
-    if producer == PRODUCER and gen is not None:
+    if gen is not None:
         attrs.update(refinement=int(gen.refinement), coarse_stress_start=gen.coarse_stress_start)
     return attrs
-
-
-def finish(comm, error: str | None, what: str, collective: bool = False) -> None:
-    """Raise on every rank if any rank (collective) or rank 0 reported an error, so that no rank is left waiting
-    in a collective for a peer that has given up."""
-    if comm is None:
-        return
-    errors = comm.allgather(error) if collective else [comm.bcast(error, root=0)]
-    errors = [e for e in errors if e]
-    if errors:
-        raise RuntimeError(f"{what} failed: " + "; ".join(errors))
 
 
 def _progress_bar(total: int, enabled: bool):
@@ -433,7 +252,7 @@ def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: 
             gen = cfg.generate
             if gen.drift_segment_days > 0 and run.split in gen.drift_splits:
                 ds = with_drift_pairs(ds, segment_steps(gen.drift_segment_days), cfg.physics,
-                                      (models or _default_models())[0])
+                                      (models or default_models())[0])
             write_netcdf_atomic(ds, parts_dir / f"run-{run.index:04d}.nc", cfg.generate.chunk_time, cfg.generate.dtype)
     except Exception as exc:  # every rank must learn about a failure, or the others wait forever
         error = f"rank {rank}: {type(exc).__name__}: {exc}"
@@ -450,7 +269,7 @@ def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: 
         try:
             for split, path in zip([s for s in SPLITS if getattr(cfg.generate.seeds, s)], paths):
                 parts = [parts_dir / f"run-{run.index:04d}.nc" for run in runs if run.split == split]
-                concat_netcdf_along_time(parts, path, _global_attrs(cfg, split))
+                concat_netcdf_along_time(parts, path, _file_attrs(cfg, split))
             shutil.rmtree(parts_dir, ignore_errors=True)
             elapsed = time.perf_counter() - t_start
             summary = residual_summary({p.stem: p for p in paths})
@@ -467,7 +286,6 @@ def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: 
 def write_manifest(cfg, out_dir: Path, runs: list[RunSpec], paths: list[Path], summary: Mapping[str, Any],
                    elapsed: float, n_ranks: int) -> Path:
     """`manifest.json`: variables with units, grid, splits (files, seeds, windows), generator config, statistics."""
-    from icecorr.base.files import write_json_atomic
     gen: GenerateConfig = cfg.generate
     variables = {}
     for v, meta in state_metadata().items():
@@ -480,7 +298,7 @@ def write_manifest(cfg, out_dir: Path, runs: list[RunSpec], paths: list[Path], s
             variables[f + suffix] = {"units": units, "long_name": long_name}
     manifest = {
         "producer": PRODUCER,
-        "icecorr_version": _version(),
+        "icecorr_version": package_version(),
         "grid": {**cfg.grid.model_dump(mode="json"), "refinement": gen.refinement},
         "time_step_seconds": STEP_SECONDS,
         "ml_variables": list(ML_VARIABLES),
@@ -492,7 +310,7 @@ def write_manifest(cfg, out_dir: Path, runs: list[RunSpec], paths: list[Path], s
                     "windows_per_run": gen.n_windows,
                     "run_starts": [r.start.isoformat() for r in runs if r.split == split]}
             for split in SPLITS if getattr(gen.seeds, split)},
-        "config": {k: getattr(cfg, k).model_dump(mode="json") for k in _TWIN_SECTIONS
+        "config": {k: getattr(cfg, k).model_dump(mode="json") for k in TWIN_SECTIONS
                    if hasattr(getattr(cfg, k, None), "model_dump")},
         "statistics": summary,
         "generation": {"seconds": round(elapsed, 2), "ranks": n_ranks},
@@ -500,13 +318,3 @@ def write_manifest(cfg, out_dir: Path, runs: list[RunSpec], paths: list[Path], s
     return write_json_atomic(manifest, out_dir / "manifest.json")
 
 
-def format_summary(summary: Mapping[str, Any], elapsed: float, n_ranks: int) -> str:
-    lines = [f"generate: {elapsed:.1f} s on {n_ranks} rank(s)"]
-    for split, stats in summary.items():
-        lines.append(f"  {split}: {stats['windows']} windows")
-        for v, s in stats["residual"].items():
-            lines.append(f"    residual_{v:<4s} mean {s['mean']:+.3e}  std {s['std']:.3e}  "
-                         f"rmse(forecast) {s['rmse_forecast']:.3e}  rmse(persistence) {s['rmse_persistence']:.3e}"
-                         + (f"  linear R² {s['linear_r2']:.2f}, RMSE -{100 * s['linear_rmse_reduction']:.0f}%"
-                            if s.get("linear_r2") is not None else ""))
-    return "\n".join(lines)

@@ -3,7 +3,6 @@ streaming concatenation of files along time (for gathering per-run parts written
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -11,7 +10,7 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
-from icecorr.base.files import temp_path
+from icecorr.base.files import atomic_path
 
 #: one fixed time encoding for every file, so that parts can be concatenated without re-encoding
 TIME_UNITS = "hours since 2000-01-01 00:00:00"
@@ -46,16 +45,10 @@ def encoding_for(ds: xr.Dataset, chunk_time: int = 64, dtype: str | None = None)
 def write_netcdf_atomic(ds: xr.Dataset, path: str | Path, chunk_time: int = 64, dtype: str | None = None) -> Path:
     """Write `ds` as NetCDF4 (time unlimited, chunked by time) to a temporary name, then rename onto `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_path(path)
-    try:
-        unlimited = ("time",) if "time" in ds.dims else ()
+    unlimited = ("time",) if "time" in ds.dims else ()
+    with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, format="NETCDF4", engine="netcdf4", encoding=encoding_for(ds, chunk_time, dtype),
                      unlimited_dims=unlimited)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -68,8 +61,7 @@ def concat_netcdf_along_time(parts: Iterable[str | Path], path: str | Path,
     if not parts:
         raise ValueError("concat_netcdf_along_time: no input files")
     path = Path(path)
-    tmp = temp_path(path)
-    try:
+    with atomic_path(path) as tmp:
         with netCDF4.Dataset(parts[0]) as first, netCDF4.Dataset(tmp, "w", format="NETCDF4") as out:
             for name, dim in first.dimensions.items():
                 out.createDimension(name, None if name == "time" else len(dim))
@@ -107,8 +99,4 @@ def concat_netcdf_along_time(parts: Iterable[str | Path], path: str | Path,
                         index[axis] = slice(offset, offset + n)
                         dst[tuple(index)] = var[...]
                     offset += n
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return path

@@ -17,7 +17,8 @@ Two producers:
   of (seed, instrument or variable, validity time), so any subset of a file gets the same observations.
 * `ingest` — observation files already on the model grid (e.g. concentration and drift products), with a
   per-variable mask and uncertainty (a variable of the file or a constant), attached to a pair file at the matching
-  validity times. File, units, range and grid checks are those of `training.data.prepare` (called, not copied).
+  validity times. File, units, range and grid checks are those of `icecorr prepare` (`training.data.reference`,
+`training.data.units`: called, not copied).
 
 Run: `python -m training.data.observations synth data/test.nc -o data/test_obs.nc [--config obs.yaml] [key=value …]`
 and `python -m training.data.observations ingest ingest.yaml -o data/train_obs.nc [key=value …]`.
@@ -26,206 +27,25 @@ from __future__ import annotations
 
 import argparse
 import sys
-import zlib
 from pathlib import Path
-from typing import Literal, Mapping, Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 import xarray as xr
-from pydantic import Field, model_validator
-from scipy.ndimage import binary_erosion
 
-from icecorr.base.variables import ML_VARIABLES, STEP_HOURS
+from coupling.checks import normalize_units
 from icecorr.base.errors import InputError
-from icecorr.base.config import StrictConfig
+from icecorr.base.files import open_netcdf
+from icecorr.base.variables import ML_VARIABLES, STEP_HOURS
 from training.data.config import VariableSource
 from training.data.io import write_netcdf_atomic
-from training.data.prepare import (MODEL_UNITS, PLAUSIBLE, ReferenceData, centre_to_faces, normalize_units,
-                              unit_conversion)
+from training.data.observation_config import IngestConfig, IngestRunConfig, ObservationConfig, SynthRunConfig
+from training.data.observation_gaps import face_masks, name_id, observation_masks, seeded_rng, valid_hours
+from training.data.reference import centre_to_faces, open_input, resolve_input
+from training.data.units import MODEL_UNITS, PLAUSIBLE, unit_conversion
 
 PRODUCER_SYNTH = "icecorr observations synth"
 PRODUCER_INGEST = "icecorr observations ingest"
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Configuration
-# ----------------------------------------------------------------------------------------------------------------
-
-class VariableObsConfig(StrictConfig):
-    """How one variable is observed in the synthetic twin."""
-
-    instrument: str = Field(description="variables of one instrument share its gaps (e.g. sit and snt)")
-    sampling: Literal["swath", "drift", "complete"] = Field(description="gap pattern of the instrument")
-    noise_std: float = Field(ge=0, description="Gaussian observation-error std (units of the variable)")
-
-
-def _default_variables() -> dict[str, VariableObsConfig]:
-    return {"sic": VariableObsConfig(instrument="radiometer", sampling="swath", noise_std=0.02),
-            "sit": VariableObsConfig(instrument="altimeter", sampling="swath", noise_std=0.05),
-            "snt": VariableObsConfig(instrument="altimeter", sampling="swath", noise_std=0.01),
-            "siu": VariableObsConfig(instrument="drift", sampling="drift", noise_std=0.01),
-            "siv": VariableObsConfig(instrument="drift", sampling="drift", noise_std=0.01)}
-
-
-class SwathConfig(StrictConfig):
-    """Parallel satellite swaths, re-drawn (angle and offset) for every record."""
-
-    period_km: float = Field(200.0, gt=0, description="distance between swath centre lines (km)")
-    observed_fraction: float = Field(0.5, gt=0, le=1, description="share of each period inside a swath")
-
-
-class ObservationConfig(StrictConfig):
-    """Synthetic observations of a twin pair file (`synthesize`)."""
-
-    variables: dict[str, VariableObsConfig] = Field(default_factory=_default_variables,
-                                                    description="observed variables; the others are all NaN")
-    swath: SwathConfig = Field(default_factory=SwathConfig)
-    drift_min_sic: float = Field(0.15, ge=0, le=1, description="drift only where sic exceeds this")
-    drift_edge_distance_km: float = Field(32.0, ge=0, description="… and at least this far from the ice edge")
-    missing_day_probability: float = Field(0.1, ge=0, le=1, description="chance an instrument misses a whole day")
-    clip_to_bounds: bool = Field(False, description="clip noisy sic to [0, 1] and thicknesses to ≥ 0 as products "
-                                 "do (biases the errors near the bounds; off keeps them unbiased)")
-    seed: int = Field(0, ge=0)
-
-    @model_validator(mode="after")
-    def _check(self) -> "ObservationConfig":
-        unknown = sorted(set(self.variables) - set(ML_VARIABLES))
-        if unknown:
-            raise ValueError(f"variables: unknown {unknown}; allowed {list(ML_VARIABLES)}")
-        for name in self.variables:
-            group = {v.sampling for k, v in self.variables.items()
-                     if v.instrument == self.variables[name].instrument}
-            if len(group) > 1:
-                raise ValueError(f"instrument '{self.variables[name].instrument}' has several samplings {group}")
-        return self
-
-
-class ObsSource(VariableSource):
-    """One observed variable in the user's files: values, and optionally its mask and uncertainty."""
-
-    mask: Optional[str] = Field(None, description="mask variable (nonzero = valid); NaN values are always gaps")
-    error: Optional[VariableSource] = Field(None, description="uncertainty (std) variable and its units")
-    error_std: Optional[float] = Field(None, gt=0, description="constant uncertainty (std, model units)")
-
-    @model_validator(mode="after")
-    def _one_error(self) -> "ObsSource":
-        if (self.error is None) == (self.error_std is None):
-            raise ValueError("give exactly one of `error` (a variable) or `error_std` (a constant)")
-        return self
-
-
-class IngestConfig(StrictConfig):
-    """User observation files on the model grid, attached to a pair file (`ingest`)."""
-
-    pairs: str = Field(description="training-pair file providing initial state, forecast and forcing")
-    files: list[str] = Field(min_length=1, description="observation NetCDF files (read in order, merged by time)")
-    variables: dict[str, ObsSource] = Field(description="model variable (sic, sit, snt, siu, siv) -> source")
-    dims: dict[str, str] = Field(default_factory=lambda: {"time": "time", "y": "y", "x": "x"},
-                                 description="model dim -> file dim name")
-    velocity_points: Literal["centre", "face"] = Field("centre", description="where siu/siv live in the files")
-
-    @model_validator(mode="after")
-    def _check(self) -> "IngestConfig":
-        unknown = sorted(set(self.variables) - set(ML_VARIABLES))
-        if unknown:
-            raise ValueError(f"variables: unknown {unknown}; allowed {list(ML_VARIABLES)}")
-        if not self.variables:
-            raise ValueError("variables: at least one observed variable is needed")
-        if ("siu" in self.variables) != ("siv" in self.variables):
-            raise ValueError("variables: siu and siv come together (drift vectors)")
-        return self
-
-
-class SynthRunConfig(StrictConfig):
-    """YAML of `python -m training.data.observations synth` (top level = the observation config)."""
-
-    observations: ObservationConfig = Field(default_factory=ObservationConfig)
-
-
-class IngestRunConfig(StrictConfig):
-    """YAML of `python -m training.data.observations ingest`."""
-
-    ingest: IngestConfig
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Gap patterns
-# ----------------------------------------------------------------------------------------------------------------
-
-def _rng(*words: int) -> np.random.Generator:
-    return np.random.default_rng([int(w) & 0xFFFFFFFF for w in words])
-
-
-def _name_id(name: str) -> int:
-    return zlib.crc32(name.encode())
-
-
-def _hours(times: np.ndarray) -> np.ndarray:
-    """Hours since 1970 of datetime64 validity times (an integer key for seeding)."""
-    return (np.asarray(times).astype("datetime64[h]").astype(np.int64))
-
-
-def swath_mask(rng: np.random.Generator, ny: int, nx: int, dx_m: float, swath: SwathConfig) -> np.ndarray:
-    """(ny, nx) bool: cells inside parallel swaths of random orientation and offset."""
-    y, x = np.meshgrid((np.arange(ny) + 0.5) * dx_m, (np.arange(nx) + 0.5) * dx_m, indexing="ij")
-    angle, phase = rng.uniform(0.0, np.pi), rng.uniform(0.0, 1.0)
-    across = (x * np.cos(angle) + y * np.sin(angle)) / (swath.period_km * 1e3)
-    return np.mod(across + phase, 1.0) < swath.observed_fraction
-
-
-def drift_cells(sic: np.ndarray, ocean: np.ndarray, min_sic: float, edge_cells: int) -> np.ndarray:
-    """(ny, nx) bool: ice cells (sic > min_sic) at least `edge_cells` cells from any open-water ocean cell."""
-    ice = ocean & (sic > min_sic)
-    if edge_cells <= 0:
-        return ice
-    water = ocean & ~ice
-    near_edge = ~binary_erosion(~water, structure=np.ones((2 * edge_cells + 1,) * 2, bool), border_value=1)
-    return ice & ~near_edge
-
-
-def face_masks(cells: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(east-face, north-face) observed where both neighbouring cells are; closed walls never."""
-    east = np.zeros_like(cells)
-    east[:, :-1] = cells[:, :-1] & cells[:, 1:]
-    north = np.zeros_like(cells)
-    north[:-1, :] = cells[:-1, :] & cells[1:, :]
-    return east, north
-
-
-def observation_masks(cfg: ObservationConfig, reference_sic: np.ndarray, ocean: np.ndarray,
-                      valid_times: np.ndarray, dx_m: float) -> dict[str, np.ndarray]:
-    """{variable: (T, ny, nx) bool} observed cells per variable at the validity times (t + 12 h).
-
-    reference_sic: the true concentration at the validity times (drift needs ice); ocean: (ny, nx) bool.
-    """
-    t_n, ny, nx = reference_sic.shape
-    hours = _hours(valid_times)
-    days = hours // 24
-    edge = int(round(cfg.drift_edge_distance_km * 1e3 / dx_m))
-    by_instrument: dict[str, np.ndarray] = {}
-    out = {}
-    for v, vc in cfg.variables.items():
-        key = vc.instrument
-        if key not in by_instrument:
-            inst = _name_id(key)
-            cells = np.zeros((t_n, ny, nx), bool)
-            for t in range(t_n):
-                if _rng(cfg.seed, inst, days[t], 1).uniform() < cfg.missing_day_probability:
-                    continue  # the whole day is missing for this instrument
-                if vc.sampling == "swath":
-                    cells[t] = swath_mask(_rng(cfg.seed, inst, hours[t], 2), ny, nx, dx_m, cfg.swath) & ocean
-                elif vc.sampling == "drift":
-                    cells[t] = drift_cells(reference_sic[t], ocean, cfg.drift_min_sic, edge)
-                else:
-                    cells[t] = ocean
-            by_instrument[key] = cells
-        cells = by_instrument[key]
-        if v in ("siu", "siv"):
-            faces = np.stack([face_masks(c)[0 if v == "siu" else 1] for c in cells])
-            out[v] = faces
-        else:
-            out[v] = cells
-    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -233,12 +53,7 @@ def observation_masks(cfg: ObservationConfig, reference_sic: np.ndarray, ocean: 
 # ----------------------------------------------------------------------------------------------------------------
 
 def _open_pairs(path: Path) -> xr.Dataset:
-    if not Path(path).is_file():
-        raise InputError(str(path), None, "pair file not found")
-    try:
-        ds = xr.open_dataset(path)
-    except Exception as exc:
-        raise InputError(str(path), None, f"cannot read as NetCDF: {exc}") from exc
+    ds = open_netcdf(path, "pair file")
     for dim in ("time", "y", "x"):
         if dim not in ds.sizes:
             raise InputError(str(path), dim, "missing dimension (pair files are (time, y, x))")
@@ -250,6 +65,7 @@ def _open_pairs(path: Path) -> xr.Dataset:
 
 
 def ocean_of(ds: xr.Dataset) -> np.ndarray:
+    """(y, x) bool ocean cells of a pair file (its `mask` > 0.5; all ocean without one)."""
     if "mask" not in ds.variables:
         return np.ones((ds.sizes["y"], ds.sizes["x"]), bool)
     return np.nan_to_num(np.asarray(ds["mask"].values, dtype=np.float64)) > 0.5
@@ -324,11 +140,11 @@ def synthesize(pairs: str | Path, out: str | Path, cfg: ObservationConfig | None
     if not np.isfinite(truth_sic[:, ocean]).all():
         raise InputError(str(pairs), "reference_sic", "NaN in the truth: synthesize needs a complete twin pair file")
     masks = observation_masks(cfg, truth_sic, ocean, valid, dx)
-    hours = _hours(valid)
+    hours = valid_hours(valid)
     obs, err = {}, {}
     for v, vc in cfg.variables.items():
         truth = np.asarray(ds[f"reference_{v}"].values, np.float64)
-        noise = np.stack([_rng(cfg.seed, _name_id(v), h, 3).standard_normal(truth.shape[1:]) for h in hours])
+        noise = np.stack([seeded_rng(cfg.seed, name_id(v), h, 3).standard_normal(truth.shape[1:]) for h in hours])
         y = truth + vc.noise_std * noise
         if cfg.clip_to_bounds:
             y = np.clip(y, 0.0, 1.0) if v == "sic" else (np.maximum(y, 0.0) if v in ("sit", "snt") else y)
@@ -395,7 +211,7 @@ def ingest(cfg: IngestConfig, out: str | Path, base_dir: str | Path | None = Non
     import yaml
 
     base = Path(base_dir) if base_dir else Path.cwd()
-    pairs_path = ReferenceData._resolve(base, cfg.pairs, "ingest.pairs")
+    pairs_path = resolve_input(base, cfg.pairs, "ingest.pairs")
     with _open_pairs(pairs_path) as src:
         ds = src.load()
     ocean = ocean_of(ds)
@@ -408,8 +224,8 @@ def ingest(cfg: IngestConfig, out: str | Path, base_dir: str | Path | None = Non
     dims = tuple(cfg.dims.get(d, d) for d in ("time", "y", "x"))
     matched = 0
     for name in cfg.files:
-        path = ReferenceData._resolve(base, name, "ingest.files")
-        f = ReferenceData._open(path)
+        path = resolve_input(base, name, "ingest.files")
+        f = open_input(path)
         times = _decoded_times(path, f, dims[0])
         rows = np.array([position.get(t, -1) for t in times])
         use = rows >= 0
@@ -439,7 +255,7 @@ def ingest(cfg: IngestConfig, out: str | Path, base_dir: str | Path | None = Non
             obs[v][rows[use]] = values[use]
             err[v][rows[use]] = np.where(np.isfinite(values[use]), e[use], np.nan)
     if matched == 0:
-        raise InputError(str(ReferenceData._resolve(base, cfg.files[0], "ingest.files")), dims[0],
+        raise InputError(str(resolve_input(base, cfg.files[0], "ingest.files")), dims[0],
                          f"no observation time equals a validity time (t + 12 h) of {pairs_path} "
                          f"({np.datetime_as_string(valid[0], unit='m')} .. {np.datetime_as_string(valid[-1], unit='m')})")
     if "siu" in cfg.variables and cfg.velocity_points == "centre":

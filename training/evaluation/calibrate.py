@@ -32,7 +32,7 @@ from corrector.seeding import member_seeds
 from training.evaluation.metrics import MEMBER, SPACE, ocean_weights, spread_skill_ratio
 
 
-def _windows(path: Path, corrector: Corrector, n_windows: int) -> tuple[dict, dict, np.ndarray]:
+def validation_windows(path: Path, corrector: Corrector, n_windows: int) -> tuple[dict, dict, np.ndarray]:
     """Conditioning {name: (W, ny, nx)}, targets {variable: (W, ny, nx)} and the ocean mask of W evenly spread
     validation windows."""
     ds = open_netcdf(path, "validation file")
@@ -69,7 +69,7 @@ def calibrate(checkpoint: Path, val_file: Path, members: int = 8, windows: int =
         raise CheckpointError(checkpoint, "spread calibration needs a diffusion corrector with a regression stage "
                                           "(train.base_checkpoint)")
     corrector = Corrector.load(checkpoint)
-    cond, target, ocean = _windows(Path(val_file), corrector, windows)
+    cond, target, ocean = validation_windows(Path(val_file), corrector, windows)
     w = next(iter(target.values())).shape[0]
     seeds = member_seeds(seed, np.arange(w), 0, members)
     factors = np.asarray(cfg.sampler.spread_inflation or [1.0] * len(cfg.variables), np.float64)
@@ -98,6 +98,7 @@ def calibrate(checkpoint: Path, val_file: Path, members: int = 8, windows: int =
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`icecorr calibrate CHECKPOINT --data VAL.nc …`: fit and store the spread inflation; 2 on bad input."""
     p = argparse.ArgumentParser(prog="icecorr calibrate", description=__doc__.split("\n\n")[0])
     p.add_argument("checkpoint", help="diffusion corrector with a regression stage")
     p.add_argument("--data", required=True, help="validation pair file (never the test split)")

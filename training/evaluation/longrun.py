@@ -31,7 +31,11 @@ from typing import Mapping
 import numpy as np
 import xarray as xr
 
-VARS = ("sic", "sit", "snt", "siu", "siv")
+from icecorr.base.files import atomic_path, open_netcdf, write_text_atomic
+from icecorr.base.variables import ML_VARIABLES, STEP_HOURS
+
+#: one 12 h step in days
+STEP_DAYS = STEP_HOURS / 24
 #: hard physical bounds (bounds.py enforces them) and plausible ranges (prepare's PLAUSIBLE: outside = broken)
 HARD = {"sic": (0.0, 1.0), "sit": (0.0, np.inf), "snt": (0.0, np.inf), "siu": (-np.inf, np.inf),
         "siv": (-np.inf, np.inf)}
@@ -41,16 +45,16 @@ TOL = 1e-9
 
 def truth_trajectory(path: Path, n_steps: int | None = None) -> xr.Dataset:
     """The truth as a (time, y, x) trajectory: initial_* at every window start plus the last reference_*."""
-    with xr.open_dataset(path) as ds:
+    with open_netcdf(path, "truth file") as ds:
         if "run" in ds and len(np.unique(ds["run"].values)) > 1:
             raise SystemExit(f"{path}: holds several runs; the long-run check needs one contiguous run")
         n = ds.sizes["time"] if n_steps is None else min(n_steps, ds.sizes["time"])
-        init = ds[[f"initial_{v}" for v in VARS]].isel(time=slice(0, n)).load()
-        last = ds[[f"reference_{v}" for v in VARS]].isel(time=n - 1).load()
+        init = ds[[f"initial_{v}" for v in ML_VARIABLES]].isel(time=slice(0, n)).load()
+        last = ds[[f"reference_{v}" for v in ML_VARIABLES]].isel(time=n - 1).load()
         mask = ds["mask"].values if "mask" in ds else None
-    traj = xr.Dataset({v: init[f"initial_{v}"] for v in VARS})
-    end = xr.Dataset({v: last[f"reference_{v}"] for v in VARS}).expand_dims(
-        time=[last["time"].values + np.timedelta64(12, "h")])
+    traj = xr.Dataset({v: init[f"initial_{v}"] for v in ML_VARIABLES})
+    end = xr.Dataset({v: last[f"reference_{v}"] for v in ML_VARIABLES}).expand_dims(
+        time=[last["time"].values + np.timedelta64(STEP_HOURS, "h")])
     traj = xr.concat([traj, end], dim="time")
     if mask is not None:
         traj["mask"] = (("y", "x"), mask)
@@ -63,7 +67,7 @@ def check_records(ds: xr.Dataset, mask: np.ndarray | None) -> dict:
     ocean = np.ones(ds["sic"].shape[-2:], bool) if mask is None else np.asarray(mask) > 0.5
     out: dict = {"records": int(ds.sizes["time"]), "nonfinite_first_step": None, "hard_violations": {},
                  "plausible_violations": {}, "min": {}, "max": {}}
-    for v in VARS:
+    for v in ML_VARIABLES:
         a = ds[v].values  # (time, [member,] y, x)
         a = a.reshape(a.shape[0], -1, *a.shape[-2:])[..., ocean]  # (time, member, ocean cells)
         finite = np.isfinite(a)
@@ -121,6 +125,8 @@ def _run(label: str, fn) -> tuple[Path | None, float, str | None]:
 
 
 def run_emulator(truth: Path, checkpoint: Path, out: Path, steps: int, sampler_steps: int | None) -> Path:
+    """A one-member emulator rollout of `steps` 12 h steps from the truth's first state, forced by the truth's
+    forcing; returns its trajectory file `out`."""
     from coupling.config import CoupleConfig
     from coupling.drivers import FileForcing, run_emulate
 
@@ -131,11 +137,13 @@ def run_emulator(truth: Path, checkpoint: Path, out: Path, steps: int, sampler_s
 
 def run_coupled(truth: Path, checkpoint: Path | None, out: Path, steps: int, members: int,
                 sampler_steps: int | None) -> Path:
+    """The coarse model coupled to `checkpoint` (None: uncorrected) for `steps` 12 h steps from the truth's first
+    state, `members` members, on the truth's grid; returns its trajectory file `out`."""
     from coupling.config import CoupleConfig
     from coupling.drivers import FileForcing, run_couple
     from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 
-    with xr.open_dataset(truth) as ds:
+    with open_netcdf(truth, "truth file") as ds:
         ny, nx = ds.sizes["y"], ds.sizes["x"]
         dx = float(ds.attrs.get("grid_dx", 16_000.0))
     cfg = CoupleConfig(members=members, n_steps=steps, start_indices=[0], seed=0,
@@ -158,10 +166,10 @@ def plot_zoomed(series: Mapping[str, dict], truth: dict, path: Path) -> Path:
               "thickness": "mean thickness over ice, sit (m)"}
     for ax, key in zip(axes, ("sic", "volume", "thickness")):
         t = np.asarray(truth[key], dtype=float)
-        ax.plot(np.arange(t.size) * 0.5, t, color="k", lw=1.5, label="truth")
+        ax.plot(np.arange(t.size) * STEP_DAYS, t, color="k", lw=1.5, label="truth")
         for name, s in series.items():
             r = np.asarray(s[key], dtype=float)
-            ax.plot(np.arange(r.size) * 0.5, r, lw=1, label=name)
+            ax.plot(np.arange(r.size) * STEP_DAYS, r, lw=1, label=name)
         top = np.nanmax(t) * 2.5 if key != "sic" else 1.05
         ax.set_ylim(0, top)
         ax.set_xlabel("time (days)")
@@ -169,10 +177,11 @@ def plot_zoomed(series: Mapping[str, dict], truth: dict, path: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.tight_layout()
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
+    try:
+        with atomic_path(path) as tmp:  # the temporary name has no image suffix: the format is given
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(fig)
     return path
 
 
@@ -181,6 +190,7 @@ def _fmt(x, f="{:.4g}") -> str:
 
 
 def write_report(out: Path, summary: dict) -> Path:
+    """`<out>/report.md` of the long-run `summary` (runs, checks, biases, figures); returns its path."""
     lines = ["# Long runs: stability against the truth", "",
              f"Truth: `{summary['truth']}` ({summary['truth_records']} records = {summary['truth_days']:.0f} days, "
              f"grid {summary['grid']}). Command: `{summary['command']}`.", "",
@@ -210,26 +220,23 @@ def write_report(out: Path, summary: dict) -> Path:
             f"{_fmt(s.get('sic', {}).get('final_run'), '{:.3f}')}/{_fmt(s.get('sic', {}).get('final_truth'), '{:.3f}')} | "
             f"{_fmt(s.get('volume', {}).get('final_run'), '{:.3f}')}/"
             f"{_fmt(s.get('volume', {}).get('final_truth'), '{:.3f}')} |")
-    lines += ["", "Min/max over all records and ocean cells:", "", "| run | " + " | ".join(VARS) + " |",
-              "|---|" + "---|" * len(VARS)]
+    lines += ["", "Min/max over all records and ocean cells:", "", "| run | " + " | ".join(ML_VARIABLES) + " |",
+              "|---|" + "---|" * len(ML_VARIABLES)]
     for name, r in [("truth", {"checks": summary["truth_checks"]}), *summary["runs"].items()]:
         c = r.get("checks") or {}
         if not c:
             continue
-        lines.append(f"| {name} | " + " | ".join(f"{_fmt(c['min'][v])} … {_fmt(c['max'][v])}" for v in VARS) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{_fmt(c['min'][v])} … {_fmt(c['max'][v])}" for v in ML_VARIABLES) + " |")
     lines += ["", "## Figures", ""]
     for caption, fig in summary["figures"].items():
         lines += [f"![{caption}]({Path(fig).name})", "", f"*{caption}*", ""]
     if summary.get("notes"):
         lines += ["## Notes", "", *summary["notes"], ""]
-    path = out / "report.md"
-    tmp = path.with_name("report.md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    tmp.replace(path)
-    return path
+    return write_text_atomic("\n".join(lines) + "\n", out / "report.md")
 
 
 def main(argv=None) -> int:
+    """`python -m training.evaluation.longrun …` (module docstring); 0 if every run completed, else 1."""
     ap = argparse.ArgumentParser(prog="python -m training.evaluation.longrun", description=__doc__.split("\n\n")[0])
     ap.add_argument("--truth", required=True, type=Path, help="pair file of one contiguous truth run")
     ap.add_argument("--emulator", action="append", default=[],
@@ -249,16 +256,16 @@ def main(argv=None) -> int:
                                                          "(its wall time from the previous longrun.json)")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
-    with xr.open_dataset(a.truth) as ds:
+    with open_netcdf(a.truth, "truth file") as ds:
         n_windows = ds.sizes["time"]
         grid = f"{ds.sizes['y']}×{ds.sizes['x']}, dx {float(ds.attrs.get('grid_dx', 0)) / 1e3:g} km"
-    em_steps = min(int(round(a.emulate_days * 2)), n_windows)
-    cp_steps = min(int(round(a.couple_days * 2)), n_windows)
+    em_steps = min(int(round(a.emulate_days / STEP_DAYS)), n_windows)
+    cp_steps = min(int(round(a.couple_days / STEP_DAYS)), n_windows)
     truth = truth_trajectory(a.truth, max(em_steps, cp_steps))
     mask = truth["mask"].values if "mask" in truth else None
     truth_means = domain_means(truth, mask)
     summary = {"truth": str(a.truth), "truth_records": int(truth.sizes["time"]),
-               "truth_days": (truth.sizes["time"] - 1) / 2, "grid": grid, "command": " ".join(sys.argv),
+               "truth_days": (truth.sizes["time"] - 1) * STEP_DAYS, "grid": grid, "command": " ".join(sys.argv),
                "truth_checks": check_records(truth, mask), "runs": {}, "figures": {}, "notes": list(a.note)}
     results: dict[str, tuple[xr.Dataset, dict]] = {}
     plan = []
@@ -296,7 +303,7 @@ def main(argv=None) -> int:
         done, old = None, previous.get(name, {})
         if a.reuse and files[name].exists():
             with xr.open_dataset(files[name]) as ds:
-                same = ds.sizes.get("member") == members and old.get("days") == steps / 2
+                same = ds.sizes.get("member") == members and old.get("days") == steps * STEP_DAYS
                 if same and ((ds.attrs.get("status") == "complete" and ds.sizes["time"] == steps + 1)
                              or (ds.attrs.get("status") == "failed" and old.get("error"))):
                     done = files[name]
@@ -306,7 +313,7 @@ def main(argv=None) -> int:
         else:
             print(f"longrun: {name}: {steps} steps × {members} member(s) …", flush=True)
             path, wall, error = _run(name, fn)
-        entry = {"members": members, "days": steps / 2, "wall_seconds": wall, "error": error, "file": None,
+        entry = {"members": members, "days": steps * STEP_DAYS, "wall_seconds": wall, "error": error, "file": None,
                  "checks": None, "stats": None}
         out_file = path or files[name]
         if out_file.exists():  # also after a failure: the completed records are in the file
@@ -325,19 +332,19 @@ def main(argv=None) -> int:
 
     done_emulators = {k: results[k][0] for k in emulators if k in results}
     if done_emulators:
-        summary["figures"][f"emulator (1 member) vs truth ({em_steps / 2:g} days): domain-mean sic and ice "
+        summary["figures"][f"emulator (1 member) vs truth ({em_steps * STEP_DAYS:g} days): domain-mean sic and ice "
                            "volume"] = str(plot_long_run(done_emulators, truth.isel(time=slice(0, em_steps + 1)),
                                                          a.out / "long_run_emulator.png", mask))
     coupled = {k: results[k][0] for k in (*couplings, "coarse uncorrected") if k in results}
     if coupled:
-        summary["figures"][f"coupled runs vs truth ({cp_steps / 2:g} days): domain-mean sic and ice volume"] = str(plot_long_run(
+        summary["figures"][f"coupled runs vs truth ({cp_steps * STEP_DAYS:g} days): domain-mean sic and ice volume"] = str(plot_long_run(
             coupled, truth.isel(time=slice(0, cp_steps + 1)), a.out / "long_run_coupled.png", mask))
     if results:
         summary["figures"]["all runs, axes limited to 2.5× the truth's range: domain-mean sic, volume sic·sit and "
                            "thickness over ice (sic > 0.15)"] = str(plot_zoomed(
             {k: v[1] for k, v in results.items()}, truth_means, a.out / "long_run_zoomed.png"))
     summary["truth_domain_means"] = {k: [float(x) for x in v] for k, v in truth_means.items()}
-    (a.out / "longrun.json").write_text(json.dumps(summary, indent=1, default=str))
+    write_text_atomic(json.dumps(summary, indent=1, default=str), a.out / "longrun.json")
     report = write_report(a.out, summary)
     print(f"wrote {report}")
     return 0 if all(r["error"] is None for r in summary["runs"].values()) else 1

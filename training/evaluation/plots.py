@@ -1,14 +1,13 @@
 """PNG figures of an evaluation (matplotlib, Agg backend): scores vs lead, rank histograms, spectra, deformation
 PDFs, scaling β(q), P90 shear, maps at chosen leads, and long-run domain means against the truth.
 
-Every function takes the metrics dataset of `training.evaluation.evaluate` (or plain arrays), writes one PNG atomically and
-returns its path, so figures can be re-drawn from a saved metrics.nc.
+Every function takes the metrics dataset of `training.evaluation.evaluate` (or plain arrays), writes one PNG
+atomically and returns its path, so figures can be re-drawn from a saved metrics.nc.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import matplotlib
 
@@ -18,11 +17,18 @@ from matplotlib.ticker import NullFormatter  # noqa: E402
 import numpy as np  # noqa: E402
 import xarray as xr  # noqa: E402
 
-if TYPE_CHECKING:
-    from training.evaluation.evaluate import Evaluation
+from icecorr.base.files import atomic_path  # noqa: E402
+from icecorr.base.variables import VARIABLES  # noqa: E402
+from training.evaluation.alignment import Aligned  # noqa: E402
+from training.evaluation.field_stats import nearest_leads  # noqa: E402
 
 TRUTH_COLOUR = "black"
-UNITS = {"sic": "1", "sit": "m", "snt": "m", "siu": "m s⁻¹", "siv": "m s⁻¹", "speed": "m s⁻¹"}
+
+
+def units_label(name: str) -> str:
+    """Units of a variable for axis labels ('m s⁻¹'); `speed` has the velocities' units, unknown names none."""
+    entry = VARIABLES.get("siu" if name == "speed" else name)
+    return entry["units"].replace("-1", "⁻¹") if entry else ""
 
 
 def _colours(names: Sequence[str]) -> dict[str, str]:
@@ -35,14 +41,11 @@ def _colours(names: Sequence[str]) -> dict[str, str]:
 
 def _save(fig: plt.Figure, path: Path) -> Path:
     path = Path(path)
-    tmp = path.with_name(f"{path.stem}.tmp-{os.getpid()}{path.suffix}")  # suffix kept: it picks the format
     try:
-        fig.savefig(tmp, dpi=90)  # no bbox "tight": it draws every figure twice
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:  # the temporary name has no image suffix: the format is given
+            fig.savefig(tmp, dpi=90, format=path.suffix[1:] or "png")  # no bbox "tight": it draws every figure twice
     finally:
         plt.close(fig)
-        if tmp.exists():
-            tmp.unlink()
     return path
 
 
@@ -85,7 +88,7 @@ def plot_scores_vs_lead(metrics: xr.Dataset, path: Path) -> Path:
                 ax.plot(_days(s["lead"]), s, color=col[m], ls="--", label=f"{m} spread")
         ax.set_title(v)
         ax.set_xlabel("lead (days)")
-        ax.set_ylabel(f"({UNITS.get(v, '')})")
+        ax.set_ylabel(f"({units_label(v)})")
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=7)
@@ -125,7 +128,7 @@ def plot_probabilistic_scores(metrics: xr.Dataset, path: Path) -> Path:
             bottom.plot(_days(c["lead"]), c, color=col[m], label=m)
         top.axhline(1.0, color="grey", lw=0.8)
         top.set_title(f"spread/RMSE {v}", fontsize=9)
-        bottom.set_title(f"CRPS {v} ({UNITS.get(v, '')})", fontsize=9)
+        bottom.set_title(f"CRPS {v} ({units_label(v)})", fontsize=9)
         bottom.set_xlabel("lead (days)")
         for ax in (top, bottom):
             ax.grid(alpha=0.3)
@@ -251,11 +254,12 @@ def centre_speed(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     return np.hypot(0.5 * (u + u_w), 0.5 * (v + v_s))
 
 
-def plot_maps(ev: "Evaluation", lead: float, path: Path, window: int = 0, member: int = 0) -> Path:
+def plot_maps(aligned: Mapping[str, Aligned], ocean: xr.DataArray, lead: float, path: Path, window: int = 0,
+              member: int = 0) -> Path:
     """Maps at one lead: rows sic, sit, speed; columns truth, each model (ensemble mean) and one member of each
-    ensemble. Land cells are blank."""
-    first = next(iter(ev.aligned.values()))
-    land = ev.ocean.values <= 0
+    ensemble. `aligned`: the evaluation's aligned runs; `ocean`: (y, x) mask, land cells (≤ 0) are blank."""
+    first = next(iter(aligned.values()))
+    land = ocean.values <= 0
     w = min(window, first.reference.sizes["window"] - 1)
 
     def fields(ds: xr.Dataset, reduce: str | None) -> dict[str, np.ndarray]:
@@ -269,7 +273,7 @@ def plot_maps(ev: "Evaluation", lead: float, path: Path, window: int = 0, member
         return {k: np.where(land, np.nan, a) for k, a in out.items()}
 
     columns = [("truth", fields(first.reference, None))]
-    for label, a in ev.aligned.items():
+    for label, a in aligned.items():
         if lead not in a.forecast["lead"].values:
             continue
         ens = "member" in a.forecast.dims
@@ -290,7 +294,7 @@ def plot_maps(ev: "Evaluation", lead: float, path: Path, window: int = 0, member
             ax.set_yticks([])
             if i == 0:
                 ax.set_title(title, fontsize=8)
-        axes[i, 0].set_ylabel(f"{r} ({UNITS[r]})")
+        axes[i, 0].set_ylabel(f"{r} ({units_label(r)})")
         fig.colorbar(im, ax=list(axes[i]), shrink=0.8)
     fig.suptitle(f"lead {lead / 24:g} days, window {w}", fontsize=9)
     return _save(fig, path)
@@ -335,13 +339,12 @@ def plot_long_run(runs: Mapping[str, xr.Dataset], truth: xr.Dataset, path: Path,
     return _save(fig, path)
 
 
-def evaluation_figures(ev: "Evaluation", out_dir: Path, leads: Sequence[float], window: int = 0,
-                       member: int = 0) -> dict[str, Path]:
-    """All figures of an evaluation, keyed by a short name (used as captions by the report)."""
-    from training.evaluation.evaluate import nearest_leads
-
+def evaluation_figures(metrics: xr.Dataset, aligned: Mapping[str, Aligned], ocean: xr.DataArray, out_dir: Path,
+                       leads: Sequence[float], window: int = 0, member: int = 0) -> dict[str, Path]:
+    """All figures of an evaluation (its metrics, aligned runs and (y, x) ocean mask), keyed by a short name (used
+    as captions by the report)."""
     out_dir = Path(out_dir)
-    m = ev.metrics
+    m = metrics
     figs: dict[str, Path | None] = {
         "scores": plot_scores_vs_lead(m, out_dir / "rmse_spread_vs_lead.png"),
         "nrmse": plot_nrmse(m, out_dir / "nrmse_vs_lead.png"),
@@ -352,7 +355,7 @@ def evaluation_figures(ev: "Evaluation", out_dir: Path, leads: Sequence[float], 
         "scaling": plot_scaling(m, out_dir / "deformation_scaling.png"),
         "shear_p90": plot_shear_p90(m, out_dir / "shear_p90.png"),
     }
-    first = next(iter(ev.aligned.values()))
+    first = next(iter(aligned.values()))
     for lead in nearest_leads(leads, first.reference["lead"].values):
-        figs[f"maps_{lead:g}h"] = plot_maps(ev, lead, out_dir / f"maps_{lead:g}h.png", window, member)
+        figs[f"maps_{lead:g}h"] = plot_maps(aligned, ocean, lead, out_dir / f"maps_{lead:g}h.png", window, member)
     return {k: v for k, v in figs.items() if v is not None}

@@ -8,6 +8,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from icecorr.base.files import write_text_atomic
+
 CAPTIONS = {
     "scores": "RMSE (solid; of the ensemble mean for ensembles) and ensemble spread (dashed) against lead.",
     "nrmse": "nRMSE = √(mean_v (RMSE_v/σ_v)²) against lead (ensemble mean for ensembles).",
@@ -151,11 +153,4 @@ def write_report(metrics: xr.Dataset, figures: Mapping[str, Path], path: Path,
     """Write report.md atomically and return its path."""
     path = Path(path)
     text = report_text(metrics, figures, path.parent, summary_leads_hours)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return write_text_atomic(text, path)

@@ -14,7 +14,9 @@ from corrector.bounds import TorchBounds
 from corrector.checkpoint import mask_hash, save_checkpoint
 from training.assimilation.fourdvar import (AssimilateConfig, Correlation, FourDVar, MinimizerConfig, gaussian_sqrt, main,
                                  rmse)
-from training.data.observations import ObservationConfig, swath_mask, synthesize, SwathConfig
+from training.data.observation_config import ObservationConfig, SwathConfig
+from training.data.observation_gaps import swath_mask
+from training.data.observations import synthesize
 from tests.corrector.test_adjoint import N, emulator, interior_state, mask_and_inputs
 
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")

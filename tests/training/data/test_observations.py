@@ -8,7 +8,9 @@ import xarray as xr
 
 from icecorr.base.errors import InputError
 from training.fit.dataset import PairDataset
-from training.data.observations import (IngestConfig, ObservationConfig, drift_cells, ingest, main, synthesize)
+from training.data.observation_config import IngestConfig, ObservationConfig
+from training.data.observation_gaps import drift_cells
+from training.data.observations import ingest, main, synthesize
 from tests.training.fit.test_dataset_synthetic import write_pair_file
 
 N = 16

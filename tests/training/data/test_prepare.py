@@ -15,7 +15,10 @@ from icecorr.base.errors import InputError
 from icecorr.base.variables import FORCING_VARIABLES, ML_VARIABLES
 from icecorr.base.config import load_config
 from training.data.config import PrepareRunConfig
-from training.data.prepare import ReferenceData, normalize_units, run_prepare, unit_conversion
+from coupling.checks import normalize_units
+from training.data.prepare import run_prepare
+from training.data.reference import ReferenceData
+from training.data.units import unit_conversion
 
 from tests.helpers.mpirun import run_mpi
 from tests.helpers.paths import CONFIGS

@@ -8,14 +8,14 @@ from corrector.checkpoint import CheckpointError, load_checkpoint
 from corrector.inference import Corrector
 from corrector.seeding import member_seeds
 from icecorr.cli import main as cli
-from training.evaluation.calibrate import _windows, calibrate, spread_skill
+from training.evaluation.calibrate import calibrate, spread_skill, validation_windows
 from tests.training.fit.test_fit import files  # noqa: F401  (module fixtures reused)
 from tests.training.fit.test_fit_base_stage import stages  # noqa: F401
 
 
 def _ratio(checkpoint, val_file, members=8, windows=12):
     c = Corrector.load(checkpoint)
-    cond, target, ocean = _windows(val_file, c, windows)
+    cond, target, ocean = validation_windows(val_file, c, windows)
     seeds = member_seeds(12345, np.arange(next(iter(target.values())).shape[0]), 0, members)
     return spread_skill(c.sample(cond, members, seeds=seeds), target, c.variables, ocean)
 

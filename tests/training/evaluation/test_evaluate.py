@@ -11,7 +11,9 @@ import xarray as xr
 
 from icecorr.base.errors import InputError
 from coupling.output import TrajectoryWriter
-from training.evaluation.evaluate import EvaluateConfig, align, evaluate, read_reference, run_evaluate
+from training.evaluation.alignment import align, read_reference
+from training.evaluation.config import EvaluateConfig
+from training.evaluation.evaluate import evaluate, run_evaluate
 
 N = 16
 DX = 16_000.0

@@ -1,0 +1,38 @@
+"""Model units of the variables reference data provide, their plausible ranges, and the unit conversions
+`icecorr prepare` and observation ingestion accept (cm -> m, % -> 1, degC -> K, …)."""
+from __future__ import annotations
+
+from coupling.checks import normalize_units
+from icecorr.base.variables import ML_VARIABLES, VARIABLES
+from training.data.forcing import FORCING_NAMES
+
+#: model units of every variable prepare reads (icecorr.base.variables)
+MODEL_UNITS: dict[str, str] = {v: VARIABLES[v]["units"] for v in (*ML_VARIABLES, "damage", *FORCING_NAMES)}
+
+#: plausible physical ranges in model units; a value outside means wrong units or a corrupt file
+PLAUSIBLE: dict[str, tuple[float, float]] = {
+    "sic": (-0.01, 1.01), "sit": (-0.01, 30.0), "snt": (-0.01, 5.0), "siu": (-3.0, 3.0), "siv": (-3.0, 3.0),
+    "damage": (-0.01, 1.01), "uas": (-80, 80), "vas": (-80, 80), "tas": (180.0, 330.0), "huss": (0.0, 0.05),
+    "rsds": (-1.0, 1500.0), "rlds": (0.0, 800.0), "prsn": (0.0, 0.05), "uo": (-5.0, 5.0), "vo": (-5.0, 5.0),
+}
+
+
+#: (from, to) -> (scale, offset): to = from * scale + offset
+_CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
+    ("percent", "1"): (0.01, 0.0),
+    ("cm", "m"): (0.01, 0.0), ("mm", "m"): (1e-3, 0.0), ("km", "m"): (1e3, 0.0),
+    ("cm s-1", "m s-1"): (0.01, 0.0), ("km day-1", "m s-1"): (1e3 / 86400, 0.0), ("m day-1", "m s-1"): (1 / 86400, 0.0),
+    ("km h-1", "m s-1"): (1e3 / 3600, 0.0), ("cm day-1", "m s-1"): (0.01 / 86400, 0.0),
+    ("degC", "K"): (1.0, 273.15),
+    ("g kg-1", "kg kg-1"): (1e-3, 0.0),
+    ("mm s-1", "kg m-2 s-1"): (1.0, 0.0), ("mm day-1", "kg m-2 s-1"): (1 / 86400, 0.0),
+    ("kg m-2 day-1", "kg m-2 s-1"): (1 / 86400, 0.0), ("m s-1", "kg m-2 s-1"): (1000.0, 0.0),  # water equivalent
+}
+
+
+def unit_conversion(file_units: str, model_units: str) -> tuple[float, float] | None:
+    """(scale, offset) converting `file_units` into `model_units`, or None if unknown."""
+    a, b = normalize_units(file_units), normalize_units(model_units)
+    if a == b:
+        return 1.0, 0.0
+    return _CONVERSIONS.get((a, b))
