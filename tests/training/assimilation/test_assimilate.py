@@ -11,8 +11,11 @@ import xarray as xr
 
 from corrector.adjoint import Rollout, TorchBounds
 from corrector.checkpoint import mask_hash, save_checkpoint
-from training.assimilation.fourdvar import (AssimilateConfig, Correlation, FourDVar, MinimizerConfig, gaussian_sqrt, main,
-                                 rmse)
+from training.assimilation.background import Correlation, gaussian_sqrt
+from training.assimilation.config import AssimilateConfig, MinimizerConfig
+from training.assimilation.fourdvar import FourDVar
+from training.assimilation.runner import main
+from training.assimilation.scores import rmse
 from training.data.observations import ObservationConfig, swath_mask, synthesize, SwathConfig
 from tests.corrector.test_adjoint import N, emulator, interior_state, mask_and_inputs
 
