@@ -133,36 +133,39 @@ class FourDVar:
         """Minimise J over z with L-BFGS-B from z = 0 (the background); one history row per accepted iterate
         (iteration 0 = the background), each also passed to `log` as a line when given."""
         t0 = time.perf_counter()
-        last: dict = {}
-
-        def fun(zf):
-            j, g, parts = self.cost_and_gradient(zf)
-            last.update(parts, J=j, grad_norm=float(np.linalg.norm(g)), z=zf.copy())
-            return j, g
-
-        def record(iteration: int) -> None:
-            row = {"iteration": iteration, "J": last["J"], "J_b": last["J_b"], "J_o": last["J_o"],
-                   "grad_norm": last["grad_norm"], "evaluations": self.n_evaluations}
-            self.history.append(row)
-            if log is not None:
-                log(f"iter {iteration:3d}  J {row['J']:.6g}  J_b {row['J_b']:.4g}  J_o {row['J_o']:.6g}  "
-                    f"|grad| {row['grad_norm']:.3g}")
-
+        self._last: dict = {}  # J, its parts, |grad| and z of the latest evaluation
+        self._log = log
         z0 = np.zeros(self.n_control)
-        fun(z0)
-        record(0)
-
-        def callback(intermediate_result):
-            if not np.array_equal(last["z"], intermediate_result.x):  # the accepted point was not evaluated last
-                fun(intermediate_result.x)
-            record(len(self.history))
-
-        res = minimize(fun, z0, jac=True, method="L-BFGS-B", bounds=self.box(), callback=callback,
+        self._evaluate(z0)
+        self._record(0)
+        res = minimize(self._evaluate, z0, jac=True, method="L-BFGS-B", bounds=self.box(), callback=self._accept,
                        options={"maxiter": cfg.max_iterations, "gtol": cfg.gtol, "ftol": cfg.ftol,
                                 "maxcor": cfg.memory})
         state, _ = self.initial_state(res.x.reshape(self.scale.shape))
         return Analysis(state, res.x.reshape(self.scale.shape), self.history, str(res.message),
                         self.n_evaluations, time.perf_counter() - t0)
+
+    def _evaluate(self, zf: np.ndarray) -> tuple[float, np.ndarray]:
+        """(J, ∂J/∂z) for scipy, remembered for the history row of an accepted iterate."""
+        j, g, parts = self.cost_and_gradient(zf)
+        self._last.update(parts, J=j, grad_norm=float(np.linalg.norm(g)), z=zf.copy())
+        return j, g
+
+    def _record(self, iteration: int) -> None:
+        last = self._last
+        row = {"iteration": iteration, "J": last["J"], "J_b": last["J_b"], "J_o": last["J_o"],
+               "grad_norm": last["grad_norm"], "evaluations": self.n_evaluations}
+        self.history.append(row)
+        if self._log is not None:
+            self._log(f"iter {iteration:3d}  J {row['J']:.6g}  J_b {row['J_b']:.4g}  J_o {row['J_o']:.6g}  "
+                      f"|grad| {row['grad_norm']:.3g}")
+
+    def _accept(self, intermediate_result) -> None:
+        """scipy's callback after each iteration: record the accepted iterate (evaluated again if it was not the
+        latest evaluation)."""
+        if not np.array_equal(self._last["z"], intermediate_result.x):
+            self._evaluate(intermediate_result.x)
+        self._record(len(self.history))
 
 
 def build_rollout(corrector, window_inputs, mask) -> CorrectorRollout:
