@@ -33,7 +33,9 @@ ModelFactory = Callable[[CorrectorConfig, int], nn.Module]
 class Trainer:
     """One training run on this rank: `run` prepares the data, the model and the optimiser (restored from the resume
     state if there is one), then trains epoch by epoch until a stop condition; every piece of the run's state is an
-    attribute, and each step of the run is a method."""
+    attribute, and each step of the run is a method. `prepare_data` sets `data`, `n_train`, `square`, `ocean_share`;
+    `build` sets `model`, `ema`, `opt`, `autocast`, `needs_scaler`, `scaler`, `loss_gen`; `start_logging` sets `net`
+    (the model or its DDP wrapper) and `log`."""
 
     def __init__(self, cfg: TrainRunConfig, env: Env, factory: ModelFactory, progress: Optional[bool],
                  verbose: bool):
@@ -49,6 +51,7 @@ class Trainer:
                              f"({env.world})")
         self.per_rank = self.t.batch_size // env.world
         self.factory = factory
+        self.resumed = False  # continued from resume.pt
         # position in the run: optimiser steps done, epoch and batch within it, cosine horizon (steps)
         self.step, self.epoch, self.pos, self.horizon = 0, 0, 0, self.t.max_steps
         self.best_value: Optional[float] = None  # best validation metric so far and its step
