@@ -8,7 +8,7 @@
    Both are scored on the held-out test run against the complete truth: RMSE reduction of the corrected 12 h
    forecast vs the uncorrected one per variable; recovery = reduction(observations) / reduction(truth).
 3. A deterministic emulator (same network, emulator mode, complete truth), then 4D-Var twins on held-out test
-   windows (`training.assimilation.fourdvar`): background = truth + noise drawn from B, observations from test_obs.nc; the
+   windows (`training.assimilation.runner`): background = truth + noise drawn from B, observations from test_obs.nc; the
    analysis' initial-thickness RMSE and the window forecast RMSE vs those of the background.
 
 Prints the figures and writes `results.json` to `--out`. Timings on a shared machine are noisy.
@@ -28,6 +28,7 @@ VARIABLES = ("sic", "sit", "snt", "siu", "siv")
 
 
 def obs_suffix(noise_scale: float) -> str:
+    """File-name suffix of the observation files made with noise std × `noise_scale` ('' for the default noise)."""
     return "" if noise_scale == 1.0 else f"_noise{noise_scale:g}"
 
 
@@ -53,6 +54,7 @@ def make_observations(data: Path, out: Path, reuse: bool, noise_scale: float = 1
 
 def train(run_dir: Path, train_file: Path, val_file: Path, steps: int, mode: str, reuse: bool,
           balanced: bool = False) -> Path:
+    """Train one network of the comparison in `run_dir` for `steps` steps (or reuse its best.pt); its checkpoint."""
     from icecorr.base.config import load_config
     from training.fit.loop import run_train
     from training.fit.config import TrainRunConfig
@@ -103,7 +105,10 @@ def correction_rmse(checkpoint: Path, test_file: Path, batch: int = 32) -> dict[
 
 def assimilation_twins(emulator: Path, data: Path, out: Path, windows: int, window_days: float,
                        max_iterations: int, suffix: str = "") -> list[dict]:
-    from training.assimilation.fourdvar import AssimilateConfig, format_summary, run_assimilate
+    """4D-Var twin experiments with `emulator` on `windows` windows of the test run (backgrounds = truth + noise
+    drawn from B); their summaries."""
+    from training.assimilation.config import AssimilateConfig
+    from training.assimilation.runner import format_summary, run_assimilate
 
     obs = out / f"test_obs{suffix}.nc"
     with xr.open_dataset(obs) as ds:
@@ -126,6 +131,8 @@ def assimilation_twins(emulator: Path, data: Path, out: Path, windows: int, wind
 
 
 def main(argv=None) -> int:
+    """Command line: observation files, the trained networks, their scores and the 4D-Var twins (see the module
+    docstring)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, default=Path("data"), help="folder with train.nc, val.nc, test.nc")
     p.add_argument("--out", type=Path, default=Path("runs/observations"))

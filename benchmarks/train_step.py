@@ -17,7 +17,7 @@ import torch
 
 from corrector.model import CorrectorModel
 from icecorr.base.config import load_config
-from training.fit.loop import EMA, param_groups
+from training.fit.optim import EMA, param_groups
 from training.fit.config import TrainRunConfig
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -56,6 +56,7 @@ def step_ms(cfg: TrainRunConfig, grid: int, repeat: int, bf16: bool) -> tuple[fl
 
 
 def main() -> None:
+    """Command line: time training steps of each configured corrector on a synthetic grid and print the medians."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--grid", type=int, default=32)
     p.add_argument("--threads", type=int, default=2)

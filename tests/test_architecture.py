@@ -85,7 +85,7 @@ def imports_of(module: str, path: Path, modules: dict[str, Path]) -> list[tuple[
             # the deepest project module named by the import
             while t and t not in modules:
                 t = t.rpartition(".")[0]
-            if t and t != module:
+            if t and t != module and (t, node.lineno) not in found:
                 found.append((t, node.lineno))
     return found
 

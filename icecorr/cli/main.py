@@ -306,7 +306,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
 
 
 #: verbs that parse their own arguments (argparse cannot pass `--help` etc. through a REMAINDER)
-PASSTHROUGH = {"observations": ("training.data.observations", "main"), "assimilate": ("training.assimilation.fourdvar", "main"),
+PASSTHROUGH = {"observations": ("training.data.observations", "main"), "assimilate": ("training.assimilation.runner", "main"),
                "calibrate": ("training.evaluation.calibrate", "main")}
 
 

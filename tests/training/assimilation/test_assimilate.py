@@ -12,8 +12,11 @@ import xarray as xr
 from corrector.adjoint import Rollout
 from corrector.bounds import TorchBounds
 from corrector.checkpoint import mask_hash, save_checkpoint
-from training.assimilation.fourdvar import (AssimilateConfig, Correlation, FourDVar, MinimizerConfig, gaussian_sqrt, main,
-                                 rmse)
+from training.assimilation.background import Correlation, gaussian_sqrt
+from training.assimilation.config import AssimilateConfig, MinimizerConfig
+from training.assimilation.fourdvar import FourDVar
+from training.assimilation.runner import main
+from training.assimilation.scores import rmse
 from training.data.observation_config import ObservationConfig, SwathConfig
 from training.data.observation_gaps import swath_mask
 from training.data.observations import synthesize

@@ -10,8 +10,8 @@ import xarray as xr
 
 from icecorr.base.errors import InputError
 from training.data.coarsegrain import cgrid_divergence
-from training.fit.dataset import (Flags, PairDataset, augment_fields, collate, epoch_batches, split_name,
-                              split_windows, xy_partner)
+from training.fit.augment import Flags, augment_fields, split_name, xy_partner
+from training.fit.dataset import PairDataset, collate, epoch_batches, split_windows
 from tests.training.fit.test_dataset_synthetic import VARIABLES, write_pair_file
 
 ALL_FLAGS = [Flags(*f) for f in itertools.product([False, True], repeat=3)]

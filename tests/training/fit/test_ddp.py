@@ -35,7 +35,7 @@ def first_step_gradients(train_file, rank: int, world: int) -> dict[str, torch.T
     """Gradients of the first optimiser step on the first global batch (rank's share), DDP-averaged if world > 1."""
     from corrector.model import CorrectorModel
     from training.fit.dataset import PairDataset, collate, epoch_batches
-    from training.fit.loop import batch_loss
+    from training.fit.optim import batch_loss
 
     c = _config(train_file).corrector
     ds = PairDataset(train_file, c.variables, c.conditioning, c.mode)
@@ -90,7 +90,7 @@ def test_ddp_first_step_gradients_equal_single_process(ddp_run):
     assert ddp.keys() == single.keys()
     for name, g in single.items():
         # same mathematics, different summation order: equal to float32 rounding (without the valid-count
-        # rescaling of training.fit.loop.batch_loss the head gradients differ by ~1e-3 relative here)
+        # rescaling of training.fit.optim.batch_loss the head gradients differ by ~1e-3 relative here)
         scale = float(g.abs().max())
         torch.testing.assert_close(ddp[name], g, rtol=1e-5, atol=1e-5 * scale + 1e-12, msg=f"gradient of {name}")
     assert sum(int((g != 0).any()) for g in single.values()) >= 2

@@ -13,7 +13,11 @@ from corrector.checkpoint import load_checkpoint
 from corrector.model import CorrectorModel
 from icecorr.base.config import ConfigError, load_config
 from training.fit.dataset import PairDataset, collate, epoch_batches
-from training.fit.loop import EMA, build_data, learning_rate, main, run_train, setup_env, validate
+from training.fit.inputs import build_data
+from training.fit.loop import main, run_train
+from training.fit.optim import EMA, learning_rate
+from training.fit.runtime import setup_env
+from training.fit.validation import validate
 from training.fit.config import TrainConfig, TrainRunConfig
 from tests.training.fit.test_dataset_synthetic import write_pair_file
 
