@@ -4,8 +4,8 @@ An observation pair file has the layout of a training-pair file (docs/design.md)
 `reference_{v}` = the observation at t + 12 h and `residual_{v}` = observation − forecast, both NaN where v is not
 observed, plus `observed_{v}` (int8, 1 = observed) and `obs_error_{v}` (observation-error std in the units of v,
 NaN where unobserved). `initial_*`, `forecast_*` and the forcing are copied unchanged: they are the conditioning.
-`training.fit.dataset.PairDataset` and `training.fit.loop` take the loss only over observed cells and fit normalisation
-statistics ignoring NaN; `training.assimilation.fourdvar` reads `reference_*` / `obs_error_*` as its observations.
+`training.fit.dataset.PairDataset` and `training.fit.optim` (batch_loss) take the loss only over observed cells and fit normalisation
+statistics ignoring NaN; `training.assimilation.io` reads `reference_*` / `obs_error_*` as its observations.
 
 Two producers:
 * `synthesize` — the twin experiment's synthetic observations of a twin pair file: truth + Gaussian noise with
