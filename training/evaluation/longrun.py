@@ -122,7 +122,8 @@ def _run(label: str, fn) -> tuple[Path | None, float, str | None]:
 
 def run_emulator(truth: Path, checkpoint: Path, out: Path, steps: int, sampler_steps: int | None) -> Path:
     from coupling.config import CoupleConfig
-    from coupling.drivers import FileForcing, run_emulate
+    from coupling.emulate import run_emulate
+    from coupling.forcing import FileForcing
 
     cfg = CoupleConfig(members=1, n_steps=steps, start_indices=[0], seed=0, checkpoint=str(checkpoint),
                        sampler_steps=sampler_steps, output=str(out), restart_interval=0)
@@ -132,7 +133,8 @@ def run_emulator(truth: Path, checkpoint: Path, out: Path, steps: int, sampler_s
 def run_coupled(truth: Path, checkpoint: Path | None, out: Path, steps: int, members: int,
                 sampler_steps: int | None) -> Path:
     from coupling.config import CoupleConfig
-    from coupling.drivers import FileForcing, run_couple
+    from coupling.couple import run_couple
+    from coupling.forcing import FileForcing
     from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 
     with xr.open_dataset(truth) as ds:
