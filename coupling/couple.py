@@ -57,6 +57,23 @@ def run_couple(cfg: CoupleConfig, initial_state, forcing_source, out_path: str |
     return paths
 
 
+def _member_models(slots: range, members: int, model_factory, states, rstate) -> list:
+    """One model per slot from `model_factory()`, set to its window's initial state (`states[window]`) or, when
+    continuing, to its member's state in the restart `rstate` (with the hidden state an exact restart needs)."""
+    models = []
+    for slot in slots:
+        model = model_factory()
+        w, k = divmod(slot, members)
+        if rstate is not None:
+            restore_state(model, rstate.member_state(w, k))
+            if rstate.extras is not None:
+                set_hidden_state(model, rstate.extras[w, k])
+        else:
+            model.set_state(state_arrays(states[w]))
+        models.append(model)
+    return models
+
+
 def _couple(cfg, lay: Layout, world, initial_state, forcing_source, paths, restart, grid, physics, model_factory,
             corrector, command, config_text, stats) -> None:
     forcing = open_forcing(forcing_source)
@@ -81,16 +98,7 @@ def _couple(cfg, lay: Layout, world, initial_state, forcing_source, paths, resta
             def model_factory():
                 return CoarseModel(grid, physics)
         states = None if rstate is not None else window_states(initial_state, cfg.start_indices, shape=grid_shape)
-        for slot in lay.my_slots:
-            model = model_factory()
-            w, k = divmod(slot, m)
-            if rstate is not None:
-                restore_state(model, rstate.member_state(w, k))
-                if rstate.extras is not None:
-                    set_hidden_state(model, rstate.extras[w, k])
-            else:
-                model.set_state(state_arrays(states[w]))
-            models.append(model)
+        models = _member_models(lay.my_slots, m, model_factory, states, rstate)
         desc = describe_model(models[0] if models else model_factory(), grid, lay.rank)
 
     # ---- ML side: corrector; then the handshake agrees on grid, units and variables
