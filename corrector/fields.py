@@ -2,8 +2,8 @@
 states and forcing, and how they are stacked.
 
 Names follow the training-pair files (docs/design.md): `initial_{v}`, `forecast_{v}`, `{f}_t0`, `{f}_t1`,
-`drift_steps`, `mask`. This module is their one owner: `conditioning_names` defines them, `build_conditioning`
-decodes them into fields.
+`drift_steps`, `mask`. This module is their one owner: `conditioning_names` defines them; `build_conditioning`
+(from a run's arrays) and `pair_file_field` (from a file's records) decode them into fields.
 """
 from __future__ import annotations
 
@@ -141,6 +141,23 @@ def build_conditioning(names: Sequence[str], variables: Sequence[str], initial: 
             raise InputError(None, name, "the checkpoint conditions on this field but the run does not provide it "
                                          f"(forcing has {sorted(forcing_t0)})")
     return out
+
+
+def pair_file_field(name: str, fields: Mapping, n_records: int, shape: tuple[int, int],
+                    mask: np.ndarray | None = None) -> np.ndarray | None:
+    """Conditioning field `name` from the records of a pair/forecast file (`fields`: name -> (n_records, ny, nx)
+    array or DataArray, e.g. an xarray Dataset). `mask`: the file's, else `mask`, else all ocean (ny, nx);
+    `drift_steps`: the file's per-record counts, else 0 (forecasts started from the reference or an analysis),
+    unclamped (the corrector clamps); any other name: the file's field of that name, None if it has none."""
+    if name == MASK:
+        return (np.asarray(fields[MASK], np.float64) if MASK in fields else
+                np.ones(shape) if mask is None else mask)
+    if name == DRIFT_STEPS:
+        steps = np.asarray(fields[name]) if name in fields else np.zeros(n_records)
+        return drift_steps_field(steps, shape)
+    if name not in fields:
+        return None
+    return np.asarray(fields[name], np.float64)
 
 
 def stack(names: Sequence[str], arrays: Mapping[str, "np.ndarray | torch.Tensor"],

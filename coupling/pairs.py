@@ -10,7 +10,7 @@ import numpy as np
 import xarray as xr
 
 from corrector.checkpoint import mask_hash
-from corrector.fields import DRIFT_STEPS, MASK, drift_steps_field
+from corrector.fields import MASK, pair_file_field
 from icecorr.base.errors import InputError
 from icecorr.base.files import open_netcdf
 from icecorr.base.variables import ML_VARIABLES
@@ -86,16 +86,9 @@ def pair_conditioning(corrector, ds: xr.Dataset, path: Path, idx, mask: np.ndarr
     shape = (part.sizes["y"], part.sizes["x"])
     cond = {}
     for name in corrector.conditioning_names:
-        if name == MASK:
-            cond[name] = (np.asarray(part[MASK].values, np.float64) if MASK in part else
-                          np.ones(shape) if mask is None else mask)
-        elif name == DRIFT_STEPS:
-            steps = part[name].values if name in part else np.zeros(part.sizes["time"])
-            cond[name] = drift_steps_field(steps, shape)  # the corrector clamps
-        elif name not in part:
+        cond[name] = pair_file_field(name, part, part.sizes["time"], shape, mask)
+        if cond[name] is None:
             raise InputError(str(path), name, "missing: the checkpoint conditions on it")
-        else:
-            cond[name] = np.asarray(part[name].values, np.float64)
         finite = np.isfinite(cond[name])
         if not finite.all():
             where = ("" if finite.ndim < 3 else
