@@ -59,7 +59,7 @@ def _median_time(fn, repeat: int) -> float:
 
 def bandwidth(comm, writer: int, peer: int, nbytes: int, repeat: int = 50) -> dict | None:
     """Ping-pong between `peer` (a physics rank) and `writer` (the ML rank); memcpy of the same bytes on `writer`."""
-    from coupling.coupler import wait_all
+    from coupling.transport import wait_all
 
     rank = comm.Get_rank()
     buf = np.ones(nbytes // 8)
@@ -98,11 +98,12 @@ def bandwidth(comm, writer: int, peer: int, nbytes: int, repeat: int = 50) -> di
 
 
 def worker(a) -> int:
+    """One rank of the mpiexec job: the coupled run, then the exchange bandwidth; the writer prints the JSON line."""
     from mpi4py import MPI
 
     from coupling.config import CoupleConfig
-    from coupling.coupler import TAG_OUTPUT, recv_object, send_object
-    from coupling.drivers import run_couple
+    from coupling.couple import run_couple
+    from coupling.transport import TAG_OUTPUT, recv_object, send_object
     from tests.mpi_scripts import case
 
     world = MPI.COMM_WORLD
@@ -136,7 +137,7 @@ def worker(a) -> int:
 def single_process(a) -> dict:
     """The same run in one process (no MPI): overhead = cycle − physics − sampling."""
     from coupling.config import CoupleConfig
-    from coupling.drivers import run_couple
+    from coupling.couple import run_couple
     from tests.mpi_scripts import case
 
     cfg = CoupleConfig(members=a.members, n_steps=a.steps, sampler_steps=a.sampler_steps)
@@ -150,6 +151,7 @@ def single_process(a) -> dict:
 
 
 def report(name: str, r: dict) -> None:
+    """Print the median cycle split (physics, sampling, rest) and the coupling overhead of timings `r` (s)."""
     cycle, physics, ml = (np.median(r[k]) for k in ("cycle", "physics", "ml"))
     over = (np.array(r["cycle"]) - np.array(r["physics"]) - np.array(r["ml"])) / np.array(r["cycle"])
     print(f"{name}: coupled step {cycle:.3f} s = physics {physics:.3f} s + sampling {ml:.3f} s + rest "
@@ -159,6 +161,7 @@ def report(name: str, r: dict) -> None:
 
 
 def main(argv=None) -> int:
+    """Run the benchmark (or, with --worker, one rank of it) and print the results."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--grid", type=int, default=32)
     ap.add_argument("--members", type=int, default=8)

@@ -13,7 +13,7 @@ What is measured (untrained weights: the cost of a network evaluation does not d
   efficiency  achieved FLOP/s of a sampling step (FLOPs counted by torch.utils.flop_counter over the real
               Corrector.sample call) over the FLOP/s of a square float32 torch matmul measured in the same run
               (goal ≥ 40 %); NCHW vs channels-last, bf16 autocast, 1 vs 2 threads, optionally torch.compile
-  emulator    wall time of a single-member default-grid (32²) emulator rollout with `coupling.drivers.run_emulate`
+  emulator    wall time of a single-member default-grid (32²) emulator rollout with `coupling.emulate.run_emulate`
               and with the corrector alone in a loop, extrapolated from `--emulator-steps` steps to 3 years
               (2190 steps) (goal < 10 min)
   quality     (needs a trained residual diffusion checkpoint and a held-out pair file) fair CRPS and spread/RMSE
@@ -223,7 +223,8 @@ def bench_emulator(steps: int = 200, n: int = 32, network_batch: int = 1, padded
     """3-year single-member emulator rollout on the default grid: run_emulate (synthetic forcing, NetCDF output)
     and the corrector alone in a loop (sample + apply), extrapolated from `steps` steps."""
     from coupling.config import CoupleConfig
-    from coupling.drivers import CallableForcing, run_emulate
+    from coupling.emulate import run_emulate
+    from coupling.forcing import CallableForcing
     from fortran_stub.config import GridConfig
     from training.data.config import ForcingConfig
     from training.data.forcing import SyntheticForcing

@@ -1,6 +1,9 @@
-"""Named 2-D fields ⇄ channel tensors: which conditioning channels a corrector reads and how they are stacked.
+"""Named 2-D fields ⇄ channel tensors: which conditioning channels a corrector reads, how they are built from a run's
+states and forcing, and how they are stacked.
 
-Names follow the training-pair files (docs/design.md): `initial_{v}`, `forecast_{v}`, `{f}_t0`, `{f}_t1`, `mask`.
+Names follow the training-pair files (docs/design.md): `initial_{v}`, `forecast_{v}`, `{f}_t0`, `{f}_t1`,
+`drift_steps`, `mask`. This module is their one owner: `conditioning_names` defines them; `build_conditioning`
+(from a run's arrays) and `pair_file_field` (from a file's records) decode them into fields.
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import torch
 
+from icecorr.base.errors import InputError
 from icecorr.base.variables import FORCING_VARIABLES, ML_VARIABLES
 
 MASK = "mask"
@@ -108,6 +112,52 @@ def drift_steps_field(steps, shape: tuple[int, int], max_steps: int | None = Non
     if max_steps is not None:
         s = np.minimum(s, np.float32(max_steps))
     return np.ascontiguousarray(np.broadcast_to(s[:, None, None], (s.size, *shape)))
+
+
+def build_conditioning(names: Sequence[str], variables: Sequence[str], initial: np.ndarray,
+                       forecast: np.ndarray | None, forcing_t0: Mapping[str, np.ndarray],
+                       forcing_t1: Mapping[str, np.ndarray], mask: np.ndarray | None,
+                       drift_steps=0) -> dict[str, np.ndarray]:
+    """Conditioning fields by name from (B, n_vars, ny, nx) states and (B, ny, nx) forcing; `drift_steps`
+    (scalar or (B,)): 12 h steps since the states were last the reference (the corrector clamps them).
+    A name the inputs cannot provide raises InputError naming it."""
+    ny, nx = initial.shape[-2:]
+    out = {}
+    for name in names:
+        if name == DRIFT_STEPS:
+            out[name] = drift_steps_field(drift_steps, (ny, nx), batch=initial.shape[0])
+            continue
+        if name.startswith("initial_") and name[8:] in variables:
+            out[name] = initial[:, variables.index(name[8:])]
+        elif name.startswith("forecast_") and name[9:] in variables and forecast is not None:
+            out[name] = forecast[:, variables.index(name[9:])]
+        elif name.endswith("_t0") and name[:-3] in forcing_t0:
+            out[name] = forcing_t0[name[:-3]]
+        elif name.endswith("_t1") and name[:-3] in forcing_t1:
+            out[name] = forcing_t1[name[:-3]]
+        elif name == MASK:
+            out[name] = np.ones((ny, nx)) if mask is None else mask
+        else:
+            raise InputError(None, name, "the checkpoint conditions on this field but the run does not provide it "
+                                         f"(forcing has {sorted(forcing_t0)})")
+    return out
+
+
+def pair_file_field(name: str, fields: Mapping, n_records: int, shape: tuple[int, int],
+                    mask: np.ndarray | None = None) -> np.ndarray | None:
+    """Conditioning field `name` from the records of a pair/forecast file (`fields`: name -> (n_records, ny, nx)
+    array or DataArray, e.g. an xarray Dataset). `mask`: the file's, else `mask`, else all ocean (ny, nx);
+    `drift_steps`: the file's per-record counts, else 0 (forecasts started from the reference or an analysis),
+    unclamped (the corrector clamps); any other name: the file's field of that name, None if it has none."""
+    if name == MASK:
+        return (np.asarray(fields[MASK], np.float64) if MASK in fields else
+                np.ones(shape) if mask is None else mask)
+    if name == DRIFT_STEPS:
+        steps = np.asarray(fields[name]) if name in fields else np.zeros(n_records)
+        return drift_steps_field(steps, shape)
+    if name not in fields:
+        return None
+    return np.asarray(fields[name], np.float64)
 
 
 def stack(names: Sequence[str], arrays: Mapping[str, "np.ndarray | torch.Tensor"],

@@ -7,7 +7,7 @@ south walls; its view `sig12` is the (ny, nx) block of north-east corners. Param
 `CoarsePhysicsConfig`, copied component by component into the Fortran derived types `coarse_params` and
 `thermo_params`. Fortran never stops: it returns an error code that becomes a `ModelError`.
 
-`TruthModel` (the BBM truth, coupling/truth.py) is re-exported here so both models come from one place.
+What this model shares with `TruthModel` (the BBM truth, coupling/truth.py) lives in coupling/fortran_arrays.py.
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 
 from icecorr.base.errors import InputError
 from icecorr.base.variables import FORCING_VARIABLES, STEP_SECONDS, attrs
+from .fortran_arrays import checked_state, fortran_extension, pack_forcing, set_components, write_state
 
 
 #: public state name -> key of the Fortran-ordered array holding it (sig12 is handled separately)
@@ -49,42 +50,17 @@ class ModelError(RuntimeError):
         super().__init__(f"{where}: Fortran error {code}: {messages.get(code, 'unknown error')}")
 
 
-def _fortran():
-    from fortran_stub import seaice  # deferred: importing may rebuild the extension (editable install)
-    return seaice
-
-
-def _set_components(obj, values: Mapping[str, object], type_name: str) -> None:
-    """Copy every value onto the f90wrap derived-type `obj`; a name Fortran does not know is a bug: fail loudly."""
-    for name, value in values.items():
-        if not hasattr(obj, name):
-            raise AttributeError(f"Fortran type {type_name} has no component '{name}' (config and Fortran differ)")
-        setattr(obj, name, value)
-
-
 def fortran_params(physics: CoarsePhysicsConfig):
     """The Fortran (coarse_params, thermo_params) derived types filled from `physics`."""
-    seaice = _fortran()
+    seaice = fortran_extension()
     pd = seaice.seaice_params.coarse_params()
-    _set_components(pd, physics.fortran_values(), "coarse_params")
+    set_components(pd, physics.fortran_values(), "coarse_params")
     tp = seaice.seaice_params.thermo_params()
-    _set_components(tp, physics.thermo.model_dump(), "thermo_params")
+    set_components(tp, physics.thermo.model_dump(), "thermo_params")
     ierr = int(seaice.seaice_api.coarse_param_check(pd))
     if ierr:
         raise ModelError(ierr, "CoarseModel parameters")
     return pd, tp
-
-
-def _checked_field(name: str, value, shape: tuple[int, int], where: str) -> np.ndarray:
-    """`value` as an array after checking shape, dtype and finiteness; InputError (a ValueError) names the field."""
-    arr = value.values if isinstance(value, xr.DataArray) else np.asarray(value)
-    if arr.shape != shape:
-        raise InputError(None, name, f"{where}: shape {arr.shape}, expected (ny, nx) = {shape}")
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise InputError(None, name, f"{where}: dtype {arr.dtype}, expected a floating-point array")
-    if not np.all(np.isfinite(arr)):
-        raise InputError(None, name, f"{where}: contains NaN or infinite values")
-    return arr
 
 
 class CoarseModel:
@@ -97,7 +73,7 @@ class CoarseModel:
     def __init__(self, grid: GridConfig, physics: CoarsePhysicsConfig | None = None):
         self.grid = grid
         self.physics = physics if physics is not None else CoarsePhysicsConfig()
-        seaice = _fortran()
+        seaice = fortran_extension()
         self._step_fn = seaice.seaice_api.coarse_step
         self._deformation_fn = seaice.seaice_api.deformation_fields
         self._pd, self._tp = fortran_params(self.physics)
@@ -153,47 +129,24 @@ class CoarseModel:
         non-float dtype, NaN, an unknown name, sic outside [0, 1] or a negative thickness/volume raise an
         InputError (a ValueError) naming the field.
         """
-        items = {k: state[k] for k in state.data_vars} if isinstance(state, xr.Dataset) else dict(state)
-        shape = (self.grid.ny, self.grid.nx)
-        checked: dict[str, np.ndarray] = {}
-        for name, value in items.items():
-            if name not in _SETTABLE:
-                raise InputError(None, name, f"set_state: not a coarse-model state variable "
-                                             f"(expected some of {', '.join(sorted(_SETTABLE))})")
-            checked[name] = _checked_field(name, value, shape, "set_state")
+        unknown = f"not a coarse-model state variable (expected some of {', '.join(sorted(_SETTABLE))})"
+        checked = checked_state(state, _SETTABLE, (self.grid.ny, self.grid.nx), unknown)
         if "sic" in checked and (checked["sic"].min() < 0.0 or checked["sic"].max() > 1.0):
             raise InputError(None, "sic", "set_state: concentration outside [0, 1]")
         for name in ("sit", "snt", "sivol", "snvol"):
             if name in checked and checked[name].min() < 0.0:
                 raise InputError(None, name, "set_state: negative thickness/volume")
-        views = self.state_views()
-        for name, arr in checked.items():
-            if name not in ("sit", "snt"):
-                views[name][...] = arr
-        a = views["sic"]
-        if "sit" in checked:
-            np.multiply(checked["sit"], a, out=views["sivol"])
-        if "snt" in checked:
-            np.multiply(checked["snt"], a, out=views["snvol"])
-        views["siu"][:, -1] = 0.0
-        views["siv"][-1, :] = 0.0
+        write_state(self.state_views(), checked)
 
     # ------------------------------------------------------------------------------------------------- step
-    def _pack(self, forcing: Mapping, out: np.ndarray, which: str) -> None:
-        shape = (self.grid.ny, self.grid.nx)
-        for k, name in enumerate(FORCING_VARIABLES):
-            if name not in forcing:
-                raise InputError(None, name, f"step: forcing at {which} lacks this variable "
-                                             f"(need {', '.join(FORCING_VARIABLES)})")
-            out[:, :, k] = _checked_field(name, forcing[name], shape, f"step: forcing at {which}").T
-
     def step(self, forcing_t0: Mapping, forcing_t1: Mapping, duration_seconds: float = STEP_SECONDS) -> None:
         """Advance by `duration_seconds` (default exactly 12 h); forcing (cell centres, design.md names and units)
         is given at both ends of the window and interpolated linearly in time inside Fortran."""
         if not duration_seconds > 0:
             raise ValueError(f"step: duration_seconds must be > 0, got {duration_seconds}")
-        self._pack(forcing_t0, self._f0, "t0")
-        self._pack(forcing_t1, self._f1, "t1")
+        shape = (self.grid.ny, self.grid.nx)
+        pack_forcing(forcing_t0, self._f0, shape, "t0")
+        pack_forcing(forcing_t1, self._f1, shape, "t1")
         r, g = self._arr, self.grid
         t0 = time.perf_counter()
         ierr = self._step_fn(self._pd, self._tp, g.nx, g.ny, len(FORCING_VARIABLES), g.dx, float(duration_seconds),

@@ -17,9 +17,9 @@ import xarray as xr
 from fortran_stub.config import GridConfig
 from fortran_stub.truth_config import TruthPhysicsConfig
 
-from .bridge import ModelError, _checked_field, _set_components
-from icecorr.base.errors import InputError
 from icecorr.base.variables import FORCING_VARIABLES, STEP_SECONDS, attrs
+from .bridge import ModelError
+from .fortran_arrays import checked_state, fortran_extension, pack_forcing, set_components, write_state
 
 #: Fortran error codes of seaice_truth::truth_step
 TRUTH_ERRORS = {
@@ -41,13 +41,6 @@ _VIEWS = {"sic": "a", "sivol": "vol", "snvol": "vsn", "tsi": "tsurf", "tos": "to
           "sig11": "s11", "sig22": "s22", "damage": "dmg", "cohesion": "coh"}
 _SETTABLE = set(_VIEWS) | {"sit", "snt", "sig12"}
 
-DAY = 86400.0
-
-
-def _fortran():
-    from fortran_stub import seaice  # deferred: importing may rebuild the extension (editable install)
-    return seaice
-
 
 class TruthModel:
     """BBM truth with the bridge API: get_state/set_state/step/state_views/time_seconds/last_step_info.
@@ -60,12 +53,12 @@ class TruthModel:
         self.grid = grid
         self.physics = physics if physics is not None else TruthPhysicsConfig()
         self.seed = int(seed)
-        seaice = _fortran()
+        seaice = fortran_extension()
         self._step = seaice.seaice_truth.truth_step
         self._p = seaice.seaice_truth_params.truth_params()
-        _set_components(self._p, self.physics.fortran_values(grid.dx), "truth_params")
+        set_components(self._p, self.physics.fortran_values(grid.dx), "truth_params")
         self._tp = seaice.seaice_params.thermo_params()
-        _set_components(self._tp, self.physics.thermo.model_dump(), "thermo_params")
+        set_components(self._tp, self.physics.thermo.model_dump(), "thermo_params")
         nx, ny = grid.nx, grid.ny
         f = lambda value=0.0: np.full((nx, ny), value, dtype=np.float64, order="F")  # noqa: E731
         self._arr = {"a": f(), "vol": f(), "vsn": f(), "tsurf": f(self._tp.t_freeze), "tos": f(self._tp.t_freeze),
@@ -117,39 +110,16 @@ class TruthModel:
         If `sit`/`snt` are given, sivol = sit·sic and snvol = snt·sic (with the new sic if given). Wall faces of
         siu/siv are forced to 0. Shape, dtype, NaN or an unknown name raise a ValueError naming the field.
         """
-        if isinstance(state, xr.Dataset):
-            state = {k: state[k] for k in state.data_vars}
-        shape = (self.grid.ny, self.grid.nx)
-        checked: dict[str, np.ndarray] = {}
-        for name, value in state.items():
-            if name not in _SETTABLE:
-                raise InputError(None, name, f"set_state: not a state variable of the truth "
-                                             f"(expected some of {sorted(_SETTABLE)})")
-            checked[name] = _checked_field(name, value, shape, "set_state")
-        views = self.state_views()
-        for name, arr in checked.items():
-            if name not in ("sit", "snt"):
-                views[name][...] = arr
-        a = views["sic"]
-        if "sit" in checked:
-            views["sivol"][...] = checked["sit"] * a
-        if "snt" in checked:
-            views["snvol"][...] = checked["snt"] * a
-        views["siu"][:, -1] = 0.0
-        views["siv"][-1, :] = 0.0
+        checked = checked_state(state, _SETTABLE, (self.grid.ny, self.grid.nx),
+                                f"not a state variable of the truth (expected some of {sorted(_SETTABLE)})")
+        write_state(self.state_views(), checked)
 
     # ------------------------------------------------------------------------------------------------- step
-    def _pack(self, forcing: Mapping, out: np.ndarray, which: str) -> None:
-        shape = (self.grid.ny, self.grid.nx)
-        for k, name in enumerate(FORCING_VARIABLES):
-            if name not in forcing:
-                raise InputError(None, name, f"step: forcing at {which} lacks this variable")
-            out[:, :, k] = _checked_field(name, forcing[name], shape, f"step: forcing at {which}").T
-
     def step(self, forcing_t0: Mapping, forcing_t1: Mapping, dt: float = STEP_SECONDS) -> None:
         """Advance by dt (default exactly 12 h) with forcing given at both window ends (linear in time)."""
-        self._pack(forcing_t0, self._f0, "t0")
-        self._pack(forcing_t1, self._f1, "t1")
+        shape = (self.grid.ny, self.grid.nx)
+        pack_forcing(forcing_t0, self._f0, shape, "t0")
+        pack_forcing(forcing_t1, self._f1, shape, "t1")
         r = self._arr
         t0 = time.perf_counter()
         ierr = self._step(self._p, self._tp, self.grid.nx, self.grid.ny, self.grid.dx, float(dt),

@@ -109,7 +109,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_correct(args) -> int:
-    from coupling.drivers import run_correct
+    from coupling.correct import run_correct
     from icecorr.base.config import dump_config
 
     overrides = list(args.overrides)
@@ -131,7 +131,8 @@ def cmd_correct(args) -> int:
 
 
 def _run_ensemble(args, emulate: bool) -> int:
-    from coupling.drivers import run_couple, run_emulate
+    from coupling.couple import run_couple
+    from coupling.emulate import run_emulate
     from icecorr.base.config import dump_config
 
     overrides = list(args.overrides)

@@ -169,7 +169,8 @@ def _pair_names() -> tuple[list[str], list[str]]:
 # ------------------------------------------------------------------------------------------------ properties
 def read_pairs_everywhere(path: Path) -> None:
     """Every in-process reader of pair files, each checked against the property."""
-    from coupling.drivers import FileForcing, _preflight_pairs, initial_states_from_pairs
+    from coupling.forcing import FileForcing
+    from coupling.pairs import initial_states_from_pairs, preflight_pairs
     from icecorr.base.files import open_netcdf
     from tests.mpi_scripts.tiny import tiny_corrector
     from training.fit.dataset import PairDataset
@@ -189,7 +190,7 @@ def read_pairs_everywhere(path: Path) -> None:
     def correct_preflight():
         c = tiny_corrector()
         with open_netcdf(path) as ds:
-            _preflight_pairs(ds, path, c, c.variables)
+            preflight_pairs(ds, path, c, c.variables)
 
     def dataset():
         c = tiny_corrector()

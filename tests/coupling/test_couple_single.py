@@ -8,8 +8,8 @@ import xarray as xr
 from corrector.inference import Corrector
 from coupling.bridge import CoarseModel
 from coupling.config import CoupleConfig
-from coupling.coupler import HandshakeError
-from coupling.drivers import run_couple
+from coupling.couple import run_couple
+from coupling.handshake import HandshakeError
 from icecorr.base.errors import InputError
 from tests.mpi_scripts import case
 from tests.mpi_scripts.tiny import tiny_corrector
@@ -99,7 +99,7 @@ def test_handshake_rejects_grid_and_mode_mismatch(tmp_path):
 
 def test_coupled_conditioning_counts_steps_since_the_start():
     """A coupled run's `drift_steps` channel is the step index: the initial state of step k has run k steps."""
-    from coupling.drivers import build_conditioning
+    from corrector.fields import build_conditioning
 
     initial = np.zeros((2, 5, 4, 3))
     f = {"uas": np.zeros((2, 4, 3))}

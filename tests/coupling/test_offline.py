@@ -11,7 +11,10 @@ import pytest
 import xarray as xr
 
 from coupling.config import CorrectConfig, CoupleConfig
-from coupling.drivers import FileForcing, pair_conditioning, run_correct, run_emulate, window_starts
+from coupling.correct import run_correct
+from coupling.emulate import run_emulate
+from coupling.forcing import FileForcing, window_starts
+from coupling.pairs import pair_conditioning
 from icecorr.base.errors import InputError
 from tests.mpi_scripts.pairs import make_pair_file
 from tests.mpi_scripts.tiny import tiny_corrector

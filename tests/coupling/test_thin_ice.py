@@ -12,7 +12,8 @@ import numpy as np
 import xarray as xr
 
 from coupling.config import CorrectConfig
-from coupling.drivers import EnsembleCorrection, run_correct
+from coupling.correct import run_correct
+from coupling.ensemble import EnsembleCorrection
 from corrector.bounds import THIN_FORECAST_SIC, guard_thin_forecast
 from tests.mpi_scripts import case
 from tests.mpi_scripts.pairs import make_pair_file

@@ -29,7 +29,7 @@ def initial_state(n: int = 16) -> dict[str, np.ndarray]:
 
 def forcing(n: int = 16, n_steps: int = 40, seed: int = 3):
     """Synthetic forcing of the data pipeline on the test grid, as a ForcingSource."""
-    from coupling.drivers import CallableForcing
+    from coupling.forcing import CallableForcing
     from training.data.config import ForcingConfig
     from training.data.forcing import SyntheticForcing
 

@@ -57,7 +57,8 @@ def main(argv=None) -> int:
         return 0
 
     from coupling.config import CoupleConfig
-    from coupling.drivers import WORLD, run_couple
+    from coupling.couple import run_couple
+    from coupling.layout import WORLD
 
     comm = None if a.no_mpi else WORLD
     cfg = CoupleConfig(members=a.members, n_steps=a.steps, start_indices=a.starts, restart_interval=a.restart_interval,

@@ -13,7 +13,8 @@ from mpi4py import MPI
 
 sys.path.append(__file__.rsplit("/tests/", 1)[0])
 
-from coupling.coupler import CoupledRun, Layout  # noqa: E402
+from coupling.coupler import CoupledRun  # noqa: E402
+from coupling.layout import Layout  # noqa: E402
 
 VARS = ["sic", "sit", "snt", "siu", "siv"]
 NY, NX = 16, 12

@@ -26,7 +26,10 @@ def main(argv=None) -> int:
     ap.add_argument("--no-mpi", action="store_true")
     a = ap.parse_args(argv)
 
-    from coupling.drivers import WORLD, FileForcing, run_correct, run_emulate
+    from coupling.correct import run_correct
+    from coupling.emulate import run_emulate
+    from coupling.forcing import FileForcing
+    from coupling.layout import WORLD
     from tests.mpi_scripts.tiny import tiny_corrector
 
     comm = None if a.no_mpi else WORLD

@@ -118,7 +118,7 @@ def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsCon
 def _correction_step(corrector, pairs: xr.Dataset, state_vars: Sequence[str], seed: int):
     """fn(t, initial, forecast, f0, f1, drift_steps) -> the hybrid's state after window t: its forecast plus one
     correction sample (as `icecorr couple` does). Checked and prepared once per run of `drift_pairs`."""
-    from coupling.drivers import build_conditioning
+    from corrector.fields import build_conditioning
 
     if corrector.mode != "residual":
         raise ValueError(f"drift_pairs: the corrector must be in residual mode, got {corrector.mode}")

@@ -23,7 +23,7 @@ import numpy as np
 import xarray as xr
 
 from icecorr.base.files import open_netcdf
-from coupling.drivers import pair_conditioning
+from coupling.pairs import pair_conditioning
 from icecorr.base.errors import InputError
 from corrector.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from corrector.fields import MASK, target_arrays

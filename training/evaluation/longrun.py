@@ -128,7 +128,8 @@ def run_emulator(truth: Path, checkpoint: Path, out: Path, steps: int, sampler_s
     """A one-member emulator rollout of `steps` 12 h steps from the truth's first state, forced by the truth's
     forcing; returns its trajectory file `out`."""
     from coupling.config import CoupleConfig
-    from coupling.drivers import FileForcing, run_emulate
+    from coupling.emulate import run_emulate
+    from coupling.forcing import FileForcing
 
     cfg = CoupleConfig(members=1, n_steps=steps, start_indices=[0], seed=0, checkpoint=str(checkpoint),
                        sampler_steps=sampler_steps, output=str(out), restart_interval=0)
@@ -140,7 +141,8 @@ def run_coupled(truth: Path, checkpoint: Path | None, out: Path, steps: int, mem
     """The coarse model coupled to `checkpoint` (None: uncorrected) for `steps` 12 h steps from the truth's first
     state, `members` members, on the truth's grid; returns its trajectory file `out`."""
     from coupling.config import CoupleConfig
-    from coupling.drivers import FileForcing, run_couple
+    from coupling.couple import run_couple
+    from coupling.forcing import FileForcing
     from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 
     with open_netcdf(truth, "truth file") as ds:

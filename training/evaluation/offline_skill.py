@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from icecorr.base.files import open_netcdf
-from coupling.drivers import pair_conditioning
+from coupling.pairs import pair_conditioning
 from corrector.fields import MASK
 from corrector.inference import Corrector
 from corrector.seeding import member_seeds

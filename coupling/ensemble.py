@@ -1,0 +1,119 @@
+"""The ML side of an ensemble run: loading the corrector, and correcting (or emulating) a batch of ensemble slots
+(slot = window × members + member) at a step with one batched sample, plus the seeded initial perturbation.
+"""
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from corrector.bounds import apply_bounds
+from corrector.fields import build_conditioning
+from corrector.inference import Corrector
+from corrector.seeding import member_seeds
+from icecorr.base.errors import InputError
+from .forcing import ForcingSource
+
+PERTURB_STREAM = 0x5EED  # extra SeedSequence word: initial perturbations never share a stream with the sampler
+
+
+def checkpoint_id(corrector) -> str:
+    """sha256 (first 16 hex) of the checkpoint file, or 'zero' for the identity corrector."""
+    if getattr(corrector, "is_zero", False):
+        return "zero"
+    src = getattr(corrector, "source", None)
+    if src and Path(src).exists():
+        h = hashlib.sha256()
+        with open(src, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                h.update(block)
+        return f"sha256:{h.hexdigest()[:16]} ({src})"
+    return "in-memory"
+
+
+def load_corrector(checkpoint: str | None, mode: str, grid_shape: tuple[int, int] | None = None):
+    """The corrector of a run: the checkpoint, or the zero (identity) corrector when none is given."""
+    if checkpoint is None:
+        grid = {"ny": grid_shape[0], "nx": grid_shape[1]} if grid_shape else None
+        return Corrector.zero(grid=grid, mode=mode)
+    return Corrector.load(checkpoint)
+
+
+def check_mode(corrector, mode: str, what: str) -> None:
+    """InputError naming the checkpoint unless `corrector` works in `mode` ('residual' or 'emulator'), which the
+    command `what` needs."""
+    if corrector.mode != mode:
+        hint = "icecorr emulate" if corrector.mode == "emulator" else "icecorr couple/correct"
+        raise InputError(getattr(corrector, "source", None), "mode",
+                         f"the checkpoint is a {corrector.mode!r} corrector; {what} needs {mode!r} (use {hint})")
+
+
+class EnsembleCorrection:
+    """ML-side correction of ensemble slots (slot = window × members + member) at a step: one batched sample.
+
+    Residual mode corrects the physics forecast; emulator mode advances the initial state by the sampled 12 h
+    tendency, or replaces it by the sampled next state for the corrector's `state_variables` (`Corrector.apply`).
+    Member k of window w at step n uses seed member_seeds(seed, start_w, n, members)[k].
+    """
+
+    def __init__(self, corrector, forcing: ForcingSource, start_indices: Sequence[int], members: int, seed: int,
+                 sampler_steps: int | None, mask: np.ndarray | None = None):
+        self.c, self.forcing = corrector, forcing
+        self.starts, self.members, self.seed, self.steps = list(start_indices), members, seed, sampler_steps
+        self.mask = mask if mask is not None else forcing.mask
+        self.variables = list(corrector.variables)
+        self.bounds_counts: dict[str, int] = {}
+
+    def seeds(self, slots: range, step: int) -> np.ndarray:
+        """Sampler seeds (len(slots), 1) of `slots` at `step`: member_seeds(seed, window start, step, members)."""
+        per_window = {w: member_seeds(self.seed, self.starts[w], step, self.members)
+                      for w in sorted({s // self.members for s in slots})}
+        return np.array([[per_window[s // self.members][s % self.members]] for s in slots], dtype=np.int64)
+
+    def _forcing(self, slots: range, step: int):
+        pairs = {w: self.forcing.pair(self.starts[w] + step) for w in sorted({s // self.members for s in slots})}
+        names = pairs[next(iter(pairs))][0].keys()
+        f0 = {f: np.stack([pairs[s // self.members][0][f] for s in slots]) for f in names}
+        f1 = {f: np.stack([pairs[s // self.members][1][f] for s in slots]) for f in names}
+        return f0, f1
+
+    def __call__(self, step: int, slots: range, initial: np.ndarray, forecast: np.ndarray | None) -> np.ndarray:
+        """The corrected (residual) or next (emulator) states (B, n_vars, ny, nx) of `slots` after `step`."""
+        f0, f1 = self._forcing(slots, step)
+        cond = build_conditioning(self.c.conditioning_names, self.variables, initial, forecast, f0, f1, self.mask,
+                                  drift_steps=step)  # the run started from the reference (or an analysis)
+        sample = self.c.sample(cond, members=1, steps=self.steps, seeds=self.seeds(slots, step))
+        base_arr = forecast if self.c.mode == "residual" else initial
+        base = {v: base_arr[:, i] for i, v in enumerate(self.variables)}
+        new = self.c.apply(base, sample, mask=self.mask)
+        for k, n in getattr(self.c, "last_bounds_counts", {}).items():
+            self.bounds_counts[k] = self.bounds_counts.get(k, 0) + int(n)
+        return np.stack([new[v][:, 0] for v in self.variables], axis=1)
+
+
+def make_perturbation(amplitude: float, seed: int, start_indices: Sequence[int], members: int,
+                      variables: Sequence[str], mask: np.ndarray | None = None):
+    """Initial perturbation of each member (None if amplitude is 0): white Gaussian noise, std `amplitude` for
+    sic where there is ice and relative for sit/snt; then physical bounds. Seeded by (seed, start, member)."""
+    if amplitude <= 0:
+        return None
+
+    def perturb(slots: range, initial: np.ndarray) -> np.ndarray:
+        out = np.array(initial, dtype=np.float64)
+        for b, slot in enumerate(slots):
+            w, m = divmod(slot, members)
+            rng = np.random.default_rng([seed, start_indices[w], m, PERTURB_STREAM])
+            for i, v in enumerate(variables):
+                noise = rng.standard_normal(out.shape[-2:])
+                if v == "sic":
+                    out[b, i] += amplitude * noise * (out[b, i] > 0)
+                elif v in ("sit", "snt"):
+                    out[b, i] *= 1.0 + amplitude * noise
+            if mask is not None:
+                out[b] *= (mask > 0.5)
+        bounded, _ = apply_bounds({v: out[:, i] for i, v in enumerate(variables)})
+        return np.stack([bounded[v] for v in variables], axis=1)
+
+    return perturb
