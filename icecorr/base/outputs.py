@@ -120,7 +120,7 @@ def _same(a: Path, b: Path) -> bool:
             return os.path.samefile(a, b)
     except OSError:
         pass
-    return a.resolve() == b.resolve()
+    return os.path.realpath(a) == os.path.realpath(b)  # no error for a symbolic-link loop
 
 
 def check_output(raw: str | os.PathLike | None, inputs: Mapping[str, str | os.PathLike | None] | None = None, *,
@@ -150,7 +150,7 @@ def check_outputs(raws: Iterable[str | os.PathLike], inputs: Mapping[str, str | 
                   **kwargs) -> list[Path]:
     """`check_output` for each path (one file per window), also refusing two windows onto one file."""
     paths = [check_output(r, inputs, **kwargs) for r in raws]
-    if len({p.resolve() for p in paths}) != len(paths):
+    if len({os.path.realpath(p) for p in paths}) != len(paths):
         raise OutputError(paths[0], "two outputs of this run are the same file")
     return paths
 

@@ -5,7 +5,9 @@ assimilate |
 checkpoint {inspect,validate} | config {dump,validate}.
 
 Under `mpiexec`, an error on any rank prints one message naming the rank and aborts the whole job
-(`MPI_Abort`), so no rank waits forever for a dead peer.
+(`MPI_Abort`), so no rank waits forever for a dead peer. Verbs that write check and lock their outputs first
+(icecorr/cli/guards.py): an input is never an output, an existing output is replaced only with `--overwrite` (and
+only once the run completes), and two runs never write one file or training folder at once.
 """
 from __future__ import annotations
 
@@ -94,23 +96,40 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
+    from icecorr.base.config import ConfigError
+    from icecorr.cli.guards import train_folder
     from training.fit.loop import main as train_main
 
-    argv = [args.config, *args.overrides]
-    if args.device:
-        argv += ["--device", args.device]
-    if args.seed is not None:
-        argv += ["--seed", str(args.seed)]
-    if args.no_progress:
-        argv.append("--no-progress")
-    if args.dry_run:
-        argv.append("--dry-run")
-    return train_main(argv)
+    def argv(*more: str) -> list[str]:
+        out = [args.config, *args.overrides, *more]  # overrides before the options (argparse)
+        if args.device:
+            out += ["--device", args.device]
+        if args.seed is not None:
+            out += ["--seed", str(args.seed)]
+        if args.no_progress:
+            out.append("--no-progress")
+        if args.dry_run:
+            out.append("--dry-run")
+        return out
+
+    try:
+        cfg = None if args.dry_run else _load("train", args.config, [*args.overrides, *(
+            [f"train.seed={args.seed}"] if args.seed is not None else [])])
+    except ConfigError:
+        cfg = None  # training's own loader reports it
+    if cfg is None:
+        return train_main(argv())
+    data = cfg.train.data
+    inputs = {"train file": data.train_file, "validation file": data.val_file, "config": args.config,
+              "base checkpoint": cfg.train.base_checkpoint}
+    with train_folder(cfg, inputs, args.overwrite, _command_line()) as fresh:
+        return train_main(argv(*(["train.resume=false"] if fresh else [])))
 
 
 def cmd_correct(args) -> int:
     from coupling.drivers import run_correct
     from icecorr.base.config import dump_config
+    from icecorr.cli.guards import guard, require_corrector
 
     overrides = list(args.overrides)
     if args.checkpoint:
@@ -123,16 +142,21 @@ def cmd_correct(args) -> int:
     if args.dry_run:
         print(dump_config(cfg))
         return 0
-    path = run_correct(cfg.correct, Path(args.forecasts), Path(args.output), comm=world_if_parallel(),
-                       command=_command_line(), config_text=dump_config(cfg))
+    require_corrector(cfg.correct.checkpoint, args.no_correction, args.config)
+    inputs = {"forecast file": args.forecasts, "checkpoint": cfg.correct.checkpoint, "config": args.config}
+    with guard([args.output], inputs, args.overwrite, _command_line()) as (out,):
+        path = run_correct(cfg.correct, Path(args.forecasts), out, comm=world_if_parallel(),
+                           command=_command_line(), config_text=dump_config(cfg))
     if path is not None:
         print(f"wrote {path}")
     return 0
 
 
 def _run_ensemble(args, emulate: bool) -> int:
-    from coupling.drivers import run_couple, run_emulate
+    from coupling.drivers import output_paths, run_couple, run_emulate
+    from coupling.restart import check_same_checkpoint, read_restart
     from icecorr.base.config import dump_config
+    from icecorr.cli.guards import guard
 
     overrides = list(args.overrides)
     if args.members is not None:
@@ -146,11 +170,17 @@ def _run_ensemble(args, emulate: bool) -> int:
         print(dump_config(cfg))
         return 0
     forcing = cfg.forcing or cfg.initial
+    if args.restart:
+        check_same_checkpoint(args.restart, read_restart(args.restart), cfg.couple.checkpoint)
     common = dict(restart=args.restart, comm=world_if_parallel(), command=_command_line(), config_text=dump_config(cfg))
-    if emulate:
-        paths = run_emulate(cfg.couple, cfg.initial, forcing, **common)
-    else:
-        paths = run_couple(cfg.couple, cfg.initial, forcing, grid=cfg.grid, physics=cfg.physics, **common)
+    inputs = {"initial file": cfg.initial, "forcing file": cfg.forcing, "checkpoint": cfg.couple.checkpoint,
+              "config": args.config, "restart file": args.restart}
+    with guard(output_paths(cfg.couple.output, cfg.couple.start_indices), inputs, args.overwrite, _command_line(),
+               partial_ok=bool(args.restart)):
+        if emulate:
+            paths = run_emulate(cfg.couple, cfg.initial, forcing, **common)
+        else:
+            paths = run_couple(cfg.couple, cfg.initial, forcing, grid=cfg.grid, physics=cfg.physics, **common)
     world = common["comm"]
     if world is None or world.Get_rank() == 0:
         for p in paths or []:
@@ -211,6 +241,9 @@ def _common(p: argparse.ArgumentParser, config: bool = True, config_required: bo
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+OVERWRITE_HELP = "replace an existing output (only once this run completes)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="icecorr", description="Hybrid physics-ML sea-ice model-error corrector.")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
@@ -241,12 +274,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, config_required=True)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int)
+    p.add_argument("--overwrite", action="store_true", help="replace a finished or different run in train.out_dir")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("correct", help="offline correction of coarse forecasts into a corrected ensemble")
     p.add_argument("forecasts", help="NetCDF with forecast_*, initial_* and forcing (training-pair layout)")
-    p.add_argument("--checkpoint", help="residual-corrector checkpoint")
+    p.add_argument("--checkpoint", help="residual-corrector checkpoint (required unless --no-correction)")
+    p.add_argument("--no-correction", action="store_true", help="no corrector: copy the forecasts (zero spread)")
     p.add_argument("-o", "--output", required=True)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--config", default=None)
     p.add_argument("--members", type=int)
     p.add_argument("--seed", type=int)
@@ -261,6 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--members", type=int)
         p.add_argument("--seed", type=int)
         p.add_argument("-o", "--output")
+        p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
         p.set_defaults(func=func)
 
     p = sub.add_parser("evaluate", help="metrics, spectra, deformation, plots and a markdown report")
@@ -311,6 +348,10 @@ PASSTHROUGH = {"observations": ("training.data.observations", "main"), "assimila
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`icecorr VERB …`: the exit status (0 ok, 2 bad input, 1 other failure, 130 interrupted)."""
+    from icecorr.base.outputs import survive_closed_stdout
+
+    survive_closed_stdout()  # `icecorr train … | head`: the work goes on after head exits
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in PASSTHROUGH:
         module, name = PASSTHROUGH[argv[0]]
