@@ -48,6 +48,7 @@ def _load(verb: str, path: str | None, overrides: Sequence[str]):
 # --- verbs --------------------------------------------------------------------------------------------------------
 
 def cmd_demo(args) -> int:
+    """`icecorr demo`: the twin experiment end to end into --out."""
     from icecorr.cli.demo import run_demo
 
     run_demo(Path(args.out), quick=args.quick, progress=not args.no_progress, reuse=args.reuse)
@@ -55,6 +56,7 @@ def cmd_demo(args) -> int:
 
 
 def cmd_cyclone(args) -> int:
+    """`icecorr cyclone`: the moving-cyclone benchmark box (NetCDF + PNG) into --out."""
     from coupling.cyclone import run_cyclone
 
     cfg = _load("cyclone", args.config, args.overrides)
@@ -65,6 +67,7 @@ def cmd_cyclone(args) -> int:
 
 
 def cmd_generate(args) -> int:
+    """`icecorr generate`: twin-experiment training pairs into --out (MPI: members over ranks)."""
     from icecorr.base.config import dump_config
     from training.data.generate import run_generate
 
@@ -81,6 +84,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_prepare(args) -> int:
+    """`icecorr prepare`: training pairs from the user's reference NetCDF into --out."""
     from icecorr.base.config import dump_config
     from training.data.prepare import run_prepare
 
@@ -96,6 +100,7 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
+    """`icecorr train`: the run folder checked and locked (guards.train_folder), then training.fit."""
     from icecorr.base.config import ConfigError
     from icecorr.cli.guards import train_folder
     from training.fit.loop import main as train_main
@@ -127,6 +132,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_correct(args) -> int:
+    """`icecorr correct`: offline correction of a pair file into a guarded, locked -o."""
     from coupling.drivers import run_correct
     from icecorr.base.config import dump_config
     from icecorr.cli.guards import guard, require_corrector
@@ -153,6 +159,7 @@ def cmd_correct(args) -> int:
 
 
 def _run_ensemble(args, emulate: bool) -> int:
+    """couple / emulate: restart checked against the checkpoint, outputs guarded and locked, then the run."""
     from coupling.drivers import output_paths, run_couple, run_emulate
     from coupling.restart import check_same_checkpoint, read_restart
     from icecorr.base.config import dump_config
@@ -189,14 +196,17 @@ def _run_ensemble(args, emulate: bool) -> int:
 
 
 def cmd_couple(args) -> int:
+    """`icecorr couple`: coupled physics + corrector ensemble run."""
     return _run_ensemble(args, emulate=False)
 
 
 def cmd_emulate(args) -> int:
+    """`icecorr emulate`: autoregressive emulator ensemble run."""
     return _run_ensemble(args, emulate=True)
 
 
 def cmd_evaluate(args) -> int:
+    """`icecorr evaluate`: metrics, plots and a markdown report into the -o folder."""
     from training.evaluation.evaluate import parse_run_specs, run_evaluate
 
     specs = [item if "=" in item else f"{Path(item).stem}={item}" for item in args.runs]
@@ -208,6 +218,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_checkpoint(args) -> int:
+    """`icecorr checkpoint inspect|validate PATH`."""
     from corrector.checkpoint import load_checkpoint
 
     data = load_checkpoint(args.path)
@@ -221,6 +232,7 @@ def cmd_checkpoint(args) -> int:
 
 
 def cmd_config(args) -> int:
+    """`icecorr config dump|validate VERB [CONFIG]`."""
     from icecorr.base.config import dump_config
 
     cfg = _load(args.verb, args.config, args.overrides)
@@ -245,6 +257,7 @@ OVERWRITE_HELP = "replace an existing output (only once this run completes)"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every verb (observations/assimilate/calibrate parse their own)."""
     parser = argparse.ArgumentParser(prog="icecorr", description="Hybrid physics-ML sea-ice model-error corrector.")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 

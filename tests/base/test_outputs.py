@@ -142,7 +142,7 @@ def test_lock_refuses_a_second_run_naming_the_holder(tmp_path):
     finally:
         holder.kill()
         holder.wait()
-    with OutputLock(out) as lock:  # the holder died: its flock is gone with it
+    with OutputLock(out):  # the holder died: its flock is gone with it
         assert lock_path(out).exists()
     assert not lock_path(out).exists()
 

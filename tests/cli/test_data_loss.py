@@ -7,7 +7,6 @@ Each refusal is one line naming the file, exit status != 0, and nothing left beh
 """
 from __future__ import annotations
 
-import fcntl
 import os
 import subprocess
 import sys
@@ -18,9 +17,13 @@ import pytest
 import torch
 import xarray as xr
 
-from tests.cli.test_bad_inputs import assert_clean_failure, base, run_cli, train_argv, write_couple_config  # noqa: F401
+from tests.cli import test_bad_inputs
+from tests.cli.test_bad_inputs import assert_clean_failure, run_cli, train_argv, write_couple_config
 from tests.helpers.paths import REPO
 from tests.mpi_scripts.tiny import tiny_checkpoint
+
+
+base = test_bad_inputs.base  # fixture: a pair file, tiny checkpoints (residual, emulator) and an emulator run
 
 
 def snapshot(*paths: Path) -> dict[Path, bytes]:
