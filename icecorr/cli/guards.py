@@ -76,6 +76,20 @@ def _resume_refusal(out: Path, cfg, held: list[str]) -> str | None:
 
 
 @contextmanager
+def folder_guard(out, command: str) -> Iterator[Path]:
+    """An output folder (generate, prepare, cyclone, evaluate): a usable name under a writable parent, not a file,
+    locked for the run (files in it are replaced, as before)."""
+    path = check_name(out, "output folder")
+    check_parent(path, "output folder")
+    if os.path.lexists(path) and not path.is_dir():
+        raise OutputError(path, "the output folder exists and is not a folder")
+    with ExitStack() as stack:
+        if leads_writing():
+            stack.enter_context(OutputLock(path, command))
+        yield path
+
+
+@contextmanager
 def train_folder(cfg, inputs: Mapping[str, object], overwrite: bool, command: str) -> Iterator[bool]:
     """Check and lock `train.out_dir` for a training run; yields True when the run must start afresh (the folder's
     earlier run was removed under --overwrite: pass train.resume=false).

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from icecorr.base.mpi import world_if_parallel
+from icecorr.cli.guards import folder_guard, guard, require_corrector, train_folder
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -60,8 +61,9 @@ def cmd_cyclone(args) -> int:
     from coupling.cyclone import run_cyclone
 
     cfg = _load("cyclone", args.config, args.overrides)
-    path = run_cyclone(cfg.grid, cfg.physics, Path(args.out), days=cfg.days,
-                       output_every_hours=cfg.output_every_hours, window_seconds=cfg.window_seconds)
+    with folder_guard(args.out, _command_line()) as out:
+        path = run_cyclone(cfg.grid, cfg.physics, out, days=cfg.days, output_every_hours=cfg.output_every_hours,
+                           window_seconds=cfg.window_seconds)
     print(f"wrote {path} and {path.with_suffix('.png')}")
     return 0
 
@@ -76,7 +78,8 @@ def cmd_generate(args) -> int:
         print(dump_config(cfg))
         return 0
     comm = world_if_parallel()
-    paths = run_generate(cfg, Path(args.out), comm=comm, progress=None if not args.no_progress else False)
+    with folder_guard(args.out, _command_line()) as out:
+        paths = run_generate(cfg, out, comm=comm, progress=None if not args.no_progress else False)
     if comm is None or comm.Get_rank() == 0:
         for p in paths:
             print(f"wrote {p}")
@@ -93,7 +96,8 @@ def cmd_prepare(args) -> int:
         print(dump_config(cfg))
         return 0
     comm = world_if_parallel()
-    path = run_prepare(cfg, Path(args.out), comm=comm)
+    with folder_guard(args.out, _command_line()) as out:
+        path = run_prepare(cfg, out, comm=comm)
     if comm is None or comm.Get_rank() == 0:
         print(f"wrote {path}")
     return 0
@@ -102,7 +106,6 @@ def cmd_prepare(args) -> int:
 def cmd_train(args) -> int:
     """`icecorr train`: the run folder checked and locked (guards.train_folder), then training.fit."""
     from icecorr.base.config import ConfigError
-    from icecorr.cli.guards import train_folder
     from training.fit.loop import main as train_main
 
     def argv(*more: str) -> list[str]:
@@ -135,7 +138,6 @@ def cmd_correct(args) -> int:
     """`icecorr correct`: offline correction of a pair file into a guarded, locked -o."""
     from coupling.drivers import run_correct
     from icecorr.base.config import dump_config
-    from icecorr.cli.guards import guard, require_corrector
 
     overrides = list(args.overrides)
     if args.checkpoint:
@@ -163,7 +165,6 @@ def _run_ensemble(args, emulate: bool) -> int:
     from coupling.drivers import output_paths, run_couple, run_emulate
     from coupling.restart import check_same_checkpoint, read_restart
     from icecorr.base.config import dump_config
-    from icecorr.cli.guards import guard
 
     overrides = list(args.overrides)
     if args.members is not None:
@@ -212,7 +213,8 @@ def cmd_evaluate(args) -> int:
     specs = [item if "=" in item else f"{Path(item).stem}={item}" for item in args.runs]
     cfg = _load("evaluate", args.config, args.overrides)
     reference = args.reference[0] if len(args.reference) == 1 else args.reference
-    report = run_evaluate(parse_run_specs(specs), reference, Path(args.output), config=cfg.evaluate)
+    with folder_guard(args.output, _command_line()) as out:
+        report = run_evaluate(parse_run_specs(specs), reference, out, config=cfg.evaluate)
     print(f"wrote {report}")
     return 0
 

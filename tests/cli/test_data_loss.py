@@ -147,6 +147,18 @@ def test_unusable_output_path_is_one_clear_line(base, tmp_path, capsys, kind, ve
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "cfg") == before
 
 
+@pytest.mark.parametrize("verb", ["evaluate", "cyclone", "generate"])
+def test_output_folder_that_is_a_file_is_one_clear_line(base, tmp_path, capsys, verb):
+    """Was: a traceback (FileExistsError / NotADirectoryError) once the work was done, or the file replaced."""
+    notes = tmp_path / "notes.txt"
+    notes.write_text("keep me")
+    argv = {"evaluate": ["evaluate", base["run"], "--reference", base["good"], "-o", notes],
+            "cyclone": ["cyclone", "--out", notes], "generate": ["generate", "--out", notes]}[verb]
+    rc, err = run_cli(argv, capsys)
+    assert_clean_failure(rc, err, tmp_path / "none", notes, None, "the output folder exists and is not a folder")
+    assert notes.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
 def test_read_only_output_folder_is_one_clear_line(base, tmp_path, capsys, monkeypatch):
     """Was: a traceback ending in [Errno 30] Read-only file system (here: access() says no, as on a read-only mount;
     root ignores permission bits)."""
