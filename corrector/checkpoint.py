@@ -171,6 +171,9 @@ def save_checkpoint(path: str | os.PathLike, *, model_state: Mapping[str, torch.
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # a full disk: torch says "[enforce fail at inline_container.cc:…]"
+        raise CheckpointError(path, f"cannot be written (disk full or not writable?): {_first_line(exc)[:200]}") \
+            from None
     finally:
         if tmp.exists():
             tmp.unlink()
