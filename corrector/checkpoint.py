@@ -87,6 +87,17 @@ def _plain_state(state: Mapping[str, Any] | None, what: str) -> dict[str, torch.
     return out
 
 
+def check_finite_weights(state: Mapping[str, Any] | None, what: str, path: str | os.PathLike | None) -> None:
+    """CheckpointError naming the first floating-point tensor of `state` that holds NaN or ±inf (a diverged
+    training), with how many of its values are not finite."""
+    for name, tensor in (state or {}).items():
+        if isinstance(tensor, torch.Tensor) and tensor.is_floating_point():
+            bad = int((~torch.isfinite(tensor)).sum())
+            if bad:
+                raise CheckpointError(path, f"{what} tensor {name!r} holds {bad} non-finite value(s) (NaN or inf) "
+                                            f"of {tensor.numel()}: the training diverged; this corrector is unusable")
+
+
 def _check_plain(obj: Any, where: str) -> None:
     """Only str/int/float/bool/None/list/tuple/dict/tensor may go into the archive (weights_only-loadable)."""
     if obj is None or type(obj) in (str, int, float, bool) or isinstance(obj, torch.Tensor):
@@ -137,6 +148,8 @@ def save_checkpoint(path: str | os.PathLike, *, model_state: Mapping[str, torch.
                          f"config conditioning {config.conditioning}")
     extra = dict(extra or {})
     _check_plain(extra, "extra")
+    check_finite_weights(model_state, "model_state", path)  # never write a diverged corrector
+    check_finite_weights(ema_state, "ema_state", path)
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -158,6 +171,9 @@ def save_checkpoint(path: str | os.PathLike, *, model_state: Mapping[str, torch.
     try:
         torch.save(payload, tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # a full disk: torch says "[enforce fail at inline_container.cc:…]"
+        raise CheckpointError(path, f"cannot be written (disk full or not writable?): {_first_line(exc)[:200]}") \
+            from None
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -169,7 +185,8 @@ def load_checkpoint(path: str | os.PathLike, *, grid: Mapping[str, Any] | None =
     """Read and validate a checkpoint; optionally check it against the run's grid and variable list.
 
     Raises CheckpointError for: missing/truncated/unreadable file, a file that is not a corrector checkpoint (or
-    holds pickled objects), a newer format version, an invalid config, and (if given) grid or variable mismatch.
+    holds pickled objects), a newer format version, an invalid config, non-finite weights (NaN/inf, naming the
+    tensor), and (if given) grid or variable mismatch.
     """
     p = Path(path)
     if not p.is_file():
@@ -224,6 +241,9 @@ def load_checkpoint(path: str | os.PathLike, *, grid: Mapping[str, Any] | None =
         raise CheckpointError(p, f"stored normalisation is invalid: {exc}") from None
     if not isinstance(raw["model_state"], dict) or not raw["model_state"]:
         raise CheckpointError(p, "model_state is empty")
+    check_finite_weights(raw["model_state"], "model_state", p)
+    if isinstance(raw["ema_state"], dict):
+        check_finite_weights(raw["ema_state"], "ema_state", p)
     data = CheckpointData(config=config, model_state=raw["model_state"], ema_state=raw["ema_state"],
                           normalization=norm, grid=dict(raw["grid"]), variables_units=dict(raw["variables_units"]),
                           extra=dict(raw["extra"]), format_version=version,

@@ -1,10 +1,13 @@
 """CF NetCDF writers: atomic whole-file writes, and an appending trajectory writer that survives SIGKILL.
 
-The trajectory writer creates its file atomically (temp name + rename), then appends one time record per step and
-calls `sync()` after every record, so a run killed at any moment leaves a readable file holding every completed step
-(verified by tests/test_output_kill.py). The global attribute `status` reads "running" until `close()` sets it to
-"complete". Every record is written with a single call per variable and the `time` coordinate is written last,
-so the number of valid `time` values is the number of complete records.
+The trajectory writer builds its file under `<name>.partial` (defined under a temporary name, then renamed, so the
+partial file is never half-defined), appends one time record per step and calls `sync()` after every record, so a
+run killed at any moment leaves a readable `<name>.partial` holding every completed step (tests/coupling/
+test_output.py). Only `close("complete")` renames it onto the output path: an existing output is untouched until
+the new one is complete, and a failed or interrupted run never destroys it. The global attribute `status` reads
+"running" until `close()` sets "complete" or "failed". Every record is written with a single call per variable and
+the `time` coordinate last, so the number of valid `time` values is the number of complete records.
+A restart (`continue_from`) reads the interrupted run's `<name>.partial` (or, if absent, the complete output).
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ import numpy as np
 import xarray as xr
 
 from icecorr.base.files import temp_path
+from icecorr.base.outputs import OutputError, check_replaceable, partial_path
 
 CALENDAR = "standard"
 
@@ -52,29 +56,41 @@ class TrajectoryWriter:
 
     def __init__(self, path: str | Path, variables: Mapping[str, Mapping[str, str]], members: int, ny: int, nx: int,
                  dx: float, start: datetime, global_attrs: Mapping[str, object] | None = None,
-                 precision: str = "float64", _open_existing: bool = False):
+                 precision: str = "float64", kept: Mapping[str, np.ndarray] | None = None):
         self.path = Path(path)
+        self.partial = partial_path(self.path)
         self.variables = {k: dict(v) for k, v in variables.items()}
         self.members, self.ny, self.nx = members, ny, nx
         self.start = to_datetime(start)
         self.units = time_units(self.start)
-        if _open_existing:
-            self._nc = netCDF4.Dataset(self.path, "a")
-            self.n_records = int(np.ma.count(self._nc["time"][:]))
-            return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = temp_path(self.path)
-        nc = netCDF4.Dataset(tmp, "w", format=TRAJECTORY_FORMAT)
-        try:
-            self._define(nc, dx, np.dtype(precision), global_attrs or {})
-            nc.close()
-        except BaseException:
-            nc.close()
-            tmp.unlink(missing_ok=True)
-            raise
-        os.replace(tmp, self.path)  # the file appears complete-but-empty, never half-defined
-        self._nc = netCDF4.Dataset(self.path, "a")
         self.n_records = 0
+        self._closed = False
+        self._write_failed = False  # a write failed: the partial file is removed at close
+        check_replaceable(self.path)  # a folder or device at the output fails now, not after the run
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OutputError(self.path, f"cannot create its folder: {_reason(exc)}") from None
+        tmp = temp_path(self.partial)
+        try:
+            self._nc = netCDF4.Dataset(tmp, "w", format=TRAJECTORY_FORMAT)
+        except OSError as exc:
+            raise OutputError(self.path, f"cannot create the output: {_reason(exc)}") from None
+        try:
+            self._define(self._nc, dx, np.dtype(precision), global_attrs or {})
+            for i in range(len(kept["time"]) if kept is not None else 0):
+                self._write_record(kept["step"][i], {k: kept[k][i] for k in self.variables if k in kept},
+                                   hours=float(kept["time"][i]))
+            self._nc.sync()
+            _close_quietly(self._nc)
+            os.replace(tmp, self.partial)  # the partial file appears defined (and holding the kept records)
+            self._nc = netCDF4.Dataset(self.partial, "a")
+        except BaseException as exc:
+            _close_quietly(self._nc)
+            tmp.unlink(missing_ok=True)
+            if isinstance(exc, (OSError, RuntimeError)):
+                raise OutputError(self.path, f"cannot create the output: {_reason(exc)}") from None
+            raise
 
     def _dims(self, name: str) -> tuple[str, ...]:
         """(time, member, y, x), or (time, y, x) for a variable declared with `_member: False`."""
@@ -106,28 +122,32 @@ class TrajectoryWriter:
 
     @classmethod
     def continue_from(cls, old_path: str | Path | None, n_keep: int, path: str | Path, **kwargs) -> "TrajectoryWriter":
-        """A writer at `path` holding the first `n_keep` records of `old_path` (if that file has them), then open
-        for appending: how a restarted run continues the output of the interrupted one bit for bit."""
+        """A writer at `path` holding the first `n_keep` records of the interrupted run's output, then open for
+        appending: how a restarted run continues the output of the interrupted one bit for bit. The records are
+        read from `<old_path>.partial` (what an interrupted run leaves) or else `old_path` (a completed run), the
+        first of them that holds `n_keep` records; with neither, the writer starts empty."""
         kept = None
-        if old_path is not None and Path(old_path).exists():
-            with netCDF4.Dataset(old_path) as old:
-                n_old = int(np.ma.count(old["time"][:]))
-                if n_old >= n_keep:
+        candidates = [partial_path(old_path), Path(old_path)] if old_path is not None else []
+        for old_file in candidates:
+            if not old_file.is_file():
+                continue
+            with netCDF4.Dataset(old_file) as old:
+                if int(np.ma.count(old["time"][:])) >= n_keep:
                     kept = {name: np.asarray(old[name][:n_keep]) for name in
                             ["time", "step", *kwargs["variables"]] if name in old.variables}
-        writer = cls(path, **kwargs)
-        if kept is not None:
-            for i in range(n_keep):
-                writer._write_record(kept["step"][i], {k: kept[k][i] for k in writer.variables if k in kept},
-                                     hours=float(kept["time"][i]))
-            writer._nc.sync()
-        return writer
+                    break
+        return cls(path, kept=kept, **kwargs)
 
     def append(self, time, step: int, fields: Mapping[str, np.ndarray]) -> None:
-        """Append one time record (`fields[name]` is `(member, y, x)`; absent variables stay NaN) and sync."""
+        """Append one time record (`fields[name]` is `(member, y, x)`; absent variables stay NaN) and sync.
+        A failed write (disk full, I/O error) is an OutputError naming the file."""
         hours = (to_datetime(time) - self.start).total_seconds() / 3600.0
-        self._write_record(step, fields, hours)
-        self._nc.sync()  # data, then the record count: the record is in the file even if SIGKILLed next
+        try:
+            self._write_record(step, fields, hours)
+            self._nc.sync()  # data, then the record count: the record is in the file even if SIGKILLed next
+        except (OSError, RuntimeError) as exc:
+            self._write_failed = True
+            raise OutputError(self.partial, f"cannot write record {self.n_records}: {_reason(exc)}") from None
 
     def _write_record(self, step: int, fields: Mapping[str, np.ndarray], hours: float) -> None:
         i = self.n_records
@@ -144,16 +164,66 @@ class TrajectoryWriter:
         self.n_records = i + 1
 
     def close(self, status: str = "complete") -> None:
-        """Mark the file `status` ("complete", or e.g. "failed") and close it."""
-        if self._nc.isopen():
+        """Mark the file `status` and close it; "complete" then renames `<name>.partial` onto the output.
+
+        Any other status (the run failed) never raises, so the run's own error is the one reported: the partial file
+        stays for `--restart` and inspection, unless it holds no record or a write failed (disk full: it is removed).
+        A failure to finish a complete run is an OutputError naming the partial file, which then stays.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        if status != "complete":
+            try:
+                self._nc.setncattr("status", status)
+            except Exception:  # noqa: BLE001 - the run's own error is already on its way
+                pass
+            _close_quietly(self._nc)
+            if self.n_records == 0 or self._write_failed:
+                self.partial.unlink(missing_ok=True)
+            return
+        try:
             self._nc.setncattr("status", status)
-            self._nc.close()
+            self._nc.sync()  # a failure shows here, while the file is still open
+        except (OSError, RuntimeError) as exc:
+            _close_quietly(self._nc)
+            raise OutputError(self.partial, f"cannot finish the output: {_reason(exc)}") from None
+        _close_quietly(self._nc)
+        self._check_finished()
+        check_replaceable(self.path)
+        os.replace(self.partial, self.path)
+
+    def _check_finished(self) -> None:
+        """The closed partial file reads back complete with every record (the close itself reports no error)."""
+        try:
+            with netCDF4.Dataset(self.partial) as nc:
+                ok = nc.getncattr("status") == "complete" and int(np.ma.count(nc["time"][:])) == self.n_records
+        except (OSError, RuntimeError, KeyError, AttributeError):
+            ok = False
+        if not ok:
+            raise OutputError(self.partial, f"cannot finish the output: it does not read back complete with "
+                                            f"{self.n_records} records (disk full?)")
 
     def __enter__(self) -> "TrajectoryWriter":
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.close("complete" if exc_type is None else "failed")
+
+
+def _reason(exc: BaseException) -> str:
+    """One short line for an I/O failure ("No space left on device", "NetCDF: HDF error", …)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
+
+
+def _close_quietly(nc: netCDF4.Dataset) -> None:
+    """Close once, ignoring errors. Not `close()`: after a failed write its error leaves netCDF4 counting the file
+    open, and the second close at garbage collection crashes the C library (exit 139 after a full disk)."""
+    if nc.isopen():
+        nc._close(False)  # what netCDF4 itself does when it closes at garbage collection
 
 
 def _attr(value: object) -> object:

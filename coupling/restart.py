@@ -2,11 +2,14 @@
 
 Randomness is stateless (`corrector.seeding.member_seeds(seed, start_index, step, members)`), so the base seed,
 the window start indices and the number of completed steps are all a continuation needs besides the states:
-a restarted run is bit-identical to an uninterrupted one. Files are CF NetCDF4 written atomically.
+a restarted run is bit-identical to an uninterrupted one. Files are CF NetCDF4 written atomically. The file records
+the corrector's id (`checkpoint_file_id`), so a restart with another corrector is refused (`check_same_checkpoint`).
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,10 +43,12 @@ class RestartState:
     config: str = ""
 
     def member_state(self, window: int, member: int) -> dict[str, np.ndarray]:
+        """The state of one member of one window: variable -> (y, x)."""
         return {k: v[window, member] for k, v in self.states.items()}
 
 
 def restart_path(folder: str | Path, stem: str, step: int) -> Path:
+    """`<folder>/<stem>.restart.step<NNNNN>.nc`: the restart file after `step` completed steps."""
     return Path(folder) / f"{stem}.restart.step{step:05d}.nc"
 
 
@@ -115,3 +120,32 @@ def check_continuation(path: str | Path, r: RestartState, mode: str, start_indic
         if have != want:
             raise InputError(str(path), fld, f"restart has {have!r} but this run asks for {want!r}; "
                                              f"a restart must continue the same run")
+
+
+def checkpoint_file_id(checkpoint: str | os.PathLike | None) -> str:
+    """The id a run records for its corrector: 'zero' without a checkpoint, else 'sha256:<first 16 hex> (<path>)'
+    of the checkpoint file's bytes (a copied or moved checkpoint keeps its id)."""
+    if checkpoint is None:
+        return "zero"
+    h = hashlib.sha256()
+    with open(checkpoint, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return f"sha256:{h.hexdigest()[:16]} ({checkpoint})"
+
+
+def _in_words(checkpoint_id: str) -> str:
+    return "no checkpoint (zero correction)" if checkpoint_id == "zero" else f"checkpoint {checkpoint_id}"
+
+
+def check_same_checkpoint(path: str | Path, r: RestartState, checkpoint: str | os.PathLike | None) -> None:
+    """A restart continues with the corrector its run started with (same file content, or both without one).
+    Restart files that recorded no file id (older files, in-memory correctors) cannot be checked."""
+    have = r.checkpoint_id
+    if not have or have.startswith("in-memory") or (checkpoint is not None and not Path(checkpoint).is_file()):
+        return  # a missing checkpoint file is reported by the corrector loader
+    want = checkpoint_file_id(checkpoint)
+    if have.split(" ")[0] != want.split(" ")[0]:
+        raise InputError(str(path), "checkpoint_id", f"the run was started with {_in_words(have)} but this run "
+                                                     f"uses {_in_words(want)}; a restart must continue with the "
+                                                     f"same corrector")

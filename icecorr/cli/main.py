@@ -5,7 +5,9 @@ assimilate |
 checkpoint {inspect,validate} | config {dump,validate}.
 
 Under `mpiexec`, an error on any rank prints one message naming the rank and aborts the whole job
-(`MPI_Abort`), so no rank waits forever for a dead peer.
+(`MPI_Abort`), so no rank waits forever for a dead peer. Verbs that write check and lock their outputs first
+(icecorr/cli/guards.py): an input is never an output, an existing output is replaced only with `--overwrite` (and
+only once the run completes), and two runs never write one file or training folder at once.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from icecorr.base.mpi import world_if_parallel
+from icecorr.cli.guards import folder_guard, guard, require_corrector, train_folder
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -46,6 +49,7 @@ def _load(verb: str, path: str | None, overrides: Sequence[str]):
 # --- verbs --------------------------------------------------------------------------------------------------------
 
 def cmd_demo(args) -> int:
+    """`icecorr demo`: the twin experiment end to end into --out."""
     from icecorr.cli.demo import run_demo
 
     run_demo(Path(args.out), quick=args.quick, progress=not args.no_progress, reuse=args.reuse)
@@ -53,16 +57,19 @@ def cmd_demo(args) -> int:
 
 
 def cmd_cyclone(args) -> int:
+    """`icecorr cyclone`: the moving-cyclone benchmark box (NetCDF + PNG) into --out."""
     from coupling.cyclone import run_cyclone
 
     cfg = _load("cyclone", args.config, args.overrides)
-    path = run_cyclone(cfg.grid, cfg.physics, Path(args.out), days=cfg.days,
-                       output_every_hours=cfg.output_every_hours, window_seconds=cfg.window_seconds)
+    with folder_guard(args.out, _command_line()) as out:
+        path = run_cyclone(cfg.grid, cfg.physics, out, days=cfg.days, output_every_hours=cfg.output_every_hours,
+                           window_seconds=cfg.window_seconds)
     print(f"wrote {path} and {path.with_suffix('.png')}")
     return 0
 
 
 def cmd_generate(args) -> int:
+    """`icecorr generate`: twin-experiment training pairs into --out (MPI: members over ranks)."""
     from icecorr.base.config import dump_config
     from training.data.generate import run_generate
 
@@ -71,7 +78,8 @@ def cmd_generate(args) -> int:
         print(dump_config(cfg))
         return 0
     comm = world_if_parallel()
-    paths = run_generate(cfg, Path(args.out), comm=comm, progress=None if not args.no_progress else False)
+    with folder_guard(args.out, _command_line()) as out:
+        paths = run_generate(cfg, out, comm=comm, progress=None if not args.no_progress else False)
     if comm is None or comm.Get_rank() == 0:
         for p in paths:
             print(f"wrote {p}")
@@ -79,6 +87,7 @@ def cmd_generate(args) -> int:
 
 
 def cmd_prepare(args) -> int:
+    """`icecorr prepare`: training pairs from the user's reference NetCDF into --out."""
     from icecorr.base.config import dump_config
     from training.data.prepare import run_prepare
 
@@ -87,28 +96,46 @@ def cmd_prepare(args) -> int:
         print(dump_config(cfg))
         return 0
     comm = world_if_parallel()
-    path = run_prepare(cfg, Path(args.out), comm=comm)
+    with folder_guard(args.out, _command_line()) as out:
+        path = run_prepare(cfg, out, comm=comm)
     if comm is None or comm.Get_rank() == 0:
         print(f"wrote {path}")
     return 0
 
 
 def cmd_train(args) -> int:
+    """`icecorr train`: the run folder checked and locked (guards.train_folder), then training.fit."""
+    from icecorr.base.config import ConfigError
     from training.fit.loop import main as train_main
 
-    argv = [args.config, *args.overrides]
-    if args.device:
-        argv += ["--device", args.device]
-    if args.seed is not None:
-        argv += ["--seed", str(args.seed)]
-    if args.no_progress:
-        argv.append("--no-progress")
-    if args.dry_run:
-        argv.append("--dry-run")
-    return train_main(argv)
+    def argv(*more: str) -> list[str]:
+        out = [args.config, *args.overrides, *more]  # overrides before the options (argparse)
+        if args.device:
+            out += ["--device", args.device]
+        if args.seed is not None:
+            out += ["--seed", str(args.seed)]
+        if args.no_progress:
+            out.append("--no-progress")
+        if args.dry_run:
+            out.append("--dry-run")
+        return out
+
+    try:
+        cfg = None if args.dry_run else _load("train", args.config, [*args.overrides, *(
+            [f"train.seed={args.seed}"] if args.seed is not None else [])])
+    except ConfigError:
+        cfg = None  # training's own loader reports it
+    if cfg is None:
+        return train_main(argv())
+    data = cfg.train.data
+    inputs = {"train file": data.train_file, "validation file": data.val_file, "config": args.config,
+              "base checkpoint": cfg.train.base_checkpoint}
+    with train_folder(cfg, inputs, args.overwrite, _command_line()) as fresh:
+        return train_main(argv(*(["train.resume=false"] if fresh else [])))
 
 
 def cmd_correct(args) -> int:
+    """`icecorr correct`: offline correction of a pair file into a guarded, locked -o."""
     from coupling.correct import run_correct
     from icecorr.base.config import dump_config
 
@@ -123,16 +150,22 @@ def cmd_correct(args) -> int:
     if args.dry_run:
         print(dump_config(cfg))
         return 0
-    path = run_correct(cfg.correct, Path(args.forecasts), Path(args.output), comm=world_if_parallel(),
-                       command=_command_line(), config_text=dump_config(cfg))
+    require_corrector(cfg.correct.checkpoint, args.no_correction, args.config)
+    inputs = {"forecast file": args.forecasts, "checkpoint": cfg.correct.checkpoint, "config": args.config}
+    with guard([args.output], inputs, args.overwrite, _command_line()) as (out,):
+        path = run_correct(cfg.correct, Path(args.forecasts), out, comm=world_if_parallel(),
+                           command=_command_line(), config_text=dump_config(cfg))
     if path is not None:
         print(f"wrote {path}")
     return 0
 
 
 def _run_ensemble(args, emulate: bool) -> int:
+    """couple / emulate: restart checked against the checkpoint, outputs guarded and locked, then the run."""
     from coupling.couple import run_couple
     from coupling.emulate import run_emulate
+    from coupling.ensemble_output import output_paths
+    from coupling.restart import check_same_checkpoint, read_restart
     from icecorr.base.config import dump_config
 
     overrides = list(args.overrides)
@@ -147,11 +180,17 @@ def _run_ensemble(args, emulate: bool) -> int:
         print(dump_config(cfg))
         return 0
     forcing = cfg.forcing or cfg.initial
+    if args.restart:
+        check_same_checkpoint(args.restart, read_restart(args.restart), cfg.couple.checkpoint)
     common = dict(restart=args.restart, comm=world_if_parallel(), command=_command_line(), config_text=dump_config(cfg))
-    if emulate:
-        paths = run_emulate(cfg.couple, cfg.initial, forcing, **common)
-    else:
-        paths = run_couple(cfg.couple, cfg.initial, forcing, grid=cfg.grid, physics=cfg.physics, **common)
+    inputs = {"initial file": cfg.initial, "forcing file": cfg.forcing, "checkpoint": cfg.couple.checkpoint,
+              "config": args.config, "restart file": args.restart}
+    with guard(output_paths(cfg.couple.output, cfg.couple.start_indices), inputs, args.overwrite, _command_line(),
+               partial_ok=bool(args.restart)):
+        if emulate:
+            paths = run_emulate(cfg.couple, cfg.initial, forcing, **common)
+        else:
+            paths = run_couple(cfg.couple, cfg.initial, forcing, grid=cfg.grid, physics=cfg.physics, **common)
     world = common["comm"]
     if world is None or world.Get_rank() == 0:
         for p in paths or []:
@@ -160,25 +199,30 @@ def _run_ensemble(args, emulate: bool) -> int:
 
 
 def cmd_couple(args) -> int:
+    """`icecorr couple`: coupled physics + corrector ensemble run."""
     return _run_ensemble(args, emulate=False)
 
 
 def cmd_emulate(args) -> int:
+    """`icecorr emulate`: autoregressive emulator ensemble run."""
     return _run_ensemble(args, emulate=True)
 
 
 def cmd_evaluate(args) -> int:
+    """`icecorr evaluate`: metrics, plots and a markdown report into the -o folder."""
     from training.evaluation.evaluate import parse_run_specs, run_evaluate
 
     specs = [item if "=" in item else f"{Path(item).stem}={item}" for item in args.runs]
     cfg = _load("evaluate", args.config, args.overrides)
     reference = args.reference[0] if len(args.reference) == 1 else args.reference
-    report = run_evaluate(parse_run_specs(specs), reference, Path(args.output), config=cfg.evaluate)
+    with folder_guard(args.output, _command_line()) as out:
+        report = run_evaluate(parse_run_specs(specs), reference, out, config=cfg.evaluate)
     print(f"wrote {report}")
     return 0
 
 
 def cmd_checkpoint(args) -> int:
+    """`icecorr checkpoint inspect|validate PATH`."""
     from corrector.checkpoint import load_checkpoint
 
     data = load_checkpoint(args.path)
@@ -192,6 +236,7 @@ def cmd_checkpoint(args) -> int:
 
 
 def cmd_config(args) -> int:
+    """`icecorr config dump|validate VERB [CONFIG]`."""
     from icecorr.base.config import dump_config
 
     cfg = _load(args.verb, args.config, args.overrides)
@@ -212,7 +257,11 @@ def _common(p: argparse.ArgumentParser, config: bool = True, config_required: bo
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+OVERWRITE_HELP = "replace an existing output (only once this run completes)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every verb (observations/assimilate/calibrate parse their own)."""
     parser = argparse.ArgumentParser(prog="icecorr", description="Hybrid physics-ML sea-ice model-error corrector.")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -242,12 +291,15 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p, config_required=True)
     p.add_argument("--device", choices=["auto", "cpu", "cuda"])
     p.add_argument("--seed", type=int)
+    p.add_argument("--overwrite", action="store_true", help="replace a finished or different run in train.out_dir")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("correct", help="offline correction of coarse forecasts into a corrected ensemble")
     p.add_argument("forecasts", help="NetCDF with forecast_*, initial_* and forcing (training-pair layout)")
-    p.add_argument("--checkpoint", help="residual-corrector checkpoint")
+    p.add_argument("--checkpoint", help="residual-corrector checkpoint (required unless --no-correction)")
+    p.add_argument("--no-correction", action="store_true", help="no corrector: copy the forecasts (zero spread)")
     p.add_argument("-o", "--output", required=True)
+    p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
     p.add_argument("--config", default=None)
     p.add_argument("--members", type=int)
     p.add_argument("--seed", type=int)
@@ -262,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--members", type=int)
         p.add_argument("--seed", type=int)
         p.add_argument("-o", "--output")
+        p.add_argument("--overwrite", action="store_true", help=OVERWRITE_HELP)
         p.set_defaults(func=func)
 
     p = sub.add_parser("evaluate", help="metrics, spectra, deformation, plots and a markdown report")
@@ -312,6 +365,10 @@ PASSTHROUGH = {"observations": ("training.data.observations", "main"), "assimila
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`icecorr VERB …`: the exit status (0 ok, 2 bad input, 1 other failure, 130 interrupted)."""
+    from icecorr.base.outputs import survive_closed_stdout
+
+    survive_closed_stdout()  # `icecorr train … | head`: the work goes on after head exits
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in PASSTHROUGH:
         module, name = PASSTHROUGH[argv[0]]

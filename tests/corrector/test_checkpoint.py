@@ -145,3 +145,48 @@ def test_checkpoint_from_before_emulator_state_variables_loads_as_all_tendencies
     torch.save(raw, old)
     loaded = Corrector.load(old)
     assert loaded.config.emulator_state_variables == [] and loaded.state_variables == []
+
+
+@pytest.mark.parametrize("entry, value", [("model_state", float("nan")), ("ema_state", float("inf"))])
+def test_non_finite_weights_are_rejected_naming_the_tensor(saved, tmp_path, entry, value):
+    """A diverged training (lr = 1e6) wrote NaN weights that `icecorr checkpoint validate` called valid (issue 21)."""
+    raw = torch.load(saved["path"], weights_only=True)
+    name = sorted(k for k, t in raw[entry].items() if t.is_floating_point())[0]
+    raw[entry][name].view(-1)[:3] = value
+    diverged = tmp_path / "diverged.pt"
+    torch.save(raw, diverged)
+    with pytest.raises(CheckpointError, match=rf"diverged.pt: {entry} tensor '{name}' holds 3 non-finite value\(s\) "
+                                              r"\(NaN or inf\)"):
+        load_checkpoint(diverged)
+    c = saved["c"]
+    state = {k: t.clone() for k, t in raw[entry].items()}
+    with pytest.raises(CheckpointError, match=rf"{entry} tensor '{name}' holds 3 non-finite"):
+        save_checkpoint(tmp_path / "x.pt", model_state=state if entry == "model_state" else c.model.state_dict(),
+                        ema_state=state if entry == "ema_state" else None, config=saved["cfg"],
+                        normalization=c.normalization, grid=saved["grid"], variables_units=UNITS)
+    assert not list(tmp_path.glob("x.pt*"))
+
+
+SAVE_ON_FULL_DISK = """
+import resource, signal, sys
+from tests.mpi_scripts.tiny import tiny_checkpoint
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)     # a write beyond the limit fails with EFBIG, like a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (3000, 3000))
+tiny_checkpoint(sys.argv[1])
+"""
+
+
+def test_full_disk_while_saving_is_one_checkpoint_error_and_leaves_nothing(tmp_path):
+    """Was: "RuntimeError: [enforce fail at inline_container.cc:672]" (issue 21: disk full in `train`)."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.helpers.paths import REPO
+
+    res = subprocess.run([sys.executable, "-c", SAVE_ON_FULL_DISK, str(tmp_path / "c.pt")], capture_output=True,
+                         text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    last = res.stderr.strip().splitlines()[-1]
+    assert res.returncode == 1 and last.startswith("corrector.checkpoint.CheckpointError: checkpoint ") \
+        and "c.pt: cannot be written (disk full or not writable?)" in last, res.stderr
+    assert os.listdir(tmp_path) == []

@@ -65,6 +65,29 @@ def test_restart_in_one_process_is_exact(tmp_path):
         np.testing.assert_array_equal(ds[v].values[1], ref[v].values[3], err_msg=v)
 
 
+def test_interrupted_run_keeps_the_old_output_and_restarts_from_its_partial_file(tmp_path):
+    """A run that fails at step 3 leaves the previous complete output untouched and its own records in
+    `<name>.partial`; `--restart` onto the same output continues from that partial file, bit for bit (issue 21:
+    the output used to be replaced at start-up, and a restart read the records from the output path only)."""
+    from icecorr.base.outputs import partial_path
+
+    ref = xr.load_dataset(couple(tmp_path, "ref", tiny_corrector(), n_steps=3)[0])
+    out = tmp_path / "r.nc"
+    out.write_bytes(b"an earlier complete output")
+    with pytest.raises(RuntimeError, match="injected failure"):  # sampling call 2 = step 3 (call 0: step 1)
+        couple(tmp_path, "r", case.FaultyCorrector(tiny_corrector(), "raise", 2), n_steps=3, restart_interval=1)
+    assert out.read_bytes() == b"an earlier complete output"
+    part = xr.load_dataset(partial_path(out))
+    assert part.attrs["status"] == "failed" and list(part["step"].values) == [0, 1, 2]
+    out.unlink()
+    cont = couple(tmp_path, "r", tiny_corrector(), n_steps=3, restart=tmp_path / "r.restart.step00002.nc")[0]
+    ds = xr.load_dataset(cont)
+    assert ds.attrs["status"] == "complete" and list(ds["step"].values) == [0, 1, 2, 3]
+    for v in VARS:
+        np.testing.assert_array_equal(ds[v].values, ref[v].values, err_msg=v)
+    assert not partial_path(out).exists()
+
+
 def test_initial_perturbation_is_bounded_and_per_member(tmp_path):
     a = xr.load_dataset(couple(tmp_path, "p3", tiny_corrector(), members=3, n_steps=1, initial_perturbation=0.05)[0])
     b = xr.load_dataset(couple(tmp_path, "p2", tiny_corrector(), members=2, n_steps=1, initial_perturbation=0.05)[0])

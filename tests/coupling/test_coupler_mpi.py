@@ -143,7 +143,8 @@ def test_raising_ml_rank_aborts_the_job_naming_the_rank(tmp_path, runs):
     res, elapsed = _fails_fast(tmp_path, "raise", "--fault", "raise", "--fault-at", "1", "--checkpoint", runs["ckpt"])
     assert "rank 2 (ml) failed: RuntimeError: injected failure in the corrector at sampling call 1" in res.stderr
     # the file written so far is readable and holds the completed records
-    ds = xr.open_dataset(tmp_path / "raise.nc")
+    assert not (tmp_path / "raise.nc").exists()  # the output appears only when the run completes
+    ds = xr.open_dataset(tmp_path / "raise.nc.partial")
     assert ds.sizes["time"] == 2 and ds.attrs["status"] == "failed"
 
 
@@ -157,7 +158,7 @@ def test_sigkilled_ml_rank_ends_the_job(tmp_path):
     # ended by mpiexec noticing the dead rank, not by the 30 s exchange deadline of the surviving ranks
     assert "timed out" not in res.stderr, res.stderr[-2000:]
     assert re.search(r"rank 2 .*(signal 9|Killed)", res.stderr + res.stdout), res.stderr[-2000:]
-    ds = xr.open_dataset(tmp_path / "kill.nc")  # writer was the killed rank: completed records survive
+    ds = xr.open_dataset(tmp_path / "kill.nc.partial")  # writer was the killed rank: completed records survive
     assert ds.sizes["time"] >= 2 and np.isfinite(ds["sic"].values).all()
 
 
