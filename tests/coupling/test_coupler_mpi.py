@@ -132,14 +132,14 @@ def test_output_is_cf_with_provenance(runs, tmp_path):
     from tests.helpers.known_corrector import known_correction
     from tests.helpers.paths import REPO
 
-    code = ("import sys; sys.path.insert(0, %r)\n"
+    # couple_job.py with its in-memory tiny corrector wrapped in the stub (every rank runs the same code)
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
             "import tests.mpi_scripts.tiny as tiny\n"
             "from tests.helpers.known_corrector import KnownCorrection\n"
             "inner = tiny.tiny_corrector\n"
             "tiny.tiny_corrector = lambda *a, **k: KnownCorrection(inner(*a, **k))\n"
             "from tests.mpi_scripts import couple_job\n"
-            "sys.exit(couple_job.main(['--out', %r, '--members', '3', '--steps', '2']))\n"
-            % (str(REPO), str(tmp_path / "known.nc")))
+            f"sys.exit(couple_job.main(['--out', {str(tmp_path / 'known.nc')!r}, '--members', '3', '--steps', '2']))\n")
     res = run_mpi(3, ["-c", code], timeout=TIMEOUT, cwd=str(tmp_path))
     assert res.returncode == 0, res.stderr[-3000:]
     k = xr.load_dataset(tmp_path / "known.nc")

@@ -161,7 +161,10 @@ def test_summer_melt_reduces_area_and_volume():
     tm = -thermo.mu_salinity * thermo.ice_salinity
     dt = 3600.0
     s = {"a": 0.9, "v": 0.9, "vs": 0.0, "ts": -1.0, "tos": thermo.t_freeze}
-    enthalpy = lambda x: heat_cap * (x["tos"] - thermo.t_freeze) - rhol * x["v"]  # noqa: E731
+
+    def enthalpy(x):  # J m-2 relative to a slab at freezing and no ice
+        return heat_cap * (x["tos"] - thermo.t_freeze) - rhol * x["v"]
+
     checked = 0
     for n in range(5 * 24):
         new = _step_column(thermo, s, forcing, update_tsurf=True, dt=dt)
