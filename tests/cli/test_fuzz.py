@@ -155,6 +155,19 @@ def mutated_file(src: Path, mutation, suffix: str = ".nc") -> Path:
     return path
 
 
+def unmutated(src: Path, path: Path, mutation) -> bool:
+    """True when the mutation left the file valid: kind 'none' (re-written by xarray) or bytes unchanged (e.g. a
+    truncation at 100 %). Such a file must be read successfully: a reader that rejects everything must fail."""
+    if mutation[0] in ("truncate", "flip", "zero_block"):
+        return path.read_bytes() == src.read_bytes()
+    return mutation[0] == "none"
+
+
+def tolerated(src: Path, path: Path, mutation) -> tuple:
+    """The exception types a reader may raise on `path`: the clear errors, or none at all for an unmutated file."""
+    return () if unmutated(src, path, mutation) else CLEAR
+
+
 def pair_mutations():
     with xr.open_dataset(_base()["pairs"]) as ds:
         names, dims = sorted(ds.variables), sorted(ds.dims)
@@ -167,8 +180,9 @@ def _pair_names() -> tuple[list[str], list[str]]:
 
 
 # ------------------------------------------------------------------------------------------------ properties
-def read_pairs_everywhere(path: Path) -> None:
-    """Every in-process reader of pair files, each checked against the property."""
+def read_pairs_everywhere(path: Path, allowed: tuple = CLEAR) -> None:
+    """Every in-process reader of pair files, each checked against the property; `allowed` = () requires each reader
+    to succeed."""
     from coupling.forcing import FileForcing
     from coupling.pairs import initial_states_from_pairs, preflight_pairs
     from icecorr.base.files import open_netcdf
@@ -209,17 +223,46 @@ def read_pairs_everywhere(path: Path) -> None:
         with no_hang(name):
             try:
                 reader()
-            except CLEAR:
+            except allowed:
                 pass
             except Exception as exc:  # noqa: BLE001 - the property under test
                 raise AssertionError(f"{name} raised {type(exc).__name__} (not a clear error) on {path}: "
                                      f"{exc}") from exc
 
 
+def test_readers_accept_the_unmutated_files():
+    """The other half of each property: a valid file is read, so a reader that rejects everything fails here."""
+    from coupling.restart import read_restart
+    from corrector.checkpoint import load_checkpoint
+    from training.evaluation.evaluate import read_run
+
+    base = _base()
+    for mutation in (("none", "time", None), ("truncate", 1.0, 1)):
+        read_pairs_everywhere(mutated_file(base["pairs"], mutation), allowed=())
+        run, _, _ = read_run(mutated_file(base["traj"], mutation), VARS)
+        assert run.sizes["member"] == 2
+        assert read_restart(mutated_file(base["restart"], mutation)).step == 1
+    assert load_checkpoint(mutated_file(base["ck"], ("truncate", 1.0, 1), suffix=".pt")).model_state
+    from icecorr.base.config import load_config
+    from icecorr.cli import main
+    from icecorr.cli.runconfig import CoupleRunConfig
+
+    yaml = Path(tempfile.mkdtemp(dir=base["tmp"])) / "c.yaml"
+    yaml.write_text("couple: {members: 3}\n")
+    assert load_config(CoupleRunConfig, yaml, ["initial=x.nc"]).couple.members == 3
+    out = Path(tempfile.mkdtemp(dir=base["tmp"])) / "c.nc"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["correct", str(base["pairs"]), "--checkpoint", str(base["ck"]), "-o", str(out),
+                     "--members", "2"]) == 0
+    with xr.open_dataset(out) as ds:
+        assert ds.attrs["status"] == "complete" and ds.sizes["member"] == 2
+
+
 @FUZZ
 @given(mutation=pair_mutations())
 def test_pair_file_readers_fail_only_with_clear_errors(mutation):
-    read_pairs_everywhere(mutated_file(_base()["pairs"], mutation))
+    path = mutated_file(_base()["pairs"], mutation)
+    read_pairs_everywhere(path, tolerated(_base()["pairs"], path, mutation))
 
 
 @FUZZ
@@ -233,6 +276,7 @@ def test_correct_cli_leaves_a_complete_file_or_nothing(mutation):
     err = io.StringIO()
     with no_hang("icecorr correct"), contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
         rc = main(["correct", str(bad), "--checkpoint", str(base["ck"]), "-o", str(out / "c.nc"), "--members", "2"])
+    assert rc == 0 or not unmutated(base["pairs"], bad, mutation), err.getvalue()
     if rc == 0:
         assert sorted(p.name for p in out.iterdir()) == ["c.nc"]
         with xr.open_dataset(out / "c.nc") as ds:
@@ -255,7 +299,7 @@ def test_trajectory_reader_fails_only_with_clear_errors(mutation):
         try:
             run, _, _ = read_run(path, VARS)
             assert all(np.isfinite(run[v].values).all() for v in VARS)
-        except CLEAR:
+        except tolerated(_base()["traj"], path, mutation):
             pass
 
 
@@ -270,7 +314,7 @@ def test_restart_reader_fails_only_with_clear_errors(mutation):
         try:
             r = read_restart(path)
             assert all(np.isfinite(v).all() for v in r.states.values())
-        except CLEAR:
+        except tolerated(_base()["restart"], path, mutation):
             pass
 
 
@@ -284,7 +328,7 @@ def test_checkpoint_loader_fails_only_with_clear_errors(mutation):
         try:
             data = load_checkpoint(path)
             assert data.model_state
-        except CLEAR:
+        except tolerated(_base()["ck"], path, mutation):
             pass
 
 

@@ -15,7 +15,9 @@ field = arrays(np.float64, (3, 4, 5), elements=st.floats(-5, 5, allow_nan=False,
 def test_bounds_always_hold(sic, sit, snt, damage, siu):
     # exact zeros are an edge case worth hitting often
     sic = np.where(np.abs(sic) < 1, 0.0, sic)
-    out, counts = apply_bounds({"sic": sic, "sit": sit, "snt": snt, "damage": damage, "siu": siu})
+    inputs = {"sic": sic, "sit": sit, "snt": snt, "damage": damage, "siu": siu}
+    before = {k: v.copy() for k, v in inputs.items()}
+    out, counts = apply_bounds(inputs)
     assert np.all((out["sic"] >= 0) & (out["sic"] <= 1))
     assert np.all(out["sit"] >= 0) and np.all(out["snt"] >= 0)
     assert np.all((out["damage"] >= 0) & (out["damage"] <= 1))
@@ -30,8 +32,10 @@ def test_bounds_always_hold(sic, sit, snt, damage, siu):
     # values already in bounds (with ice volume) are unchanged
     ok = (sic > 0) & (sic <= 1) & (sit > 0)
     assert np.array_equal(out["sic"][ok], sic[ok])
-    # inputs not modified
-    assert out["sit"] is not sit
+    # inputs not modified, and no output shares memory with an input (a later in-place edit would reach it)
+    for k, v in inputs.items():
+        assert np.array_equal(v, before[k]), k
+        assert not any(np.shares_memory(out[j], v) for j in out), k
 
 
 def test_bounds_reject_nan():

@@ -50,12 +50,28 @@ def test_round_trip_identical_samples(saved):
 
 
 def test_averaged_model_state_is_accepted(saved, tmp_path):
+    """An AveragedModel state ('module.' prefix, n_averaged) is loaded as the EMA weights, not dropped: the loaded
+    corrector holds the averaged weights (which differ from the raw ones) and samples as they do."""
     c = saved["c"]
     avg = torch.optim.swa_utils.AveragedModel(c.model)
+    with torch.no_grad():
+        for p in avg.module.parameters():
+            p.mul_(0.8)
     path = tmp_path / "avg.pt"
     save_checkpoint(path, model_state=c.model.state_dict(), ema_state=avg.state_dict(), config=saved["cfg"],
                     normalization=c.normalization, grid=saved["grid"], variables_units=UNITS)
-    Corrector.load(path)  # 'module.' prefix and n_averaged handled
+    loaded = Corrector.load(path)  # 'module.' prefix and n_averaged handled
+    want, raw = avg.module.state_dict(), c.model.state_dict()
+    got = loaded.model.state_dict()
+    assert set(got) == set(want)
+    for name, value in got.items():
+        assert torch.equal(value, want[name]), name
+    assert any(not torch.equal(want[k], raw[k]) for k in want)  # the averaged weights are not the raw ones
+    assert all(torch.equal(v, raw[k]) for k, v in Corrector.load(path, use_ema=False).model.state_dict().items())
+    seeds = member_seeds(3, np.array([0, 1]), 0, 2)
+    ref = Corrector.from_model(copy.deepcopy(avg.module), c.normalization, saved["cfg"], saved["grid"])
+    np.testing.assert_array_equal(loaded.sample(saved["cond"], 2, seeds=seeds),
+                                  ref.sample(saved["cond"], 2, seeds=seeds))
 
 
 @pytest.mark.parametrize("field,value", [("nx", 32), ("dx", 8000.0), ("mask_hash", "0" * 16)])

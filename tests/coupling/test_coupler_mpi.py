@@ -114,7 +114,7 @@ def test_restart_continues_bit_identically(runs):
     assert (runs["tmp"] / "a.restart.step00004.nc").exists()
 
 
-def test_output_is_cf_with_provenance(runs):
+def test_output_is_cf_with_provenance(runs, tmp_path):
     a = runs["a"]
     assert list(a["sic"].dims) == ["time", "member", "y", "x"]
     assert a["sic"].attrs["standard_name"] == "sea_ice_area_fraction" and a["siu"].attrs["units"] == "m s-1"
@@ -125,9 +125,36 @@ def test_output_is_cf_with_provenance(runs):
     assert a.attrs["checkpoint_id"].startswith("sha256:") and "tiny.pt" in a.attrs["checkpoint_id"]
     np.testing.assert_array_equal(np.diff(a["time"].values), np.timedelta64(12, "h"))
     assert float(a["x"][1] - a["x"][0]) == 16_000.0
-    # corrected = forecast + correction; bounds hold
-    np.testing.assert_allclose(a["sic"][1:], a["forecast_sic"][1:] + a["correction_sic"][1:], atol=1e-12)
     assert float(a["sic"].min()) >= 0 and float(a["sic"].max()) <= 1 and float(a["sit"].min()) >= 0
+    # a coupled run (2 physics ranks, 1 ML rank) with a stub corrector of known output, correction = FACTOR ·
+    # forecast: the written corrected state and correction are recomputed from the written forecast
+    from corrector.bounds import THIN_FORECAST_SIC
+    from tests.helpers.known_corrector import known_correction
+    from tests.helpers.paths import REPO
+
+    # couple_job.py with its in-memory tiny corrector wrapped in the stub (every rank runs the same code)
+    code = (f"import sys; sys.path.insert(0, {str(REPO)!r})\n"
+            "import tests.mpi_scripts.tiny as tiny\n"
+            "from tests.helpers.known_corrector import KnownCorrection\n"
+            "inner = tiny.tiny_corrector\n"
+            "tiny.tiny_corrector = lambda *a, **k: KnownCorrection(inner(*a, **k))\n"
+            "from tests.mpi_scripts import couple_job\n"
+            f"sys.exit(couple_job.main(['--out', {str(tmp_path / 'known.nc')!r}, '--members', '3', '--steps', '2']))\n")
+    res = run_mpi(3, ["-c", code], timeout=TIMEOUT, cwd=str(tmp_path))
+    assert res.returncode == 0, res.stderr[-3000:]
+    k = xr.load_dataset(tmp_path / "known.nc")
+    assert k.sizes["time"] == 3 and k.sizes["member"] == 3
+    forecast = {v: k[f"forecast_{v}"].values[1:] for v in VARS}
+    want = known_correction(forecast)
+    iced = forecast["sic"] >= THIN_FORECAST_SIC  # elsewhere the thin-forecast guard and the bounds step in
+    assert iced.mean() > 0.5
+    for v in VARS:
+        np.testing.assert_allclose(k[v].values[1:][iced], (forecast[v] + want[v])[iced], rtol=1e-6, atol=1e-12,
+                                   err_msg=v)
+        np.testing.assert_allclose(k[f"correction_{v}"].values[1:][iced], want[v][iced], rtol=1e-5, atol=1e-9,
+                                   err_msg=v)
+    # the next forecast starts from the corrected state: it differs from the uncorrected physics
+    assert not np.allclose(k["sit"].values[2], runs["ref"]["sit_w0"][2])
 
 
 def _fails_fast(tmp: Path, name: str, *args: str, timeout: float = 60.0):
@@ -136,6 +163,8 @@ def _fails_fast(tmp: Path, name: str, *args: str, timeout: float = 60.0):
                     timeout=TIMEOUT)
     elapsed = time.monotonic() - t0
     assert res.returncode != 0, res.stdout
+    # a failure ends the job well before the hard timeout (and is not left to the 30 s exchange deadline alone)
+    assert elapsed < timeout, f"{name}: the job took {elapsed:.0f} s to fail (bound {timeout:.0f} s)"
     return res, elapsed
 
 

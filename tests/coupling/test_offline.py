@@ -42,13 +42,29 @@ def test_correct_writes_bounded_members_with_forecast_and_correction(pairs, tmp_
     assert ds.sizes == {"time": 6, "member": 3, "y": 16, "x": 16}
     assert ds["forecast_sic"].dims == ("time", "y", "x")
     np.testing.assert_array_equal(ds["forecast_sit"].values, src["forecast_sit"].values)
-    np.testing.assert_allclose(ds["sit"].values, ds["forecast_sit"].values[:, None] + ds["correction_sit"].values,
-                               atol=1e-12)
     assert float(ds["sic"].min()) >= 0 and float(ds["sic"].max()) <= 1 and float(ds["snt"].min()) >= 0
     assert float(ds["sic"].std("member").max()) > 1e-5  # members differ through their noise
     # time is the valid time: 12 h after the window start
     np.testing.assert_array_equal(ds["time"].values, src["time"].values + np.timedelta64(12, "h"))
     assert ds.attrs["status"] == "complete" and "input time index" in ds.attrs["seeding"]
+    # a stub corrector with a known correction: the written corrected and correction fields are recomputed from
+    # the input file's forecasts (not from each other)
+    from corrector.bounds import THIN_FORECAST_SIC
+    from tests.helpers.known_corrector import KnownCorrection, known_correction
+
+    cfg = CorrectConfig(members=2, chunk_size=4, output_options={"write_forecast": True, "write_correction": True})
+    known = xr.load_dataset(run_correct(cfg, pairs, tmp_path / "known.nc", comm=None,
+                                        corrector=KnownCorrection(tiny_corrector())))
+    forecast = {v: src[f"forecast_{v}"].values for v in VARS}
+    want = known_correction(forecast)
+    iced = forecast["sic"] >= THIN_FORECAST_SIC  # elsewhere the thin-forecast guard and the bounds step in
+    assert iced.mean() > 0.5
+    for v in VARS:
+        for k in range(2):
+            np.testing.assert_allclose(known[v].values[:, k][iced], (forecast[v] + want[v])[iced], rtol=1e-6,
+                                       atol=1e-12, err_msg=v)
+            np.testing.assert_allclose(known[f"correction_{v}"].values[:, k][iced], want[v][iced], rtol=1e-5,
+                                       atol=1e-9, err_msg=v)
 
 
 def test_correct_does_not_depend_on_chunking_or_member_count(pairs, tmp_path):

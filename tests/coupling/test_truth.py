@@ -138,12 +138,22 @@ def test_elastic_substep_follows_the_knob():
 
 
 def test_truth_from_refined_coarse_state_coarse_grains_back():
-    """A fine initial state built with `refine` from a coarse one is coarse-grained back exactly."""
-    n = 16
-    coarse = {"sic": np.full((n, n), 0.9), "sit": np.full((n, n), 1.5), "snt": np.full((n, n), 0.1),
-              "damage": np.ones((n, n))}
-    m = TruthModel(GridConfig(nx=2 * n, ny=2 * n, dx=8e3))
+    """A fine initial state built with `refine` from a coarse one is coarse-grained back exactly.
+
+    The coarse fields are non-uniform and asymmetric (different patterns in x and y, a non-square grid), so a
+    transpose, a flipped axis or a one-block shift between refine, the TruthModel state and coarsen would show."""
+    ny, nx = 12, 16
+    y, x = np.mgrid[0:ny, 0:nx]
+    coarse = {"sic": 0.5 + 0.4 * (x / nx) ** 2 + 0.05 * np.sin(y),
+              "sit": 0.5 + 2.0 * (y / ny) + 0.3 * (x / nx),
+              "snt": 0.02 + 0.2 * ((x + 2 * y) % 7) / 7,
+              "damage": 0.3 + 0.6 * ((3 * x + y) % 11) / 11}
+    m = TruthModel(GridConfig(nx=2 * nx, ny=2 * ny, dx=8e3))
     m.set_state(refine_state(coarse, 2))
-    back = coarsen_state(m.get_state()[["sic", "sivol", "snvol", "damage"]], 2)
+    fine = m.get_state()
+    # the fine grid holds each coarse value on its own 2x2 block (the state is (y, x): row j is coarse row j // 2)
+    np.testing.assert_allclose(fine["sic"].values[5, 9], coarse["sic"][2, 4], rtol=1e-14)
+    np.testing.assert_allclose(fine["sit"].values[::2, ::2], coarse["sit"], rtol=1e-14)
+    back = coarsen_state(fine[["sic", "sivol", "snvol", "damage"]], 2)
     for k in ("sic", "sit", "snt", "damage"):
-        np.testing.assert_allclose(back[k].values, coarse[k], rtol=1e-14)
+        np.testing.assert_allclose(back[k].values, coarse[k], rtol=1e-14, err_msg=k)

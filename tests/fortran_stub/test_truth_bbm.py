@@ -50,11 +50,17 @@ def test_stresses_respect_mohr_coulomb_after_damage_update(compressed):
     tau = np.sqrt(0.25 * (s["sig11"] - s["sig22"]) ** 2 + _corner_shear_at_centres(compressed) ** 2)
     c = s["cohesion"] * s["sivol"]  # vertically integrated cohesion (N m-1)
     excess = (tau + 0.7 * sn - c) / c
-    # ice that is not fully broken sits on or inside the envelope; relaxation over t_d lags a little
-    assert excess[s["damage"] > 0.05].max() < 0.15
-    # fully damaged cells next to intact ones keep a bounded overshoot of the corner shear
-    assert excess.max() < 1.0
-    assert np.median(excess) < 0.0
+    # Each substep scales a failing cell's stress by 1 - (1 - d_crit) dt_s/t_d (dt_s/t_d ~ 0.35 here), so the state
+    # after a substep may stay outside the envelope by (1 - dt_s/t_d)(1/d_crit - 1); its corners relax at least as
+    # fast (the max of the neighbours' factors). Measured on this deterministic case: normal-stress part <= -4e-4,
+    # 0.063 for ice that is not fully broken, 0.69 at fully broken cells next to intact ones (their corner shear is
+    # loaded by the intact neighbours' stiffness). The bounds leave a small margin over these, not a factor 2.
+    tau_normal = 0.5 * np.abs(s["sig11"] - s["sig22"])
+    assert ((tau_normal + 0.7 * sn - c) / c).max() < 0.01  # without the corner shear: on or inside the envelope
+    assert excess[s["damage"] > 0.05].max() < 0.08
+    assert excess.max() < 0.75
+    assert np.median(excess) < -1.0  # most of the ice is well inside
+    assert (excess > 0.01).mean() < 0.08  # and only a few per cent of the cells are outside at all (6 %)
 
 
 def test_uniaxial_compression_localises_damage_in_bands(compressed):
