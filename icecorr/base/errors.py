@@ -13,3 +13,7 @@ class InputError(ValueError):
         if field:
             where.append(f"field '{field}'")
         super().__init__(f"{', '.join(where) or 'input'}: {problem}")
+
+
+class RunError(RuntimeError):
+    """A run that cannot go on and must stop with one clear line (e.g. a training whose loss diverged)."""

@@ -23,9 +23,10 @@ from typing import Optional, Sequence
 import torch.distributed as dist
 from torch import nn
 
+from corrector.checkpoint import CheckpointError
 from corrector.config import CorrectorConfig
 from icecorr.base.config import ConfigError, dump_config, load_config
-from icecorr.base.errors import InputError
+from icecorr.base.errors import InputError, RunError
 from training.fit.config import TrainRunConfig
 from training.fit.dataset import PairDataset
 from training.fit.runtime import setup_env
@@ -84,9 +85,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(dump_config(cfg))
             return 0
         path = run_train(cfg, device=args.device, progress=False if args.no_progress else None)
-    except InputError as exc:
+    except (InputError, CheckpointError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except RunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"checkpoint: {path}")
     return 0

@@ -9,7 +9,7 @@ from typing import Optional
 
 import torch
 
-from icecorr.base.errors import InputError
+from icecorr.base.errors import InputError, RunError
 from icecorr.base.files import atomic_path
 from training.fit.config import TrainRunConfig
 from training.fit.runtime import Env
@@ -38,8 +38,12 @@ def save_resume(path: Path, env: Env, state: dict, rng_states: list[dict]) -> No
     """Rank 0 writes the resume state atomically (`<name>.tmp-<pid>` then rename)."""
     if not env.main:
         return
-    with atomic_path(path) as tmp:
-        torch.save({**state, "rng": rng_states, "world": env.world, "format": RESUME_FORMAT}, tmp)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save({**state, "rng": rng_states, "world": env.world, "format": RESUME_FORMAT}, tmp)
+    except (OSError, RuntimeError) as exc:  # a full disk: torch says "[enforce fail at inline_container.cc:…]"
+        text = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise RunError(f"{path}: the resume state cannot be written (disk full or not writable?): {text}") from None
 
 
 def load_resume(path: Path, cfg: TrainRunConfig, env: Env) -> dict:

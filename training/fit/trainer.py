@@ -17,6 +17,7 @@ from torch import nn
 from corrector.config import CorrectorConfig
 from corrector.normalization import Normalization
 from icecorr.base.config import dump_config
+from icecorr.base.errors import RunError
 from icecorr.base.files import write_text_atomic
 from training.fit.checkpoints import load_base_stage, save_corrector
 from training.fit.config import TrainRunConfig
@@ -209,6 +210,7 @@ class Trainer:
         model.train()
         with self.autocast():
             scaled, loss = batch_loss(self.net, batch, self.env.world, self.loss_gen)
+        self.stop_if_diverged(loss, lr)
         opt.zero_grad(set_to_none=True)
         scaler.scale(scaled).backward()
         if t.optim.grad_clip is not None:
@@ -224,6 +226,22 @@ class Trainer:
             self.bar.update(1)
             self.bar.set_postfix(loss=f"{float(loss):.4f}", lr=f"{lr:.2e}")
         return lr, loss
+
+    def stop_if_diverged(self, loss: torch.Tensor, lr: float) -> None:
+        """Stop the run, before the step is applied, when the loss is NaN or infinite on any rank: a diverged
+        training must not end with exit 0 and non-finite weights in best.pt (the flag is summed over ranks, so
+        every rank stops at the same step)."""
+        bad = torch.tensor([0.0 if torch.isfinite(loss.detach()).all() else 1.0], device=self.env.device)
+        if float(all_reduce(bad, self.env)) == 0.0:
+            return
+        if self.bar is not None:
+            self.bar.close()
+        self.log.close()
+        saved = [p.name for p in (self.out / "best.pt", self.out / "last.pt") if p.exists()]
+        raise RunError(f"{self.out}: the training diverged at step {self.step + 1}: the loss is "
+                       f"{float(loss.detach()):g} (learning rate {lr:.3g}); lower train.optim.lr or lengthen "
+                       f"train.optim.warmup_steps. "
+                       + (f"{', '.join(saved)} hold the last finite state" if saved else "no checkpoint was written"))
 
     def log_and_validate(self, lr: float) -> None:
         """At log and validation steps: a metrics.csv row with the interval's mean train loss (over ranks) and

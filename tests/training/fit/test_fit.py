@@ -231,3 +231,46 @@ def test_emulator_validation_skill_is_measured_against_persistence(files, tmp_pa
                             drop_last=False)[:2]
     targets = [collate(data.val.__getitems__(b))["target"] for b in batches]
     assert validate(Fixed(targets), data, cfg, env, contextlib.nullcontext)["val_skill"] == pytest.approx(1.0)
+
+
+def test_diverging_training_stops_with_one_line_and_no_non_finite_checkpoint(files, tmp_path, capsys):
+    """lr = 1e6 used to end with exit 0 and NaN weights in best.pt; now the run stops at the first non-finite loss,
+    before that step is applied, and every checkpoint it left holds finite weights."""
+    out = tmp_path / "diverged"
+    overrides = [f"train.data.train_file={files[0]}", f"train.data.val_file={files[1]}", f"train.out_dir={out}",
+                 "train.progress=false", "corrector.kind=deterministic", "train.optim.lr=1e6",
+                 "train.optim.warmup_steps=0", "train.max_steps=60", "train.val_every=2", "train.checkpoint_every=2"]
+    assert main([str(CONFIGS / "train_tiny.yaml"), *overrides, "--no-progress"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the training diverged at step" in err[0] and "train.optim.lr" in err[0], err
+    step = int(err[0].split("diverged at step ")[1].split(":")[0])
+    assert step < 60
+    for name in ("best.pt", "last.pt"):
+        if (out / name).exists():
+            ck = load_checkpoint(out / name)  # refuses non-finite weights
+            assert all(torch.isfinite(v).all() for v in ck.model_state.values())
+
+
+def test_full_disk_while_writing_the_resume_state_is_one_error_and_leaves_nothing(files, tmp_path, monkeypatch):
+    """A failed torch.save of resume.pt (disk full: "[enforce fail at inline_container.cc]") used to end in that
+    traceback with resume.pt.tmp-PID left behind."""
+    from icecorr.base.errors import RunError
+    from training.fit import state
+
+    def full_disk(obj, f, *a, **k):
+        Path(f).write_bytes(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+
+    class TorchWithFullDisk:  # torch as the resume writer sees it; last.pt is still saved by the real torch.save
+        save = staticmethod(full_disk)
+
+        def __getattr__(self, name):
+            return getattr(torch, name)
+
+    monkeypatch.setattr(state, "torch", TorchWithFullDisk())
+    cfg = tiny(files, tmp_path / "full", "corrector.kind=deterministic", "train.max_steps=4",
+               "train.checkpoint_every=2", "train.val_every=100")
+    with pytest.raises(RunError, match="resume state cannot be written .disk full") as info:
+        run_train(cfg, verbose=False)
+    assert len(str(info.value).splitlines()) == 1
+    assert not [p.name for p in (tmp_path / "full").iterdir() if ".tmp-" in p.name]
