@@ -179,7 +179,8 @@ class Demo:
         """Couple (or emulate) every held-out window with `checkpoint` (None: the uncorrected coarse model) into
         runs/{label}*.nc."""
         starts = self.window_starts()
-        args = ["emulate" if emulate else "couple", str(CONFIG_DIR / "couple.yaml"),
+        # the demo owns its runs folder: a rerun replaces its earlier trajectories (the CLI refuses that by default)
+        args = ["emulate" if emulate else "couple", str(CONFIG_DIR / "couple.yaml"), "--overwrite",
                 f"initial={self.data / 'test.nc'}", f"couple.members={members}",
                 f"couple.days={self.plan.window_days}", f"couple.start_indices={json.dumps(starts)}",
                 f"couple.output={self.out / 'runs' / (label + '.nc')}",
