@@ -180,13 +180,13 @@ class Demo:
         runs/{label}*.nc."""
         starts = self.window_starts()
         # the demo owns its runs folder: a rerun replaces its earlier trajectories (the CLI refuses that by default)
-        args = ["emulate" if emulate else "couple", str(CONFIG_DIR / "couple.yaml"), "--overwrite",
+        args = ["emulate" if emulate else "couple", str(CONFIG_DIR / "couple.yaml"),
                 f"initial={self.data / 'test.nc'}", f"couple.members={members}",
                 f"couple.days={self.plan.window_days}", f"couple.start_indices={json.dumps(starts)}",
                 f"couple.output={self.out / 'runs' / (label + '.nc')}",
                 f"couple.checkpoint={checkpoint if checkpoint else 'null'}"]
         args += [f"grid.nx={n}" for n in self._grid_override("nx")] + [f"grid.ny={n}" for n in self._grid_override("ny")]
-        self.icecorr(*args, ranks=ranks, threads=1)
+        self.icecorr(*args, "--overwrite", ranks=ranks, threads=1)
 
     def _grid_override(self, key: str) -> list[str]:
         return [o.split("=", 1)[1] for o in self.plan.generate_overrides if o.startswith(f"grid.{key}=")]
