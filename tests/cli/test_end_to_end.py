@@ -90,27 +90,41 @@ def test_trained_corrector_beats_the_uncorrected_model_offline(twin):
     assert np.mean(list(ratios.values())) < 0.9, ratios
 
 
+def stormy_windows(pairs, steps: int, count: int = 2) -> list[int]:
+    """The `count` window starts (room for `steps` steps in the split) with the largest coarse 12 h error: where a
+    coupled run has something to correct (the calm windows of a 10-day split have almost no model error)."""
+    with xr.open_dataset(pairs) as ds:
+        error = sum(((ds[f"forecast_{v}"] - ds[f"reference_{v}"]) ** 2).mean(("y", "x")) /
+                    float(((ds[f"forecast_{v}"] - ds[f"reference_{v}"]) ** 2).mean()) for v in ML_VARIABLES)
+        error = error.values[: ds.sizes["time"] - steps]
+    return sorted(int(i) for i in np.argsort(error)[-count:])
+
+
 def test_coupled_run_under_mpiexec_through_the_cli(twin):
-    """`mpiexec -n 3 icecorr couple` (2 physics ranks + 1 ML rank) with the trained corrector: a readable CF
-    trajectory (time, member, y, x) of bounded states, closer to the truth at 12 h than the uncorrected run."""
-    runs = twin / "runs"
-    base = [CONFIGS / "demo" / "couple.yaml", f"initial={twin / 'data' / 'test.nc'}", *GRID, "couple.days=2",
-            "couple.start_indices=[0]"]
+    """`mpiexec -n 3 icecorr couple` (2 physics ranks + 1 ML rank) with the trained corrector: readable CF
+    trajectories (time, member, y, x) of bounded states, closer to the truth at 12 h than the uncorrected runs
+    (errors of each variable in units of its coarse 12 h RMSE over the whole test split)."""
+    runs, pairs = twin / "runs", twin / "data" / "test.nc"
+    starts = stormy_windows(pairs, steps=4)
+    base = [CONFIGS / "demo" / "couple.yaml", f"initial={pairs}", *GRID, "couple.days=2",
+            f"couple.start_indices={starts}"]
     icecorr("couple", *base, "couple.members=2", f"couple.checkpoint={twin / 'corrector' / 'best.pt'}",
             f"couple.output={runs / 'hybrid.nc'}", ranks=3)
     icecorr("couple", *base, "couple.members=1", "couple.checkpoint=null", f"couple.output={runs / 'coarse.nc'}")
-    with xr.open_dataset(runs / "hybrid.nc") as hybrid, xr.open_dataset(runs / "coarse.nc") as coarse, \
-            xr.open_dataset(twin / "data" / "test.nc") as ref:
-        assert hybrid["sic"].dims == ("time", "member", "y", "x") and hybrid.sizes["member"] == 2
-        assert hybrid.sizes["time"] == 5  # the initial state and 4 steps of 12 h
-        assert float(hybrid["sic"].min()) >= 0 and float(hybrid["sic"].max()) <= 1
-        assert float(hybrid["sit"].min()) >= 0
-        # lead 12 h of the run started at window 0 is the reference of window 0
-        errs = {name: sum(rmse(run[v].isel(time=1).mean("member"), ref[f"reference_{v}"].isel(time=0)) /
-                          rmse(ref[f"forecast_{v}"].isel(time=0), ref[f"reference_{v}"].isel(time=0))
-                          for v in ML_VARIABLES) for name, run in (("hybrid", hybrid), ("coarse", coarse))}
-    # the uncorrected run is close to the pair file's forecast (which started from the spun-up coarse stresses)
-    assert errs["coarse"] == pytest.approx(len(ML_VARIABLES), rel=0.2)
+    errs = {"hybrid": 0.0, "coarse": 0.0}
+    with xr.open_dataset(pairs) as ref:
+        scale = {v: rmse(ref[f"forecast_{v}"], ref[f"reference_{v}"]) for v in ML_VARIABLES}
+        for s in starts:
+            for name in errs:
+                with xr.open_dataset(runs / f"{name}_w{s:05d}.nc") as run:
+                    assert run["sic"].dims == ("time", "member", "y", "x")
+                    assert run.sizes["time"] == 5  # the initial state and 4 steps of 12 h
+                    assert run.sizes["member"] == (2 if name == "hybrid" else 1)
+                    assert 0 <= float(run["sic"].min()) and float(run["sic"].max()) <= 1
+                    assert float(run["sit"].min()) >= 0
+                    # lead 12 h of the run started at window s is the reference of window s
+                    errs[name] += sum(rmse(run[v].isel(time=1).mean("member"), ref[f"reference_{v}"].isel(time=s))
+                                      / scale[v] for v in ML_VARIABLES)
     assert errs["hybrid"] < errs["coarse"], errs
 
 

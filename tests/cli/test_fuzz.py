@@ -234,7 +234,7 @@ def test_readers_accept_the_unmutated_files():
     """The other half of each property: a valid file is read, so a reader that rejects everything fails here."""
     from coupling.restart import read_restart
     from corrector.checkpoint import load_checkpoint
-    from training.evaluation.evaluate import read_run
+    from training.evaluation.alignment import read_run
 
     base = _base()
     for mutation in (("none", "time", None), ("truncate", 1.0, 1)):
