@@ -41,7 +41,7 @@ from training.data.config import VariableSource
 from training.data.io import write_netcdf_atomic
 from training.data.observation_config import IngestConfig, IngestRunConfig, ObservationConfig, SynthRunConfig
 from training.data.observation_gaps import face_masks, name_id, observation_masks, seeded_rng, valid_hours
-from training.data.reference import centre_to_faces, open_input, resolve_input
+from training.data.reference import centre_to_faces, decoded_times, open_input, resolve_input
 from training.data.units import MODEL_UNITS, PLAUSIBLE, unit_conversion
 
 PRODUCER_SYNTH = "icecorr observations synth"
@@ -162,20 +162,6 @@ def synthesize(pairs: str | Path, out: str | Path, cfg: ObservationConfig | None
 # Ingestion of user observation files on the model grid
 # ----------------------------------------------------------------------------------------------------------------
 
-def _decoded_times(path: Path, ds: xr.Dataset, tdim: str) -> np.ndarray:
-    if tdim not in ds.dims:
-        raise InputError(str(path), tdim, f"no time dimension '{tdim}' (dims: {list(ds.dims)}); set ingest.dims.time")
-    if tdim not in ds.coords:
-        raise InputError(str(path), tdim, "time dimension has no coordinate variable")
-    t = ds[tdim].values
-    if not np.issubdtype(t.dtype, np.datetime64):
-        try:
-            t = np.asarray([np.datetime64(x.isoformat()) for x in t], dtype="datetime64[ns]")
-        except Exception as exc:
-            raise InputError(str(path), tdim, "time cannot be decoded to dates (CF units/calendar?)") from exc
-    return t.astype("datetime64[ns]")
-
-
 def _field(path: Path, ds: xr.Dataset, name: str, dims: tuple[str, str, str], shape: tuple[int, int]) -> xr.DataArray:
     if name not in ds.variables:
         raise InputError(str(path), name, f"missing; variables in the file: {sorted(ds.data_vars)}")
@@ -226,7 +212,7 @@ def ingest(cfg: IngestConfig, out: str | Path, base_dir: str | Path | None = Non
     for name in cfg.files:
         path = resolve_input(base, name, "ingest.files")
         f = open_input(path)
-        times = _decoded_times(path, f, dims[0])
+        times = decoded_times(path, f, dims[0], "ingest")
         rows = np.array([position.get(t, -1) for t in times])
         use = rows >= 0
         matched += int(use.sum())

@@ -63,6 +63,23 @@ class _Source:
         return self.files[-1]
 
 
+def decoded_times(path: Path, ds: xr.Dataset, tdim: str, section: str) -> np.ndarray:
+    """The time coordinate `tdim` of a user file as datetime64[ns], or an InputError naming the file and the config
+    key (`<section>.dims.time`) that fixes a missing dimension."""
+    if tdim not in ds.dims:
+        raise InputError(str(path), tdim, f"no time dimension '{tdim}' (dims: {list(ds.dims)}); "
+                         f"set {section}.dims.time")
+    if tdim not in ds.coords:
+        raise InputError(str(path), tdim, "time dimension has no coordinate variable")
+    t = ds[tdim].values
+    if not np.issubdtype(t.dtype, np.datetime64):
+        try:
+            t = np.asarray([np.datetime64(x.isoformat()) for x in t], dtype="datetime64[ns]")
+        except Exception as exc:
+            raise InputError(str(path), tdim, "time cannot be decoded to dates (CF units/calendar?)") from exc
+    return t.astype("datetime64[ns]")
+
+
 class ReferenceData:
     """Checked, unit-converted access to the state and forcing files of a PrepareConfig on a model grid."""
 
@@ -104,18 +121,7 @@ class ReferenceData:
         tdim = self._dim("time")
         chunks = []
         for n, (path, ds) in enumerate(zip(files, datasets)):
-            if tdim not in ds.dims:
-                raise InputError(str(path), tdim, f"no time dimension '{tdim}' (dims: {list(ds.dims)}); "
-                                 "set prepare.dims.time")
-            if tdim not in ds.coords:
-                raise InputError(str(path), tdim, "time dimension has no coordinate variable")
-            t = ds[tdim].values
-            if not np.issubdtype(t.dtype, np.datetime64):
-                try:
-                    t = np.asarray([np.datetime64(x.isoformat()) for x in t], dtype="datetime64[ns]")
-                except Exception as exc:
-                    raise InputError(str(path), tdim, "time cannot be decoded to dates (CF units/calendar?)") from exc
-            chunks.append((path, t.astype("datetime64[ns]")))
+            chunks.append((path, decoded_times(path, ds, tdim, "prepare")))
             if tdim != "time":
                 datasets[n] = ds.rename({tdim: "time"})
         times = np.concatenate([t for _, t in chunks])
