@@ -17,6 +17,7 @@ import xarray as xr
 from fortran_stub.config import GridConfig
 from fortran_stub.truth_config import TruthPhysicsConfig
 
+from icecorr.base.errors import InputError
 from icecorr.base.variables import FORCING_VARIABLES, STEP_SECONDS, attrs
 from .bridge import ModelError
 from .fortran_arrays import checked_state, fortran_extension, pack_forcing, set_components, write_state
@@ -40,6 +41,8 @@ class TruthModelError(ModelError):
 _VIEWS = {"sic": "a", "sivol": "vol", "snvol": "vsn", "tsi": "tsurf", "tos": "tos", "siu": "u", "siv": "v",
           "sig11": "s11", "sig22": "s22", "damage": "dmg", "cohesion": "coh"}
 _SETTABLE = set(_VIEWS) | {"sit", "snt", "sig12"}
+#: the shear stress at the corners on the west and south walls, which no (ny, nx) north-east-corner field holds
+WALL_CORNERS = "sig12_walls"
 
 
 class TruthModel:
@@ -82,6 +85,12 @@ class TruthModel:
         views["sig12"] = self._s12[1:, 1:].T
         return views
 
+    def wall_corner_stress(self) -> np.ndarray:
+        """Copy of the shear stress (N m-1) at the wall corners outside `sig12`: the south wall's nx + 1 corners
+        (west to east), then the west wall's ny corners above it. With no-slip walls the strain rate there is not
+        zero, so these stresses are state: without them a get_state/set_state round trip changes the next step."""
+        return np.concatenate([self._s12[:, 0], self._s12[0, 1:]])
+
     def mean_velocity(self) -> tuple[np.ndarray, np.ndarray]:
         """Face velocities (m s-1) averaged over the last 12 h step (what transport used), copies (ny, nx)."""
         return self._ubar.T.copy(), self._vbar.T.copy()
@@ -100,6 +109,9 @@ class TruthModel:
         ds = xr.Dataset({k: (("y", "x"), np.array(val, dtype=np.float64), attrs(k)) for k, val in data.items()},
                         coords={"x": ("x", (np.arange(g.nx) + 0.5) * g.dx, {"units": "m"}),
                                 "y": ("y", (np.arange(g.ny) + 0.5) * g.dx, {"units": "m"})})
+        ds[WALL_CORNERS] = ("wall_corner", self.wall_corner_stress(),
+                            {"units": "N m-1", "long_name": "vertically integrated shear stress sigma12 at the "
+                             "south-wall corners (west to east), then the west-wall corners (south to north)"})
         ds.attrs.update({"model": "BBM truth", "grid_dx": g.dx, "time_seconds": self.time_seconds,
                          "cohesion_seed": self.seed})
         return ds
@@ -108,11 +120,24 @@ class TruthModel:
         """Set some or all state variables from a mapping of (ny, nx) arrays or a Dataset.
 
         If `sit`/`snt` are given, sivol = sit·sic and snvol = snt·sic (with the new sic if given). Wall faces of
-        siu/siv are forced to 0. Shape, dtype, NaN or an unknown name raise a ValueError naming the field.
+        siu/siv are forced to 0. `sig12_walls` (nx + ny + 1 values, as `wall_corner_stress` returns) sets the
+        wall-corner shear stress, so that `set_state(get_state())` restores the model exactly. Shape, dtype, NaN or an unknown name raise a ValueError naming the field.
         """
-        checked = checked_state(state, _SETTABLE, (self.grid.ny, self.grid.nx),
-                                f"not a state variable of the truth (expected some of {sorted(_SETTABLE)})")
+        items = {k: state[k] for k in state.data_vars} if isinstance(state, xr.Dataset) else dict(state)
+        walls = items.pop(WALL_CORNERS, None)
+        checked = checked_state(items, _SETTABLE, (self.grid.ny, self.grid.nx),
+                                f"not a state variable of the truth (expected some of "
+                                f"{sorted(_SETTABLE | {WALL_CORNERS})})")
+        if walls is not None:
+            nx, ny = self.grid.nx, self.grid.ny
+            walls = np.asarray(walls.values if isinstance(walls, xr.DataArray) else walls)
+            if walls.shape != (nx + ny + 1,) or not np.all(np.isfinite(walls)):
+                raise InputError(None, WALL_CORNERS, f"set_state: expected {nx + ny + 1} finite values "
+                                                     f"(nx + ny + 1), got shape {walls.shape}")
         write_state(self.state_views(), checked)
+        if walls is not None:
+            self._s12[:, 0] = walls[: nx + 1]
+            self._s12[0, 1:] = walls[nx + 1:]
 
     # ------------------------------------------------------------------------------------------------- step
     def step(self, forcing_t0: Mapping, forcing_t1: Mapping, dt: float = STEP_SECONDS) -> None:
