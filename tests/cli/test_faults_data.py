@@ -2,8 +2,7 @@
 inputs, duplicate windows, a descending y axis, a checkpoint in other units and out-of-range initial states. Each
 must end in one line naming the file and the field, exit 2, and no output (nor a leftover temporary).
 
-The unmodified inputs succeed (tests/cli/test_bad_inputs.py: test_correct_good_input_succeeds,
-test_ensemble_good_input_succeeds), so each failure below is caused by its mutation.
+The unmodified inputs succeed (`test_good_input_succeeds`), so each failure below is caused by its mutation.
 """
 from __future__ import annotations
 
@@ -13,11 +12,30 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from tests.cli.test_bad_inputs import assert_clean_failure, base, run_cli, write_couple_config  # noqa: F401
+from tests.cli.test_bad_inputs import add_units, assert_clean_failure, run_cli, write_couple_config
+from tests.mpi_scripts.pairs import make_pair_file
 from tests.mpi_scripts.tiny import UNITS, tiny_checkpoint
 
 FILL = 9.969209968386869e36  # the netCDF default fill value of a float variable
 VERBS = ["correct", "couple", "emulate"]
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """The good pair file (CF units, all ocean) and tiny residual and emulator checkpoints on its grid."""
+    tmp = tmp_path_factory.mktemp("faults")
+    good = tmp / "pairs.nc"
+    add_units(xr.load_dataset(make_pair_file(tmp / "pairs_raw.nc", n_time=6))).to_netcdf(good)
+    return {"tmp": tmp, "good": good, "ck": tiny_checkpoint(tmp / "residual.pt"),
+            "ck_emu": tiny_checkpoint(tmp / "emulator.pt", mode="emulator")}
+
+
+@pytest.mark.parametrize("verb", VERBS)
+def test_good_input_succeeds(base, tmp_path, capsys, verb):
+    """The unmodified inputs run: each failure below is caused by its mutation."""
+    argv, out = verb_argv(base, tmp_path, verb, base["good"])
+    rc, err = run_cli(argv, capsys)
+    assert rc == 0, err
 
 
 def variant(base, name: str, change) -> Path:
@@ -129,7 +147,7 @@ def test_checkpoint_in_other_units_is_refused_by_every_verb(base, tmp_path, caps
 
 @pytest.mark.parametrize("verb", VERBS)
 @pytest.mark.parametrize("var, value, text", [("initial_sic", 2.0, "outside [0, 1]"),
-                                              ("initial_sit", -0.5, "negative")])
+                                              ("initial_sit", -0.5, "below 0")])
 def test_out_of_range_initial_state_is_refused_by_every_verb(base, tmp_path, capsys, verb, var, value, text):
     """Was: couple refused sic = 2 / sit < 0 (set_state), correct and emulate ran from them."""
     bad = variant(base, f"range_{var}", poke(var, value, 0))
@@ -143,6 +161,6 @@ def test_one_function_checks_state_values():
 
     assert state_value_problem("initial_sic", np.array([0.0, 1.0, 0.5])) is None
     assert "outside [0, 1]" in state_value_problem("sic", np.array([0.0, 2.0]))[1]
-    assert "negative" in state_value_problem("forecast_snt", np.array([-1e-3]))[1]
-    assert "fill value" in state_value_problem("tas_t0", np.array([250.0, FILL]))[1]
+    assert "below 0" in state_value_problem("forecast_snt", np.array([-1e-3]))[1]
+    assert "fill value" in state_value_problem("tas_t0", np.array([250.0, FILL]))[2]
     assert state_value_problem("residual_sit", np.array([-3.0])) is None  # residuals may be negative
