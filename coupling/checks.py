@@ -195,7 +195,7 @@ def check_axes(ds: xr.Dataset, path) -> None:
     """The `y` and `x` coordinates (if present) increase: row j of a field is y = (j + ½) dx and siv (siu) sits on
     the north (east) face of a cell, so a reversed axis would be written with wrong labels and faces."""
     for axis, velocity, face in (("y", "siv", "north"), ("x", "siu", "east")):
-        if axis not in ds.coords or ds[axis].ndim != 1 or ds.sizes[axis] < 2 \
+        if axis not in ds.coords or ds[axis].ndim != 1 or ds[axis].size < 2 \
                 or not np.issubdtype(ds[axis].dtype, np.number):
             continue
         step = np.diff(np.asarray(ds[axis].values, dtype=np.float64))
@@ -209,15 +209,19 @@ def check_axes(ds: xr.Dataset, path) -> None:
 
 
 def check_mask(path, mask: np.ndarray | None, corrector=None) -> None:
-    """A land/ocean mask (ny, nx; ocean where > 0.5, NaN = land) has an ocean cell and, if `corrector` conditions on the mask
-    and its checkpoint records one, is the mask it was trained on. InputError naming the file and 'mask'."""
+    """A land/ocean mask (ny, nx; ocean where > 0.5, NaN = land) has an ocean cell and, if `corrector` conditions
+    on the mask and its checkpoint records one for this grid, is the mask it was trained on. InputError naming the
+    file and 'mask'."""
     if mask is None:
         return
     m = np.nan_to_num(np.asarray(mask, dtype=np.float64))  # NaN = land
     if not (m > 0.5).any():
         raise InputError(None if path is None else str(path), "mask", "no ocean cell (every cell is land, mask ≤ 0.5): nothing to run or "
                                             "correct (ocean is mask = 1)")
-    want = (getattr(corrector, "grid", None) or {}).get("mask_hash")
+    cgrid = getattr(corrector, "grid", None) or {}
+    if "ny" in cgrid and "nx" in cgrid and m.shape != (int(cgrid["ny"]), int(cgrid["nx"])):
+        return  # another grid than the checkpoint's: the grid checks name it
+    want = cgrid.get("mask_hash")
     if want and MASK in getattr(corrector, "conditioning_names", ()) and mask_hash(m) != want:
         src = getattr(corrector, "source", None) or "the checkpoint"
         raise InputError(None if path is None else str(path), "mask", f"land mask differs from the one the checkpoint {src} was trained on")

@@ -123,11 +123,26 @@ def test_duplicate_windows_are_refused(base, tmp_path, capsys, verb):
 
 # --------------------------------------------------------------------------------------------- 5. descending y axis
 @pytest.mark.parametrize("verb", VERBS)
-def test_descending_y_axis_is_refused_with_a_hint(base, tmp_path, capsys, verb):
-    """Was: accepted; the output's row j was labelled y = (j + 1/2) dx although it held the file's row ny-1-j."""
-    bad = variant(base, "y_descending", lambda ds: ds.isel(y=slice(None, None, -1)))
+@pytest.mark.parametrize("axis", ["y", "x"])
+def test_descending_axis_is_refused_with_a_hint(base, tmp_path, capsys, verb, axis):
+    """Was: accepted; the output's row j was labelled y = (j + 1/2) dx although it held the file's row ny-1-j
+    (and siv, on the north faces, was read as if on the south ones)."""
+    bad = variant(base, f"{axis}_descending", lambda ds: ds.isel({axis: slice(None, None, -1)}))
     argv, out = verb_argv(base, tmp_path, verb, bad)
-    run_fails(capsys, argv, out, bad, "y", "decreases")
+    run_fails(capsys, argv, out, bad, axis, f"reverse the file first (xarray: ds.sortby('{axis}'))")
+
+
+@pytest.mark.parametrize("verb", ["couple", "emulate"])
+def test_land_mask_other_than_the_checkpoints_is_one_line(base, tmp_path, capsys, verb):
+    """Was: a traceback from the sampler (ValueError "this land/ocean mask (hash …) differs"); correct already
+    named the file (tests/cli/test_bad_inputs.py::test_land_mask_differs_from_the_checkpoint): the same check now."""
+    def coast(ds):
+        mask = ds["mask"].values.copy()
+        mask[:3, :3] = 0
+        return ds.assign(mask=(("y", "x"), mask))
+    bad = variant(base, "coast", coast)
+    argv, out = verb_argv(base, tmp_path, verb, bad)
+    run_fails(capsys, argv, out, bad, "mask", "land mask differs from the one the checkpoint")
 
 
 # ------------------------------------------------------------------- 6. one set of checks for correct/couple/emulate
