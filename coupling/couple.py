@@ -18,6 +18,7 @@ from typing import Callable
 from icecorr.base.errors import InputError
 from icecorr.base.mpi import resolve_comm
 from .bridge import CoarseModel
+from .checks import check_corrector_units, check_mask
 from .config import CoupleConfig
 from .coupler import CoupledRun
 from .ensemble import EnsembleCorrection, check_mode, load_corrector, make_perturbation
@@ -27,7 +28,7 @@ from .handshake import describe_model, handshake
 from .layout import WORLD, Layout
 from .member_fields import restore_state, set_hidden_state
 from .pairs import preflight_inputs, state_arrays, window_states
-from .restart import check_continuation, read_restart
+from .restart import check_continuation, check_same_checkpoint, read_restart
 from .transport import abort_on_error
 
 
@@ -85,6 +86,7 @@ def _couple(cfg, lay: Layout, world, initial_state, forcing_source, paths, resta
     if restart is not None:
         rstate = read_restart(restart)
         check_continuation(restart, rstate, "couple", cfg.start_indices, cfg.members, cfg.seed)
+        check_same_checkpoint(restart, rstate, cfg.checkpoint, corrector)
         if rstate.step > cfg.steps:
             raise InputError(str(restart), "step", f"restart is at step {rstate.step}, beyond n_steps={cfg.steps}")
     m = cfg.members
@@ -106,6 +108,8 @@ def _couple(cfg, lay: Layout, world, initial_state, forcing_source, paths, resta
         if corrector is None:
             corrector = load_corrector(cfg.checkpoint, "residual", tuple(desc["grid"]) if desc else None)
         check_mode(corrector, "residual", "icecorr couple")
+        check_corrector_units(corrector)  # the checks of every verb (correct, emulate): coupling.checks
+        check_mask(getattr(forcing, "path", None), forcing.mask, corrector)
     desc_ref, variables = handshake(lay, desc, corrector, timeout.handshake)
     shape = tuple(desc_ref["grid"])
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from icecorr.base.errors import InputError
 from icecorr.base.mpi import resolve_comm
+from .checks import check_corrector_units, check_mask
 from .config import CoupleConfig
 from .ensemble import EnsembleCorrection, check_mode, load_corrector, make_perturbation
 from .ensemble_output import EnsembleOutput, checkpoint_attrs, global_attrs, output_paths
@@ -21,7 +22,7 @@ from .forcing import open_forcing
 from .layout import WORLD, split_blocks
 from .member_fields import check_members_finite
 from .pairs import preflight_inputs, state_arrays, window_states
-from .restart import check_continuation, read_restart
+from .restart import check_continuation, check_same_checkpoint, read_restart
 from .transport import TAG_OUTPUT, abort_on_error, wait_all
 
 
@@ -60,6 +61,8 @@ def _emulate(cfg, comm, rank, size, initial_state, forcing_source, paths, restar
     if corrector is None:
         corrector = load_corrector(cfg.checkpoint, "emulator")
     check_mode(corrector, "emulator", "icecorr emulate")
+    check_corrector_units(corrector)  # the checks of every verb (correct, couple): coupling.checks
+    check_mask(getattr(forcing, "path", None), forcing.mask, corrector)
     variables = list(corrector.variables)
     cgrid = getattr(corrector, "grid", {}) or {}
     cshape = (int(cgrid["ny"]), int(cgrid["nx"])) if "ny" in cgrid and "nx" in cgrid else None
@@ -69,6 +72,7 @@ def _emulate(cfg, comm, rank, size, initial_state, forcing_source, paths, restar
     if restart is not None:
         rstate = read_restart(restart)
         check_continuation(restart, rstate, "emulate", cfg.start_indices, m, cfg.seed)
+        check_same_checkpoint(restart, rstate, cfg.checkpoint, corrector)
         missing = [v for v in variables if v not in rstate.states]
         if missing:
             raise InputError(str(restart), missing[0], "missing from the restart file")

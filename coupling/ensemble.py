@@ -3,7 +3,6 @@
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 from typing import Sequence
 
@@ -15,21 +14,19 @@ from corrector.inference import Corrector
 from corrector.seeding import member_seeds
 from icecorr.base.errors import InputError
 from .forcing import ForcingSource
+from .restart import checkpoint_file_id
 
 PERTURB_STREAM = 0x5EED  # extra SeedSequence word: initial perturbations never share a stream with the sampler
 
 
 def checkpoint_id(corrector) -> str:
-    """sha256 (first 16 hex) of the checkpoint file, or 'zero' for the identity corrector."""
+    """The id a run records for `corrector`: `coupling.restart.checkpoint_file_id` of its checkpoint file
+    ('sha256:<first 16 hex> (<path>)'), 'zero' for the identity corrector, 'in-memory' without a file."""
     if getattr(corrector, "is_zero", False):
-        return "zero"
+        return checkpoint_file_id(None)
     src = getattr(corrector, "source", None)
     if src and Path(src).exists():
-        h = hashlib.sha256()
-        with open(src, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        return f"sha256:{h.hexdigest()[:16]} ({src})"
+        return checkpoint_file_id(src)
     return "in-memory"
 
 

@@ -19,13 +19,15 @@ from corrector.checkpoint import package_version
 from icecorr.base.variables import VARIABLES, attrs as cf_attrs
 from .config import CoupleConfig
 from .ensemble import checkpoint_id
-from .forcing import ForcingSource
+from .forcing import ForcingSource, check_window_starts
 from .output import TrajectoryWriter
 from .restart import SEEDING, RestartState, restart_path, write_restart
 
 
 def output_paths(out_path: str | Path, start_indices: Sequence[int]) -> list[Path]:
-    """The trajectory file of each window: `out_path` itself for one window, else `<stem>_w<start:05d><suffix>`."""
+    """The trajectory file of each window: `out_path` itself for one window, else `<stem>_w<start:05d><suffix>`.
+    A start given twice is an InputError (`coupling.forcing.check_window_starts`): two windows, one file."""
+    check_window_starts(start_indices)
     out_path = Path(out_path)
     if len(start_indices) == 1:
         return [out_path]
@@ -119,9 +121,17 @@ class EnsembleOutput:
         self.last_restart = write_restart(restart_path(self.restart_dir, stem, step), r)
 
     def close(self, status: str = "complete") -> None:
-        """Close every trajectory file, marking it `status` ('complete' or 'failed')."""
+        """Close every trajectory file, marking it `status` ('complete' or 'failed'); every one is closed even if
+        closing another fails, and the first failure is raised after all of them (the other windows' complete
+        files are then in place)."""
+        first: BaseException | None = None
         for w in self.writers:
-            w.close(status)
+            try:
+                w.close(status)
+            except BaseException as exc:  # noqa: BLE001 - re-raised below, once every window is closed
+                first = first or exc
+        if first is not None:
+            raise first
 
 
 def global_attrs(verb: str, cfg, corrector, command: str | None, config_text: str | None) -> dict:

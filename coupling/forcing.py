@@ -3,6 +3,7 @@ from a `snapshot(index)` callable, with the window checks a run does before it s
 
     open_forcing(source) -> ForcingSource          pair(i) = snapshots at i and i+1, time(i), check_window(start, n)
     window_starts(forcing, n_steps, n_windows)     windows of consecutive 12 h records inside one run
+    check_window_starts(start_indices)             no window given twice
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import numpy as np
 from icecorr.base.errors import InputError
 from icecorr.base.files import open_netcdf
 from icecorr.base.variables import FORCING_VARIABLES, STEP_SECONDS
-from .checks import check_finite, check_variable
+from .checks import check_axes, check_file_values, check_has_records, check_mask, check_variable
 from .output import to_datetime
 
 STEP = timedelta(seconds=STEP_SECONDS)
@@ -70,6 +71,8 @@ class FileForcing(ForcingSource):
     def __init__(self, path: str | Path, variables: Sequence[str] | None = None):
         self.path = Path(path)
         self.ds = open_netcdf(self.path, "forcing file")
+        check_has_records(self.ds, self.path)
+        check_axes(self.ds, self.path)
         names = list(self.ds.data_vars)
         self.is_pair_file = any(n.endswith(("_t0", "_t1")) and n[:-3] in FORCING_VARIABLES for n in names)
         if variables is None:
@@ -89,6 +92,7 @@ class FileForcing(ForcingSource):
             raise InputError(str(self.path), "time", "cannot be decoded to dates (CF units/calendar attributes?)")
         self.runs = self.ds["run"].values if "run" in self.ds and self.ds["run"].dims == ("time",) else None
         self.mask = self.ds["mask"].values.astype(np.float64) if "mask" in self.ds else None
+        check_mask(self.path, self.mask)
         self.n = self.ds.sizes["time"]
         self._read = lru_cache(maxsize=16)(self._read_uncached)
 
@@ -127,11 +131,12 @@ class FileForcing(ForcingSource):
         return [n for f in self.variables for n in ([f"{f}_t0", f"{f}_t1"] if self.is_pair_file else [f])]
 
     def check_finite_window(self, start: int, n_steps: int) -> None:
-        """Pre-flight: every forcing value a window of `n_steps` from `start` uses is finite (InputError naming the
-        file, the variable and the time index otherwise), so bad forcing fails before any output is written."""
+        """Pre-flight: every forcing value a window of `n_steps` from `start` uses is finite and no fill value
+        (`coupling.checks.state_value_problem`; InputError naming the file, the variable, the time index and the
+        cell otherwise), so bad forcing fails before any output is written."""
         last = start + n_steps - 1 if self.is_pair_file else start + n_steps
         first = max(start, 0)
-        check_finite(self.ds.isel(time=slice(first, last + 1)), self.path, self._names(), offset=first)
+        check_file_values(self.ds.isel(time=slice(first, last + 1)), self.path, self._names(), offset=first)
 
     def check_window(self, start: int, n_steps: int) -> None:
         """InputError unless steps start … start+n_steps−1 are in the file, 12 h apart and inside one run."""
@@ -146,6 +151,18 @@ class FileForcing(ForcingSource):
             raise InputError(str(self.path), "time", f"records {start}…{last} are not consecutive 12 h steps")
         if self.runs is not None and len(set(self.runs[idx].tolist())) > 1:
             raise InputError(str(self.path), "run", f"window {start}…{last} crosses runs {sorted(set(self.runs[idx]))}")
+
+
+def check_window_starts(start_indices: Sequence[int]) -> None:
+    """Each window of a run starts at its own forcing index: a repeated start would write two windows into one file
+    (and give them the same seeds). InputError naming `couple.start_indices` and the repeated starts."""
+    starts = [int(s) for s in start_indices]
+    repeated = sorted({s for s in starts if starts.count(s) > 1})
+    if repeated:
+        s = repeated[0]
+        raise InputError(None, "couple.start_indices", f"window start {s} is given {starts.count(s)} times in "
+                                                       f"{starts} (repeated: {repeated}); each window needs its own "
+                                                       "start index")
 
 
 def window_starts(forcing: FileForcing, n_steps: int, n_windows: int | None = None) -> list[int]:

@@ -9,12 +9,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from corrector.checkpoint import mask_hash
 from corrector.fields import MASK, pair_file_field
 from icecorr.base.errors import InputError
 from icecorr.base.files import open_netcdf
 from icecorr.base.variables import ML_VARIABLES
-from .checks import check_finite, check_pair_times, check_variable
+from .checks import (check_axes, check_corrector_units, check_has_records, check_mask, check_pair_times, check_state,
+                     check_file_values, check_variable)
 from .config import CoupleConfig
 from .forcing import FileForcing, ForcingSource
 
@@ -23,35 +23,39 @@ def initial_states_from_pairs(path: str | Path, start_indices: Sequence[int],
                               variables: Sequence[str] = ML_VARIABLES,
                               shape: tuple[int, int] | None = None) -> list[dict[str, np.ndarray]]:
     """The coarse-grained truth `initial_{v}` at each start index of a training-pair file: one state per window.
-    Missing variables, wrong dims/units, a (y, x) shape other than `shape` (if given) or NaN/inf: InputError."""
+    Missing variables, wrong dims/units, a (y, x) shape other than `shape` (if given), no records, a reversed axis,
+    or values that break `coupling.checks.state_value_problem` (NaN/inf, fill values, sic ∉ [0, 1], sit < 0):
+    InputError naming the file, the field and the cell."""
     path = Path(path)
     with open_netcdf(path, "pair file") as ds:
+        check_has_records(ds, path)
+        check_axes(ds, path)
         for v in variables:
             check_variable(ds, path, f"initial_{v}", shape=shape, what="missing initial state variable")
         out = []
         for t in start_indices:
             if not 0 <= t < ds.sizes.get("time", 0):
                 raise InputError(str(path), "time", f"start index {t} outside 0…{ds.sizes.get('time', 0) - 1}")
-            state = {}
-            for v in variables:
-                name = f"initial_{v}"
-                state[v] = ds[name].isel(time=t).values.astype(np.float64)
-                if not np.isfinite(state[v]).all():
-                    raise InputError(str(path), name, f"NaN/inf at time index {t}")
+            state = {v: ds[f"initial_{v}"].isel(time=t).values.astype(np.float64) for v in variables}
+            check_state(path, state, f"time index {t}", prefix="initial_")
             out.append(state)
     return out
 
 
 def window_states(initial_state, start_indices: Sequence[int], variables: Sequence[str] = ML_VARIABLES,
                   shape: tuple[int, int] | None = None) -> list[Mapping[str, np.ndarray]]:
-    """One initial state per window from a pair-file path, one mapping/Dataset (all windows) or a sequence."""
+    """One initial state per window from a pair-file path, one mapping/Dataset (all windows) or a sequence; each
+    keeps the rules of `coupling.checks.state_value_problem` (InputError naming the variable and the cell)."""
     if isinstance(initial_state, (str, Path)):
         return initial_states_from_pairs(initial_state, start_indices, variables, shape)
     if isinstance(initial_state, (Mapping, xr.Dataset)):
-        return [initial_state] * len(start_indices)
-    states = list(initial_state)
+        states = [initial_state] * len(start_indices)
+    else:
+        states = list(initial_state)
     if len(states) != len(start_indices):
         raise ValueError(f"{len(states)} initial states for {len(start_indices)} windows (start_indices)")
+    for w, state in enumerate(states):
+        check_state(None, state_arrays(state), f"the initial state of window {w}")
     return states
 
 
@@ -63,7 +67,7 @@ def preflight_inputs(forcing: ForcingSource, cfg: CoupleConfig, shape: tuple[int
         if shape is not None:
             forcing.check_grid(shape, what)
         for s in cfg.start_indices:
-            forcing.check_finite_window(s, cfg.steps)
+            forcing.check_finite_window(s, cfg.steps)  # also fill values: coupling.checks.state_value_problem
     if isinstance(initial_state, (str, Path)):
         initial_states_from_pairs(initial_state, cfg.start_indices, variables, shape)
 
@@ -99,9 +103,14 @@ def pair_conditioning(corrector, ds: xr.Dataset, path: Path, idx, mask: np.ndarr
 
 def preflight_pairs(ds: xr.Dataset, path: Path, corrector, variables: Sequence[str],
                     check_values: bool = True) -> np.ndarray | None:
-    """Everything `icecorr correct` reads from a pair file, checked before the output file is created: variables
-    present with dims (time, y, x), the checkpoint's grid and units, 12 h windows, a mask of shape (y, x) and the
-    checkpoint's land mask, and (if `check_values`) finite values. Returns the mask (or None)."""
+    """Everything `icecorr correct` reads from a pair file, checked before the output file is created: the
+    checkpoint's units (the table's), at least one record, increasing axes, variables present with dims
+    (time, y, x), the checkpoint's grid and units, 12 h windows, a mask of shape (y, x) with an ocean cell and the
+    checkpoint's land mask, and (if `check_values`) the values (`coupling.checks.state_value_problem`: finite, no
+    fill values, states in their physical range). Returns the mask (or None)."""
+    check_corrector_units(corrector)
+    check_has_records(ds, path)
+    check_axes(ds, path)
     cgrid = getattr(corrector, "grid", {}) or {}
     shape = (int(cgrid["ny"]), int(cgrid["nx"])) if "ny" in cgrid and "nx" in cgrid else None
     src = getattr(corrector, "source", None) or "the checkpoint"
@@ -119,15 +128,11 @@ def preflight_pairs(ds: xr.Dataset, path: Path, corrector, variables: Sequence[s
     if MASK in ds.variables:
         check_variable(ds, path, MASK, dims=("y", "x"))
         mask = ds[MASK].values.astype(np.float64)
-        want = cgrid.get("mask_hash")
-        if want and MASK in corrector.conditioning_names:
-            if mask_hash(np.nan_to_num(mask)) != want:
-                raise InputError(str(path), "mask", f"land mask differs from the one the checkpoint {src} was "
-                                                    "trained on")
+        check_mask(path, mask, corrector)
     dx_file = ds.attrs.get("grid_dx")
     if dx_file is not None and cgrid.get("dx") and not np.isclose(float(dx_file), float(cgrid["dx"]), rtol=1e-6):
         raise InputError(str(path), "grid_dx", f"grid spacing {float(dx_file):g} m differs from the checkpoint's "
                                                f"{float(cgrid['dx']):g} m ({src})")
     if check_values:
-        check_finite(ds, path, names)
+        check_file_values(ds, path, names)
     return mask

@@ -138,9 +138,19 @@ def _in_words(checkpoint_id: str) -> str:
     return "no checkpoint (zero correction)" if checkpoint_id == "zero" else f"checkpoint {checkpoint_id}"
 
 
-def check_same_checkpoint(path: str | Path, r: RestartState, checkpoint: str | os.PathLike | None) -> None:
+def check_same_checkpoint(path: str | Path, r: RestartState, checkpoint: str | os.PathLike | None,
+                          corrector=None) -> None:
     """A restart continues with the corrector its run started with (same file content, or both without one).
-    Restart files that recorded no file id (older files, in-memory correctors) cannot be checked."""
+    `corrector`, if given (already loaded), is the one the run uses: its file (`source`) replaces `checkpoint`; a
+    corrector without a file (built in memory) cannot be checked. Restart files that recorded no file id (older
+    files, in-memory correctors) cannot be checked either."""
+    if corrector is not None:
+        if getattr(corrector, "is_zero", False):
+            checkpoint = None
+        elif getattr(corrector, "source", None):
+            checkpoint = corrector.source
+        else:
+            return
     have = r.checkpoint_id
     if not have or have.startswith("in-memory") or (checkpoint is not None and not Path(checkpoint).is_file()):
         return  # a missing checkpoint file is reported by the corrector loader
