@@ -90,7 +90,7 @@ def set_hidden_state(model, extras: np.ndarray) -> None:
 def check_members_finite(what: str, arr: np.ndarray, names: Sequence[str], slots: range, members: int) -> None:
     """Raise FloatingPointError naming the window, member and field of the first NaN/inf in `arr`, the fields of
     ensemble slots `slots` (len(slots), len(names), ny, nx) about to be exchanged or written. (File contents are
-    checked by `coupling.checks.check_finite`.)"""
+    checked by `coupling.checks.check_file_values`.)"""
     ok = np.isfinite(arr)
     if ok.all():
         return
