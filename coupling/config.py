@@ -4,10 +4,24 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from icecorr.base.config import StrictConfig
 
+#: the longest window a run accepts (days): 100 years of 12 h steps in one trajectory file is already far beyond any
+#: forcing the product handles, and a bound keeps absurd lengths (1e308 days) from overflowing the step count
+MAX_WINDOW_DAYS = 36525
+#: diffusion sampler steps a run accepts: samplers need 10–100; more only makes a run that never ends
+MAX_SAMPLER_STEPS = 10_000
+
+
+def check_window_length(name: str, value: float | None, days: float | None) -> float | None:
+    """`value` of the field `name` (n_steps or days, `days` the window in days), or a ValueError saying why a window
+    longer than MAX_WINDOW_DAYS is refused."""
+    if days is not None and not days <= MAX_WINDOW_DAYS:  # `not <=` also catches NaN
+        raise ValueError(f"{name}={value} is longer than {MAX_WINDOW_DAYS} days (100 years, {2 * MAX_WINDOW_DAYS} "
+                         f"steps of 12 h), the longest window a run accepts: split it into windows (start_indices)")
+    return value
 
 
 class OutputConfig(StrictConfig):
@@ -43,12 +57,24 @@ class CoupleConfig(StrictConfig):
     restart_interval: int = Field(0, ge=0, description="write a restart file every this many steps (0 = never)")
     restart_dir: str | None = Field(None, description="folder of restart files (default: next to the output)")
     checkpoint: str | None = Field(None, description="corrector checkpoint; None = zero correction (pure physics)")
-    sampler_steps: int | None = Field(None, ge=1, description="diffusion sampler steps (None = checkpoint default)")
+    sampler_steps: int | None = Field(None, ge=1, le=MAX_SAMPLER_STEPS,
+                                      description="diffusion sampler steps (None = checkpoint default)")
     initial_perturbation: float = Field(0.0, ge=0, description="std of the initial-state perturbation per member: "
                                                                "absolute for sic (1), relative for sit/snt")
     ml_ranks: int = Field(1, ge=1, description="ranks that hold the corrector when the role is not given per rank")
     output_options: OutputConfig = Field(default_factory=OutputConfig)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
+
+    @field_validator("n_steps")
+    @classmethod
+    def _steps_bounded(cls, value: int | None) -> int | None:
+        # integer comparison first: n_steps / 2 overflows a float for a huge integer
+        return check_window_length("n_steps", value, None if value is None else min(value, 4 * MAX_WINDOW_DAYS) / 2)
+
+    @field_validator("days")
+    @classmethod
+    def _days_bounded(cls, value: float | None) -> float | None:
+        return check_window_length("days", value, value)
 
     @model_validator(mode="after")
     def _one_length(self) -> "CoupleConfig":
@@ -74,7 +100,8 @@ class CorrectConfig(StrictConfig):
     members: int = Field(8, ge=1, description="corrected ensemble members per forecast")
     seed: int = Field(0, ge=0, description="base seed; member k of time index t uses member_seeds(seed, t, 0, …)")
     checkpoint: str | None = Field(None, description="corrector checkpoint (residual mode)")
-    sampler_steps: int | None = Field(None, ge=1, description="diffusion sampler steps (None = checkpoint default)")
+    sampler_steps: int | None = Field(None, ge=1, le=MAX_SAMPLER_STEPS,
+                                      description="diffusion sampler steps (None = checkpoint default)")
     chunk_size: int = Field(16, ge=1, description="time records read, corrected and written at once")
     output_options: OutputConfig = Field(default_factory=OutputConfig)
     timeout: float = Field(600.0, gt=0, description="deadline (s) for a chunk from another rank")

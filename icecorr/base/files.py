@@ -3,8 +3,10 @@ once the content is complete), so that no reader ever sees a half-written output
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -65,11 +67,38 @@ def describe_open_error(exc: BaseException) -> str:
     return f"cannot be read as NetCDF ({type(exc).__name__}: {text[:200]})"
 
 
+_KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def describe_unreadable(path: str | Path) -> str | None:
+    """Why `path` cannot be read as an input file (missing, a folder, a symbolic link loop or to nothing, a device,
+    …), or None for a regular file (or a link to one)."""
+    path = Path(path)
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "is a symbolic link loop (too many levels of symbolic links), not a file"
+        if exc.errno == errno.ENOENT and os.path.islink(path):
+            return f"is a symbolic link to {os.readlink(path)!r}, which does not exist"
+        if exc.errno == errno.ENOENT:
+            return "does not exist"
+        if exc.errno == errno.ENOTDIR:
+            return "does not exist (a parent in its path is a file, not a folder)"
+        return f"cannot be reached: {exc.strerror}"
+    for test, kind in _KINDS:
+        if test(st.st_mode):
+            return f"is {kind}, not a file"
+    return None
+
+
 def open_netcdf(path: str | Path, what: str = "file", **open_kwargs) -> xr.Dataset:
     """`xr.open_dataset(path)` (lazy), or an InputError naming the file for a missing, truncated or corrupt file."""
     path = Path(path)
-    if not path.is_file():
-        raise InputError(str(path), None, f"{what} does not exist")
+    why = describe_unreadable(path)
+    if why:
+        raise InputError(str(path), None, f"{what} {why}")
     try:
         return xr.open_dataset(path, **open_kwargs)
     except Exception as exc:  # noqa: BLE001 - netCDF4/HDF5/xarray raise OSError, ValueError, KeyError, …

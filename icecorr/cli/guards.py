@@ -14,11 +14,13 @@ from typing import Iterator, Mapping
 from icecorr.base.errors import InputError
 from icecorr.base.mpi import world_if_parallel
 from icecorr.base.outputs import OutputError, OutputLock, check_name, check_parent, guarded_outputs
+from icecorr.cli.limits import refuse_odd_inputs
 
 #: what a training run writes into its folder (training/fit/loop.py): another run there would mix with them
 TRAIN_RUN_FILES = ("best.pt", "last.pt", "resume.pt", "metrics.csv", "config.yaml")
 #: config keys a resumed training may change (how it runs, not what it computes); base_* are filled in by the loop
 RESUME_FREE_KEYS = {"train": {"progress", "resume", "device", "threads", "num_workers", "time_budget_minutes"},
+                    "train.data": {"allow_val_is_train"},  # added with issue 21: older run folders lack it
                     "corrector": {"base_network", "base_conditioning"}}
 
 
@@ -31,7 +33,9 @@ def leads_writing() -> bool:
 
 
 def guard(outputs, inputs: Mapping[str, object], overwrite: bool, command: str, partial_ok: bool = False):
-    """`guarded_outputs` for a verb's output files, locked on the leading process only."""
+    """`guarded_outputs` for a verb's output files, locked on the leading process only; inputs that are folders,
+    link loops or devices are refused first."""
+    refuse_odd_inputs(inputs)
     return guarded_outputs(outputs, {k: (str(v) if v is not None else None) for k, v in inputs.items()},
                            overwrite=overwrite, partial_ok=partial_ok, lock=leads_writing(), command=command)
 
@@ -97,6 +101,7 @@ def train_folder(cfg, inputs: Mapping[str, object], overwrite: bool, command: st
     Refused: a folder that is a file, one that holds an input the run would write over (its own config.yaml may be
     the config of a resume), and a folder holding another run, unless this is a
     resume of the same config (keys in RESUME_FREE_KEYS aside) or --overwrite (which removes TRAIN_RUN_FILES)."""
+    refuse_odd_inputs(inputs)
     out = check_name(cfg.train.out_dir, "run folder (train.out_dir)")
     check_parent(out, "run folder (train.out_dir)")
     if os.path.lexists(out) and not out.is_dir():

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from icecorr.base.mpi import world_if_parallel
+from icecorr.cli.finish import announce_written, finish_stdout, install_lossy_stdout, known_errors, parse_arguments
 from icecorr.cli.guards import folder_guard, guard, require_corrector, train_folder
+from icecorr.cli.limits import check_correct_memory, check_ensemble_memory
 
 EXIT_USAGE = 2
-EXIT_FAILURE = 1
+EXIT_FAILURE = 1  # icecorr.cli.finish reports a stdout that cannot be written with it too
 
 
 def _command_line() -> str:
@@ -80,9 +82,7 @@ def cmd_generate(args) -> int:
     comm = world_if_parallel()
     with folder_guard(args.out, _command_line()) as out:
         paths = run_generate(cfg, out, comm=comm, progress=None if not args.no_progress else False)
-    if comm is None or comm.Get_rank() == 0:
-        for p in paths:
-            print(f"wrote {p}")
+    announce_written(paths, comm)
     return 0
 
 
@@ -98,8 +98,7 @@ def cmd_prepare(args) -> int:
     comm = world_if_parallel()
     with folder_guard(args.out, _command_line()) as out:
         path = run_prepare(cfg, out, comm=comm)
-    if comm is None or comm.Get_rank() == 0:
-        print(f"wrote {path}")
+    announce_written([path], comm)
     return 0
 
 
@@ -153,10 +152,10 @@ def cmd_correct(args) -> int:
     require_corrector(cfg.correct.checkpoint, args.no_correction, args.config)
     inputs = {"forecast file": args.forecasts, "checkpoint": cfg.correct.checkpoint, "config": args.config}
     with guard([args.output], inputs, args.overwrite, _command_line()) as (out,):
+        check_correct_memory(cfg.correct, args.forecasts, args.config)
         path = run_correct(cfg.correct, Path(args.forecasts), out, comm=world_if_parallel(),
                            command=_command_line(), config_text=dump_config(cfg))
-    if path is not None:
-        print(f"wrote {path}")
+    announce_written([path], world_if_parallel())
     return 0
 
 
@@ -187,14 +186,12 @@ def _run_ensemble(args, emulate: bool) -> int:
               "config": args.config, "restart file": args.restart}
     with guard(output_paths(cfg.couple.output, cfg.couple.start_indices), inputs, args.overwrite, _command_line(),
                partial_ok=bool(args.restart)):
+        check_ensemble_memory(cfg, args.config)
         if emulate:
             paths = run_emulate(cfg.couple, cfg.initial, forcing, **common)
         else:
             paths = run_couple(cfg.couple, cfg.initial, forcing, grid=cfg.grid, physics=cfg.physics, **common)
-    world = common["comm"]
-    if world is None or world.Get_rank() == 0:
-        for p in paths or []:
-            print(f"wrote {p}")
+    announce_written(paths or [], common["comm"])
     return 0
 
 
@@ -239,11 +236,11 @@ def cmd_config(args) -> int:
     """`icecorr config dump|validate VERB [CONFIG]`."""
     from icecorr.base.config import dump_config
 
-    cfg = _load(args.verb, args.config, args.overrides)
+    cfg = _load(args.schema, args.config, args.overrides)
     if args.action == "dump":
         print(dump_config(cfg), end="")
     else:
-        print(f"{args.config or '<defaults>'}: valid '{args.verb}' config")
+        print(f"{args.config or '<defaults>'}: valid '{args.schema}' config")
     return 0
 
 
@@ -252,7 +249,8 @@ def cmd_config(args) -> int:
 def _common(p: argparse.ArgumentParser, config: bool = True, config_required: bool = False) -> None:
     if config:
         p.add_argument("config", nargs=None if config_required else "?", default=None, help="YAML config")
-    p.add_argument("overrides", nargs="*", help="key.sub=value overrides (values parsed as YAML)")
+    p.add_argument("overrides", nargs="*", help="key.sub=value overrides (values parsed as YAML; also after options)")
+    p.set_defaults(late_overrides=True)
     p.add_argument("--dry-run", action="store_true", help="validate the config and print it resolved, then exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -338,25 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("config", help="validate or dump the resolved config of a verb")
     p.add_argument("action", choices=["dump", "validate"])
-    p.add_argument("verb", choices=sorted(["generate", "prepare", "train", "couple", "emulate", "correct",
-                                           "cyclone", "evaluate"]))
+    p.add_argument("schema", metavar="verb", choices=sorted(["generate", "prepare", "train", "couple", "emulate",
+                                                             "correct", "cyclone", "evaluate"]))
     p.add_argument("config", nargs="?", default=None)
     p.add_argument("overrides", nargs="*")
-    p.set_defaults(func=cmd_config)
+    p.set_defaults(func=cmd_config, late_overrides=True)
     return parser
-
-
-def _known_errors() -> tuple[type[BaseException], ...]:
-    from icecorr.base.config import ConfigError
-
-    errors: list[type[BaseException]] = [ConfigError, FileNotFoundError, PermissionError]
-    for mod, name in (("icecorr.base.errors", "InputError"), ("corrector.checkpoint", "CheckpointError"),
-                      ("coupling.bridge", "ModelError")):
-        try:
-            errors.append(getattr(__import__(mod, fromlist=[name]), name))
-        except Exception:  # noqa: BLE001 - a broken optional import must not hide the real error
-            pass
-    return tuple(errors)
 
 
 #: verbs that parse their own arguments (argparse cannot pass `--help` etc. through a REMAINDER)
@@ -369,14 +354,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     from icecorr.base.outputs import survive_closed_stdout
 
     survive_closed_stdout()  # `icecorr train … | head`: the work goes on after head exits
+    install_lossy_stdout()  # `… > /dev/full`: too (finish_stdout reports it)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] in PASSTHROUGH:
         module, name = PASSTHROUGH[argv[0]]
         return int(getattr(__import__(module, fromlist=[name]), name)(argv[1:]) or 0)
-    args = build_parser().parse_args(argv)
+    args = parse_arguments(build_parser(), argv)
     func: Callable = args.func
     try:
-        return int(func(args) or 0)
+        return finish_stdout(args, int(func(args) or 0))
     except KeyboardInterrupt:
         return 130
     except BaseException as exc:  # noqa: BLE001 - every failure becomes one message (and an MPI abort)
@@ -384,7 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         world = world_if_parallel()
         where = f" (rank {world.Get_rank()} of {world.Get_size()})" if world is not None else ""
-        known = isinstance(exc, _known_errors())
+        known = isinstance(exc, known_errors())
         if not known:
             import traceback
 

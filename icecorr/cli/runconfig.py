@@ -33,9 +33,12 @@ class CycloneRunConfig(StrictConfig):
 
     grid: GridConfig = Field(default_factory=GridConfig)
     physics: CoarsePhysicsConfig = Field(default_factory=CoarsePhysicsConfig)
-    days: float = Field(2.0, gt=0, description="length of the run (days)")
-    output_every_hours: float = Field(12.0, gt=0, description="output interval (h)")
-    window_seconds: float = Field(3600.0, gt=0, description="forcing snapshots this far apart (the vortex moves)")
+    # bounds with a reason: the box is a days-long benchmark; a year (730 outputs) is already far beyond it, and
+    # forcing snapshots closer than a minute (the model's own sub-steps) only fill the memory
+    days: float = Field(2.0, gt=0, le=365, description="length of the run (days, at most a year)")
+    output_every_hours: float = Field(12.0, gt=0, le=8784, description="output interval (h)")
+    window_seconds: float = Field(3600.0, ge=60, le=86400,
+                                  description="forcing snapshots this far apart (s; the vortex moves)")
 
 
 class EvaluateRunConfig(StrictConfig):

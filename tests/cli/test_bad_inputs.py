@@ -540,3 +540,15 @@ def test_couple_with_a_snapshot_forcing_file(base, tmp_path, capsys, case):
         assert sorted(p.name for p in out.iterdir()) == ["r.nc"]
     else:
         assert_clean_failure(rc, err, out, forcing, field)
+
+
+# Issue 21 refuses val_file = train_file unless asked for: the folder-guard and pipe tests (test_data_loss.py) train
+# on one tiny file used as both, which they now say explicitly (this replaces train_argv above for every caller).
+_train_argv_separate = train_argv
+
+
+def train_argv(train_file, val_file, out_dir):  # noqa: F811 - see the comment above
+    argv = _train_argv_separate(train_file, val_file, out_dir)
+    if train_file == val_file:
+        argv.insert(-1, "train.data.allow_val_is_train=true")
+    return argv

@@ -5,6 +5,7 @@ corrector's own `corrector:` section. Every field has a default so that a config
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal, Optional
 
@@ -20,6 +21,9 @@ class DataConfig(StrictConfig):
     train_file: Path = Field(Path("data/train.nc"), description="training-pair NetCDF of the train split")
     val_file: Optional[Path] = Field(
         Path("data/val.nc"), description="validation split; null = hold out `val_fraction` of train_file's runs")
+    allow_val_is_train: bool = Field(
+        False, description="accept val_file = train_file (validation then scores the windows it trains on, so best.pt "
+                           "and the skill mean nothing: smoke tests only)")
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0,
                                 description="share of train_file windows held out when val_file is null (last runs)")
     max_train_samples: Optional[int] = Field(None, ge=1, description="use only the first N training windows")
@@ -28,6 +32,23 @@ class DataConfig(StrictConfig):
     cache_max_mb: float = Field(
         1024.0, ge=0.0, description="files whose needed variables fit in this many MiB are read into memory once; "
                                     "larger files are read item by item")
+
+    @model_validator(mode="after")
+    def _separate_validation(self) -> "DataConfig":
+        if self.val_file is not None and not self.allow_val_is_train and same_file(self.train_file, self.val_file):
+            raise ValueError(f"val_file {self.val_file} is the train file {self.train_file}: validation would score "
+                             f"the windows it trains on, so best.pt and the skill would mean nothing; give a separate "
+                             f"split, val_file: null (hold out val_fraction of the runs), or "
+                             f"train.data.allow_val_is_train: true")
+        return self
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """The same file: one inode (hard or symbolic links) when both exist, else the same resolved path."""
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return Path(a).resolve() == Path(b).resolve()
 
 
 class OptimConfig(StrictConfig):

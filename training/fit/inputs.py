@@ -38,6 +38,13 @@ def build_data(cfg: TrainRunConfig, env: Env, normalization: Optional[Normalizat
         train_idx, val_idx = split_windows(train.runs, d.val_fraction)
     if d.max_train_samples:
         train_idx = train_idx[: d.max_train_samples]
+    if len(train_idx) < cfg.train.batch_size:
+        # one optimiser step needs a full global batch (training.fit.dataset.epoch_batches drops the last partial one)
+        held = f" (after holding out val_fraction={d.val_fraction} for validation)" if d.val_file is None else ""
+        raise InputError(str(d.train_file), "train.batch_size",
+                         f"{len(train_idx)} training window(s){held}, fewer than train.batch_size "
+                         f"({cfg.train.batch_size}): one batch needs that many; lower train.batch_size or give more "
+                         f"windows")
     train = PairDataset.for_config(c, d.train_file, indices=train_idx, cache_max_mb=d.cache_max_mb)
     if d.val_file is not None:
         val = PairDataset.for_config(c, d.val_file, cache_max_mb=0.0)
