@@ -349,9 +349,11 @@ TRAIN_CASES = {"drop_forecast_sit": "forecast_sit", "rename_dim_y": "y", "transp
 
 
 def train_argv(train_file, val_file, out_dir):
+    """`icecorr train` on a tiny config; one file as both splits says so (refused otherwise, issue 21)."""
+    same = ["train.data.allow_val_is_train=true"] if train_file == val_file else []
     return ["train", CONFIGS / "train_tiny.yaml",
             f"train.data.train_file={train_file}", f"train.data.val_file={val_file}", "train.batch_size=2",
-            "train.max_steps=1", "train.val_every=1", "train.skill_batches=0", f"train.out_dir={out_dir}",
+            "train.max_steps=1", "train.val_every=1", "train.skill_batches=0", f"train.out_dir={out_dir}", *same,
             "--no-progress"]
 
 
@@ -540,15 +542,3 @@ def test_couple_with_a_snapshot_forcing_file(base, tmp_path, capsys, case):
         assert sorted(p.name for p in out.iterdir()) == ["r.nc"]
     else:
         assert_clean_failure(rc, err, out, forcing, field)
-
-
-# Issue 21 refuses val_file = train_file unless asked for: the folder-guard and pipe tests (test_data_loss.py) train
-# on one tiny file used as both, which they now say explicitly (this replaces train_argv above for every caller).
-_train_argv_separate = train_argv
-
-
-def train_argv(train_file, val_file, out_dir):  # noqa: F811 - see the comment above
-    argv = _train_argv_separate(train_file, val_file, out_dir)
-    if train_file == val_file:
-        argv.insert(-1, "train.data.allow_val_is_train=true")
-    return argv
