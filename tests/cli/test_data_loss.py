@@ -304,6 +304,21 @@ def test_full_disk_during_correct_is_one_line_and_leaves_nothing(base, tmp_path)
     assert os.listdir(tmp_path) == []  # no partial file, no lock, not even the folder made for them
 
 
+@pytest.mark.parametrize("verb", ["couple", "emulate"])
+def test_full_disk_during_an_ensemble_run_is_one_line_and_leaves_nothing(base, tmp_path, verb):
+    """Was: "NetCDF: HDF error" traceback for couple. The file-size limit fails a write as a full disk does."""
+    out = tmp_path / "out" / "r.nc"
+    (tmp_path / "cfg").mkdir()
+    argv = ensemble_argv(base, tmp_path / "cfg", verb, out)[0]
+    proc = cli_subprocess(argv, limit_bytes=60_000, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert f"{out}.partial" in lines[0] and "File too large" in lines[0], err
+    assert not (tmp_path / "out").exists() or os.listdir(tmp_path / "out") == []
+
+
 def test_training_survives_a_closed_stdout_pipe(base, tmp_path):
     """`icecorr train … | head -1`: was BrokenPipeError, killing the training."""
     out = tmp_path / "run"
