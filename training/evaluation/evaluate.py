@@ -101,7 +101,8 @@ def evaluate(run_paths: Mapping[str, PathLike | Sequence[PathLike]],
 def _annotate(ds: xr.Dataset, cfg: EvaluateConfig, dx: float, run_paths, aligned, ref_files) -> None:
     units = {"rmse": "variable units", "mae": "variable units", "bias": "variable units (forecast − reference)",
              "crps": "variable units", "spread": "variable units", "iiee": "km2", "nrmse": "1",
-             "spread_skill_ratio": "1"}
+             "spread_skill_ratio": "1", "spread_skill_ratio_raw": "1",
+             "ensemble_mean_rmse_fair": "variable units"}
     for k, u in units.items():
         if k in ds:
             ds[k].attrs.setdefault("units", u)
@@ -109,6 +110,13 @@ def _annotate(ds: xr.Dataset, cfg: EvaluateConfig, dx: float, run_paths, aligned
         ds["crps"].attrs["estimator"] = "fair ensemble CRPS (Ferro 2014); MAE for deterministic runs"
     if "spread_skill_ratio" in ds:
         ds["spread_skill_ratio"].attrs["definition"] = "sqrt((M+1)/M) * spread / ensemble-mean RMSE"
+    if "spread_skill_ratio_raw" in ds:  # beside the corrected one: shows the size of the finite-M factor
+        ds["spread_skill_ratio_raw"].attrs["definition"] = ("spread / ensemble-mean RMSE, no finite-ensemble factor "
+                                                            "(sqrt(M/(M+1)) for a calibrated ensemble)")
+    if "ensemble_mean_rmse_fair" in ds:
+        ds["ensemble_mean_rmse_fair"].attrs["definition"] = (
+            "sqrt(max(MSE of the M-member mean - mean unbiased member variance / M, 0)): "
+            "unbiased estimate of the infinite-ensemble mean's MSE (Leutbecher & Palmer 2008)")
     ds.attrs.update({
         "producer": "icecorr evaluate", "grid_dx": dx, "reference": ", ".join(ref_files),
         "runs": "; ".join(f"{k}: {', '.join(a.files)}" for k, a in aligned.items()),

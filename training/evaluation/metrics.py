@@ -10,6 +10,8 @@ Definitions (M members, ⟨·⟩ weighted mean over space and samples, x̄ ensem
   ensemble_mean_rmse = √⟨(x̄ − y)²⟩
   spread = √⟨s²⟩ with s² the unbiased (ddof = 1) ensemble variance
   spread_skill_ratio = √((M+1)/M) · spread / ensemble_mean_rmse               (1 for a calibrated ensemble)
+  spread_skill_ratio_raw = spread / ensemble_mean_rmse          (√(M/(M+1)) for a calibrated M-member ensemble)
+  ensemble_mean_rmse_fair = √max(⟨(x̄ − y)²⟩ − ⟨s²⟩/M, 0)      (unbiased MSE of the M → ∞ ensemble mean)
   crps (fair) = ⟨(1/M) Σ_i |x_i − y| − 1/(2M(M−1)) Σ_i Σ_j |x_i − x_j|⟩       (Ferro 2014; unbiased for M → ∞)
   nrmse = √(mean_v (rmse_v / σ_v)²)                                          (anchors §1.3)
 Square roots are taken after averaging over samples and space (mean squared error first).
@@ -109,6 +111,32 @@ def spread_skill_ratio(ensemble: xr.DataArray, reference: xr.DataArray, weights:
     m = _need_member(ensemble, "spread_skill_ratio", minimum=2)
     return (np.sqrt((m + 1) / m) * spread(ensemble, weights, keep, reference)
             / ensemble_mean_rmse(ensemble, reference, weights, keep))
+
+
+def spread_skill_ratio_raw(ensemble: xr.DataArray, reference: xr.DataArray, weights: xr.DataArray | None = None,
+                           keep: Sequence[str] = ("time",)) -> xr.DataArray:
+    """spread / ensemble-mean RMSE without the finite-ensemble factor: a calibrated M-member ensemble gives
+    √(M/(M+1)) (0.82 for M = 2, 0.94 for M = 8), so it reads as under-dispersive for small M."""
+    _need_member(ensemble, "spread_skill_ratio_raw", minimum=2)
+    return spread(ensemble, weights, keep, reference) / ensemble_mean_rmse(ensemble, reference, weights, keep)
+
+
+def ensemble_mean_rmse_fair(ensemble: xr.DataArray, reference: xr.DataArray, weights: xr.DataArray | None = None,
+                            keep: Sequence[str] = ("time",)) -> xr.DataArray:
+    """Ensemble-mean RMSE (units of the variable) corrected to an infinite ensemble: √max(MSE_M − ⟨s²⟩/M, 0).
+
+    The mean of M exchangeable members carries sampling variance s²/M, so E[MSE_M] = MSE_∞ + E[s²]/M; with the
+    unbiased (ddof = 1) variance averaged exactly like the squared error (same weights, same missing points),
+    MSE_M − ⟨s²⟩/M is unbiased for MSE_∞. It is clipped at 0 before the root (an estimate, not a bound).
+    Needs M ≥ 2: a single member has no spread to estimate s² from.
+    """
+    m = _need_member(ensemble, "ensemble_mean_rmse_fair", minimum=2)
+    err2 = (_missing_aware(ensemble.mean(MEMBER), reference) - reference) ** 2
+    var = _missing_aware(ensemble.var(MEMBER, ddof=1), reference)
+    # one mask for both terms: a point missing in either drops out of both means
+    both = err2.notnull() & var.notnull()
+    mse_inf = _mean(err2.where(both), weights, keep) - _mean(var.where(both), weights, keep) / m
+    return np.sqrt(mse_inf.clip(min=0.0))
 
 
 def crps_fair_pointwise(members: np.ndarray, observation: np.ndarray, axis: int = 0) -> np.ndarray:
@@ -212,7 +240,8 @@ def deterministic_scores(forecast: xr.DataArray, reference: xr.DataArray, weight
 def ensemble_scores(ensemble: xr.DataArray, reference: xr.DataArray, weights: xr.DataArray | None = None,
                     keep: Sequence[str] = ("time",), seed: int = 0) -> xr.Dataset:
     """All scores of an ensemble per lead: rmse/mae/bias of the ensemble mean, ensemble_mean_rmse,
-    member_rmse (mean over members of single-member RMSE), spread, spread_skill_ratio, crps, rank_histogram."""
+    member_rmse (mean over members of single-member RMSE), spread, spread_skill_ratio, crps, rank_histogram;
+    with M ≥ 2 also the finite-ensemble pair ensemble_mean_rmse_fair and spread_skill_ratio_raw."""
     mean = ensemble.mean(MEMBER)
     out = deterministic_scores(mean, reference, weights, keep)
     out["ensemble_mean_rmse"] = out["rmse"]
@@ -222,6 +251,8 @@ def ensemble_scores(ensemble: xr.DataArray, reference: xr.DataArray, weights: xr
     if ensemble.sizes[MEMBER] >= 2:
         out["spread"] = spread(ensemble, weights, keep, reference)
         out["spread_skill_ratio"] = spread_skill_ratio(ensemble, reference, weights, keep)
+        out["spread_skill_ratio_raw"] = spread_skill_ratio_raw(ensemble, reference, weights, keep)
+        out["ensemble_mean_rmse_fair"] = ensemble_mean_rmse_fair(ensemble, reference, weights, keep)
         out["crps"] = crps(ensemble, reference, weights, keep)
     out["rank_histogram"] = rank_histogram(ensemble, reference, weights, keep, seed)
     return out

@@ -111,6 +111,46 @@ def variable_table(m: xr.Dataset, short: float, long: float) -> str:
     return _table(header, rows)
 
 
+def finite_ensemble_table(m: xr.Dataset, short: float, long: float) -> str | None:
+    """One row per (variable, ensemble model): ensemble-mean RMSE raw and corrected to M → ∞, spread/RMSE with and
+    without the √((M+1)/M) factor; None when no model has ≥ 2 members (the fair scores are then absent)."""
+    fair = m.get("ensemble_mean_rmse_fair")
+    if fair is None:
+        return None
+    models = [mod for mod in m["model"].values if np.isfinite(fair.sel(model=mod)).any()]
+    if not models:
+        return None
+    s_lead, _ = _nearest(fair, short)
+    l_lead, _ = _nearest(fair, long)
+    header = ["variable", "model", "members"]
+    header += [f"{name} {_lead_label(lead)}" for lead in (s_lead, l_lead)
+               for name in ("RMSE", "RMSE fair (M → ∞)", "spread/RMSE raw", "spread/RMSE")]
+
+    def at(name: str, mod, v, lead: float) -> float:
+        da = m.get(name)
+        if da is None or lead not in da["lead"].values:
+            return float("nan")
+        return float(da.sel(model=mod, variable=v, lead=lead))
+
+    rows = []
+    for v in m["variable"].values:
+        for mod in models:
+            row = [str(v), str(mod), str(int(m["members"].sel(model=mod)))]
+            for lead in (s_lead, l_lead):
+                row += [_fmt(at(k, mod, v, lead)) for k in ("ensemble_mean_rmse", "ensemble_mean_rmse_fair",
+                                                            "spread_skill_ratio_raw", "spread_skill_ratio")]
+            rows.append(row)
+    return _table(header, rows)
+
+
+FINITE_ENSEMBLE_NOTE = (
+    "The mean of M members carries sampling variance s²/M, so an M-member ensemble-mean RMSE is above the "
+    "infinite-ensemble one by about √(1 + 1/M) when spread/RMSE ≈ 1 (6 % for M = 8). \"RMSE fair\" removes it: "
+    "√max(MSE − mean(s²)/M, 0), unbiased for the MSE of the M → ∞ mean. \"spread/RMSE raw\" is spread / RMSE "
+    "without the √((M+1)/M) factor (√(M/(M+1)) for a calibrated ensemble); \"spread/RMSE\" is the corrected ratio "
+    "of the tables above (1 = calibrated for any M; Fortin et al. 2014).")
+
+
 def report_text(m: xr.Dataset, figures: Mapping[str, Path], md_dir: Path,
                 summary_leads_hours: Sequence[float] = (12.0, 360.0)) -> str:
     """The report as markdown; figure links are relative to `md_dir`."""
@@ -138,6 +178,9 @@ def report_text(m: xr.Dataset, figures: Mapping[str, Path], md_dir: Path,
         variable_table(m, short, long),
         "",
     ]
+    finite = finite_ensemble_table(m, short, long)
+    if finite is not None:
+        parts += ["## Finite-ensemble correction", "", FINITE_ENSEMBLE_NOTE, "", finite, ""]
     if figures:
         parts += ["## Figures", ""]
         for key, path in figures.items():

@@ -146,6 +146,11 @@ def test_scores_reflect_the_constructed_errors(scenario):
     assert (ens["spread"].sel(lead=72) > 0).all()
     # the ensemble is built calibrated (truth and members share the noise law): spread/RMSE ≈ 1 at the last lead
     np.testing.assert_allclose(ens["spread_skill_ratio"].sel(lead=72, variable=["sit", "siu", "siv"]), 1.0, atol=0.2)
+    # finite-ensemble pair beside the raw scores: the M → ∞ RMSE is below the 4-member one once there is spread,
+    # the uncorrected ratio is the corrected one × √(4/5); runs with one member have neither
+    assert (ens["ensemble_mean_rmse_fair"].sel(lead=72) < ens["ensemble_mean_rmse"].sel(lead=72)).all()
+    np.testing.assert_allclose(ens["spread_skill_ratio_raw"], ens["spread_skill_ratio"] * np.sqrt(4 / 5))
+    assert not np.isfinite(m["ensemble_mean_rmse_fair"].sel(model=["coarse", "deterministic"])).any()
     assert np.isfinite(m["nrmse"]).sum() > 0
     assert m["beta"].dims == ("source", "coarse_graining", "q") and "truth" in m["source"].values
     # smoothing removes small-scale power: the coarse run's ratio at the last lead is < 1, the offset run's is 1
@@ -176,9 +181,13 @@ def test_run_evaluate_writes_report_metrics_and_plots(scenario):
         rows = list(csv.DictReader(fh))
     assert {"model", "variable", "lead_hours", "metric", "value"} == set(rows[0])
     assert any(r["metric"] == "crps" and r["model"] == "diffusion" for r in rows)
+    fair_rows = {r["model"] for r in rows if r["metric"] in ("ensemble_mean_rmse_fair", "spread_skill_ratio_raw")}
+    assert fair_rows == {"diffusion"}
+    assert "## Finite-ensemble correction" in text and "| sit | diffusion | 4 |" in text
     reopened = xr.open_dataset(out / "metrics.nc")
     assert set(reopened["model"].values) == {"coarse", "deterministic", "diffusion", "persistence"}
     assert "fair" in reopened["crps"].attrs["estimator"]
+    assert "infinite-ensemble" in reopened["ensemble_mean_rmse_fair"].attrs["definition"]
     reopened.close()
 
 
