@@ -148,7 +148,7 @@ FINITE_ENSEMBLE_NOTE = (
     "infinite-ensemble one by about √(1 + 1/M) when spread/RMSE ≈ 1 (6 % for M = 8). \"RMSE fair\" removes it: "
     "√max(MSE − mean(s²)/M, 0), unbiased for the MSE of the M → ∞ mean. \"spread/RMSE raw\" is spread / RMSE "
     "without the √((M+1)/M) factor (√(M/(M+1)) for a calibrated ensemble); \"spread/RMSE\" is the corrected ratio "
-    "of the tables above (1 = calibrated for any M; Fortin et al. 2014).")
+    "of the summary by variable (1 = calibrated for any M; Fortin et al. 2014).")
 
 
 def report_text(m: xr.Dataset, figures: Mapping[str, Path], md_dir: Path,
