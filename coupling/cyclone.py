@@ -158,7 +158,10 @@ def run_cyclone(grid: GridConfig, physics: CoarsePhysicsConfig, out_dir: Path, d
         "grid_dx": grid.dx,
         "last_mevp_residual": model.last_step_info.get("mevp_residual", float("nan")),
     })
+    # no _FillValue on the coordinates (CF forbids it; xarray would add NaN to float ones)
     path = write_dataset_atomic(ds, out_dir / "cyclone.nc",
-                                encoding={"time": {"units": TIME_UNITS, "calendar": "standard", "dtype": "f8"}})
+                                encoding={"time": {"units": TIME_UNITS, "calendar": "standard", "dtype": "f8",
+                                                   "_FillValue": None},
+                                          "x": {"_FillValue": None}, "y": {"_FillValue": None}})
     _write_png(out_dir / "cyclone.png", grid, records[-1], hours[-1])
     return path

@@ -6,7 +6,8 @@ run killed at any moment leaves a readable `<name>.partial` holding every comple
 test_output.py). Only `close("complete")` renames it onto the output path: an existing output is untouched until
 the new one is complete, and a failed or interrupted run never destroys it. The global attribute `status` reads
 "running" until `close()` sets "complete" or "failed". Every record is written with a single call per variable and
-the `time` coordinate last, so the number of valid `time` values is the number of complete records.
+the `time` coordinate last, so the number of valid `time` values is the number of complete records (the partial
+file's `time` has a NaN `_FillValue` for this; the complete output has none, as CF requires of a coordinate).
 A restart (`continue_from`) reads the interrupted run's `<name>.partial` (or, if absent, the complete output).
 """
 from __future__ import annotations
@@ -101,12 +102,14 @@ class TrajectoryWriter:
         nc.createDimension("member", self.members)
         nc.createDimension("y", self.ny)
         nc.createDimension("x", self.nx)
-        t = nc.createVariable("time", "f8", ("time",), fill_value=np.nan)  # NaN decodes to NaT: incomplete
+        # NaN decodes to NaT: an incomplete record of a running or killed run; removed at close("complete"),
+        # since CF allows no _FillValue on a coordinate variable
+        t = nc.createVariable("time", "f8", ("time",), fill_value=np.nan)
         t.setncatts({"standard_name": "time", "units": self.units, "calendar": CALENDAR, "axis": "T"})
         step = nc.createVariable("step", "i4", ("time",), fill_value=-1)
         step.setncatts({"long_name": "number of completed 12 h steps since the window start", "units": "1"})
         m = nc.createVariable("member", "i4", ("member",))
-        m.setncatts({"long_name": "ensemble member (0-based)", "units": "1"})
+        m.setncatts({"standard_name": "realization", "long_name": "ensemble member (0-based)", "units": "1"})
         m[:] = np.arange(self.members, dtype="i4")
         for name, n in (("y", self.ny), ("x", self.nx)):
             c = nc.createVariable(name, "f8", (name,))
@@ -184,6 +187,7 @@ class TrajectoryWriter:
             return
         try:
             self._nc.setncattr("status", status)
+            self._nc["time"].delncattr("_FillValue")  # every record is complete: a CF coordinate has none
             self._nc.sync()  # a failure shows here, while the file is still open
         except (OSError, RuntimeError) as exc:
             _close_quietly(self._nc)

@@ -26,6 +26,15 @@ EXIT_USAGE = 2
 EXIT_FAILURE = 1  # icecorr.cli.finish reports a stdout that cannot be written with it too
 
 
+def _installed_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("icecorr")
+    except PackageNotFoundError:  # a source tree without package metadata
+        return "unknown"
+
+
 def _command_line() -> str:
     return "icecorr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
@@ -261,6 +270,7 @@ OVERWRITE_HELP = "replace an existing output (only once this run completes)"
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb (observations/assimilate/calibrate parse their own)."""
     parser = argparse.ArgumentParser(prog="icecorr", description="Hybrid physics-ML sea-ice model-error corrector.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = sub.add_parser("demo", help="twin experiment end to end: generate, train, couple, evaluate, report")

@@ -84,6 +84,7 @@ def pair_dataset(buf: PairBuffer, times: np.ndarray, dx: float, mask: np.ndarray
             if prefix != "residual" and "standard_name" in m:
                 attrs["standard_name"] = m["standard_name"]
         ds[name] = (("time", "y", "x"), arr, attrs)
-    ds["mask"] = (("y", "x"), mask.astype(np.int8), {"long_name": "ocean mask", "flag_values": "0 1",
+    ds["mask"] = (("y", "x"), mask.astype(np.int8), {"long_name": "ocean mask",
+                                                     "flag_values": np.array([0, 1], dtype=np.int8),
                                                      "flag_meanings": "land ocean"})
     return ds

@@ -126,8 +126,10 @@ def _annotate(ds: xr.Dataset, cfg: EvaluateConfig, dx: float, run_paths, aligned
 
 
 def write_metrics_netcdf(metrics: xr.Dataset, path: Path) -> Path:
-    """The metrics dataset as NetCDF4 (written to a temporary name, then renamed)."""
-    return write_dataset_atomic(metrics, path)
+    """The metrics dataset as NetCDF4 (written to a temporary name, then renamed), with no _FillValue on its
+    coordinate variables (CF forbids it; xarray would add NaN to float and time ones)."""
+    return write_dataset_atomic(metrics, path, encoding={name: {"_FillValue": None} for name in metrics.dims
+                                                         if name in metrics.coords})
 
 
 def metrics_rows(metrics: xr.Dataset) -> list[dict[str, object]]:
