@@ -67,7 +67,7 @@ def write_restart(path: str | Path, r: RestartState) -> Path:
     ds = xr.Dataset(
         data_vars,
         coords={"start_index": ("window", np.asarray(r.start_indices, dtype=np.int64)),
-                "member": np.arange(n_mem)},
+                "member": ("member", np.arange(n_mem), {"standard_name": "realization"})},
         attrs={"format": FORMAT, "mode": r.mode, "step": int(r.step), "seed": int(r.seed),
                "members": int(n_mem), "seeding": SEEDING, "outputs": json.dumps(r.outputs),
                "checkpoint_id": r.checkpoint_id, "grid_dx": float(r.dx), "config": r.config,

@@ -106,7 +106,8 @@ def attach_observations(ds: xr.Dataset, obs: Mapping[str, np.ndarray], obs_error
         res_attrs["long_name"] = f"observation minus coarse forecast of {v} (NaN = not observed)"
         out[f"residual_{v}"] = (dims, (y - forecast).astype(ds[f"reference_{v}"].dtype), res_attrs)
         out[f"observed_{v}"] = (dims, m.astype(np.int8), {"long_name": f"{v} observed at t+12h",
-                                                          "flag_values": "0 1", "flag_meanings": "gap observed"})
+                                                          "flag_values": np.array([0, 1], dtype=np.int8),
+                                                          "flag_meanings": "gap observed"})
         out[f"obs_error_{v}"] = (dims, err.astype(np.float32), {"units": units,
                                                                  "long_name": f"observation-error std of {v}"})
     if "reference_damage" in out.variables:  # damage is never observed
