@@ -71,6 +71,14 @@ _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe"), (stat.S_I
           (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
 
 
+def file_kind(mode: int) -> str | None:
+    """What a stat mode is in words ('a folder', 'a character device', …), or None for a regular file."""
+    for test, kind in _KINDS:
+        if test(mode):
+            return kind
+    return None if stat.S_ISREG(mode) else "not a regular file"
+
+
 def describe_unreadable(path: str | Path) -> str | None:
     """Why `path` cannot be read as an input file (missing, a folder, a symbolic link loop or to nothing, a device,
     …), or None for a regular file (or a link to one)."""
@@ -87,10 +95,8 @@ def describe_unreadable(path: str | Path) -> str | None:
         if exc.errno == errno.ENOTDIR:
             return "does not exist (a parent in its path is a file, not a folder)"
         return f"cannot be reached: {exc.strerror}"
-    for test, kind in _KINDS:
-        if test(st.st_mode):
-            return f"is {kind}, not a file"
-    return None
+    kind = file_kind(st.st_mode)
+    return None if kind is None else f"is {kind}, not a file"
 
 
 def open_netcdf(path: str | Path, what: str = "file", **open_kwargs) -> xr.Dataset:

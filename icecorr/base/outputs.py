@@ -12,7 +12,6 @@ import errno
 import fcntl
 import os
 import socket
-import stat
 import sys
 import time
 from contextlib import ExitStack, contextmanager
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Mapping
 
 from icecorr.base.errors import InputError
+from icecorr.base.files import file_kind
 
 #: the longest suffix a writer adds to an output name (`.partial.tmp-<pid>`, `.lock`): the name must leave room
 SUFFIX_ROOM = len(".partial.tmp-") + 10
@@ -44,16 +44,6 @@ def lock_path(path: str | os.PathLike) -> Path:
     return path.with_name(f"{path.name}.lock")
 
 
-def _kind(mode: int) -> str:
-    """A file type in words, for 'is a … , not a regular file'."""
-    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
-                       (stat.S_ISSOCK, "a socket")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
 def _existing_kind(path: Path) -> str | None:
     """None if nothing is at `path` or it is (a link to) a regular file, else what it is."""
     try:
@@ -66,7 +56,7 @@ def _existing_kind(path: Path) -> str | None:
         if exc.errno == errno.ENOTDIR:
             return None  # a parent is a file: check_parent says so
         return f"unreadable ({os.strerror(exc.errno or 0)})"
-    return None if stat.S_ISREG(st.st_mode) else _kind(st.st_mode)
+    return file_kind(st.st_mode)
 
 
 def check_replaceable(path: str | os.PathLike, what: str = "output") -> None:
