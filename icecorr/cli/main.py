@@ -169,11 +169,10 @@ def cmd_correct(args) -> int:
 
 
 def _run_ensemble(args, emulate: bool) -> int:
-    """couple / emulate: restart checked against the checkpoint, outputs guarded and locked, then the run."""
+    """couple / emulate: outputs guarded and locked, then the run (which checks a restart against its checkpoint)."""
     from coupling.couple import run_couple
     from coupling.emulate import run_emulate
     from coupling.ensemble_output import output_paths
-    from coupling.restart import check_same_checkpoint, read_restart
     from icecorr.base.config import dump_config
 
     overrides = list(args.overrides)
@@ -188,8 +187,6 @@ def _run_ensemble(args, emulate: bool) -> int:
         print(dump_config(cfg))
         return 0
     forcing = cfg.forcing or cfg.initial
-    if args.restart:
-        check_same_checkpoint(args.restart, read_restart(args.restart), cfg.couple.checkpoint)
     common = dict(restart=args.restart, comm=world_if_parallel(), command=_command_line(), config_text=dump_config(cfg))
     inputs = {"initial file": cfg.initial, "forcing file": cfg.forcing, "checkpoint": cfg.couple.checkpoint,
               "config": args.config, "restart file": args.restart}
