@@ -33,7 +33,6 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import xarray as xr
 
-from coupling.checks import normalize_units
 from icecorr.base.errors import InputError
 from icecorr.base.files import open_netcdf
 from icecorr.base.variables import ML_VARIABLES, STEP_HOURS
@@ -42,7 +41,7 @@ from training.data.io import write_netcdf_atomic
 from training.data.observation_config import IngestConfig, IngestRunConfig, ObservationConfig, SynthRunConfig
 from training.data.observation_gaps import face_masks, name_id, observation_masks, seeded_rng, valid_hours
 from training.data.reference import centre_to_faces, decoded_times, open_input, resolve_input
-from training.data.units import MODEL_UNITS, PLAUSIBLE, unit_conversion
+from training.data.units import MODEL_UNITS, PLAUSIBLE, check_units_attribute, unit_conversion
 
 PRODUCER_SYNTH = "icecorr observations synth"
 PRODUCER_INGEST = "icecorr observations ingest"
@@ -181,10 +180,7 @@ def _converted(path: Path, var: xr.DataArray, src: VariableSource, model_name: s
     if conv is None:
         raise InputError(str(path), src.name, f"cannot convert units '{src.units}' (mapping for '{model_name}') to "
                          f"'{MODEL_UNITS[model_name]}'")
-    file_units = var.attrs.get("units")
-    if file_units is not None and normalize_units(file_units) != normalize_units(src.units):
-        raise InputError(str(path), src.name, f"units attribute '{file_units}' differs from the mapping's "
-                         f"'{src.units}' for '{model_name}'")
+    check_units_attribute(path, var.attrs.get("units"), src.name, src.units, model_name)
     scale, offset = conv
     return np.asarray(var.values, np.float64) * scale + offset
 

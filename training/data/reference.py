@@ -19,7 +19,7 @@ from icecorr.base.files import open_netcdf
 from icecorr.base.variables import STEP_SECONDS
 from training.data.config import PrepareConfig
 from training.data.forcing import FORCING_NAMES
-from training.data.units import MODEL_UNITS, PLAUSIBLE, unit_conversion
+from training.data.units import MODEL_UNITS, PLAUSIBLE, check_units_attribute, unit_conversion
 
 
 def resolve_input(base: Path, name: str, field: str) -> Path:
@@ -156,10 +156,7 @@ class ReferenceData:
             if shape != (self.grid.ny, self.grid.nx):
                 raise InputError(str(path), src.name, f"grid (y, x) = {shape} does not match the model grid "
                                  f"(ny, nx) = ({self.grid.ny}, {self.grid.nx})")
-            file_units = var.attrs.get("units")
-            if file_units is not None and normalize_units(file_units) != normalize_units(src.units):
-                raise InputError(str(path), src.name, f"units attribute '{file_units}' differs from the mapping's "
-                                 f"'{src.units}' for '{model_name}'")
+            check_units_attribute(path, var.attrs.get("units"), src.name, src.units, model_name)
         renamed = [ds.rename({self._dim("y"): "y", self._dim("x"): "x"}) if self._dim("y") != "y" or
                    self._dim("x") != "x" else ds for ds in datasets]
         return _Source(model_name, src.name, src.units, files, renamed, *conv)

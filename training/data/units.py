@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from coupling.checks import normalize_units
+from icecorr.base.errors import InputError
 from icecorr.base.variables import ML_VARIABLES, VARIABLES
 from training.data.forcing import FORCING_NAMES
 
@@ -36,3 +37,11 @@ def unit_conversion(file_units: str, model_units: str) -> tuple[float, float] | 
     if a == b:
         return 1.0, 0.0
     return _CONVERSIONS.get((a, b))
+
+
+def check_units_attribute(path, file_units: str | None, name: str, mapped_units: str, model_name: str) -> None:
+    """A file variable's `units` attribute (if any) must say what the mapping says it is in: InputError naming the
+    file and the variable otherwise."""
+    if file_units is not None and normalize_units(file_units) != normalize_units(mapped_units):
+        raise InputError(str(path), name, f"units attribute '{file_units}' differs from the mapping's "
+                         f"'{mapped_units}' for '{model_name}'")
