@@ -20,6 +20,7 @@ import numpy as np
 import torch
 import yaml
 
+from icecorr.base.version import package_version
 from .config import CorrectorConfig
 from .normalization import Normalization
 
@@ -34,15 +35,6 @@ class CheckpointError(ValueError):
     def __init__(self, path: str | os.PathLike | None, problem: str):
         self.path, self.problem = (str(path) if path is not None else None), problem
         super().__init__(f"checkpoint {path}: {problem}" if path is not None else f"checkpoint: {problem}")
-
-
-def package_version() -> str:
-    """Installed icecorr version ('unknown' when running from a source tree without metadata)."""
-    try:
-        from importlib.metadata import PackageNotFoundError, version
-        return version("icecorr")
-    except PackageNotFoundError:
-        return "unknown"
 
 
 def mask_hash(mask: np.ndarray) -> str:

@@ -15,8 +15,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import yaml
 
-from corrector.checkpoint import package_version
 from icecorr.base.variables import VARIABLES, attrs as cf_attrs
+from icecorr.base.version import package_version
 from .config import CoupleConfig
 from .ensemble import checkpoint_id
 from .forcing import ForcingSource, check_window_starts

@@ -18,21 +18,13 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from icecorr.base.mpi import world_if_parallel
+from icecorr.base.version import package_version
 from icecorr.cli.finish import announce_written, finish_stdout, install_lossy_stdout, known_errors, parse_arguments
 from icecorr.cli.guards import folder_guard, guard, require_corrector, train_folder
 from icecorr.cli.limits import check_correct_memory, check_ensemble_memory
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1  # icecorr.cli.finish reports a stdout that cannot be written with it too
-
-
-def _installed_version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("icecorr")
-    except PackageNotFoundError:  # a source tree without package metadata
-        return "unknown"
 
 
 def _command_line() -> str:
@@ -267,7 +259,7 @@ OVERWRITE_HELP = "replace an existing output (only once this run completes)"
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every verb (observations/assimilate/calibrate parse their own)."""
     parser = argparse.ArgumentParser(prog="icecorr", description="Hybrid physics-ML sea-ice model-error corrector.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_installed_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
     p = sub.add_parser("demo", help="twin experiment end to end: generate, train, couple, evaluate, report")

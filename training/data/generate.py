@@ -36,6 +36,7 @@ import numpy as np
 import xarray as xr
 
 from fortran_stub.config import GridConfig
+from icecorr.base.version import package_version
 from icecorr.base.files import write_json_atomic
 from icecorr.base.variables import ML_VARIABLES, STEP_SECONDS
 from training.data.coarsegrain import block_mean, coarsen_state
@@ -44,7 +45,7 @@ from training.data.drift import segment_steps, with_drift_pairs
 from training.data.forcing import FORCING_METADATA, FORCING_NAMES, SyntheticForcing, gaussian_filter
 from training.data.io import concat_netcdf_along_time, write_netcdf_atomic
 from training.data.pairs import SPLITS, PairBuffer, pair_dataset, state_arrays, state_metadata
-from training.data.provenance import package_version, pair_file_attrs
+from training.data.provenance import pair_file_attrs
 from training.data.ranks import finish
 from training.data.residual_stats import format_summary, residual_summary
 

@@ -24,6 +24,7 @@ from typing import Any, Mapping
 import numpy as np
 import xarray as xr
 
+from icecorr.base.version import package_version
 from icecorr.base.errors import InputError
 from icecorr.base.files import write_json_atomic
 from icecorr.base.variables import ML_VARIABLES, STEP_SECONDS
@@ -32,7 +33,7 @@ from training.data.forcing import FORCING_NAMES
 from training.data.generate import default_models
 from training.data.io import concat_netcdf_along_time, write_netcdf_atomic
 from training.data.pairs import SPLITS, PairBuffer, pair_dataset, state_arrays
-from training.data.provenance import package_version, pair_file_attrs
+from training.data.provenance import pair_file_attrs
 from training.data.ranks import contiguous_block, finish
 from training.data.reference import ReferenceData
 from training.data.residual_stats import format_summary, residual_summary

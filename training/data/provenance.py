@@ -2,9 +2,9 @@
 as YAML and the global attributes of a pair file."""
 from __future__ import annotations
 
-from importlib.metadata import version
-
 import yaml
+
+from icecorr.base.version import package_version
 
 
 def config_yaml(cfg, sections: tuple[str, ...]) -> str:
@@ -14,14 +14,6 @@ def config_yaml(cfg, sections: tuple[str, ...]) -> str:
     data = {k: getattr(cfg, k).model_dump(mode="json") for k in sections
             if hasattr(getattr(cfg, k, None), "model_dump")}
     return yaml.safe_dump(data, sort_keys=False)
-
-
-def package_version() -> str:
-    """The installed icecorr version, or 'unknown'."""
-    try:
-        return version("icecorr")
-    except Exception:  # pragma: no cover
-        return "unknown"
 
 
 def pair_file_attrs(cfg, split: str, producer: str, sections: tuple[str, ...]) -> dict[str, object]:
