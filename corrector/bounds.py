@@ -17,9 +17,8 @@ from typing import Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
-#: the physical range of each bounded variable (lower, upper; None = unbounded)
-RANGES: dict[str, tuple[float, float | None]] = {"sic": (0.0, 1.0), "sit": (0.0, None), "snt": (0.0, None),
-                                                 "damage": (0.0, 1.0)}
+from icecorr.base.variables import RANGES
+
 #: the ice area, the ice volume (per unit area) it needs, and the amounts that exist only where there is ice area
 AREA, VOLUME, ON_ICE = "sic", "sit", ("sit", "snt")
 #: the C-grid velocities: True = on the east face of a cell (siu), False = on its north face (siv)

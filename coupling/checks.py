@@ -14,11 +14,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import xarray as xr
 
-from corrector.bounds import RANGES
-from corrector.checkpoint import mask_hash
-from corrector.fields import MASK
 from icecorr.base.errors import InputError
-from icecorr.base.variables import STEP_SECONDS, VARIABLES
+from icecorr.base.variables import RANGES, STEP_SECONDS, VARIABLES
 
 PAIR_PREFIXES = ("initial_", "forecast_", "reference_", "residual_", "correction_")
 TIME_SUFFIXES = ("_t0", "_t1")
@@ -111,7 +108,7 @@ def check_variable(ds: xr.Dataset, path, name: str, dims: Sequence[str] = ("time
 #: a magnitude no field of a pair, forcing or initial file reaches (sit of 10⁶ m in the thinnest coarse-model cells is
 #: the largest seen): an unmasked fill value (netCDF's default 9.97e36, CF's 1e20) or garbage
 IMPLAUSIBLE = 1e15
-#: prefixes of the names whose values are states (the physical ranges of `corrector.bounds.RANGES` hold for them);
+#: prefixes of the names whose values are states (the physical ranges of `icecorr.base.variables.RANGES` hold for them);
 #: residuals, corrections and forcing may be negative
 STATE_PREFIXES = ("initial_", "forecast_", "reference_")
 
@@ -120,7 +117,7 @@ def state_value_problem(name: str, values: np.ndarray) -> tuple[np.ndarray, str,
     """The first rule `values` of the file variable `name` break, as (bool array of the offending values, what is
     wrong, a hint or ''), or None. The rules of every reader of user files (`correct`'s pair files, the initial states and forcing
     of `couple`/`emulate`): finite; below IMPLAUSIBLE in magnitude; and for a state (`sic`, `initial_sit`, …;
-    not residuals) inside the physical range of `corrector.bounds.RANGES` (sic ∈ [0, 1], sit, snt ≥ 0)."""
+    not residuals) inside the physical range of `icecorr.base.variables.RANGES` (sic ∈ [0, 1], sit, snt ≥ 0)."""
     a = np.asarray(values, dtype=np.float64)
     bad = ~np.isfinite(a)
     if bad.any():
@@ -222,6 +219,10 @@ def check_mask(path, mask: np.ndarray | None, corrector=None) -> None:
     if "ny" in cgrid and "nx" in cgrid and m.shape != (int(cgrid["ny"]), int(cgrid["nx"])):
         return  # another grid than the checkpoint's: the grid checks name it
     want = cgrid.get("mask_hash")
+    # the corrector's modules load torch: only where a corrector is checked (physics ranks start without it)
+    from corrector.checkpoint import mask_hash
+    from corrector.fields import MASK
+
     if want and MASK in getattr(corrector, "conditioning_names", ()) and mask_hash(m) != want:
         src = getattr(corrector, "source", None) or "the checkpoint"
         raise InputError(None if path is None else str(path), "mask", f"land mask differs from the one the checkpoint {src} was trained on")

@@ -9,7 +9,6 @@ from typing import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
-from corrector.fields import MASK, pair_file_field
 from icecorr.base.errors import InputError
 from icecorr.base.files import open_netcdf
 from icecorr.base.variables import ML_VARIABLES
@@ -86,6 +85,8 @@ def pair_conditioning(corrector, ds: xr.Dataset, path: Path, idx, mask: np.ndarr
     an index array) of a pair/forecast file. `mask`: the file's `mask`, else `mask` (default all ocean);
     `drift_steps`: the file's counts, else 0 (forecasts started from the reference or an analysis). A missing
     field or NaN/inf: InputError naming the file and the field."""
+    from corrector.fields import pair_file_field  # loads torch: the ML side only (physics ranks start without it)
+
     part = ds.isel(time=idx)
     shape = (part.sizes["y"], part.sizes["x"])
     cond = {}
@@ -108,6 +109,8 @@ def preflight_pairs(ds: xr.Dataset, path: Path, corrector, variables: Sequence[s
     (time, y, x), the checkpoint's grid and units, 12 h windows, a mask of shape (y, x) with an ocean cell and the
     checkpoint's land mask, and (if `check_values`) the values (`coupling.checks.state_value_problem`: finite, no
     fill values, states in their physical range). Returns the mask (or None)."""
+    from corrector.fields import MASK  # loads torch: the ML side only (physics ranks start without it)
+
     check_corrector_units(corrector)
     check_has_records(ds, path)
     check_axes(ds, path)

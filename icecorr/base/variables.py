@@ -12,6 +12,10 @@ from types import MappingProxyType
 STEP_SECONDS = 43_200
 STEP_HOURS = STEP_SECONDS // 3600
 
+#: the physical range of each bounded state variable (lower, upper; None = unbounded)
+RANGES: dict[str, tuple[float, float | None]] = {"sic": (0.0, 1.0), "sit": (0.0, None), "snt": (0.0, None),
+                                                 "damage": (0.0, 1.0)}
+
 #: what the corrector predicts and corrects, in the order the network sees them
 ML_VARIABLES = ("sic", "sit", "snt", "siu", "siv")
 FORCING_VARIABLES = ("uas", "vas", "tas", "huss", "rsds", "rlds", "prsn", "uo", "vo")
