@@ -4,61 +4,21 @@ fill or out-of-range values (`state_value_problem`: the one set of rules of `cor
 records, a reversed axis, an all-land mask, and time records that are not 12 h apart; and a checkpoint trained in
 other units than the variable table's.
 
-`normalize_units` (also used by `training.data.prepare`) compares unit spellings: 'm/s' == 'm s-1', '%' == 'percent'.
+Units are compared by UDUNITS (icecorr.base.units.same_units), never as strings: 'm/s' == 'm s-1', '1' == 'kg kg-1'.
 """
 from __future__ import annotations
 
-import re
 from typing import Iterable, Sequence
 
 import numpy as np
 import xarray as xr
 
 from icecorr.base.errors import InputError
+from icecorr.base.units import same_units
 from icecorr.base.variables import RANGES, STEP_SECONDS, VARIABLES
 
 PAIR_PREFIXES = ("initial_", "forecast_", "reference_", "residual_", "correction_")
 TIME_SUFFIXES = ("_t0", "_t1")
-
-# unit spellings -> canonical token (products of unit symbols with integer powers, space separated)
-_ALIASES = {
-    "%": "percent", "percent": "percent", "pct": "percent", "1": "1", "": "1", "-": "1", "fraction": "1",
-    "dimensionless": "1", "unitless": "1", "0-1": "1",
-    "degc": "degC", "°c": "degC", "deg_c": "degC", "celsius": "degC", "degrees_celsius": "degC", "c": "degC",
-    "k": "K", "kelvin": "K", "degk": "K",
-}
-
-def normalize_units(units: str) -> str:
-    """Canonical spelling: 'm/s' -> 'm s-1', 'W/m2' and 'W m**-2' -> 'W m-2', '%' -> 'percent', 'Celsius' -> 'degC'."""
-    u = str(units).strip()
-    low = u.lower()
-    if low in _ALIASES:
-        return _ALIASES[low]
-    u = u.replace("**", "").replace("^", "").replace("·", " ").replace(".", " ")
-    parts = re.split(r"\s+", u.replace("/", " / ").strip())
-    tokens: list[str] = []
-    invert = False
-    for p in parts:
-        if p == "/":
-            invert = True
-            continue
-        m = re.fullmatch(r"([A-Za-z°]+)(-?\d+)?", p)
-        if not m:
-            tokens.append(p)
-            continue
-        sym, power = m.group(1), int(m.group(2) or 1)
-        if sym in ("d", "day", "days"):
-            sym = "day"
-        elif sym in ("sec", "secs", "second", "seconds"):
-            sym = "s"
-        elif sym in ("hr", "hour", "hours"):
-            sym = "h"
-        if invert:
-            power = -power
-            invert = False
-        tokens.append(sym if power == 1 else f"{sym}{power}")
-    return " ".join(tokens)
-
 
 
 def base_name(name: str) -> str:
@@ -85,7 +45,7 @@ def check_units(path, name: str, var: xr.DataArray) -> None:
     have = var.attrs.get("units")
     if want is None or have is None:
         return
-    if normalize_units(str(have)) != normalize_units(want):
+    if not same_units(str(have), want):
         raise InputError(str(path), name, f"units '{have}', expected '{want}' (convert the file, or ingest it "
                                           "with `icecorr prepare`, which converts units)")
 
@@ -235,7 +195,7 @@ def check_corrector_units(corrector) -> None:
     units = getattr(corrector, "variables_units", None) or {}
     for v in getattr(corrector, "variables", ()):
         have, want = units.get(v), expected_units(v)
-        if have is not None and want is not None and normalize_units(have) != normalize_units(want):
+        if have is not None and want is not None and not same_units(have, want):
             raise InputError(getattr(corrector, "source", None) or "the checkpoint", v,
                              f"the checkpoint was trained with {v} in '{have}', but icecorr runs and pair files use "
                              f"'{want}': its corrections would be applied in the wrong units")

@@ -41,7 +41,7 @@ from training.data.io import write_netcdf_atomic
 from training.data.observation_config import IngestConfig, IngestRunConfig, ObservationConfig, SynthRunConfig
 from training.data.observation_gaps import face_masks, name_id, observation_masks, seeded_rng, valid_hours
 from training.data.reference import centre_to_faces, decoded_times, open_input, resolve_input
-from training.data.units import MODEL_UNITS, PLAUSIBLE, check_units_attribute, unit_conversion
+from training.data.units import MODEL_UNITS, PLAUSIBLE, check_units_attribute, model_unit_conversion
 
 PRODUCER_SYNTH = "icecorr observations synth"
 PRODUCER_INGEST = "icecorr observations ingest"
@@ -176,7 +176,7 @@ def _field(path: Path, ds: xr.Dataset, name: str, dims: tuple[str, str, str], sh
 
 def _converted(path: Path, var: xr.DataArray, src: VariableSource, model_name: str) -> np.ndarray:
     """Values in model units (float64); units checked as `training.data.prepare` does."""
-    conv = unit_conversion(src.units, MODEL_UNITS[model_name])
+    conv = model_unit_conversion(src.units, MODEL_UNITS[model_name])
     if conv is None:
         raise InputError(str(path), src.name, f"cannot convert units '{src.units}' (mapping for '{model_name}') to "
                          f"'{MODEL_UNITS[model_name]}'")

@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from coupling.checks import normalize_units
 from icecorr.base.errors import InputError
 from icecorr.base.files import open_netcdf
+from icecorr.base.units import is_length, unit_conversion
 from icecorr.base.variables import STEP_SECONDS
 from training.data.config import PrepareConfig
 from training.data.forcing import FORCING_NAMES
-from training.data.units import MODEL_UNITS, PLAUSIBLE, check_units_attribute, unit_conversion
+from training.data.units import MODEL_UNITS, PLAUSIBLE, check_units_attribute, model_unit_conversion
 
 
 def resolve_input(base: Path, name: str, field: str) -> Path:
@@ -140,7 +140,7 @@ class ReferenceData:
 
     def _source(self, model_name: str, src, files: list[Path], datasets: list[xr.Dataset]) -> _Source:
         expected_dims = ("time", self._dim("y"), self._dim("x"))
-        conv = unit_conversion(src.units, MODEL_UNITS[model_name])
+        conv = model_unit_conversion(src.units, MODEL_UNITS[model_name])
         if conv is None:
             raise InputError(str(files[0]), src.name, f"cannot convert units '{src.units}' (mapping for "
                              f"'{model_name}') to '{MODEL_UNITS[model_name]}'")
@@ -162,16 +162,16 @@ class ReferenceData:
         return _Source(model_name, src.name, src.units, files, renamed, *conv)
 
     def _check_coordinates(self, path: Path, ds: xr.Dataset) -> None:
-        """If the file has x/y coordinates, their spacing must be the model dx (m, or km with units km)."""
+        """If the file has x/y coordinates, their spacing must be the model dx (any UDUNITS length)."""
         for model_dim in ("x", "y"):
             name = self._dim(model_dim)
             if name not in ds.coords or ds.sizes.get(name, 0) < 2:
                 continue
             c = np.asarray(ds[name].values, dtype=np.float64)
-            units = normalize_units(ds[name].attrs.get("units", "m"))
-            scale = {"m": 1.0, "km": 1e3}.get(units)
-            if scale is None:
+            units = ds[name].attrs.get("units", "m")
+            if not is_length(units):
                 continue  # e.g. grid indices or degrees: nothing to compare
+            scale = unit_conversion(units, "m")[0]  # any UDUNITS length: m, km, meters, metre, …
             spacing = np.diff(c) * scale
             if not np.allclose(spacing, self.grid.dx, rtol=self.cfg.coordinate_tolerance):
                 lo, hi = spacing.min(), spacing.max()

@@ -1,9 +1,9 @@
 """Model units of the variables reference data provide, their plausible ranges, and the unit conversions
-`icecorr prepare` and observation ingestion accept (cm -> m, % -> 1, degC -> K, …)."""
+`icecorr prepare` and observation ingestion accept (any UDUNITS conversion: cm -> m, % -> 1, degC -> K, …, and snowfall water equivalent -> kg m-2 s-1)."""
 from __future__ import annotations
 
-from coupling.checks import normalize_units
 from icecorr.base.errors import InputError
+from icecorr.base.units import UnitsError, same_units, unit_conversion
 from icecorr.base.variables import ML_VARIABLES, VARIABLES
 from training.data.forcing import FORCING_NAMES
 
@@ -18,30 +18,18 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
 }
 
 
-#: (from, to) -> (scale, offset): to = from * scale + offset
-_CONVERSIONS: dict[tuple[str, str], tuple[float, float]] = {
-    ("percent", "1"): (0.01, 0.0),
-    ("cm", "m"): (0.01, 0.0), ("mm", "m"): (1e-3, 0.0), ("km", "m"): (1e3, 0.0),
-    ("cm s-1", "m s-1"): (0.01, 0.0), ("km day-1", "m s-1"): (1e3 / 86400, 0.0), ("m day-1", "m s-1"): (1 / 86400, 0.0),
-    ("km h-1", "m s-1"): (1e3 / 3600, 0.0), ("cm day-1", "m s-1"): (0.01 / 86400, 0.0),
-    ("degC", "K"): (1.0, 273.15),
-    ("g kg-1", "kg kg-1"): (1e-3, 0.0),
-    ("mm s-1", "kg m-2 s-1"): (1.0, 0.0), ("mm day-1", "kg m-2 s-1"): (1 / 86400, 0.0),
-    ("kg m-2 day-1", "kg m-2 s-1"): (1 / 86400, 0.0), ("m s-1", "kg m-2 s-1"): (1000.0, 0.0),  # water equivalent
-}
-
-
-def unit_conversion(file_units: str, model_units: str) -> tuple[float, float] | None:
-    """(scale, offset) converting `file_units` into `model_units`, or None if unknown."""
-    a, b = normalize_units(file_units), normalize_units(model_units)
-    if a == b:
-        return 1.0, 0.0
-    return _CONVERSIONS.get((a, b))
+def model_unit_conversion(file_units: str, model_units: str) -> tuple[float, float] | None:
+    """(scale, offset) converting `file_units` into `model_units` (UDUNITS, icecorr.base.units), or None if they do
+    not convert or cannot be parsed."""
+    try:
+        return unit_conversion(file_units, model_units)
+    except UnitsError:
+        return None
 
 
 def check_units_attribute(path, file_units: str | None, name: str, mapped_units: str, model_name: str) -> None:
     """A file variable's `units` attribute (if any) must say what the mapping says it is in: InputError naming the
     file and the variable otherwise."""
-    if file_units is not None and normalize_units(file_units) != normalize_units(mapped_units):
+    if file_units is not None and not same_units(file_units, mapped_units):
         raise InputError(str(path), name, f"units attribute '{file_units}' differs from the mapping's "
                          f"'{mapped_units}' for '{model_name}'")

@@ -15,10 +15,10 @@ from icecorr.base.errors import InputError
 from icecorr.base.variables import FORCING_VARIABLES, ML_VARIABLES
 from icecorr.base.config import load_config
 from training.data.config import PrepareRunConfig
-from coupling.checks import normalize_units
+from icecorr.base.units import same_units
 from training.data.prepare import run_prepare
 from training.data.reference import ReferenceData
-from training.data.units import unit_conversion
+from training.data.units import model_unit_conversion as unit_conversion
 
 from tests.helpers.mpirun import run_mpi
 from tests.helpers.paths import CONFIGS
@@ -115,14 +115,16 @@ def prepared(nextsim, tmp_path_factory):
 
 
 def test_units_helpers():
-    assert normalize_units("m/s") == normalize_units("m s-1") == normalize_units("m s**-1") == "m s-1"
-    assert normalize_units("W/m2") == normalize_units("W m^-2") == "W m-2"
+    assert same_units("m/s", "m s-1") and same_units("m s**-1", "m s-1") and same_units("meter second-1", "m/s")
+    assert same_units("W/m2", "W m-2") and same_units("W m^-2", "W m-2") and same_units("kg kg-1", "1")
+    assert not same_units("cm", "m") and not same_units("bananas", "m")
     assert unit_conversion("%", "1") == (0.01, 0.0)
     assert unit_conversion("cm", "m") == (0.01, 0.0)
     assert unit_conversion("degC", "K") == (1.0, 273.15)
     assert unit_conversion("cm/s", "m s-1") == (0.01, 0.0)
     assert unit_conversion("km/day", "m s-1")[0] == pytest.approx(1000 / 86400)
-    assert unit_conversion("furlong", "m") is None
+    assert unit_conversion("bananas", "m") is None and unit_conversion("K", "m") is None
+    assert unit_conversion("mm day-1", "kg m-2 s-1")[0] == pytest.approx(1 / 86400)  # water equivalent
 
 
 def test_pairs_from_nextsim_files(prepared, nextsim):
@@ -204,7 +206,7 @@ def _rewrite(path: Path, fn) -> None:
     ("time_gap", "time", "time spacing must be 12 h"),
     ("dims_order", "damage", "dimensions ('time', 'x', 'y'), expected ('time', 'y', 'x')"),
     ("grid_spacing", "x", "grid spacing 16000 m does not match the model dx = 32000 m"),
-    ("unknown_units", "uo", "cannot convert units 'furlong s-1'"),
+    ("unknown_units", "uo", "cannot convert units 'bananas s-1'"),
 ])
 def test_bad_input_names_file_and_field(tmp_path, case, field, message):
     state, forcing = write_nextsim_files(tmp_path)
@@ -235,8 +237,8 @@ def test_bad_input_names_file_and_field(tmp_path, case, field, message):
             _rewrite(p, lambda ds: ds.assign_coords(x=("x", ds["x"].values / 2, {"units": "km"})))
         bad_file = state[0]
     elif case == "unknown_units":
-        overrides["prepare.forcing.uo.units"] = "furlong s-1"
-        _rewrite(forcing, lambda ds: ds.assign(uo=ds["uo"].assign_attrs(units="furlong s-1")))
+        overrides["prepare.forcing.uo.units"] = "bananas s-1"
+        _rewrite(forcing, lambda ds: ds.assign(uo=ds["uo"].assign_attrs(units="bananas s-1")))
         bad_file = forcing
     cfg = _config(state, forcing, **overrides)
     with pytest.raises(InputError) as err:
