@@ -63,7 +63,10 @@ class ObservationConfig(StrictConfig):
 class ObsSource(VariableSource):
     """One observed variable in the user's files: values, and optionally its mask and uncertainty."""
 
-    mask: Optional[str] = Field(None, description="mask variable (nonzero = valid); NaN values are always gaps")
+    mask: Optional[str] = Field(None, description="mask variable (non-zero = valid; for a CF flag variable the "
+                                "meanings in `valid_flags` are valid); NaN values are always gaps")
+    valid_flags: Optional[list[str]] = Field(None, description="flag_meanings of `mask` that mark valid values "
+                                             "(required when `mask` is a CF flag variable, e.g. [nominal])")
     error: Optional[VariableSource] = Field(None, description="uncertainty (std) variable and its units")
     error_std: Optional[float] = Field(None, gt=0, description="constant uncertainty (std, model units)")
 
@@ -74,8 +77,19 @@ class ObsSource(VariableSource):
         return self
 
 
+class RegridConfig(StrictConfig):
+    """Observation files on their own grid, brought onto the model grid (training.data.regrid)."""
+
+    method: Literal["mean", "nearest"] = Field("mean", description="mean: conservative average of the source cells "
+                                               "inside each model cell; nearest: nearest source cell")
+    methods: dict[str, Literal["mean", "nearest"]] = Field(default_factory=dict,
+                                                           description="per-variable method (overrides `method`)")
+    min_valid_fraction: float = Field(0.5, gt=0, le=1, description="mean: a model cell is observed when at least "
+                                      "this share of its source cells is valid")
+
+
 class IngestConfig(StrictConfig):
-    """User observation files on the model grid, attached to a pair file (`ingest`)."""
+    """User observation files (on the model grid or regridded onto it), attached to a pair file (`ingest`)."""
 
     pairs: str = Field(description="training-pair file providing initial state, forecast and forcing")
     files: list[str] = Field(min_length=1, description="observation NetCDF files (read in order, merged by time)")
@@ -83,6 +97,8 @@ class IngestConfig(StrictConfig):
     dims: dict[str, str] = Field(default_factory=lambda: {"time": "time", "y": "y", "x": "x"},
                                  description="model dim -> file dim name")
     velocity_points: Literal["centre", "face"] = Field("centre", description="where siu/siv live in the files")
+    regrid: Optional[RegridConfig] = Field(None, description="the files are on their own grid: regrid them "
+                                           "(None: they must be on the model grid)")
 
     @model_validator(mode="after")
     def _check(self) -> "IngestConfig":

@@ -15,8 +15,8 @@ Two producers:
   sic > `drift_min_sic` at least `drift_edge_distance_km` away from the ice edge (a face needs both neighbours),
   and every instrument loses whole days at random (`missing_day_probability`). Gaps and noise are a pure function
   of (seed, instrument or variable, validity time), so any subset of a file gets the same observations.
-* `ingest` — observation files already on the model grid (e.g. concentration and drift products), with a
-  per-variable mask and uncertainty (a variable of the file or a constant), attached to a pair file at the matching
+* `ingest` — observation files on the model grid or on their own (regridded: training.data.regrid), e.g.
+  concentration and drift products, with a per-variable mask (CF flag variables: training.data.flags) and uncertainty (a variable of the file or a constant), attached to a pair file at the matching
   validity times. File, units, range and grid checks are those of `icecorr prepare` (`training.data.reference`,
 `training.data.units`: called, not copied).
 
@@ -37,10 +37,12 @@ from icecorr.base.errors import InputError
 from icecorr.base.files import open_netcdf
 from icecorr.base.variables import ML_VARIABLES, STEP_HOURS
 from training.data.config import VariableSource
+from training.data.flags import valid_from_mask
 from training.data.io import write_netcdf_atomic
 from training.data.observation_config import IngestConfig, IngestRunConfig, ObservationConfig, SynthRunConfig
 from training.data.observation_gaps import face_masks, name_id, observation_masks, seeded_rng, valid_hours
 from training.data.reference import centre_to_faces, decoded_times, open_input, resolve_input
+from training.data.regrid import Regridder, model_plane, source_points
 from training.data.units import MODEL_UNITS, PLAUSIBLE, check_units_attribute, model_unit_conversion
 
 PRODUCER_SYNTH = "icecorr observations synth"
@@ -162,15 +164,18 @@ def synthesize(pairs: str | Path, out: str | Path, cfg: ObservationConfig | None
 # Ingestion of user observation files on the model grid
 # ----------------------------------------------------------------------------------------------------------------
 
-def _field(path: Path, ds: xr.Dataset, name: str, dims: tuple[str, str, str], shape: tuple[int, int]) -> xr.DataArray:
+def _field(path: Path, ds: xr.Dataset, name: str, dims: tuple[str, str, str],
+           shape: tuple[int, int] | None) -> xr.DataArray:
+    """`ds[name]` with dimensions `dims` and, unless `shape` is None (regridded files), the model grid's shape."""
     if name not in ds.variables:
         raise InputError(str(path), name, f"missing; variables in the file: {sorted(ds.data_vars)}")
     var = ds[name]
     if var.dims != dims:
         raise InputError(str(path), name, f"dimensions {var.dims}, expected {dims} (set ingest.dims or reorder)")
     got = (var.sizes[dims[1]], var.sizes[dims[2]])
-    if got != shape:
-        raise InputError(str(path), name, f"grid (y, x) = {got} does not match the pair file's (ny, nx) = {shape}")
+    if shape is not None and got != shape:
+        raise InputError(str(path), name, f"grid (y, x) = {got} does not match the pair file's (ny, nx) = {shape} "
+                         "(a file on its own grid needs `ingest.regrid`)")
     return var
 
 
@@ -183,6 +188,38 @@ def _converted(path: Path, var: xr.DataArray, src: VariableSource, model_name: s
     check_units_attribute(path, var.attrs.get("units"), src.name, src.units, model_name)
     scale, offset = conv
     return np.asarray(var.values, np.float64) * scale + offset
+
+
+def _on_model_grid(path: Path, f: xr.Dataset, src_cfg, v: str, cfg: IngestConfig, dims, pairs: xr.Dataset,
+                   pairs_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(values, valid, uncertainty) of variable `v` of file `f` on the model grid (t, ny, nx), in model units:
+    read where the file is on the model grid, else regridded (`cfg.regrid`). Valid = finite and allowed by the
+    mask (training.data.flags); the uncertainty must be positive and finite wherever a value is valid."""
+    shape = None if cfg.regrid is not None else (pairs.sizes["y"], pairs.sizes["x"])
+    values = _converted(path, _field(path, f, src_cfg.name, dims, shape), src_cfg, v)
+    good = np.isfinite(values)
+    if src_cfg.mask:
+        finite = good.any()
+        good &= valid_from_mask(path, _field(path, f, src_cfg.mask, dims, shape), src_cfg.valid_flags)
+        if finite and not good.any():
+            raise InputError(str(path), src_cfg.mask, f"marks none of the finite '{src_cfg.name}' values valid: is "
+                             "the mask inverted (0 = valid)? For a CF flag variable list `valid_flags`")
+    if src_cfg.error is not None:
+        e = _converted(path, _field(path, f, src_cfg.error.name, dims, shape), src_cfg.error, v)
+        bad = good & ~(np.isfinite(e) & (e > 0))
+        if bad.any():
+            k, j, i = np.argwhere(bad)[0]
+            raise InputError(str(path), src_cfg.error.name, f"{int(bad.sum())} observed value(s) without a "
+                             f"positive finite uncertainty, first at record {k} (y={j}, x={i})")
+    else:
+        e = np.full(values.shape, float(src_cfg.error_std))
+    if cfg.regrid is None:
+        return values, good, e
+    plane = model_plane(pairs_path, pairs)
+    regridder = Regridder(*source_points(path, f, dims[1:], src_cfg.name, plane), plane,
+                          cfg.regrid.min_valid_fraction)
+    method = cfg.regrid.methods.get(v, cfg.regrid.method)
+    return getattr(regridder, method)(np.where(good, values, 0.0), good, np.where(good, e, 0.0))
 
 
 def ingest(cfg: IngestConfig, out: str | Path, base_dir: str | Path | None = None) -> dict[str, float]:
@@ -214,20 +251,7 @@ def ingest(cfg: IngestConfig, out: str | Path, base_dir: str | Path | None = Non
         use = rows >= 0
         matched += int(use.sum())
         for v, src_cfg in cfg.variables.items():
-            values = _converted(path, _field(path, f, src_cfg.name, dims, (ny, nx)), src_cfg, v)
-            good = np.isfinite(values)
-            if src_cfg.mask:
-                good &= np.nan_to_num(np.asarray(_field(path, f, src_cfg.mask, dims, (ny, nx)).values,
-                                                 np.float64)) != 0
-            if src_cfg.error is not None:
-                e = _converted(path, _field(path, f, src_cfg.error.name, dims, (ny, nx)), src_cfg.error, v)
-                bad = good & ~(np.isfinite(e) & (e > 0))
-                if bad.any():
-                    k, j, i = np.argwhere(bad)[0]
-                    raise InputError(str(path), src_cfg.error.name, f"{int(bad.sum())} observed value(s) without a "
-                                     f"positive finite uncertainty, first at record {k} (y={j}, x={i})")
-            else:
-                e = np.full(values.shape, float(src_cfg.error_std))
+            values, good, e = _on_model_grid(path, f, src_cfg, v, cfg, dims, ds, pairs_path)
             lo, hi = PLAUSIBLE[v]
             vals = values[good & ocean]
             if vals.size and (vals.min() < lo or vals.max() > hi):
