@@ -164,6 +164,32 @@ class VariableSource(StrictConfig):
         return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
 
+class ForecastFilesConfig(StrictConfig):
+    """The user's own coarse-model forecasts (CICE, SI3, coarse neXtSIM, …): `prepare` pairs them with the reference
+    to learn that model's errors instead of re-running the built-in model."""
+
+    files: list[str] = Field(min_length=1, description="forecast NetCDF files: init_time × lead_time × y × x, or "
+                             "one forecast per file along lead_time (timedelta leads or datetime valid times)")
+    variables: dict[str, VariableSource] = Field(description="model name (sic, sit, snt, siu, siv) -> source")
+    dims: dict[str, str] = Field(default_factory=lambda: {"init_time": "init_time", "lead_time": "lead_time",
+                                                          "y": "y", "x": "x"},
+                                 description="model dim -> file dim name")
+    velocity_points: Literal["centre", "face", "corner"] = Field(
+        "centre", description="where siu/siv live in the files: cell centres (A-grid), east/north faces (C-grid) "
+        "or north-east corners (B-grid, CICE)")
+    thickness_is_mean: bool = Field(False, description="true if `sit` is the cell mean (V = A h)")
+
+    @field_validator("variables")
+    @classmethod
+    def _forecast_names(cls, v: dict[str, VariableSource]) -> dict[str, VariableSource]:
+        allowed, needed = {"sic", "sit", "snt", "siu", "siv"}, {"sic", "sit", "siu", "siv"}
+        if set(v) - allowed:
+            raise ValueError(f"unknown forecast variable(s) {sorted(set(v) - allowed)}; allowed: {sorted(allowed)}")
+        if needed - set(v):
+            raise ValueError(f"forecast mapping lacks {sorted(needed - set(v))}")
+        return v
+
+
 class PrepareConfig(StrictConfig):
     """Ingestion of reference data (e.g. neXtSIM output) into training pairs: mapping, checks, splits."""
 
@@ -175,11 +201,13 @@ class PrepareConfig(StrictConfig):
                                  description="model dim -> file dim name")
     mask_variable: str | None = Field(None, description="ocean mask in the state files (nonzero = ocean); "
                                       "null = ocean where sic is finite at the first time")
-    velocity_points: Literal["centre", "face"] = Field(
+    velocity_points: Literal["centre", "face", "corner"] = Field(
         "centre", description="where siu/siv live in the file: cell centres (neXtSIM CG/DG output, averaged to "
-        "C-grid faces here) or already on east/north faces")
+        "C-grid faces here), already on east/north faces, or north-east corners (B-grid)")
     thickness_is_mean: bool = Field(False, description="true if `sit` is the cell-mean (V = A h, e.g. CMIP "
                                     "sivol) instead of the thickness of the ice-covered part")
+    forecasts: ForecastFilesConfig | None = Field(None, description="the user's model forecasts; null = re-run "
+                                                  "the built-in coarse model from every reference state")
     splits: dict[Literal["train", "val", "test"], list[str]] = Field(
         description="split -> [first, last] window start (ISO dates, inclusive)")
     coordinate_tolerance: float = Field(1e-3, gt=0, description="relative tolerance of the x/y spacing check")

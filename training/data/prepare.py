@@ -4,7 +4,8 @@ Reads the user's state and forcing NetCDF files through a YAML mapping (model na
 it is stored in), converts units (cm -> m, % -> 1, degC -> K, …), checks everything before any model run (variables
 present, units attribute, dimension names and order, grid shape and spacing, 12 h time spacing, NaN only outside
 the ocean mask, plausible ranges) and fails with one `InputError` naming the file and the field. Then every window
-(t, t+12h) inside a split's date range becomes a training pair exactly as in `training.data.generate`: the coarse model
+(t, t+12h) inside a split's date range becomes a training pair: with `prepare.forecasts`, from the user's own model
+forecasts (training.data.forecasts: that model's errors); otherwise as in `training.data.generate`: the coarse model
 runs 12 h from the reference state at t (zero stresses, surface temperature from the air temperature capped at
 0 degC, mixed layer at freezing — reference data carry no model-internal state) with the forcing at t and t+12h.
 
@@ -30,6 +31,7 @@ from icecorr.base.files import write_json_atomic
 from icecorr.base.variables import ML_VARIABLES, STEP_SECONDS
 from training.data.config import PrepareConfig
 from training.data.forcing import FORCING_NAMES
+from training.data.forecasts import ForecastData
 from training.data.generate import default_models
 from training.data.io import concat_netcdf_along_time, write_netcdf_atomic
 from training.data.pairs import SPLITS, PairBuffer, pair_dataset, state_arrays
@@ -105,6 +107,25 @@ def prepare_block(data: ReferenceData, physics, windows: np.ndarray, dtype: str,
     return pair_dataset(buf, data.times[windows], data.grid.dx, data.mask)
 
 
+def forecast_block(data: ReferenceData, forecasts: ForecastData, windows: np.ndarray, dtype: str) -> xr.Dataset:
+    """Training pairs of the user's own forecasts (`windows`: indices into `forecasts.windows`): initial and forecast
+    from the forecast files, reference, damage and forcing from the reference data at the window's times."""
+    with_damage = "damage" in data.state
+    buf = PairBuffer(len(windows), data.grid.ny, data.grid.nx, FORCING_NAMES, dtype, with_damage=with_damage)
+    position = {t: i for i, t in enumerate(data.times.astype("datetime64[ns]"))}
+    wins = [forecasts.windows[int(i)] for i in windows]
+    for w, win in enumerate(wins):
+        k = position[win.start]
+        initial, forecast = forecasts.state(win, 0), forecasts.state(win, 1)
+        if with_damage:
+            initial["damage"] = data.state_at(k)["damage"]
+        buf.put(w, initial, forecast, data.state_at(k + 1), data.forcing_at(k), data.forcing_at(k + 1))
+    ds = pair_dataset(buf, np.array([win.start for win in wins], dtype="datetime64[ns]"), data.grid.dx, data.mask)
+    ds["run"] = ("time", np.array([win.forecast for win in wins], dtype=np.int32),
+                 {"long_name": "forecast index (one initialisation); windows never cross forecasts"})
+    return ds
+
+
 def run_prepare(cfg, out_dir: str | Path, comm=None, base_dir: str | Path | None = None,
                 model_cls=None) -> list[Path]:
     """Check the reference data of `cfg.prepare` against `cfg.grid` and write `train.nc` / `val.nc` / `test.nc`
@@ -118,10 +139,18 @@ def run_prepare(cfg, out_dir: str | Path, comm=None, base_dir: str | Path | None
     pcfg: PrepareConfig = cfg.prepare
     t_start = time.perf_counter()
     data = ReferenceData(pcfg, cfg.grid, Path(base_dir) if base_dir else None)
-    windows = split_windows(pcfg, data.times)
+    forecasts = None
+    if pcfg.forecasts is not None:
+        forecasts = ForecastData(pcfg.forecasts, cfg.grid, data.mask, Path(base_dir) if base_dir else Path.cwd())
+        windows = forecasts.split_windows(pcfg.splits, data.times)
+        position = {t: i for i, t in enumerate(data.times.astype("datetime64[ns]"))}
+        starts = {s: np.array([position[forecasts.windows[int(i)].start] for i in idx]) for s, idx in windows.items()}
+    else:
+        windows = split_windows(pcfg, data.times)
+        starts = windows
     # check every record once before running anything (a bad value late in the file fails fast, on every rank)
-    needed = sorted({int(i) for idx in windows.values() for i in idx} | {int(i) + 1 for idx in windows.values()
-                                                                        for i in idx})
+    needed = sorted({int(i) for idx in starts.values() for i in idx} | {int(i) + 1 for idx in starts.values()
+                                                                       for i in idx})
     mine = needed[contiguous_block(len(needed), rank, size)]
     error = None
     try:
@@ -148,9 +177,12 @@ def run_prepare(cfg, out_dir: str | Path, comm=None, base_dir: str | Path | None
             block = idx[contiguous_block(len(idx), rank, size)]
             if block.size == 0:
                 continue
-            ds = prepare_block(data, cfg.physics, block, pcfg.dtype, model_cls)
-            ds["run"] = ("time", np.full(block.size, si, dtype=np.int32),
-                         {"long_name": "run (contiguous segment) index; windows never cross runs"})
+            if forecasts is not None:
+                ds = forecast_block(data, forecasts, block, pcfg.dtype)
+            else:
+                ds = prepare_block(data, cfg.physics, block, pcfg.dtype, model_cls)
+                ds["run"] = ("time", np.full(block.size, si, dtype=np.int32),
+                             {"long_name": "run (contiguous segment) index; windows never cross runs"})
             write_netcdf_atomic(ds, parts_dir / f"{split}-{rank:04d}.nc", pcfg.chunk_time, pcfg.dtype)
     except Exception as exc:
         failure = f"rank {rank}: {type(exc).__name__}: {exc}"
@@ -167,11 +199,14 @@ def run_prepare(cfg, out_dir: str | Path, comm=None, base_dir: str | Path | None
                 attrs = pair_file_attrs(cfg, split, PRODUCER, ("grid", "physics", "prepare"))
                 attrs.update(title=f"icecorr training pairs from reference data ({split})",
                              source_files=" ".join(str(p) for p in data.state_files + data.forcing_files))
+                if forecasts is not None:
+                    attrs.update(forecast_model="the user's model (prepare.forecasts)",
+                                 forecast_files=" ".join(str(p) for p in forecasts.files))
                 concat_netcdf_along_time(parts, path, attrs)
             shutil.rmtree(parts_dir, ignore_errors=True)
             elapsed = time.perf_counter() - t_start
             summary = residual_summary({p.stem: p for p in paths})
-            _write_manifest(cfg, data, windows, out_dir, summary, elapsed, size)
+            _write_manifest(cfg, data, starts, out_dir, summary, elapsed, size)
             print(format_summary(summary, elapsed, size).replace("generate:", "prepare:"), flush=True)
         except Exception as exc:
             failure = f"rank 0 (gathering): {type(exc).__name__}: {exc}"
@@ -195,8 +230,8 @@ def _write_manifest(cfg, data: ReferenceData, windows: Mapping[str, np.ndarray],
                       {**pcfg.state, **pcfg.forcing}.items()},
         "ocean_cells": int(data.mask.sum()),
         "splits": {s: {"file": f"{s}.nc", "windows": int(len(idx)),
-                       "first": np.datetime_as_string(data.times[idx[0]]),
-                       "last": np.datetime_as_string(data.times[idx[-1]])} for s, idx in windows.items()},
+                       "first": np.datetime_as_string(data.times[int(np.min(idx))]),
+                       "last": np.datetime_as_string(data.times[int(np.max(idx))])} for s, idx in windows.items()},
         "config": {k: getattr(cfg, k).model_dump(mode="json") for k in ("grid", "physics", "prepare")
                    if hasattr(getattr(cfg, k, None), "model_dump")},
         "statistics": summary,

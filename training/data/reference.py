@@ -97,7 +97,8 @@ class ReferenceData:
         self._state_ds = [open_input(p) for p in self.state_files]
         self._forcing_ds = [open_input(p) for p in self.forcing_files]
         self.times = self._check_times(self.state_files, self._state_ds)
-        forcing_times = self._check_times(self.forcing_files, self._forcing_ds, every_12h=False)
+        self.forcing_times = forcing_times = self._check_times(self.forcing_files, self._forcing_ds,
+                                                               every_12h=False)
         self.state = {v: self._source(v, src, self.state_files, self._state_ds) for v, src in cfg.state.items()}
         self.forcing_sources = {f: self._source(f, cfg.forcing[f], self.forcing_files, self._forcing_ds)
                                 for f in FORCING_NAMES}
@@ -194,54 +195,68 @@ class ReferenceData:
         return np.isfinite(self.state["sic"].at(0)).astype(np.int8)
 
     # -- per-time access with checks
-    def _checked(self, src: _Source, k: int) -> np.ndarray:
-        a = src.at(k)
-        ocean = self.mask.astype(bool)
-        bad = ~np.isfinite(a) & ocean
-        if bad.any():
-            j, i = np.argwhere(bad)[0]
-            raise InputError(str(src.file_of(k)), src.file_name,
-                             f"{int(bad.sum())} NaN/fill value(s) inside the ocean mask at "
-                             f"{np.datetime_as_string(self.times[k])}, first at (y={j}, x={i})")
-        lo, hi = PLAUSIBLE[src.model_name]
-        vals = a[ocean]
-        if vals.size and (vals.min() < lo or vals.max() > hi):
-            raise InputError(str(src.file_of(k)), src.file_name,
-                             f"values {vals.min():.4g}..{vals.max():.4g} {MODEL_UNITS[src.model_name]} outside the "
-                             f"plausible range [{lo}, {hi}] after conversion from '{src.file_units}' (wrong units?)")
-        return a
+    def _checked(self, src: _Source, k: int, times: np.ndarray) -> np.ndarray:
+        return checked_field(src.at(k), self.mask.astype(bool), src.model_name, src.file_of(k), src.file_name,
+                             src.file_units, np.datetime_as_string(times[k]))
 
     def state_at(self, k: int) -> dict[str, np.ndarray]:
         """Model state (ny, nx) at time index k: sic, sit, snt, siu, siv on C-grid faces, [damage]; 0 on land."""
         ocean = self.mask.astype(bool)
-        raw = {v: np.where(ocean, self._checked(src, k), 0.0) for v, src in self.state.items()}
-        sic = np.clip(raw["sic"], 0.0, 1.0)
-        sit = np.maximum(raw["sit"], 0.0)
-        if self.cfg.thickness_is_mean:
-            sit = np.where(sic > 1e-12, sit / np.where(sic > 1e-12, sic, 1.0), 0.0)
-        snt = np.maximum(raw.get("snt", np.zeros_like(sic)), 0.0)
-        sit = np.where(sic > 0, sit, 0.0)
-        snt = np.where(sic > 0, snt, 0.0)
-        siu, siv = raw["siu"], raw["siv"]
-        if self.cfg.velocity_points == "centre":
-            siu, siv = centre_to_faces(siu, siv, ocean)
-        else:
-            siu, siv = _zero_closed_faces(siu, siv, ocean)
-        out = {"sic": sic, "sit": sit, "snt": snt, "siu": siu, "siv": siv}
-        if "damage" in raw:
-            out["damage"] = np.clip(np.where(ocean, raw["damage"], 1.0), 0.0, 1.0)
-        return out
+        raw = {v: np.where(ocean, self._checked(src, k, self.times), 0.0) for v, src in self.state.items()}
+        return model_state(raw, ocean, self.cfg.thickness_is_mean, self.cfg.velocity_points)
 
     def forcing_at(self, k: int) -> dict[str, np.ndarray]:
         """Forcing at the time of state index k; NaN on land replaced by the ocean mean of that field."""
         ocean = self.mask.astype(bool)
         out = {}
         for f, src in self.forcing_sources.items():
-            a = self._checked(src, int(self.forcing_index[k]))
+            a = self._checked(src, int(self.forcing_index[k]), self.forcing_times)
             if not np.isfinite(a).all():
                 a = np.where(np.isfinite(a), a, np.nanmean(a[ocean]) if ocean.any() else 0.0)
             out[f] = a
         return out
+
+
+def checked_field(a: np.ndarray, ocean: np.ndarray, model_name: str, path, file_name: str, file_units: str,
+                  when: str) -> np.ndarray:
+    """`a` (model units) if it has no NaN/fill value inside the ocean and plausible values there, else an InputError
+    naming the file, the variable and the time `when`."""
+    bad = ~np.isfinite(a) & ocean
+    if bad.any():
+        j, i = np.argwhere(bad)[0]
+        raise InputError(str(path), file_name, f"{int(bad.sum())} NaN/fill value(s) inside the ocean mask at {when}, "
+                         f"first at (y={j}, x={i})")
+    lo, hi = PLAUSIBLE[model_name]
+    vals = a[ocean]
+    if vals.size and (vals.min() < lo or vals.max() > hi):
+        raise InputError(str(path), file_name, f"values {vals.min():.4g}..{vals.max():.4g} {MODEL_UNITS[model_name]} "
+                         f"outside the plausible range [{lo}, {hi}] after conversion from '{file_units}' (wrong units?)")
+    return a
+
+
+def model_state(raw: dict[str, np.ndarray], ocean: np.ndarray, thickness_is_mean: bool,
+                velocity_points: str) -> dict[str, np.ndarray]:
+    """The model's ML state from mapped fields in model units (0 on land): sic in [0, 1], thickness of the
+    ice-covered part (from the cell mean if `thickness_is_mean`), no thickness without ice, velocities on C-grid
+    faces (averaged from cell centres if `velocity_points` is 'centre'), faces touching land 0; [damage]."""
+    sic = np.clip(raw["sic"], 0.0, 1.0)
+    sit = np.maximum(raw["sit"], 0.0)
+    if thickness_is_mean:
+        sit = np.where(sic > 1e-12, sit / np.where(sic > 1e-12, sic, 1.0), 0.0)
+    snt = np.maximum(raw.get("snt", np.zeros_like(sic)), 0.0)
+    sit = np.where(sic > 0, sit, 0.0)
+    snt = np.where(sic > 0, snt, 0.0)
+    siu, siv = raw["siu"], raw["siv"]
+    if velocity_points == "centre":
+        siu, siv = centre_to_faces(siu, siv, ocean)
+    elif velocity_points == "corner":
+        siu, siv = corner_to_faces(siu, siv, ocean)
+    else:
+        siu, siv = _zero_closed_faces(siu, siv, ocean)
+    out = {"sic": sic, "sit": sit, "snt": snt, "siu": siu, "siv": siv}
+    if "damage" in raw:
+        out["damage"] = np.clip(np.where(ocean, raw["damage"], 1.0), 0.0, 1.0)
+    return out
 
 
 def _zero_closed_faces(u: np.ndarray, v: np.ndarray, ocean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -251,6 +266,19 @@ def _zero_closed_faces(u: np.ndarray, v: np.ndarray, ocean: np.ndarray) -> tuple
     north = np.zeros_like(ocean)
     north[:-1, :] = ocean[:-1, :] & ocean[1:, :]
     return np.where(east, u, 0.0), np.where(north, v, 0.0)
+
+
+def corner_to_faces(u: np.ndarray, v: np.ndarray, ocean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """B-grid velocities at north-east cell corners (CICE's U points) -> C-grid east/north face values: the east
+    face of cell (j, i) lies between corners (j, i) and (j-1, i), the north face between (j, i) and (j, i-1); the
+    corners on the south and west walls are 0 (no slip). Faces on walls or touching land are 0."""
+    uf = u.copy()
+    uf[1:, :] = 0.5 * (u[1:, :] + u[:-1, :])
+    uf[0, :] = 0.5 * u[0, :]
+    vf = v.copy()
+    vf[:, 1:] = 0.5 * (v[:, 1:] + v[:, :-1])
+    vf[:, 0] = 0.5 * v[:, 0]
+    return _zero_closed_faces(uf, vf, ocean)
 
 
 def centre_to_faces(u: np.ndarray, v: np.ndarray, ocean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
