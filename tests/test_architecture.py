@@ -4,8 +4,9 @@ an import that goes up the layers, on a module longer than MAX_LINES, and on a p
 docstring.
 
 Layers, bottom to top (a module may import its own package and the layers strictly below it):
-    icecorr.base  <  fortran_stub, corrector  <  coupling  <  training  <  benchmarks  <  icecorr.cli
-`fortran_stub` and `corrector` sit side by side and never import each other.
+    icecorr.base  <  fortran_stub, corrector, icecorr.inputs  <  coupling  <  training  <  benchmarks  <  icecorr.cli
+`fortran_stub`, `corrector` and `icecorr.inputs` (the user-file input layer) sit side by side and never import each
+other.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ MAX_LINES = 400
 LAYERS = {
     "icecorr": 0,  # the namespace package itself (empty)
     "icecorr.base": 0,
+    "icecorr.inputs": 1,
     "fortran_stub": 1,
     "corrector": 1,
     "coupling": 2,

@@ -8,7 +8,7 @@ from pydantic import Field, model_validator
 
 from icecorr.base.config import StrictConfig
 from icecorr.base.variables import ML_VARIABLES
-from training.data.config import VariableSource
+from icecorr.inputs.mapping import VariableSource
 
 
 class VariableObsConfig(StrictConfig):
@@ -78,7 +78,7 @@ class ObsSource(VariableSource):
 
 
 class RegridConfig(StrictConfig):
-    """Observation files on their own grid, brought onto the model grid (training.data.regrid)."""
+    """Observation files on their own grid, brought onto the model grid (icecorr.inputs.regrid)."""
 
     method: Literal["mean", "nearest"] = Field("mean", description="mean: conservative average of the source cells "
                                                "inside each model cell; nearest: nearest source cell")

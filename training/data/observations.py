@@ -15,10 +15,10 @@ Two producers:
   sic > `drift_min_sic` at least `drift_edge_distance_km` away from the ice edge (a face needs both neighbours),
   and every instrument loses whole days at random (`missing_day_probability`). Gaps and noise are a pure function
   of (seed, instrument or variable, validity time), so any subset of a file gets the same observations.
-* `ingest` — observation files on the model grid or on their own (regridded: training.data.regrid), e.g.
-  concentration and drift products, with a per-variable mask (CF flag variables: training.data.flags) and uncertainty (a variable of the file or a constant), attached to a pair file at the matching
-  validity times. File, units, range and grid checks are those of `icecorr prepare` (`training.data.reference`,
-`training.data.units`: called, not copied).
+* `ingest` — observation files on the model grid or on their own (regridded: icecorr.inputs.regrid), e.g.
+  concentration and drift products, with a per-variable mask (CF flag variables: icecorr.inputs.flags) and uncertainty (a variable of the file or a constant), attached to a pair file at the matching
+  validity times. File, units, range and grid checks are those of `icecorr prepare` (`icecorr.inputs.reference`,
+`icecorr.inputs.model_units`: called, not copied).
 
 Run: `python -m training.data.observations synth data/test.nc -o data/test_obs.nc [--config obs.yaml] [key=value …]`
 and `python -m training.data.observations ingest ingest.yaml -o data/train_obs.nc [key=value …]`.
@@ -36,14 +36,14 @@ import xarray as xr
 from icecorr.base.errors import InputError
 from icecorr.base.files import open_netcdf
 from icecorr.base.variables import ML_VARIABLES, STEP_HOURS
-from training.data.config import VariableSource
-from training.data.flags import valid_from_mask
+from icecorr.inputs.mapping import VariableSource
+from icecorr.inputs.flags import valid_from_mask
 from training.data.io import write_netcdf_atomic
 from training.data.observation_config import IngestConfig, IngestRunConfig, ObservationConfig, SynthRunConfig
 from training.data.observation_gaps import face_masks, name_id, observation_masks, seeded_rng, valid_hours
-from training.data.reference import centre_to_faces, decoded_times, open_input, resolve_input
-from training.data.regrid import Regridder, model_plane, source_points
-from training.data.units import MODEL_UNITS, PLAUSIBLE, check_units_attribute, model_unit_conversion
+from icecorr.inputs.reference import centre_to_faces, decoded_times, open_input, resolve_input
+from icecorr.inputs.regrid import Regridder, model_plane, source_points
+from icecorr.inputs.model_units import MODEL_UNITS, PLAUSIBLE, check_units_attribute, model_unit_conversion
 
 PRODUCER_SYNTH = "icecorr observations synth"
 PRODUCER_INGEST = "icecorr observations ingest"
@@ -194,7 +194,7 @@ def _on_model_grid(path: Path, f: xr.Dataset, src_cfg, v: str, cfg: IngestConfig
                    pairs_path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(values, valid, uncertainty) of variable `v` of file `f` on the model grid (t, ny, nx), in model units:
     read where the file is on the model grid, else regridded (`cfg.regrid`). Valid = finite and allowed by the
-    mask (training.data.flags); the uncertainty must be positive and finite wherever a value is valid."""
+    mask (icecorr.inputs.flags); the uncertainty must be positive and finite wherever a value is valid."""
     shape = None if cfg.regrid is not None else (pairs.sizes["y"], pairs.sizes["x"])
     values = _converted(path, _field(path, f, src_cfg.name, dims, shape), src_cfg, v)
     good = np.isfinite(values)

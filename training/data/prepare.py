@@ -5,7 +5,7 @@ it is stored in), converts units (cm -> m, % -> 1, degC -> K, …), checks every
 present, units attribute, dimension names and order, grid shape and spacing, 12 h time spacing, NaN only outside
 the ocean mask, plausible ranges) and fails with one `InputError` naming the file and the field. Then every window
 (t, t+12h) inside a split's date range becomes a training pair: with `prepare.forecasts`, from the user's own model
-forecasts (training.data.forecasts: that model's errors); otherwise as in `training.data.generate`: the coarse model
+forecasts (icecorr.inputs.forecasts: that model's errors); otherwise as in `training.data.generate`: the coarse model
 runs 12 h from the reference state at t (zero stresses, surface temperature from the air temperature capped at
 0 degC, mixed layer at freezing — reference data carry no model-internal state) with the forcing at t and t+12h.
 
@@ -31,15 +31,15 @@ from icecorr.base.files import write_json_atomic
 from icecorr.base.variables import ML_VARIABLES, STEP_SECONDS
 from training.data.config import PrepareConfig
 from training.data.forcing import FORCING_NAMES
-from training.data.forecasts import ForecastData
+from icecorr.inputs.forecasts import ForecastData
 from training.data.generate import default_models
 from training.data.io import concat_netcdf_along_time, write_netcdf_atomic
 from training.data.pairs import SPLITS, PairBuffer, pair_dataset, state_arrays
 from training.data.provenance import pair_file_attrs
 from training.data.ranks import contiguous_block, finish
-from training.data.reference import ReferenceData
+from icecorr.inputs.reference import ReferenceData
 from training.data.residual_stats import format_summary, residual_summary
-from training.data.units import MODEL_UNITS
+from icecorr.inputs.model_units import MODEL_UNITS
 
 PRODUCER = "icecorr prepare"
 T_FREEZE_C = -1.8

@@ -17,8 +17,8 @@ from icecorr.base.config import load_config
 from training.data.config import PrepareRunConfig
 from icecorr.base.units import same_units
 from training.data.prepare import run_prepare
-from training.data.reference import ReferenceData
-from training.data.units import model_unit_conversion as unit_conversion
+from icecorr.inputs.reference import ReferenceData
+from icecorr.inputs.model_units import model_unit_conversion as unit_conversion
 
 from tests.helpers.mpirun import run_mpi
 from tests.helpers.paths import CONFIGS

@@ -13,7 +13,7 @@ import xarray as xr
 
 from icecorr.base.errors import InputError
 from training.data.prepare import run_prepare
-from training.data.reference import centre_to_faces
+from icecorr.inputs.reference import centre_to_faces
 
 from tests.training.data.test_prepare import FILL, N, TIMES, _config, _land, write_nextsim_files
 
@@ -131,7 +131,7 @@ def test_bad_forecast_files_name_file_and_field(reference, tmp_path, change, fie
 
 
 def test_b_grid_corner_velocities_onto_c_grid_faces():
-    from training.data.reference import corner_to_faces
+    from icecorr.inputs.reference import corner_to_faces
 
     ocean = np.ones((3, 4), bool)
     ocean[2, 3] = False

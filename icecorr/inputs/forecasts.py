@@ -5,7 +5,7 @@ A forecast file holds `init_time × lead_time × y × x` (WeatherBench/anemoi la
 initialisation). Every pair of leads 12 h apart of one forecast is a window: `initial` = the forecast at the earlier
 lead, `forecast` = at the later one, so a window after lead 0 holds the drifted states a coupled run meets.
 6-hourly leads simply give windows at both phases. Values go through the same mapping, unit conversion, checks and
-C-grid placement as the reference state (`training.data.reference.model_state`), with the reference's ocean mask.
+C-grid placement as the reference state (`icecorr.inputs.reference.model_state`), with the reference's ocean mask.
 """
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ import xarray as xr
 
 from icecorr.base.errors import InputError
 from icecorr.base.variables import STEP_SECONDS
-from training.data.config import ForecastFilesConfig
-from training.data.reference import checked_field, model_state, open_input, resolve_input
-from training.data.units import check_units_attribute, model_unit_conversion, MODEL_UNITS
+from icecorr.inputs.mapping import ForecastFilesConfig
+from icecorr.inputs.model_units import MODEL_UNITS, check_units_attribute, model_unit_conversion
+from icecorr.inputs.reference import checked_field, model_state, open_input, resolve_input
 
 STEP = np.timedelta64(int(STEP_SECONDS), "s")
 

@@ -8,10 +8,10 @@ import pytest
 import xarray as xr
 
 from icecorr.base.errors import InputError
-from training.data.flags import valid_from_mask
+from icecorr.inputs.flags import valid_from_mask
 from training.data.observation_config import IngestConfig
 from training.data.observations import ingest
-from training.data.regrid import ModelPlane, Regridder
+from icecorr.inputs.regrid import ModelPlane, Regridder
 from tests.training.fit.test_dataset_synthetic import write_pair_file
 
 N, DX = 16, 16000.0     # the pair file's grid (write_pair_file): 16 × 16 cells of 16 km

@@ -16,10 +16,8 @@ import xarray as xr
 from icecorr.base.errors import InputError
 from icecorr.base.files import open_netcdf
 from icecorr.base.units import is_length, unit_conversion
-from icecorr.base.variables import STEP_SECONDS
-from training.data.config import PrepareConfig
-from training.data.forcing import FORCING_NAMES
-from training.data.units import MODEL_UNITS, PLAUSIBLE, check_units_attribute, model_unit_conversion
+from icecorr.base.variables import FORCING_VARIABLES, STEP_SECONDS
+from icecorr.inputs.model_units import MODEL_UNITS, PLAUSIBLE, check_units_attribute, model_unit_conversion
 
 
 def resolve_input(base: Path, name: str, field: str) -> Path:
@@ -81,19 +79,20 @@ def decoded_times(path: Path, ds: xr.Dataset, tdim: str, section: str) -> np.nda
 
 
 class ReferenceData:
-    """Checked, unit-converted access to the state and forcing files of a PrepareConfig on a model grid."""
+    """Checked, unit-converted access to the state and forcing files of a prepare config (training.data.config.
+    PrepareConfig: files, mapping, dims, mask, velocity points) on a model grid."""
 
-    def __init__(self, cfg: PrepareConfig, grid, base_dir: Path | None = None):
+    def __init__(self, cfg, grid, base_dir: Path | None = None):
         self.cfg, self.grid = cfg, grid
         base = base_dir or Path.cwd()
         self.state_files = [resolve_input(base, f, "state_files") for f in cfg.state_files]
         self.forcing_files = [resolve_input(base, f, "forcing_files") for f in cfg.forcing_files]
-        missing_forcing = [f for f in FORCING_NAMES if f not in cfg.forcing]
+        missing_forcing = [f for f in FORCING_VARIABLES if f not in cfg.forcing]
         if missing_forcing:
             raise InputError(None, "prepare.forcing", f"mapping lacks forcing variable(s) {missing_forcing}")
-        extra = sorted(set(cfg.forcing) - set(FORCING_NAMES))
+        extra = sorted(set(cfg.forcing) - set(FORCING_VARIABLES))
         if extra:
-            raise InputError(None, "prepare.forcing", f"unknown forcing variable(s) {extra}; allowed {FORCING_NAMES}")
+            raise InputError(None, "prepare.forcing", f"unknown forcing variable(s) {extra}; allowed {FORCING_VARIABLES}")
         self._state_ds = [open_input(p) for p in self.state_files]
         self._forcing_ds = [open_input(p) for p in self.forcing_files]
         self.times = self._check_times(self.state_files, self._state_ds)
@@ -101,7 +100,7 @@ class ReferenceData:
                                                                every_12h=False)
         self.state = {v: self._source(v, src, self.state_files, self._state_ds) for v, src in cfg.state.items()}
         self.forcing_sources = {f: self._source(f, cfg.forcing[f], self.forcing_files, self._forcing_ds)
-                                for f in FORCING_NAMES}
+                                for f in FORCING_VARIABLES}
         self._check_coordinates(self.state_files[0], self._state_ds[0])
         self._check_coordinates(self.forcing_files[0], self._forcing_ds[0])
         # forcing index of every state time

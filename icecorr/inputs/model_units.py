@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from icecorr.base.errors import InputError
 from icecorr.base.units import UnitsError, same_units, unit_conversion
-from icecorr.base.variables import ML_VARIABLES, VARIABLES
-from training.data.forcing import FORCING_NAMES
+from icecorr.base.variables import FORCING_VARIABLES, ML_VARIABLES, VARIABLES
 
 #: model units of every variable prepare reads (icecorr.base.variables)
-MODEL_UNITS: dict[str, str] = {v: VARIABLES[v]["units"] for v in (*ML_VARIABLES, "damage", *FORCING_NAMES)}
+MODEL_UNITS: dict[str, str] = {v: VARIABLES[v]["units"] for v in (*ML_VARIABLES, "damage", *FORCING_VARIABLES)}
 
 #: plausible physical ranges in model units; a value outside means wrong units or a corrupt file
 PLAUSIBLE: dict[str, tuple[float, float]] = {
