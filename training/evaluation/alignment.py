@@ -65,8 +65,36 @@ def _check_dims(ds: xr.Dataset, path: str, names: Sequence[str], allow_member: b
             raise InputError(path, v, f"has dims {dims}, expected {want}")
 
 
+def _as_windows(ds: xr.Dataset) -> xr.Dataset:
+    """Forecast layouts with one window per initialisation, as (window, time, …) records with `valid_time` and
+    `step`: an `init_time × lead_time` file (WeatherBench/anemoi), and a trajectory of independent 12 h forecasts
+    (every record's `step` the same, as `icecorr correct` writes: each record is its own window)."""
+    if "init_time" in ds.dims and "lead_time" in ds.dims:
+        lead = ds["lead_time"]
+        if not np.issubdtype(lead.dtype, np.timedelta64):
+            lead = lead.astype("timedelta64[ns]") if np.issubdtype(lead.dtype, np.datetime64) else \
+                xr.DataArray(np.asarray(lead.values, np.float64) * np.timedelta64(3600, "s"), dims="lead_time")
+        valid = ds["init_time"] + lead
+        out = ds.drop_vars(["init_time", "lead_time"]).rename(init_time="window", lead_time="time")
+        out["valid_time"] = valid.rename(init_time="window", lead_time="time").drop_vars(
+            [c for c in valid.coords], errors="ignore")
+        out["step"] = ("time", np.asarray(lead.values / np.timedelta64(int(STEP_SECONDS), "s"), np.float64))
+        return out
+    step = ds.get("step")
+    if ("window" not in ds.dims and step is not None and step.dims == ("time",) and ds.sizes["time"] > 1
+            and np.issubdtype(ds["time"].dtype, np.datetime64) and float(step.min()) > 0
+            and np.all(step.values == step.values[0])):
+        out = ds.rename(time="window").expand_dims("time", axis=1)
+        out["valid_time"] = xr.DataArray(ds["time"].values[:, None], dims=("window", "time"))
+        out["step"] = ("time", np.asarray([float(step.values[0])]))
+        return out.drop_vars("window")
+    return ds
+
+
 def _records(ds: xr.Dataset, path: str, names: Sequence[str], allow_member: bool) -> xr.Dataset:
     """Variables as (window, time, [member,] y, x) with `time` a plain record index; keeps `valid_time` and `step`."""
+    if allow_member:
+        ds = _as_windows(ds)
     _check_dims(ds, path, names, allow_member)
     out = xr.Dataset({v: ds[v] for v in names})
     has_window = "window" in ds.dims
