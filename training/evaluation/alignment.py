@@ -32,6 +32,7 @@ class Aligned:
     files: list[str]
     forecast: xr.Dataset
     reference: xr.Dataset
+    valid_time: np.ndarray | None = None   # (window, lead) datetime64 of every record, when the run has CF times
 
     @property
     def members(self) -> int:
@@ -276,13 +277,17 @@ def align(label: str, run_paths: PathLike | Sequence[PathLike], reference_raw: x
             lead = np.arange(run.sizes["time"]) * STEP_HOURS + float(first)
     if np.unique(lead).size != lead.size:
         raise InputError(files[0], "time", "repeated lead times")
+    valid = None
+    if "valid_time" in run:
+        vt = run["valid_time"]
+        valid = (vt if "window" in vt.dims else vt.expand_dims(window=run.sizes["window"])).values
     drop = [c for c in ("valid_time", "lead_hours") if c in run]
     fc = run.drop_vars(drop).rename(time="lead").assign_coords(lead=lead)
     rf = ref.drop_vars([c for c in ("valid_time", "lead_hours") if c in ref]).rename(time="lead")
     rf = rf.assign_coords(lead=lead)
     for ds in (fc, rf):
         ds["lead"].attrs.update(units="hours", long_name="lead time since the window start")
-    return Aligned(label=label, files=files, forecast=fc, reference=rf)
+    return Aligned(label=label, files=files, forecast=fc, reference=rf, valid_time=valid)
 
 
 def _positional(run: xr.Dataset, ref: xr.Dataset, run_file: str, ref_file: str) -> xr.Dataset:

@@ -34,5 +34,10 @@ class EvaluateConfig(BaseModel):
     map_window: int = Field(0, ge=0)
     map_member: int = Field(0, ge=0)
     persistence: bool = Field(True, description="add a 'persistence' baseline (the reference at lead 0 kept "
-                              "constant) when the first run starts with its initial state")
+                              "constant; sic/sit/snt only: velocity persistence is a strawman) when the first run "
+                              "starts with its initial state")
+    climatology: list[str] | None = Field(None, description="reference files of other years (e.g. the training "
+                                          "pairs): add a 'climatology' baseline, their mean state at the same "
+                                          "day of year")
+    climatology_window_days: float = Field(15.0, gt=0, description="± days of year averaged by the climatology")
     plots: bool = True

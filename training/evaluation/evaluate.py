@@ -33,7 +33,8 @@ from training.evaluation import metrics as M
 from training.evaluation.alignment import Aligned, PathLike, align, grid_spacing, read_reference
 from training.evaluation.config import EvaluateConfig
 from training.evaluation.field_stats import FieldStats, field_stats, nearest_leads, small_scale_ratio, stats_dataset
-from training.evaluation.scores import climatology, persistence, score_label
+from training.evaluation.scores import (climatology, climatology_baseline, drop_strawman_scores, persistence,
+                                        score_label)
 
 
 @dataclass
@@ -71,12 +72,18 @@ def evaluate(run_paths: Mapping[str, PathLike | Sequence[PathLike]],
         baseline = persistence(next(iter(aligned.values())))
         if baseline is not None:
             aligned["persistence"] = baseline
+    if cfg.climatology and "climatology" not in aligned:
+        clim_raw, _ = read_reference(cfg.climatology, cfg.variables)
+        clim = xr.concat(clim_raw, "time") if isinstance(clim_raw, list) else clim_raw
+        aligned["climatology"] = climatology_baseline(next(iter(aligned.values())), clim,
+                                                      cfg.climatology_window_days)
     sigma = climatology(list(aligned.values()), weights, cfg)
 
     labels = list(aligned)
     model = xr.DataArray(labels, dims="model", name="model")
     scores = xr.concat([score_label(a, weights, cfg) for a in aligned.values()], dim=model, join="outer",
                        data_vars="all")
+    scores = drop_strawman_scores(scores)
     scores["nrmse"] = M.nrmse(scores["rmse"], sigma)
     scores["members"] = ("model", [a.members for a in aligned.values()])
     scores["sigma"] = ("variable", [sigma[v] for v in cfg.variables])

@@ -1,9 +1,10 @@
-"""Scores of aligned runs: per-variable area weights, the (variable, lead) scores of one label, the persistence
-baseline and the climatological σ used by nRMSE."""
+"""Scores of aligned runs: per-variable area weights, the (variable, lead) scores of one label, the persistence and
+climatology baselines and the climatological σ used by nRMSE."""
 from __future__ import annotations
 
 from typing import Sequence
 
+import numpy as np
 import xarray as xr
 
 from icecorr.base.errors import InputError
@@ -43,14 +44,64 @@ def score_label(a: Aligned, weights: xr.DataArray, cfg: EvaluateConfig) -> xr.Da
     return ds
 
 
+#: variables whose initial value is a forecast worth beating; the ice velocity forgets its initial value within
+#: hours (inertial and wind response), so its persistence is a strawman and is not scored
+PERSISTENT = ("sic", "sit", "snt", "damage")
+
+
 def persistence(a: Aligned) -> Aligned | None:
-    """The persistence baseline of a label's windows: the reference at lead 0 for every lead (None without lead 0)."""
+    """The persistence baseline of a label's windows: the reference at lead 0 for every lead (None without lead 0).
+    Its scores of the variables outside PERSISTENT are dropped by `drop_strawman_scores`."""
     if 0.0 not in a.reference["lead"].values:
         return None
     start = a.reference.sel(lead=0.0, drop=True)
     fc = start.expand_dims(lead=a.reference["lead"].values).transpose(*a.reference["sic"].dims)
     fc = fc.assign_coords(lead=a.reference["lead"])
     return Aligned(label="persistence", files=["reference at lead 0"], forecast=fc, reference=a.reference)
+
+
+def drop_strawman_scores(scores: xr.Dataset) -> xr.Dataset:
+    """Scores with NaN for the persistence baseline of the variables outside PERSISTENT (the velocity)."""
+    if "persistence" not in scores["model"].values:
+        return scores
+    out = scores.copy()
+    for name, da in scores.data_vars.items():
+        if "model" in da.dims and "variable" in da.dims and np.issubdtype(da.dtype, np.floating):
+            drop = [v for v in da["variable"].values if str(v) not in PERSISTENT]
+            if drop:
+                da = da.copy()
+                da.loc[{"model": "persistence", "variable": drop}] = np.nan
+                out[name] = da
+    return out
+
+
+def _day_of_year(times: np.ndarray) -> np.ndarray:
+    t = np.asarray(times, dtype="datetime64[ns]")
+    year = t.astype("datetime64[Y]")
+    return (t - year) / np.timedelta64(1, "D")
+
+
+def climatology_baseline(a: Aligned, clim: xr.Dataset, window_days: float) -> Aligned:
+    """The climatology forecast of a label's records: for every valid time, the mean of the climatology states
+    (`clim`, (time, y, x) with CF times, e.g. the training years) within ±`window_days` of the same day of year.
+    InputError when the run has no valid times or a valid time has no climatology state in its window."""
+    if a.valid_time is None:
+        raise InputError(a.files[0], "time", "has no CF valid times: the climatology baseline needs them")
+    clim_doy = _day_of_year(clim["time"].values)
+    fc = {}
+    cache: dict[np.datetime64, dict[str, np.ndarray]] = {}
+    for t in np.unique(a.valid_time):
+        d = np.abs(clim_doy - _day_of_year(np.array([t]))[0])
+        near = np.minimum(d, 365.25 - d) <= window_days
+        if not near.any():
+            raise InputError(None, "evaluate.climatology", f"no climatology state within {window_days:g} days of "
+                             f"the day of year of {np.datetime_as_string(t, unit='D')}")
+        cache[t] = {v: np.nanmean(clim[v].values[near], axis=0) for v in a.reference.data_vars}
+    for v in a.reference.data_vars:
+        fc[v] = (a.reference[v].dims, np.stack([np.stack([cache[t][v] for t in row]) for row in a.valid_time]))
+    forecast = xr.Dataset(fc, coords={"lead": a.reference["lead"]})
+    return Aligned(label="climatology", files=["climatology"], forecast=forecast, reference=a.reference,
+                   valid_time=a.valid_time)
 
 
 def climatology(aligned: Sequence[Aligned], weights: xr.DataArray, cfg: EvaluateConfig) -> dict[str, float]:

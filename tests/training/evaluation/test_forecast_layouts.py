@@ -47,3 +47,22 @@ def test_init_time_by_lead_time_file(tmp_path):
     assert a.forecast.sizes["window"] == 2 and list(a.forecast["lead"].values) == [0.0, 12.0, 24.0]
     np.testing.assert_allclose(a.forecast["sit"].values - a.reference["sit"].values[:, :, None], -0.05)
     np.testing.assert_array_equal(a.reference["siu"].values[1, 2], ref["siu"].sel(time=TIMES[4]).values)
+
+
+def test_climatology_baseline_is_the_same_season_mean_of_other_years(tmp_path):
+    from training.evaluation.scores import climatology_baseline
+
+    _reference(tmp_path / "ref.nc")
+    # two Januaries of other years, a state every 12 h: 1 in 1999, 3 in 2000 (equal counts in any ±15-day window
+    # of the run's valid times, 1–2 January)
+    times = pd.DatetimeIndex(list(pd.date_range("1999-01-01", "1999-01-31", freq="12h"))
+                             + list(pd.date_range("2000-01-01", "2000-01-31", freq="12h")))
+    value = np.where(times.year == 1999, 1.0, 3.0)[:, None, None] + np.zeros((1, 4, 5))
+    clim = xr.Dataset({v: (("time", "y", "x"), value) for v in NAMES}, coords={"time": times})
+    run = xr.Dataset({v: (("time", "y", "x"), np.zeros((4, 4, 5))) for v in NAMES}, coords={"time": TIMES[:4]})
+    run.to_netcdf(tmp_path / "run.nc")
+    ref_raw, ref_files = read_reference([str(tmp_path / "ref.nc")], NAMES)
+    a = align("run", str(tmp_path / "run.nc"), ref_raw, ref_files, EvaluateConfig())
+    c = climatology_baseline(a, clim, window_days=15.0)
+    np.testing.assert_allclose(c.forecast["sic"].values, 2.0)
+    assert c.forecast["sic"].dims == a.reference["sic"].dims
