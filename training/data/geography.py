@@ -26,6 +26,7 @@ from functools import cached_property
 from typing import Literal
 
 import numpy as np
+import xarray as xr
 from pydantic import Field, model_validator
 from scipy import ndimage
 
@@ -235,7 +236,7 @@ def grid_mapping_attrs() -> dict[str, object]:
     return {**GRID_MAPPING_ATTRS, "crs_wkt": crs_wkt(), "epsg_code": f"EPSG:{EPSG_PROJECTED}"}
 
 
-def attach_geography(ds, geo: Geography, with_fields: bool = True):
+def attach_geography(ds: xr.Dataset, geo: Geography, with_fields: bool = True) -> xr.Dataset:
     """`ds` (xarray Dataset on the grid's (y, x)) with x/y projection coordinates, 2-D lat/lon coordinates, the
     `polar_stereographic` grid-mapping variable and `grid_mapping` on every (y, x) variable; with `with_fields`
     also `mask` (1 = ocean) and `coriolis_parameter` (s-1). Returns a new Dataset."""
@@ -270,3 +271,8 @@ def attach_geography(ds, geo: Geography, with_fields: bool = True):
     out.attrs.update({"region": geo.region.name, "region_grid": geo.region.model_dump_json(),
                       "grid_dx": geo.region.dx, "Conventions": out.attrs.get("Conventions", "CF-1.10")})
     return out
+
+
+def geography_dataset(geo: Geography) -> xr.Dataset:
+    """The grid alone as a CF Dataset: x/y, lat/lon, `mask`, `coriolis_parameter` and the grid mapping (float64)."""
+    return attach_geography(xr.Dataset(), geo)

@@ -1,6 +1,7 @@
 """The map of a regional grid (training.data.geography) as a PNG: the model's land/ocean mask, the coastline of the
-data it was built from, grid lines, latitude/longitude lines the region's landmarks (green where mask and
-data agree with the expected surface, red otherwise) and the walls where the real sea continues (red squares). Axes are EPSG:3413 x/y (km), as the model sees the grid.
+data it was built from, grid lines, latitude/longitude lines, the region's landmarks (green where mask and
+data agree with the expected surface, red otherwise) and the walls where the real sea continues (red squares).
+Axes are EPSG:3413 x/y (km), as the model sees the grid.
 """
 from __future__ import annotations
 
@@ -74,7 +75,7 @@ def plot_region_map(geo: Geography, path: str | Path, every: int = 10, step_km: 
     ax.set_ylabel("y (km, EPSG:3413)")
     ax.set_title(f"{r.name}: {ny} × {nx} cells of {r.resolution_km:g} km, ocean {geo.ocean_share():.0%} "
                  f"({int(geo.mask.sum())} cells)\nshading: model mask; black: coastline data (GLOBE 30″); "
-                 f"grid lines every {every} cells; "
+                 f"grid lines every {every} cells;\n"
                  "red squares: walls (the closed outer ring) where the real sea continues", fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
