@@ -28,6 +28,7 @@ from typing import Literal
 import numpy as np
 import xarray as xr
 from pydantic import Field, model_validator
+from pyproj import CRS, Transformer
 from scipy import ndimage
 
 from icecorr.base.config import StrictConfig
@@ -92,16 +93,12 @@ class RegionGrid(StrictConfig):
 
 def transformer(inverse: bool = False):
     """pyproj Transformer lon/lat (EPSG:4326, degrees) -> EPSG:3413 x/y (m), or back if `inverse`; x/y order."""
-    from pyproj import Transformer  # PROJ data: loaded only where a region is built
-
     src, dst = (EPSG_PROJECTED, EPSG_GEOGRAPHIC) if inverse else (EPSG_GEOGRAPHIC, EPSG_PROJECTED)
     return Transformer.from_crs(src, dst, always_xy=True)
 
 
 def crs_wkt() -> str:
     """The WKT2 text of EPSG:3413 (the CF `crs_wkt` attribute)."""
-    from pyproj import CRS
-
     return CRS.from_epsg(EPSG_PROJECTED).to_wkt()
 
 
@@ -116,7 +113,7 @@ def is_ocean(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
 
 def grid_north_angle(lon: np.ndarray) -> np.ndarray:
     """Angle (degrees, clockwise) from grid +y to geographic north at longitude `lon` on EPSG:3413: −(lon + 45°)
-    wrapped to (−180, 180]; e.g. +40° at 85°W, where true north points 40° to the right of +y."""
+    wrapped to [−180, 180); e.g. +40° at 85°W, where true north points 40° to the right of +y."""
     a = -(np.asarray(lon, dtype=np.float64) + 45.0)
     return (a + 180.0) % 360.0 - 180.0 if np.ndim(a) else float((a + 180.0) % 360.0 - 180.0)
 
