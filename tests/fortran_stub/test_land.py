@@ -28,8 +28,8 @@ def island_and_coast(n: int) -> np.ndarray:
 
 
 def storm(n: int, t: float, dx: float) -> dict[str, np.ndarray]:
-    """Cyclone wind and gyre (a storm of up to 11 m s-1 converging on the moving centre) with a cold, snowy
-    atmosphere, so that thermodynamics grows new ice in the leads everywhere it may."""
+    """The benchmark cyclone's wind times 2.5 (a storm of up to 28 m s-1 converging on the moving centre), its ocean
+    gyre, and a cold, snowy atmosphere, so that thermodynamics grows new ice in the leads everywhere it may."""
     f = cyclone_forcing(GridConfig(nx=n, ny=n, dx=dx), t)
     f["uas"], f["vas"] = 2.5 * f["uas"], 2.5 * f["vas"]
     f["tas"] = np.full((n, n), 245.0)
