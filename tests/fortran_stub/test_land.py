@@ -39,8 +39,16 @@ def storm(n: int, t: float, dx: float) -> dict[str, np.ndarray]:
     return f
 
 
+def landlocked_corners(mask: np.ndarray) -> np.ndarray:
+    """(ny+1, nx+1) bool: corners (south-west domain corner first) with no ocean cell among their in-domain cells."""
+    ocean = np.pad(mask > 0, 1)
+    return ~(ocean[:-1, :-1] | ocean[1:, :-1] | ocean[:-1, 1:] | ocean[1:, 1:])
+
+
 def assert_land_empty(model, mask: np.ndarray, stresses: tuple[str, ...]) -> None:
-    """Concentration, volumes, stresses exactly 0 on land; velocities exactly 0 on closed faces; no NaN."""
+    """Concentration, volumes, stresses exactly 0 on land (shear stress at corners without ocean); velocities
+    exactly 0 on closed faces; no NaN."""
+    assert np.all(model._s12.T[landlocked_corners(mask)] == 0.0)
     v = model.state_views()
     land = mask == 0
     east, north = closed_faces(mask)
@@ -136,6 +144,9 @@ def test_coastal_channel_no_slip_shear(rheology):
     if rheology:
         assert u[0] < 0.6 * u.max() and u[-1] < 0.6 * u.max()
         assert u.argmax() in (3, 4)
+        s12 = model._s12.T  # (ny+1, nx+1) corners; row 4 is the south coast, row 12 the north coast
+        assert np.all(s12[4, 2:7] > 0) and np.all(s12[12, 2:7] < 0)  # friction of the coasts on the ice
+        assert np.all(s12[:4, :] == 0) and np.all(s12[13:, :] == 0)  # no stress inside the land
     else:
         assert np.ptp(u) < 0.02 * u.max()
         assert shear[4, 3] > 100 * shear[7, 3]
