@@ -6,9 +6,10 @@ The rules, in their order: each variable in `RANGES` is clipped to its range (si
 velocities 0 on a C-grid face with no ice on either side (the coarse model keeps u = 0 on faces without ice mass, so
 a zero correction leaves its states unchanged; a correction there would be a velocity of nothing, which a later step
 turns into ice moving at many m/s when concentration returns); velocities 0 on the closed walls (last siu column,
-last siv row) and on faces touching land. Without clipping, deterministic rollouts leave the physical range within
-days (Finn et al. 2024, fig. B1), so every corrected state goes through `zero_walls` and `apply_bounds`
-(`TorchBounds` does both, and also zeroes sic, sit, snt on land).
+last siv row) and on faces touching land; no ice on land (sic, sit, snt 0 on land cells: the physical models hold
+none there, docs/physics-land.md). Without clipping, deterministic rollouts leave the physical range within days
+(Finn et al. 2024, fig. B1), so every corrected state goes through `zero_walls` and `apply_bounds` (`TorchBounds`
+does both).
 """
 from __future__ import annotations
 
@@ -106,7 +107,8 @@ def apply_bounds(fields: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray
 
 
 def zero_walls(fields: Mapping[str, np.ndarray], mask: np.ndarray | None = None) -> tuple[dict, dict[str, int]]:
-    """Zero C-grid velocities on closed walls and on faces touching land; return (copies, counts of changed values).
+    """Zero C-grid velocities on closed walls and on faces touching land, and the ice (sic, sit, snt) on land
+    cells; return (copies, counts of changed values: `<velocity>_walls`, `<ice variable>_land`).
 
     siu(…, j, i) sits on the east face of cell (j, i): the last column is the east wall, and a face is closed if
     either neighbour is land. siv(…, j, i) sits on the north face: last row = north wall.
@@ -114,6 +116,13 @@ def zero_walls(fields: Mapping[str, np.ndarray], mask: np.ndarray | None = None)
     """
     out = {k: np.array(v, copy=True) for k, v in fields.items()}
     counts: dict[str, int] = {}
+    if mask is not None:
+        for name in (AREA, *ON_ICE):
+            if name in out:
+                a = out[name]
+                land = np.broadcast_to(~(np.asarray(mask) > 0.5), a.shape)
+                counts[f"{name}_land"] = int(np.count_nonzero(land & (a != 0.0)))
+                a[land] = 0.0
     for name in VELOCITY_ON_EAST_FACE:
         if name not in out:
             continue

@@ -7,6 +7,10 @@ south walls; its view `sig12` is the (ny, nx) block of north-east corners. Param
 `CoarsePhysicsConfig`, copied component by component into the Fortran derived types `coarse_params` and
 `thermo_params`. Fortran never stops: it returns an error code that becomes a `ModelError`.
 
+Land: the grid's ocean mask and Coriolis field (`GridConfig.mask`, `GridConfig.latitude`) are passed to every step
+(`seaice_api::coarse_step` arguments `ocean`, `fcor`); land cells hold no ice, no stress and no velocity on their
+faces (`set_state` puts any given there to 0), see docs/physics-land.md.
+
 What this model shares with `TruthModel` (the BBM truth, coupling/truth.py) lives in coupling/fortran_arrays.py.
 """
 from __future__ import annotations
@@ -21,7 +25,8 @@ from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 
 from icecorr.base.errors import InputError
 from icecorr.base.variables import FORCING_VARIABLES, STEP_SECONDS, attrs
-from .fortran_arrays import checked_state, fortran_extension, pack_forcing, set_components, write_state
+from .fortran_arrays import (apply_land, checked_state, fortran_extension, grid_arrays, pack_forcing, set_components,
+                             write_state)
 
 
 #: public state name -> key of the Fortran-ordered array holding it (sig12 is handled separately)
@@ -66,8 +71,8 @@ def fortran_params(physics: CoarsePhysicsConfig):
 class CoarseModel:
     """The coarse model with the bridge API (get_state/set_state/step/state_views/time_seconds/last_step_info).
 
-    grid: GridConfig (nx, ny cells of dx m, closed walls); physics: CoarsePhysicsConfig.
-    The initial state is ice-free and at rest, with tsi and tos at the freezing point.
+    grid: GridConfig (nx, ny cells of dx m, closed walls, optional land mask and latitudes); physics:
+    CoarsePhysicsConfig. The initial state is ice-free and at rest, with tsi and tos at the freezing point.
     """
 
     def __init__(self, grid: GridConfig, physics: CoarsePhysicsConfig | None = None):
@@ -89,6 +94,7 @@ class CoarseModel:
         self._s12 = np.zeros((nx + 1, ny + 1), dtype=np.float64, order="F")  # includes W and S wall corners
         self._f0 = np.zeros((nx, ny, len(FORCING_VARIABLES)), dtype=np.float64, order="F")
         self._f1 = np.zeros_like(self._f0)
+        self._ocean, self._fcor = grid_arrays(grid, self.physics.coriolis)
         self._resid = np.zeros(self.physics.n_evp, dtype=np.float64)
         self._info = np.zeros(_NINFO, dtype=np.float64)
         self._dyn_steps = 0  # global dynamics-substep counter: alternates the transport split order
@@ -125,7 +131,7 @@ class CoarseModel:
         """Set some or all state variables from a mapping of (ny, nx) arrays or a Dataset.
 
         If `sit`/`snt` are given, sivol = sit·sic and snvol = snt·sic (with the new sic if given). The wall faces
-        of siu/siv are forced to 0. Everything is validated before anything is written: a wrong shape, a
+        of siu/siv are forced to 0; so are the ice, stresses and velocities on land (the grid's mask). Everything is validated before anything is written: a wrong shape, a
         non-float dtype, NaN, an unknown name, sic outside [0, 1] or a negative thickness/volume raise an
         InputError (a ValueError) naming the field.
         """
@@ -136,7 +142,9 @@ class CoarseModel:
         for name in ("sit", "snt", "sivol", "snvol"):
             if name in checked and checked[name].min() < 0.0:
                 raise InputError(None, name, "set_state: negative thickness/volume")
-        write_state(self.state_views(), checked)
+        views = self.state_views()
+        write_state(views, checked)
+        apply_land(views, self._ocean.T)
 
     # ------------------------------------------------------------------------------------------------- step
     def step(self, forcing_t0: Mapping, forcing_t1: Mapping, duration_seconds: float = STEP_SECONDS) -> None:
@@ -152,7 +160,7 @@ class CoarseModel:
         ierr = self._step_fn(self._pd, self._tp, g.nx, g.ny, len(FORCING_VARIABLES), g.dx, float(duration_seconds),
                              self._dyn_steps, r["a"], r["vice"], r["vsnow"], r["tsurf"], r["tos"], r["u"], r["v"],
                              r["s1"], r["s2"], self._s12, self._f0, self._f1, self._resid.size, self._resid,
-                             _NINFO, self._info)
+                             _NINFO, self._info, self._ocean, self._fcor)
         wall = time.perf_counter() - t0
         if ierr != 0:
             raise ModelError(int(ierr), f"CoarseModel.step at t = {self.time_seconds:.0f} s")
@@ -165,8 +173,8 @@ class CoarseModel:
             "transport_substeps": int(i[2]),       # summed over the dynamics substeps
             "dynamics_steps": int(i[3]),
             "alpha_max": float(i[4]),              # largest mEVP alpha = beta used
-            "new_ice_volume": float(i[5]),         # m, domain mean, formed in open water
-            "minima_removed_volume": float(i[6]),  # m, domain mean, removed by the ice minima
+            "new_ice_volume": float(i[5]),         # m, mean over the ocean cells, formed in open water
+            "minima_removed_volume": float(i[6]),  # m, mean over the ocean cells, removed by the ice minima
             "max_courant": float(i[7]),
             "wall_time": wall,                     # s
         }
@@ -176,10 +184,10 @@ class CoarseModel:
         return self._resid.copy()
 
     def deformation(self) -> tuple[np.ndarray, np.ndarray]:
-        """Divergence and shear rate (s-1) at cell centres from the current velocities, (ny, nx) copies."""
+        """Divergence and shear rate (s-1) at cell centres from the current velocities, (ny, nx) copies (0 on land)."""
         nx, ny = self.grid.nx, self.grid.ny
         div = np.zeros((nx, ny), dtype=np.float64, order="F")
         shear = np.zeros_like(div)
-        self._deformation_fn(nx, ny, self.grid.dx, self._arr["u"], self._arr["v"], div, shear)
+        self._deformation_fn(nx, ny, self.grid.dx, self._arr["u"], self._arr["v"], self._ocean, div, shear)
         return div.T.copy(), shear.T.copy()
 

@@ -3,7 +3,8 @@
 Both keep their prognostic arrays in Python, Fortran-ordered (nx, ny), and hand out (ny, nx) `.T` views. This module
 holds the parts of their bridge API that are the same for both: the deferred import of the extension, filling an
 f90wrap derived type from a config, validating (ny, nx) fields, writing a validated state into the views (thickness
-→ volume), and packing forcing into the (nx, ny, n_forcing) array the Fortran step reads.
+→ volume), the grid's land mask and Coriolis field as the Fortran arrays of the step (and land applied to a state),
+and packing forcing into the (nx, ny, n_forcing) array the Fortran step reads.
 """
 from __future__ import annotations
 
@@ -69,6 +70,39 @@ def write_state(views: Mapping[str, np.ndarray], checked: Mapping[str, np.ndarra
         np.multiply(checked["snt"], a, out=views["snvol"])
     views["siu"][:, -1] = 0.0
     views["siv"][-1, :] = 0.0
+
+
+#: state variables that are ice (or stress carried by ice): exactly 0 on land cells
+LAND_ZERO = ("sic", "sivol", "snvol", "sig1", "sig2", "sig11", "sig22")
+
+
+def grid_arrays(grid, coriolis: float) -> tuple[np.ndarray, np.ndarray]:
+    """(ocean, fcor) as Fortran-ordered (nx, ny) float64 arrays for the step: the grid's ocean mask (1 ocean,
+    0 land; all ones without a mask) and its Coriolis field (s-1; the constant `coriolis` without latitudes)."""
+    return (np.asfortranarray(grid.ocean_mask().T), np.asfortranarray(grid.coriolis_field(coriolis).T))
+
+
+def closed_faces(ocean: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(east, north) bool (ny, nx): the east (siu) / north (siv) face of each cell is closed — a wall (last column
+    / last row) or land on either side. `ocean` (ny, nx): 1 ocean, 0 land."""
+    oc = np.asarray(ocean) > 0.5
+    east = np.ones_like(oc)
+    east[:, :-1] = ~(oc[:, :-1] & oc[:, 1:])
+    north = np.ones_like(oc)
+    north[:-1, :] = ~(oc[:-1, :] & oc[1:, :])
+    return east, north
+
+
+def apply_land(views: Mapping[str, np.ndarray], ocean: np.ndarray) -> None:
+    """Land holds no ice: zero the LAND_ZERO fields present in `views` on land cells and siu/siv on faces touching
+    land (in place, (ny, nx) views). `ocean` (ny, nx): 1 ocean, 0 land."""
+    land = np.asarray(ocean) <= 0.5
+    for name in LAND_ZERO:
+        if name in views:
+            views[name][land] = 0.0
+    east, north = closed_faces(ocean)
+    views["siu"][east] = 0.0
+    views["siv"][north] = 0.0
 
 
 def pack_forcing(forcing: Mapping, out: np.ndarray, shape: tuple[int, int], which: str) -> None:

@@ -5,6 +5,8 @@ forcing on that grid. Python owns every state array in Fortran order (nx, ny); t
 (`fortran_stub/src/seaice_truth.f90`) updates them in place, and `state_views()` hands out their `.T` views
 (ny, nx) without copies. Beyond the coarse model's state it carries the damage, the three vertically integrated
 stresses and the static random cohesion field (c_lab (l_lab/dx)^½ × U(1, 2) per cell, drawn from `seed`).
+The grid's land mask and Coriolis field (GridConfig.mask, .latitude) go to every step (`truth_step` arguments
+`ocean`, `fcor`): land holds no ice, stress or velocity (docs/physics-land.md).
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from fortran_stub.truth_config import TruthPhysicsConfig
 from icecorr.base.errors import InputError
 from icecorr.base.variables import FORCING_VARIABLES, STEP_SECONDS, attrs
 from .bridge import ModelError
-from .fortran_arrays import checked_state, fortran_extension, pack_forcing, set_components, write_state
+from .fortran_arrays import (apply_land, checked_state, fortran_extension, grid_arrays, pack_forcing, set_components,
+                             write_state)
 
 #: Fortran error codes of seaice_truth::truth_step
 TRUTH_ERRORS = {
@@ -73,6 +76,7 @@ class TruthModel:
             (self.physics.cohesion_lab * self.physics.cohesion_scale(grid.dx) * factor).T)
         self._f0 = np.zeros((nx, ny, len(FORCING_VARIABLES)), dtype=np.float64, order="F")
         self._f1 = np.zeros_like(self._f0)
+        self._ocean, self._fcor = grid_arrays(grid, self.physics.coriolis)
         self._ubar, self._vbar = f(), f()
         self._info = np.zeros(6, dtype=np.float64)
         self.time_seconds = 0.0
@@ -120,7 +124,7 @@ class TruthModel:
         """Set some or all state variables from a mapping of (ny, nx) arrays or a Dataset.
 
         If `sit`/`snt` are given, sivol = sit·sic and snvol = snt·sic (with the new sic if given). Wall faces of
-        siu/siv are forced to 0. `sig12_walls` (nx + ny + 1 values, as `wall_corner_stress` returns) sets the
+        siu/siv are forced to 0, and so are ice, stresses and velocities on land. `sig12_walls` (nx + ny + 1 values, as `wall_corner_stress` returns) sets the
         wall-corner shear stress, so that `set_state(get_state())` restores the model exactly. Shape, dtype, NaN or an unknown name raise a ValueError naming the field.
         """
         items = {k: state[k] for k in state.data_vars} if isinstance(state, xr.Dataset) else dict(state)
@@ -134,7 +138,9 @@ class TruthModel:
             if walls.shape != (nx + ny + 1,) or not np.all(np.isfinite(walls)):
                 raise InputError(None, WALL_CORNERS, f"set_state: expected {nx + ny + 1} finite values "
                                                      f"(nx + ny + 1), got shape {walls.shape}")
-        write_state(self.state_views(), checked)
+        views = self.state_views()
+        write_state(views, checked)
+        apply_land(views, self._ocean.T)
         if walls is not None:
             self._s12[:, 0] = walls[: nx + 1]
             self._s12[0, 1:] = walls[nx + 1:]
@@ -149,7 +155,8 @@ class TruthModel:
         t0 = time.perf_counter()
         ierr = self._step(self._p, self._tp, self.grid.nx, self.grid.ny, self.grid.dx, float(dt),
                           r["a"], r["vol"], r["vsn"], r["tsurf"], r["tos"], r["u"], r["v"], r["s11"], r["s22"],
-                          self._s12, r["dmg"], r["coh"], self._f0, self._f1, self._ubar, self._vbar, self._info)
+                          self._s12, r["dmg"], r["coh"], self._f0, self._f1, self._ocean, self._fcor, self._ubar,
+                          self._vbar, self._info)
         wall = time.perf_counter() - t0
         if ierr != 0:
             raise TruthModelError(int(ierr), f"TruthModel.step at t = {self.time_seconds:.0f} s")

@@ -1,23 +1,142 @@
 """Typed configuration of the grid and of the Fortran physics (mirrors the Fortran parameter types)."""
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Literal, Union
 
-from pydantic import Field
+import numpy as np
+from pydantic import Field, field_validator, model_validator
 
 from icecorr.base.config import StrictConfig
 
+#: Earth's rotation rate Omega (s-1): f = 2 Omega sin(latitude)
+EARTH_ROTATION = 7.2921e-5
+
+#: a (ny, nx) field given inline (nested lists; a NumPy array is converted) or as the path of a .npy or NetCDF file
+GridField = Union[list[list[float]], str, None]
+
+
+def load_grid_field(value, name: str, aliases: tuple[str, ...] = ()) -> np.ndarray:
+    """`value` (nested lists, array, or the path of a .npy file or a NetCDF file holding variable `name` or one of
+    `aliases`) as a float64 (ny, nx) array. ValueError naming the field and the file when it cannot be read."""
+    if not isinstance(value, str):
+        return np.asarray(value, dtype=np.float64)
+    path = Path(value)
+    if not path.is_file():
+        raise ValueError(f"{name}: file {path} not found")
+    if path.suffix == ".npy":
+        return np.asarray(np.load(path), dtype=np.float64)
+    from icecorr.base.files import open_netcdf
+
+    with open_netcdf(path, f"{name} file") as ds:
+        for var in (name, *aliases):
+            if var in ds:
+                return np.asarray(ds[var].values, dtype=np.float64)
+    raise ValueError(f"{name}: {path} holds none of the variables {(name, *aliases)}")
+
+
+def refine_linear(a: np.ndarray, factor: int) -> np.ndarray:
+    """A cell-centred (ny, nx) field at the centres of a grid `factor` times finer: linear in each direction
+    between the coarse centres, extrapolated linearly beyond the outermost ones (exact for a linear field)."""
+    out = np.asarray(a, dtype=np.float64)
+    for axis in (0, 1):
+        n = out.shape[axis]
+        pos = (np.arange(n * factor) + 0.5) / factor - 0.5  # fine centres in coarse index units
+        i0 = np.clip(np.floor(pos).astype(int), 0, max(n - 2, 0))
+        w = pos - i0 if n > 1 else np.zeros_like(pos)
+        lo, hi = np.take(out, i0, axis=axis), np.take(out, np.minimum(i0 + 1, n - 1), axis=axis)
+        shape = [1, 1]
+        shape[axis] = -1
+        out = lo + w.reshape(shape) * (hi - lo)
+    return out
+
 
 class GridConfig(StrictConfig):
-    """Regular Arakawa C-grid with closed walls. Default: the 512 km benchmark box at 16 km."""
+    """Regular Arakawa C-grid with closed walls. Default: the 512 km benchmark box at 16 km, all ocean, constant f.
+
+    `mask` (optional): ocean mask (ny, nx), 1 = ocean, 0 = land, inline or as a path (.npy, or NetCDF variable
+    `mask`). Land is treated like the walls (docs/physics-land.md). `latitude` (optional): cell-centre latitudes
+    (degrees north), inline or a path (.npy, or NetCDF `latitude`/`lat`); then the Coriolis parameter is the field
+    f = 2 Omega sin(latitude), else the physics' constant `coriolis`. Paths are read relative to the working
+    directory. Both are validated on construction (shape, 0/1 only with an ocean cell, latitudes in [-90, 90]).
+    """
 
     nx: int = Field(32, ge=4, description="cells along x")
     ny: int = Field(32, ge=4, description="cells along y")
     dx: float = Field(16_000.0, gt=0, description="cell size (m), same along x and y")
+    mask: GridField = Field(None, description="ocean mask (ny, nx): 1 ocean, 0 land; inline or a .npy/NetCDF path; "
+                                              "none = all ocean (the closed box)")
+    latitude: GridField = Field(None, description="cell-centre latitudes (degrees north) (ny, nx), inline or a "
+                                                  ".npy/NetCDF path: Coriolis f = 2 Omega sin(latitude); none = "
+                                                  "the constant physics.coriolis")
+
+    @field_validator("mask", "latitude", mode="before")
+    @classmethod
+    def _arrays_as_lists(cls, value):
+        """A NumPy array (or Path) is stored as nested lists (or a string), so that the config dumps to YAML."""
+        if isinstance(value, np.ndarray):
+            return value.tolist()
+        if isinstance(value, Path):
+            return str(value)
+        return value
+
+    @model_validator(mode="after")
+    def _check_fields(self) -> "GridConfig":
+        if self.mask is not None:
+            self.ocean_mask()
+        if self.latitude is not None:
+            self.latitudes()
+        return self
+
+    def _field(self, value, name: str, aliases: tuple[str, ...] = ()) -> np.ndarray:
+        arr = load_grid_field(value, name, aliases)
+        if arr.shape != (self.ny, self.nx):
+            raise ValueError(f"{name}: shape {arr.shape}, expected (ny, nx) = ({self.ny}, {self.nx})")
+        if not np.all(np.isfinite(arr)):
+            raise ValueError(f"{name}: contains NaN or infinite values")
+        return arr
+
+    def ocean_mask(self) -> np.ndarray:
+        """(ny, nx) float64: 1 ocean, 0 land (all ones without a mask). ValueError for values other than 0 and 1,
+        a wrong shape, or no ocean cell."""
+        if self.mask is None:
+            return np.ones((self.ny, self.nx))
+        m = self._field(self.mask, "mask")
+        if not np.all((m == 0.0) | (m == 1.0)):
+            raise ValueError("mask: values must be 0 (land) or 1 (ocean)")
+        if not m.any():
+            raise ValueError("mask: no ocean cell (every cell is land)")
+        return m
+
+    def has_land(self) -> bool:
+        """True if the mask has a land cell."""
+        return self.mask is not None and bool((self.ocean_mask() == 0.0).any())
+
+    def latitudes(self) -> np.ndarray | None:
+        """(ny, nx) cell-centre latitudes (degrees north), or None when the grid has none."""
+        if self.latitude is None:
+            return None
+        lat = self._field(self.latitude, "latitude", ("lat",))
+        if np.abs(lat).max() > 90.0:
+            raise ValueError("latitude: values outside [-90, 90] degrees")
+        return lat
+
+    def coriolis_field(self, constant: float) -> np.ndarray:
+        """(ny, nx) Coriolis parameter (s-1) at the cell centres: 2 Omega sin(latitude) if the grid has latitudes,
+        else `constant` everywhere (the box; bit-identical to a scalar f inside the models)."""
+        lat = self.latitudes()
+        if lat is None:
+            return np.full((self.ny, self.nx), float(constant))
+        return 2.0 * EARTH_ROTATION * np.sin(np.deg2rad(lat))
 
     def refined(self, factor: int) -> "GridConfig":
-        """The same box at `factor` times finer resolution (twin-experiment truth grid)."""
-        return GridConfig(nx=self.nx * factor, ny=self.ny * factor, dx=self.dx / factor)
+        """The same box at `factor` times finer resolution (twin-experiment truth grid): each coarse cell's mask
+        value is repeated on its factor × factor fine cells (so the coarse-graining rule of
+        `training.data.coarsegrain.coarse_ocean_mask` gives the mask back), latitudes are interpolated linearly."""
+        mask = None if self.mask is None else np.kron(self.ocean_mask(), np.ones((factor, factor)))
+        lat = self.latitudes()
+        return GridConfig(nx=self.nx * factor, ny=self.ny * factor, dx=self.dx / factor, mask=mask,
+                          latitude=None if lat is None else refine_linear(lat, factor))
 
 
 LIMITER_NAMES = ("upwind", "minmod", "vanleer", "mc")  # Fortran codes 0..3 (seaice_transport)

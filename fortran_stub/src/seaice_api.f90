@@ -6,8 +6,10 @@
 !   thermo_columns(tp, nx, ny, nf, dt, nsteps, a, vice, vsnow, tsurf, tos, forcing, update_tsurf,
 !                  da_new, dv_new, ierr)       nsteps thermodynamic steps with steady forcing(nx,ny,nf)
 !   coarse_step(pd, tp, nx, ny, nf, dx, duration, istep0, a, vice, vsnow, tsurf, tos, u, v, s1, s2, s12,
-!               f0, f1, nres, resid, ni, info, ierr)       seaice_coarse::coarse_run; s12 is (nx+1, ny+1)
-!   deformation_fields(nx, ny, dx, u, v, div, shear)       seaice_mevp::deformation (s-1)
+!               f0, f1, nres, resid, ni, info, ocean, fcor, ierr)
+!                                  seaice_coarse::coarse_run; s12 is (nx+1, ny+1); ocean (nx,ny) 1 ocean / 0 land,
+!                                  fcor (nx,ny) Coriolis parameter at the cell centres (s-1)
+!   deformation_fields(nx, ny, dx, u, v, ocean, div, shear)       seaice_mevp::deformation (s-1), land = 0
 !   coarse_param_check(pd, ierr)                           0 if the coarse parameters are usable
 module seaice_api
   use seaice_kinds, only: dp
@@ -57,7 +59,7 @@ contains
   end subroutine thermo_columns
 
   subroutine coarse_step(pd, tp, nx, ny, nf, dx, duration, istep0, a, vice, vsnow, tsurf, tos, u, v, s1, s2, &
-                         s12, f0, f1, nres, resid, ni, info, ierr)
+                         s12, f0, f1, nres, resid, ni, info, ocean, fcor, ierr)
     type(coarse_params), intent(in) :: pd
     type(thermo_params), intent(in) :: tp
     integer, intent(in) :: nx, ny, nf, istep0, nres, ni
@@ -66,20 +68,21 @@ contains
                                u(nx, ny), v(nx, ny), s1(nx, ny), s2(nx, ny), s12(nx + 1, ny + 1)
     real(dp), intent(in) :: f0(nx, ny, nf), f1(nx, ny, nf)
     real(dp), intent(inout) :: resid(nres), info(ni)
+    real(dp), intent(in) :: ocean(nx, ny), fcor(nx, ny)
     integer, intent(out) :: ierr
     if (nf /= nforc .or. ni /= ninfo) then
        ierr = 2
        return
     end if
     call coarse_run(pd, tp, nx, ny, dx, duration, istep0, a, vice, vsnow, tsurf, tos, u, v, s1, s2, s12, &
-                    f0, f1, nres, resid, info, ierr)
+                    f0, f1, nres, resid, info, ierr, ocean, fcor)
   end subroutine coarse_step
 
-  subroutine deformation_fields(nx, ny, dx, u, v, div, shear)
+  subroutine deformation_fields(nx, ny, dx, u, v, ocean, div, shear)
     integer, intent(in) :: nx, ny
-    real(dp), intent(in) :: dx, u(nx, ny), v(nx, ny)
+    real(dp), intent(in) :: dx, u(nx, ny), v(nx, ny), ocean(nx, ny)
     real(dp), intent(inout) :: div(nx, ny), shear(nx, ny)
-    call deformation(nx, ny, dx, u, v, div, shear)
+    call deformation(nx, ny, dx, u, v, div, shear, ocean)
   end subroutine deformation_fields
 
   subroutine coarse_param_check(pd, ierr)

@@ -8,10 +8,16 @@
 !
 ! One call advances the momentum and the stresses over one advective step dt with nsub explicit elastic
 ! substeps and returns the substep-mean face velocities used for transport.
+!
+! Land (seaice_grid, docs/physics-land.md): ocean(nx,ny) 1 ocean / 0 land. Faces touching land carry no mass and
+! stay at rest, like the walls; at coastal corners (some land around) the shear strain is the no-slip one-sided
+! difference and the corner stiffness/relaxation are averaged over the ocean cells only; corners without ocean
+! carry no stress. fcor(nx,ny): Coriolis parameter at the centres (s-1), averaged to the faces.
 module seaice_bbm
   use seaice_kinds, only: dp
   use seaice_truth_params, only: truth_params
   use seaice_constants, only: deg_to_rad
+  use seaice_grid, only: land_geometry, noslip_shear, face_coriolis
   implicit none
   private
   public :: bbm_pwave_speed, bbm_substep_count, bbm_dynamics, bbm_heal, bbm_new_ice_undamaged
@@ -48,13 +54,13 @@ contains
   !> Advance velocities and stresses by dt (s) with nsub substeps (physics.md §2.2).
   !> a (1), vol, vsn (m), coh (Pa, depth-averaged cohesion incl. the scale factor and random field),
   !> uas, vas (m s-1 wind at T), uo, vo (m s-1 ocean current at T) are held fixed over the call.
-  subroutine bbm_dynamics(p, nx, ny, dx, dt, nsub, a, vol, vsn, coh, uas, vas, uo, vo, &
+  subroutine bbm_dynamics(p, nx, ny, dx, dt, nsub, a, vol, vsn, coh, uas, vas, uo, vo, ocean, fcor, &
                           u, v, s11, s22, s12, dmg, ubar, vbar)
     type(truth_params), intent(in) :: p
     integer, intent(in) :: nx, ny, nsub
     real(dp), intent(in) :: dx, dt
     real(dp), intent(in) :: a(nx, ny), vol(nx, ny), vsn(nx, ny), coh(nx, ny)
-    real(dp), intent(in) :: uas(nx, ny), vas(nx, ny), uo(nx, ny), vo(nx, ny)
+    real(dp), intent(in) :: uas(nx, ny), vas(nx, ny), uo(nx, ny), vo(nx, ny), ocean(nx, ny), fcor(nx, ny)
     real(dp), intent(inout) :: u(nx, ny), v(nx, ny), s11(nx, ny), s22(nx, ny), s12(0:nx, 0:ny), dmg(nx, ny)
     real(dp), intent(out) :: ubar(nx, ny), vbar(nx, ny)
 
@@ -65,6 +71,12 @@ contains
     ! per-substep work
     real(dp), allocatable :: e11(:,:), e22(:,:), kd(:,:), mult(:,:), fac(:,:), pu(:,:), pv(:,:)
     real(dp), allocatable :: ca(:,:), cb(:,:), cva(:,:), cvb(:,:)
+    ! land: open faces (also with the halo layout), ocean flags with a ghost ring of 0, Coriolis at the faces,
+    ! 1/number of ocean cells at the coastal corners
+    real(dp), allocatable :: ou(:,:), ov(:,:), ouh(:,:), ovh(:,:), ocp(:,:), fu(:,:), fv(:,:), rz(:,:)
+    integer, allocatable :: nocean(:,:), coast(:,:)
+    logical, allocatable :: coastz(:,:)
+    integer :: ncoast, c
     real(dp) :: dts, nu, e, expc, tau_c, d, lam, sn, ptil, kdd, e12, s12t, tau, dcrit, td, f
     real(dp) :: fx, fy, uw_rel, vw_rel, cw, cth, sth, rhs, inv_dx, pvb, pub, vb, ub, m, am
     integer :: i, j, k, ia
@@ -84,6 +96,26 @@ contains
     allocate(uwu(nx, ny), vwu(nx, ny), uwv(nx, ny), vwv(nx, ny))
     allocate(e11(nx, ny), e22(nx, ny), pu(nx, ny), pv(nx, ny), ca(nx, ny), cb(nx, ny), cva(nx, ny), cvb(nx, ny))
     allocate(kd(0:nx+1, 0:ny+1), mult(0:nx+1, 0:ny+1), fac(0:nx+1, 0:ny+1))
+    allocate(ou(nx, ny), ov(nx, ny), ouh(0:nx, 0:ny+1), ovh(0:nx+1, 0:ny), ocp(0:nx+1, 0:ny+1), fu(nx, ny), &
+             fv(nx, ny), rz(0:nx, 0:ny), nocean(0:nx, 0:ny), coastz(0:nx, 0:ny))
+    call face_coriolis(nx, ny, fcor, fu, fv)
+    call land_geometry(nx, ny, ocean, ou, ov, nocean, ncoast, coast)
+    ouh = 0.0_dp
+    ovh = 0.0_dp
+    ouh(1:nx-1, 1:ny) = ou(1:nx-1, :)
+    ovh(1:nx, 1:ny-1) = ov(:, 1:ny-1)
+    ocp = 0.0_dp
+    ocp(1:nx, 1:ny) = merge(1.0_dp, 0.0_dp, ocean > 0.5_dp)
+    coastz = .false.
+    rz = 0.0_dp
+    do c = 1, ncoast
+      coastz(coast(1, c), coast(2, c)) = .true.
+      if (nocean(coast(1, c), coast(2, c)) > 0) then
+        rz(coast(1, c), coast(2, c)) = 1.0_dp / nocean(coast(1, c), coast(2, c))
+      else
+        s12(coast(1, c), coast(2, c)) = 0.0_dp   ! no ocean around: no stress
+      end if
+    end do
 
     ! --- fields that stay fixed during the substeps (A, V, Vs and forcing are frozen over dt)
     do j = 1, ny
@@ -103,7 +135,7 @@ contains
         if (i < nx) then
           m = 0.5_dp * (p%rho_ice * (vol(i, j) + vol(i+1, j)) + p%rho_snow * (vsn(i, j) + vsn(i+1, j)))
           am = 0.5_dp * (a(i, j) + a(i+1, j))
-          if (0.5_dp * (vol(i, j) + vol(i+1, j)) < p%h_min_dyn .or. am <= 0.0_dp) then
+          if (0.5_dp * (vol(i, j) + vol(i+1, j)) < p%h_min_dyn .or. am <= 0.0_dp .or. ou(i, j) < 0.5_dp) then
             m = 0.0_dp
           end if
           mu(i, j) = m
@@ -119,7 +151,7 @@ contains
         if (j < ny) then
           m = 0.5_dp * (p%rho_ice * (vol(i, j) + vol(i, j+1)) + p%rho_snow * (vsn(i, j) + vsn(i, j+1)))
           am = 0.5_dp * (a(i, j) + a(i, j+1))
-          if (0.5_dp * (vol(i, j) + vol(i, j+1)) < p%h_min_dyn .or. am <= 0.0_dp) then
+          if (0.5_dp * (vol(i, j) + vol(i, j+1)) < p%h_min_dyn .or. am <= 0.0_dp .or. ov(i, j) < 0.5_dp) then
             m = 0.0_dp
           end if
           mv(i, j) = m
@@ -176,9 +208,20 @@ contains
       ! shear at the corners, with no-slip ghost velocities at the walls
       do j = 0, ny
         do i = 0, nx
-          e12 = 0.5_dp * inv_dx * (uat(i, j + 1) - uat(i, j) + vat(i + 1, j) - vat(i, j))
-          kdd = 0.25_dp * (kd(i, j) + kd(i+1, j) + kd(i, j+1) + kd(i+1, j+1))
-          f = 0.25_dp * (mult(i, j) + mult(i+1, j) + mult(i, j+1) + mult(i+1, j+1))
+          if (coastz(i, j)) then
+            ! coastal corner: no slip, averages over the ocean cells (rz = 0 without any: s12 stays 0)
+            e12 = 0.5_dp * inv_dx * noslip_shear(uu(i, j) * ouh(i, j), uu(i, j + 1) * ouh(i, j + 1), ouh(i, j), &
+                                                 ouh(i, j + 1), vv(i, j) * ovh(i, j), vv(i + 1, j) * ovh(i + 1, j), &
+                                                 ovh(i, j), ovh(i + 1, j))
+            kdd = (kd(i, j) * ocp(i, j) + kd(i+1, j) * ocp(i+1, j) + kd(i, j+1) * ocp(i, j+1) &
+                   + kd(i+1, j+1) * ocp(i+1, j+1)) * rz(i, j)
+            f = (mult(i, j) * ocp(i, j) + mult(i+1, j) * ocp(i+1, j) + mult(i, j+1) * ocp(i, j+1) &
+                 + mult(i+1, j+1) * ocp(i+1, j+1)) * rz(i, j)
+          else
+            e12 = 0.5_dp * inv_dx * (uat(i, j + 1) - uat(i, j) + vat(i + 1, j) - vat(i, j))
+            kdd = 0.25_dp * (kd(i, j) + kd(i+1, j) + kd(i, j+1) + kd(i+1, j+1))
+            f = 0.25_dp * (mult(i, j) + mult(i+1, j) + mult(i, j+1) + mult(i+1, j+1))
+          end if
           s12(i, j) = (s12(i, j) + kdd * (1.0_dp - nu) * e12) * f
         end do
       end do
@@ -232,10 +275,10 @@ contains
             vw_rel = vwu(i, j) - vb
             cw = au(i, j) * p%rho_water * p%water_drag * sqrt(uw_rel * uw_rel + vw_rel * vw_rel)
             fx = (s11(i+1, j) - s11(i, j) + s12(i, j) - s12(i, j-1)) * inv_dx
-            rhs = fx + tax(i, j) + cw * (cth * uwu(i, j) - sth * vwu(i, j)) - mu(i, j) * p%coriolis * vwu(i, j)
+            rhs = fx + tax(i, j) + cw * (cth * uwu(i, j) - sth * vwu(i, j)) - mu(i, j) * fu(i, j) * vwu(i, j)
             pu(i, j) = u(i, j) + dts * rhs / mu(i, j)
             ca(i, j) = 1.0_dp + dts * cw * cth / mu(i, j)
-            cb(i, j) = dts * p%coriolis + dts * cw * sth / mu(i, j)
+            cb(i, j) = dts * fu(i, j) + dts * cw * sth / mu(i, j)
           else
             pu(i, j) = 0.0_dp; ca(i, j) = 1.0_dp; cb(i, j) = 0.0_dp
           end if
@@ -245,10 +288,10 @@ contains
             vw_rel = vwv(i, j) - v(i, j)
             cw = av(i, j) * p%rho_water * p%water_drag * sqrt(uw_rel * uw_rel + vw_rel * vw_rel)
             fy = (s22(i, j+1) - s22(i, j) + s12(i, j) - s12(i-1, j)) * inv_dx
-            rhs = fy + tay(i, j) + cw * (sth * uwv(i, j) + cth * vwv(i, j)) + mv(i, j) * p%coriolis * uwv(i, j)
+            rhs = fy + tay(i, j) + cw * (sth * uwv(i, j) + cth * vwv(i, j)) + mv(i, j) * fv(i, j) * uwv(i, j)
             pv(i, j) = v(i, j) + dts * rhs / mv(i, j)
             cva(i, j) = 1.0_dp + dts * cw * cth / mv(i, j)
-            cvb(i, j) = dts * p%coriolis + dts * cw * sth / mv(i, j)
+            cvb(i, j) = dts * fv(i, j) + dts * cw * sth / mv(i, j)
           else
             pv(i, j) = 0.0_dp; cva(i, j) = 1.0_dp; cvb(i, j) = 0.0_dp
           end if

@@ -1,19 +1,22 @@
 ! seaice_mevp: viscous-plastic momentum solve (Hibler 1979, ellipse e) with modified EVP iterations
 ! (Bouillon 2013, Kimmritz 2015/2016; adaptive alpha = beta "aEVP") on the closed C-grid (physics.md §1.2-1.4).
 !
-!   call mevp_solve(nx, ny, dx, dt, pd, a, vice, vsnow, taux, tauy, uo, vo, u, v, s1, s2, s12, nres, resid,
-!                   alpha_max, ierr)
+!   call mevp_solve(nx, ny, dx, dt, pd, a, vice, vsnow, taux, tauy, uo, vo, ocean, fcor, u, v, s1, s2, s12, nres,
+!                   resid, alpha_max, ierr)
 !     dx (m), dt (s) dynamics step; pd type(coarse_params)
 !     a, vice, vsnow (nx,ny): concentration, ice and snow volume per area (m) at T-points
 !     taux, tauy (nx,ny): air stress rho_a C_a |U_a| U_a at T-points (N m-2) (multiplied by A here)
 !     uo, vo (nx,ny): ocean surface current at T-points (m s-1); averaged to the faces here
+!     ocean (nx,ny): 1 ocean, 0 land (seaice_grid); fcor (nx,ny): Coriolis parameter f at T-points (s-1), averaged
+!                    to the faces (seaice_grid::face_coriolis)
 !     u, v (nx,ny) inout: face velocities (u east faces, v north faces, walls 0) (m s-1); in: u^n, out: u^(n+1)
 !     s1, s2 (nx,ny) inout: s11+s22, s11-s22 at T-points (N m-1), carried between steps
 !     s12 (0:nx,0:ny) inout: shear stress at all corners incl. the walls (N m-1); s12(i,j) is the NE corner of (i,j)
 !     resid(nres) out: RMS change of the face velocities in iteration k (m s-1), k = 1..min(nres, n_evp)
 !     alpha_max out: largest alpha used; ierr out: 0 ok, 3 non-finite velocity
 !
-!   call deformation(nx, ny, dx, u, v, div, shear)   divergence and shear (D_T^2 + D_S^2)^(1/2) at T (s-1)
+!   call deformation(nx, ny, dx, u, v, div, shear [, ocean])   divergence and shear (D_T^2 + D_S^2)^(1/2) at T
+!                                                              (s-1); with land if ocean (nx,ny) is given
 !
 ! Discretisation: strain rates D_D, D_T at T from face velocities, D_S at corners (no-slip ghosts at the walls),
 ! Delta at T with D_S^2 averaged from the four corners, zeta = P/(2 Delta*), Delta* = (Delta^2 + Delta_min^2)^(1/2),
@@ -22,10 +25,14 @@
 ! Momentum per face: [(beta+1) m/dt + c_w cos(theta)] u^(k+1) = beta m/dt u^k + m/dt u^n + div(sigma) + A tau_a
 ! + c_w [cos(theta) u_w - sin(theta) (v_w - v^k)] + m f (v^k - v_w)  (geostrophic tilt, Coriolis explicit in k),
 ! with c_w = A rho_w C_w |U_w - u^k|. Faces without ice mass keep u = 0.
+! Land (seaice_grid): faces touching land are closed (u = 0) like the walls; at coastal corners D_S is the no-slip
+! one-sided difference, and the corner averages of P, D_D^2, D_T^2 and alpha run over the ocean cells only (as
+! over the in-domain cells at the walls). Without land every extra pass is skipped (bit-identical results).
 module seaice_mevp
   use seaice_kinds, only: dp
   use seaice_constants, only: pi, deg_to_rad
   use seaice_params, only: coarse_params
+  use seaice_grid, only: land_geometry, coastal_shear, face_coriolis
   implicit none
   private
   public :: mevp_solve, deformation
@@ -34,12 +41,13 @@ module seaice_mevp
 
 contains
 
-  subroutine mevp_solve(nx, ny, dx, dt, pd, a, vice, vsnow, taux, tauy, uo, vo, u, v, s1, s2, s12, nres, resid, &
-                        alpha_max, ierr)
+  subroutine mevp_solve(nx, ny, dx, dt, pd, a, vice, vsnow, taux, tauy, uo, vo, ocean, fcor, u, v, s1, s2, s12, &
+                        nres, resid, alpha_max, ierr)
     integer, intent(in) :: nx, ny, nres
     real(dp), intent(in) :: dx, dt
     type(coarse_params), intent(in) :: pd
     real(dp), intent(in) :: a(nx, ny), vice(nx, ny), vsnow(nx, ny), taux(nx, ny), tauy(nx, ny), uo(nx, ny), vo(nx, ny)
+    real(dp), intent(in) :: ocean(nx, ny), fcor(nx, ny)
     real(dp), intent(inout) :: u(nx, ny), v(nx, ny), s1(nx, ny), s2(nx, ny), s12(0:nx, 0:ny)
     real(dp), intent(out) :: resid(nres), alpha_max
     integer, intent(out) :: ierr
@@ -49,10 +57,13 @@ contains
     real(dp), allocatable :: uh(:, :), vh(:, :), unew(:, :), vnew(:, :), press(:, :), acoef(:, :), &
                              mdt_u(:, :), msk_u(:, :), c_u(:, :), cwc_u(:, :), mf_u(:, :), uo_u(:, :), vo_u(:, :), &
                              mdt_v(:, :), msk_v(:, :), c_v(:, :), cwc_v(:, :), mf_v(:, :), uo_v(:, :), vo_v(:, :), &
-                             alpha(:, :), ds(:, :), rcnt(:, :), ph(:, :), dd2(:, :), dt2(:, :)
+                             alpha(:, :), ds(:, :), rcnt(:, :), ph(:, :), dd2(:, :), dt2(:, :), &
+                             ou(:, :), ov(:, :), ouh(:, :), ovh(:, :), fu(:, :), fv(:, :)
+    integer, allocatable :: nocean(:, :), coast(:, :), landc(:, :)
     real(dp) :: rdx, e2inv, mt, mface, e11, e22, dd, dtn, ds2, delta2, z, al, ral, pr, eta, az, vbar, ubar, du, dv, &
-                cw, beta, div, rhs, cost, sint, rhocw, sumsq, cstar_fac, dmin2, amin, rp, f
-    integer :: i, j, k, stat, nface
+                cw, beta, div, rhs, cost, sint, rhocw, sumsq, cstar_fac, dmin2, amin, rp
+    integer :: i, j, k, c, stat, nface, ncoast, nland
+    logical :: has_land
 
     ierr = 0
     resid = 0.0_dp
@@ -61,7 +72,8 @@ contains
              mdt_u(nx, ny), msk_u(nx, ny), c_u(nx, ny), cwc_u(nx, ny), mf_u(nx, ny), uo_u(nx, ny), vo_u(nx, ny), &
              mdt_v(nx, ny), msk_v(nx, ny), c_v(nx, ny), cwc_v(nx, ny), mf_v(nx, ny), uo_v(nx, ny), vo_v(nx, ny), &
              alpha(0:nx + 1, 0:ny + 1), ds(0:nx, 0:ny), rcnt(0:nx, 0:ny), ph(0:nx + 1, 0:ny + 1), &
-             dd2(0:nx + 1, 0:ny + 1), dt2(0:nx + 1, 0:ny + 1), stat=stat)
+             dd2(0:nx + 1, 0:ny + 1), dt2(0:nx + 1, 0:ny + 1), ou(nx, ny), ov(nx, ny), ouh(0:nx, 0:ny + 1), &
+             ovh(0:nx + 1, 0:ny), fu(nx, ny), fv(nx, ny), nocean(0:nx, 0:ny), stat=stat)
     if (stat /= 0) then
        ierr = 5
        return
@@ -73,7 +85,25 @@ contains
     cost = cos(pd%turning_angle * deg_to_rad)
     sint = sin(pd%turning_angle * deg_to_rad)
     rhocw = pd%rho_water * pd%c_water
-    f = pd%coriolis
+    call face_coriolis(nx, ny, fcor, fu, fv)
+    call land_geometry(nx, ny, ocean, ou, ov, nocean, ncoast, coast)
+    nland = count(ocean <= 0.5_dp)
+    has_land = nland > 0
+    allocate(landc(2, nland))
+    c = 0
+    do j = 1, ny
+       do i = 1, nx
+          if (ocean(i, j) <= 0.5_dp) then
+             c = c + 1
+             landc(:, c) = [i, j]
+          end if
+       end do
+    end do
+    ! open-face flags with the halo layout of uh, vh (0 on walls, outside and on land faces)
+    ouh = 0.0_dp
+    ovh = 0.0_dp
+    ouh(1:nx-1, 1:ny) = ou(1:nx-1, :)
+    ovh(1:nx, 1:ny-1) = ov(:, 1:ny-1)
     dmin2 = pd%delta_min**2
     rp = merge(1.0_dp, 0.0_dp, pd%replacement_pressure)
     if (pd%aevp) then                 ! alpha = max(amin, sqrt(acoef zeta)); fixed alpha: acoef = 0, amin = alpha
@@ -100,12 +130,12 @@ contains
           mface = 0.5_dp * (pd%rho_ice * (vice(i, j) + vice(i + 1, j)) + pd%rho_snow * (vsnow(i, j) + vsnow(i + 1, j)))
           uo_u(i, j) = 0.5_dp * (uo(i, j) + uo(i + 1, j))
           vo_u(i, j) = 0.5_dp * (vo(i, j) + vo(i + 1, j))
-          if (mface > mass_tiny) then
+          if (mface > mass_tiny .and. ou(i, j) > 0.5_dp) then
              nface = nface + 1
              msk_u(i, j) = 1.0_dp
              mdt_u(i, j) = mface / dt
              cwc_u(i, j) = 0.5_dp * (a(i, j) + a(i + 1, j)) * rhocw
-             mf_u(i, j) = mface * f
+             mf_u(i, j) = mface * fu(i, j)
              ! m/dt u^n + A tau_ax - m f v_w (tilt)
              c_u(i, j) = mdt_u(i, j) * u(i, j) + 0.5_dp * (a(i, j) + a(i + 1, j)) * 0.5_dp * (taux(i, j) + taux(i + 1, j)) &
                          - mf_u(i, j) * vo_u(i, j)
@@ -117,12 +147,12 @@ contains
           mface = 0.5_dp * (pd%rho_ice * (vice(i, j) + vice(i, j + 1)) + pd%rho_snow * (vsnow(i, j) + vsnow(i, j + 1)))
           uo_v(i, j) = 0.5_dp * (uo(i, j) + uo(i, j + 1))
           vo_v(i, j) = 0.5_dp * (vo(i, j) + vo(i, j + 1))
-          if (mface > mass_tiny) then
+          if (mface > mass_tiny .and. ov(i, j) > 0.5_dp) then
              nface = nface + 1
              msk_v(i, j) = 1.0_dp
              mdt_v(i, j) = mface / dt
              cwc_v(i, j) = 0.5_dp * (a(i, j) + a(i, j + 1)) * rhocw
-             mf_v(i, j) = mface * f
+             mf_v(i, j) = mface * fv(i, j)
              ! m/dt v^n + A tau_ay + m f u_w (tilt)
              c_v(i, j) = mdt_v(i, j) * v(i, j) + 0.5_dp * (a(i, j) + a(i, j + 1)) * 0.5_dp * (tauy(i, j) + tauy(i, j + 1)) &
                          + mf_v(i, j) * uo_v(i, j)
@@ -135,18 +165,30 @@ contains
           rcnt(i, j) = 1.0_dp / real((min(i + 1, nx) - max(i, 1) + 1) * (min(j + 1, ny) - max(j, 1) + 1), dp)
        end do
     end do
+    ! with land: 1 / number of ocean cells around each coastal corner (1 where there is none: nothing to average)
+    do c = 1, ncoast
+       rcnt(coast(1, c), coast(2, c)) = 1.0_dp / real(max(1, nocean(coast(1, c), coast(2, c))), dp)
+    end do
 
     ! halo velocities: walls are 0; ghost rows/columns outside are set for no-slip in every iteration
     uh = 0.0_dp
     vh = 0.0_dp
-    uh(1:nx-1, 1:ny) = u(1:nx-1, :)
-    vh(1:nx, 1:ny-1) = v(:, 1:ny-1)
+    uh(1:nx-1, 1:ny) = u(1:nx-1, :) * ou(1:nx-1, :)
+    vh(1:nx, 1:ny-1) = v(:, 1:ny-1) * ov(:, 1:ny-1)
     alpha = 0.0_dp
     dd2 = 0.0_dp
     dt2 = 0.0_dp
     ph = 0.0_dp
-    ph(1:nx, 1:ny) = press
+    ph(1:nx, 1:ny) = press * ocean
     alpha(1:nx, 1:ny) = amin
+    do c = 1, nland   ! land cells hold no stress; their alpha is left out of the corner averages
+       s1(landc(1, c), landc(2, c)) = 0.0_dp
+       s2(landc(1, c), landc(2, c)) = 0.0_dp
+       alpha(landc(1, c), landc(2, c)) = 0.0_dp
+    end do
+    do c = 1, ncoast
+       if (nocean(coast(1, c), coast(2, c)) == 0) s12(coast(1, c), coast(2, c)) = 0.0_dp
+    end do
     unew = 0.0_dp
     vnew = 0.0_dp
     if (.not. pd%rheology_on) then   ! free drift: no stress, so the stress divergence below is zero
@@ -166,6 +208,7 @@ contains
                 ds(i, j) = (uh(i, j + 1) - uh(i, j) + vh(i + 1, j) - vh(i, j)) * rdx
              end do
           end do
+          if (has_land) call coastal_shear(nx, ny, rdx, uh, vh, ouh, ovh, ncoast, coast, ds)
           ! T-points: viscosities, alpha, s1, s2
           do j = 1, ny
              do i = 1, nx
@@ -186,6 +229,9 @@ contains
                 s2(i, j) = s2(i, j) + (2.0_dp * z * e2inv * dtn - s2(i, j)) * ral
              end do
           end do
+          do c = 1, nland
+             alpha(landc(1, c), landc(2, c)) = 0.0_dp
+          end do
           ! corners: eta = P_Z / (2 e^2 Delta*_Z) with P_Z, D_D^2, D_T^2 averaged over the in-domain T-points and
           ! the local D_S (CICE 'avg_strength'): unlike averaging zeta, a rigid neighbour cannot push the corner
           ! stress beyond the yield curve of the deforming ice
@@ -196,7 +242,7 @@ contains
                                     + ds(i, j)**2)
                 eta = 0.5_dp * e2inv * (ph(i, j) + ph(i + 1, j) + ph(i, j + 1) + ph(i + 1, j + 1)) * rcnt(i, j) &
                       / sqrt(delta2 + dmin2)
-                az = (alpha(i, j) + alpha(i + 1, j) + alpha(i, j + 1) + alpha(i + 1, j + 1)) * rcnt(i, j)
+                az = max(amin, (alpha(i, j) + alpha(i + 1, j) + alpha(i, j + 1) + alpha(i + 1, j + 1)) * rcnt(i, j))
                 s12(i, j) = s12(i, j) + (eta * ds(i, j) - s12(i, j)) / az
              end do
           end do
@@ -256,16 +302,31 @@ contains
   end subroutine mevp_solve
 
   ! Divergence D_D and shear (D_T^2 + D_S^2)^(1/2) at T-points (s-1), D_S averaged as D_S^2 from the corners.
-  subroutine deformation(nx, ny, dx, u, v, div, shear)
+  ! ocean (nx,ny), optional: land as in mevp_solve (closed faces, no-slip coastal corners); land cells get 0.
+  subroutine deformation(nx, ny, dx, u, v, div, shear, ocean)
     integer, intent(in) :: nx, ny
     real(dp), intent(in) :: dx, u(nx, ny), v(nx, ny)
     real(dp), intent(out) :: div(nx, ny), shear(nx, ny)
+    real(dp), intent(in), optional :: ocean(nx, ny)
     real(dp) :: uh(0:nx, 0:ny + 1), vh(0:nx + 1, 0:ny), ds(0:nx, 0:ny), e11, e22, ds2
-    integer :: i, j
+    real(dp), allocatable :: ou(:, :), ov(:, :), ouh(:, :), ovh(:, :)
+    integer, allocatable :: nocean(:, :), coast(:, :)
+    integer :: i, j, ncoast
     uh = 0.0_dp
     vh = 0.0_dp
     uh(1:nx-1, 1:ny) = u(1:nx-1, :)
     vh(1:nx, 1:ny-1) = v(:, 1:ny-1)
+    ncoast = 0
+    if (present(ocean)) then
+       allocate(ou(nx, ny), ov(nx, ny), ouh(0:nx, 0:ny + 1), ovh(0:nx + 1, 0:ny), nocean(0:nx, 0:ny))
+       call land_geometry(nx, ny, ocean, ou, ov, nocean, ncoast, coast)
+       ouh = 0.0_dp
+       ovh = 0.0_dp
+       ouh(1:nx-1, 1:ny) = ou(1:nx-1, :)
+       ovh(1:nx, 1:ny-1) = ov(:, 1:ny-1)
+       uh = uh * ouh
+       vh = vh * ovh
+    end if
     uh(1:nx-1, 0) = -uh(1:nx-1, 1)
     uh(1:nx-1, ny + 1) = -uh(1:nx-1, ny)
     vh(0, 1:ny-1) = -vh(1, 1:ny-1)
@@ -275,6 +336,7 @@ contains
           ds(i, j) = (uh(i, j + 1) - uh(i, j) + vh(i + 1, j) - vh(i, j)) / dx
        end do
     end do
+    if (ncoast > 0) call coastal_shear(nx, ny, 1.0_dp / dx, uh, vh, ouh, ovh, ncoast, coast, ds)
     do j = 1, ny
        do i = 1, nx
           e11 = (uh(i, j) - uh(i - 1, j)) / dx
@@ -284,6 +346,12 @@ contains
           shear(i, j) = sqrt((e11 - e22)**2 + ds2)
        end do
     end do
+    if (present(ocean)) then
+       where (ocean <= 0.5_dp)
+          div = 0.0_dp
+          shear = 0.0_dp
+       end where
+    end if
   end subroutine deformation
 
 end module seaice_mevp

@@ -2,7 +2,7 @@
 ! after nextsimDG ThermoIce0 / IceGrowth / HiblerSpread / FiniteElementFluxes / SlabOcean (physics.md §1.6).
 !
 !   call thermo_step(nx, ny, dt, tp, a, vice, vsnow, tsurf, tos, tas, huss, rsds, rlds, prsn, wspd, &
-!                    update_tsurf, da_new, dv_new, ierr)
+!                    update_tsurf, da_new, dv_new, ierr [, ocean])
 !     dt            time step (s); tp type(thermo_params) (seaice_params)
 !     a, vice, vsnow   inout (nx,ny): concentration (1), ice and snow volume per cell area (m)
 !     tsurf         inout (nx,ny): ice/snow surface temperature (degC)
@@ -12,6 +12,7 @@
 !     da_new, dv_new   out (nx,ny): concentration and volume (m) of new ice formed in open water this step
 !                   (the truth model heals damage with da_new: new ice is undamaged)
 !     ierr          out: 0 ok, 4 non-finite result
+!     ocean         optional (nx,ny): 1 ocean, 0 land; land cells are skipped (state untouched, da_new = dv_new = 0)
 !
 ! Sign convention: fluxes are positive upward (a loss for the surface). The ocean below the ice is at t_freeze.
 ! Per cell and step: surface temperature by one Newton step capped at the melting point; surplus energy melts
@@ -30,7 +31,7 @@ module seaice_thermo
 contains
 
   subroutine thermo_step(nx, ny, dt, tp, a, vice, vsnow, tsurf, tos, tas, huss, rsds, rlds, prsn, wspd, &
-                         update_tsurf, da_new, dv_new, ierr)
+                         update_tsurf, da_new, dv_new, ierr, ocean)
     integer, intent(in) :: nx, ny
     real(dp), intent(in) :: dt
     type(thermo_params), intent(in) :: tp
@@ -39,10 +40,18 @@ contains
     logical, intent(in) :: update_tsurf
     real(dp), intent(out) :: da_new(nx, ny), dv_new(nx, ny)
     integer, intent(out) :: ierr
+    real(dp), intent(in), optional :: ocean(nx, ny)
     integer :: i, j
     ierr = 0
     do j = 1, ny
        do i = 1, nx
+          if (present(ocean)) then
+             if (ocean(i, j) <= 0.5_dp) then
+                da_new(i, j) = 0.0_dp
+                dv_new(i, j) = 0.0_dp
+                cycle
+             end if
+          end if
           call thermo_column(tp, dt, update_tsurf, tas(i, j), huss(i, j), rsds(i, j), rlds(i, j), prsn(i, j), &
                              wspd(i, j), a(i, j), vice(i, j), vsnow(i, j), tsurf(i, j), tos(i, j), &
                              da_new(i, j), dv_new(i, j))

@@ -1,6 +1,6 @@
 ! seaice_transport: conservative finite-volume transport of cell-centred tracers on the closed C-grid.
 !
-!   call advect(nx, ny, dx, dt, u, v, q, nq, limiter, cfl_max, xfirst, nsub, ierr)
+!   call advect(nx, ny, dx, dt, u, v, q, nq, limiter, cfl_max, xfirst, nsub, ierr [, ocean])
 !     nx, ny   cells; dx cell size (m); dt time to advance (s)
 !     u(nx,ny) x-velocity on east faces (m s-1); u(nx,:) is the east wall and is ignored (treated as 0)
 !     v(nx,ny) y-velocity on north faces (m s-1); v(:,ny) is the north wall and is ignored (treated as 0)
@@ -9,6 +9,8 @@
 !     cfl_max  largest Courant number |u| dt_sub/dx per substep (<= 0.5 keeps the scheme positive)
 !     xfirst   .true.: x sweep then y sweep in the first substep; the order alternates between substeps
 !     nsub     out: number of substeps used; ierr out: 0 ok, 6 non-finite/too many substeps, 2 bad argument
+!     ocean    optional (nx,ny): 1 ocean, 0 land. Faces touching land are closed like the walls: no flux through
+!              them (whatever the velocity there) and zero slope in the cells next to them; land cells are untouched
 !
 ! Scheme: dimensionally split MUSCL in flux form. Face value = upwind cell value + (1-|c|)/2 x limited slope, so
 ! the flux form conserves sum(q) dx^2 to round-off in the closed box, and with cfl_max <= 0.5 each sweep is
@@ -16,6 +18,7 @@
 ! Slopes of the cells next to a wall are zero (zero-gradient ghost).
 module seaice_transport
   use seaice_kinds, only: dp
+  use seaice_grid, only: land_geometry
   implicit none
   private
   public :: advect, limited_slope
@@ -25,17 +28,19 @@ module seaice_transport
 
 contains
 
-  subroutine advect(nx, ny, dx, dt, u, v, q, nq, limiter, cfl_max, xfirst, nsub, ierr)
+  subroutine advect(nx, ny, dx, dt, u, v, q, nq, limiter, cfl_max, xfirst, nsub, ierr, ocean)
     integer, intent(in) :: nx, ny, nq, limiter
     real(dp), intent(in) :: dx, dt, cfl_max
     real(dp), intent(in) :: u(nx, ny), v(nx, ny)
     real(dp), intent(inout) :: q(nx, ny, nq)
     logical, intent(in) :: xfirst
     integer, intent(out) :: nsub, ierr
-    real(dp), allocatable :: slope(:, :), flux(:, :)
+    real(dp), intent(in), optional :: ocean(nx, ny)
+    real(dp), allocatable :: slope(:, :), flux(:, :), ou(:, :), ov(:, :), sx(:, :), sy(:, :)
+    integer, allocatable :: nocean(:, :), coast(:, :)
     real(dp) :: cmax, dts
-    integer :: n, k, stat
-    logical :: x_now
+    integer :: n, k, stat, ncoast
+    logical :: x_now, land
 
     nsub = 0
     ierr = 0
@@ -56,10 +61,31 @@ contains
        ierr = 5
        return
     end if
+    land = .false.
+    if (present(ocean)) land = any(ocean <= 0.5_dp)
+    if (land) then
+       ! open faces, and the cells whose slope is kept (both faces along the sweep open, as away from the walls)
+       allocate(ou(nx, ny), ov(nx, ny), sx(nx, ny), sy(nx, ny), nocean(0:nx, 0:ny))
+       call land_geometry(nx, ny, ocean, ou, ov, nocean, ncoast, coast)
+       sx = ou
+       sx(2:nx, :) = sx(2:nx, :) * ou(1:nx-1, :)
+       sx(1, :) = 0.0_dp
+       sy = ov
+       sy(:, 2:ny) = sy(:, 2:ny) * ov(:, 1:ny-1)
+       sy(:, 1) = 0.0_dp
+    end if
     x_now = xfirst
     do n = 1, nsub
        do k = 1, nq
-          if (x_now) then
+          if (land) then
+             if (x_now) then
+                call sweep_x(nx, ny, dts / dx, u, q(:, :, k), limiter, slope, flux, ou, sx)
+                call sweep_y(nx, ny, dts / dx, v, q(:, :, k), limiter, slope, flux, ov, sy)
+             else
+                call sweep_y(nx, ny, dts / dx, v, q(:, :, k), limiter, slope, flux, ov, sy)
+                call sweep_x(nx, ny, dts / dx, u, q(:, :, k), limiter, slope, flux, ou, sx)
+             end if
+          else if (x_now) then
              call sweep_x(nx, ny, dts / dx, u, q(:, :, k), limiter, slope, flux)
              call sweep_y(nx, ny, dts / dx, v, q(:, :, k), limiter, slope, flux)
           else
@@ -88,11 +114,13 @@ contains
     end select
   end function limited_slope
 
-  ! One x sweep: q <- q - r (F_e - F_w), r = dt/dx. flux(i+1, j) holds the flux through the east face of cell i.
-  subroutine sweep_x(nx, ny, r, u, q, limiter, slope, flux)
+  ! One x sweep: q <- q - r (F_e - F_w), r = dt/dx. flux(i, j) holds the flux through the east face of cell i.
+  ! With land: face_open(nx,ny) 1 on open east faces (else no flux), keep(nx,ny) 1 where the cell keeps its slope.
+  subroutine sweep_x(nx, ny, r, u, q, limiter, slope, flux, face_open, keep)
     integer, intent(in) :: nx, ny, limiter
     real(dp), intent(in) :: r, u(nx, ny)
     real(dp), intent(inout) :: q(nx, ny), slope(nx, ny), flux(0:nx, ny + 1)
+    real(dp), intent(in), optional :: face_open(nx, ny), keep(nx, ny)
     integer :: i, j
     real(dp) :: uf
     do j = 1, ny
@@ -105,6 +133,7 @@ contains
        else
           slope(2:nx-1, j) = 0.0_dp
        end if
+       if (present(keep)) slope(:, j) = slope(:, j) * keep(:, j)
        flux(0, j) = 0.0_dp
        flux(nx, j) = 0.0_dp
        do i = 1, nx - 1
@@ -115,6 +144,7 @@ contains
              flux(i, j) = uf * (q(i + 1, j) - 0.5_dp * (1.0_dp + uf * r) * slope(i + 1, j))
           end if
        end do
+       if (present(face_open)) flux(1:nx-1, j) = flux(1:nx-1, j) * face_open(1:nx-1, j)
        do i = 1, nx
           q(i, j) = q(i, j) - r * (flux(i, j) - flux(i - 1, j))
        end do
@@ -122,10 +152,11 @@ contains
   end subroutine sweep_x
 
   ! One y sweep; flux(i, j+1) holds the flux through the north face of cell (i, j). Loops keep i fastest.
-  subroutine sweep_y(nx, ny, r, v, q, limiter, slope, flux)
+  subroutine sweep_y(nx, ny, r, v, q, limiter, slope, flux, face_open, keep)
     integer, intent(in) :: nx, ny, limiter
     real(dp), intent(in) :: r, v(nx, ny)
     real(dp), intent(inout) :: q(nx, ny), slope(nx, ny), flux(nx + 1, 0:ny)
+    real(dp), intent(in), optional :: face_open(nx, ny), keep(nx, ny)
     integer :: i, j
     real(dp) :: vf
     slope(:, 1) = 0.0_dp
@@ -139,6 +170,7 @@ contains
           slope(:, j) = 0.0_dp
        end if
     end do
+    if (present(keep)) slope = slope * keep
     flux(:, 0) = 0.0_dp
     flux(:, ny) = 0.0_dp
     do j = 1, ny - 1
@@ -151,6 +183,7 @@ contains
           end if
        end do
     end do
+    if (present(face_open)) flux(1:nx, 1:ny-1) = flux(1:nx, 1:ny-1) * face_open(:, 1:ny-1)
     do j = 1, ny
        do i = 1, nx
           q(i, j) = q(i, j) - r * (flux(i, j) - flux(i, j - 1))

@@ -6,7 +6,8 @@ variables. The refinement factor `r` must divide the fine grid size. Public func
 * `block_mean(a, r)`                       plain r×r block mean of a cell-centred field
 * `coarsen_u(u, r)`, `coarsen_v(v, r)`      C-grid face means (east faces for u, north faces for v)
 * `cgrid_divergence(u, v, dx)`              ∂u/∂x + ∂v/∂y at cell centres with closed walls (s-1)
-* `coarsen_state(state, r)`                 fine state (mapping or Dataset) → coarse CF state variables
+* `coarsen_state(state, r, mask=None)`      fine state (mapping or Dataset) → coarse CF state variables
+* `coarse_ocean_mask(mask, r)`              the coarse land/ocean mask derived from the fine one
 * `coarsen_forcing(forcing, r)`             block means of every forcing field
 * `refine_centre(a, r)`, `refine_u(u, r)`, `refine_v(v, r)`, `refine_state(state, r)`
                                             prolongation with C ∘ refine = identity (exact)
@@ -17,6 +18,12 @@ Choices (why):
   fine ones and, by Gauss, the coarse divergence equals the block mean of the fine divergence.
 * Damage is averaged with weight A (open water carries no damage information); surface temperature likewise.
 * Stresses are plain block means of the vertically integrated stress (conserves the net force on the block).
+* Land: a coarse cell is ocean if at least half of its r×r fine cells are ocean (`coarse_ocean_mask`; the rule of
+  geography.md for building a mask from finer data, threshold 0.5). A mask refined by repetition
+  (`GridConfig.refined`) comes back unchanged. With the fine `mask` given, every coarse-grained field is 0 on coarse
+  land and siu/siv are 0 on coarse faces touching it (what the coarse model holds there). Fine land cells hold no
+  ice, so on coarse ocean cells the block means are the ice per coarse-cell area (land counts as ice-free); fine ice
+  in a block that becomes coarse land (under half ocean) is dropped, the only place volume is not conserved.
 """
 from __future__ import annotations
 
@@ -31,6 +38,7 @@ except ImportError:  # pragma: no cover
 
 __all__ = [
     "block_mean", "coarsen_u", "coarsen_v", "cgrid_divergence", "coarsen_state", "coarsen_forcing",
+    "coarse_ocean_mask",
     "refine_centre", "refine_u", "refine_v", "refine_state",
 ]
 
@@ -131,12 +139,32 @@ def _thickness(vol: np.ndarray, a: np.ndarray) -> np.ndarray:
         return np.where(a > A_EMPTY, vol / np.where(a > A_EMPTY, a, 1.0), 0.0)
 
 
-def coarsen_state(state, r: int):
+def coarse_ocean_mask(mask: np.ndarray, r: int) -> np.ndarray:
+    """Coarse (ny, nx) ocean mask (1 ocean, 0 land) from the fine (r·ny, r·nx) one: ocean where at least half of
+    the r×r fine cells are ocean."""
+    return (block_mean((np.asarray(mask) > 0.5).astype(np.float64), r) >= 0.5).astype(np.float64)
+
+
+def _apply_coarse_land(out: dict[str, np.ndarray], ocean: np.ndarray) -> None:
+    """Every field 0 on coarse land cells, siu/siv 0 on the coarse faces touching land (in place)."""
+    oc = ocean > 0.5
+    east = np.zeros_like(oc)
+    east[:, :-1] = oc[:, :-1] & oc[:, 1:]
+    north = np.zeros_like(oc)
+    north[:-1, :] = oc[:-1, :] & oc[1:, :]
+    for name, val in out.items():
+        keep = east if name == "siu" else north if name == "siv" else oc
+        out[name] = np.where(keep, val, 0.0)
+
+
+def coarsen_state(state, r: int, mask: np.ndarray | None = None):
     """Coarse-grain a fine state (mapping of (…, y, x) arrays, or a Dataset with dims (…, y, x)).
 
     Returns the same kind of object with CF state variables on the coarse grid: `sic`, `sivol`, `snvol`, `sit`,
     `snt` (when volumes are available), `siu`, `siv`, `damage`, `tsi`, `tos`, stresses and `cohesion` when present.
-    Unknown variables raise a ValueError (a silently dropped field is worse than a clear error).
+    `mask` (fine (y, x), 1 ocean, 0 land; optional): fields are 0 on the land of `coarse_ocean_mask(mask, r)` and
+    velocities on the coarse faces touching it. Unknown variables raise a ValueError (a silently dropped field is
+    worse than a clear error).
     """
     s = _as_arrays(state)
     out: dict[str, np.ndarray] = {}
@@ -171,6 +199,8 @@ def coarsen_state(state, r: int):
     unknown = sorted(set(s) - known)
     if unknown:
         raise ValueError(f"coarsen_state: no coarse-graining rule for variable(s) {unknown}")
+    if mask is not None:
+        _apply_coarse_land(out, coarse_ocean_mask(_check(mask, r, "mask"), r))
     if xr is not None and isinstance(state, xr.Dataset):
         return _to_dataset(out, state, r)
     return out
