@@ -21,6 +21,7 @@ from .config import CorrectConfig
 from .ensemble import check_mode, load_corrector
 from .ensemble_output import checkpoint_attrs, global_attrs
 from .forcing import STEP
+from .grid_metadata import grid_metadata
 from .layout import WORLD
 from .member_fields import check_members_finite
 from .output import TrajectoryWriter, to_datetime
@@ -98,7 +99,8 @@ def _correct(cfg, comm, rank, size, path: Path, out_path: Path, corrector, comma
             dx = float(ds.attrs.get("grid_dx", float(ds["x"][1] - ds["x"][0]) if "x" in ds and ds.sizes["x"] > 1
                                     else 1.0))
             start = to_datetime(times[0]) if n_t else datetime(2000, 10, 1)
-            writer = TrajectoryWriter(out_path, declared, m, ny, nx, dx, start, gattrs, cfg.output_options.precision)
+            writer = TrajectoryWriter(out_path, declared, m, ny, nx, dx, start, gattrs, cfg.output_options.precision,
+                                      grid=grid_metadata(ds))
         status = "failed"
         try:
             for c, (t0, t1) in enumerate(chunks):

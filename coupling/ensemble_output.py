@@ -75,7 +75,7 @@ class EnsembleOutput:
         ny, nx = grid_shape
         for w, (path, start) in enumerate(zip(self.paths, cfg.start_indices)):
             kw = dict(variables=declared, members=cfg.members, ny=ny, nx=nx, dx=dx, start=forcing.time(start),
-                      precision=opts.precision,
+                      precision=opts.precision, grid=getattr(forcing, "grid_metadata", None),
                       global_attrs={**self.global_attrs, "window_start_index": int(start),
                                     "window_start_time": f"{forcing.time(start):%Y-%m-%dT%H:%M:%S}"})
             if restart is not None:

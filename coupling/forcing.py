@@ -18,6 +18,7 @@ from icecorr.base.errors import InputError
 from icecorr.base.files import open_netcdf
 from icecorr.base.variables import FORCING_VARIABLES, STEP_SECONDS
 from .checks import check_axes, check_file_values, check_has_records, check_mask, check_variable
+from .grid_metadata import grid_metadata
 from .output import to_datetime
 
 STEP = timedelta(seconds=STEP_SECONDS)
@@ -92,6 +93,7 @@ class FileForcing(ForcingSource):
             raise InputError(str(self.path), "time", "cannot be decoded to dates (CF units/calendar attributes?)")
         self.runs = self.ds["run"].values if "run" in self.ds and self.ds["run"].dims == ("time",) else None
         self.mask = self.ds["mask"].values.astype(np.float64) if "mask" in self.ds else None
+        self.grid_metadata = grid_metadata(self.ds)  # carried into the run's outputs
         check_mask(self.path, self.mask)
         self.n = self.ds.sizes["time"]
         self._read = lru_cache(maxsize=16)(self._read_uncached)

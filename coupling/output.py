@@ -23,6 +23,7 @@ import xarray as xr
 
 from icecorr.base.files import temp_path
 from icecorr.base.outputs import OutputError, check_replaceable, partial_path
+from .grid_metadata import GridMetadata, write_grid_metadata
 
 CALENDAR = "standard"
 
@@ -52,13 +53,16 @@ class TrajectoryWriter:
 
     `variables` maps each variable name to its attributes (must include `units`; `_member: False` declares a
     `(time, y, x)` variable). Arrays given to `append` are `(member, y, x)` (or `(y, x)`); members and grid are
-    fixed at creation.
+    fixed at creation. `grid`: the geography of the run's input (projection x/y, lat/lon, grid mapping, mask),
+    written into the file; without it x/y are (i + ½)·dx.
     """
 
     def __init__(self, path: str | Path, variables: Mapping[str, Mapping[str, str]], members: int, ny: int, nx: int,
                  dx: float, start: datetime, global_attrs: Mapping[str, object] | None = None,
-                 precision: str = "float64", kept: Mapping[str, np.ndarray] | None = None):
+                 precision: str = "float64", kept: Mapping[str, np.ndarray] | None = None,
+                 grid: GridMetadata | None = None):
         self.path = Path(path)
+        self.grid = grid
         self.partial = partial_path(self.path)
         self.variables = {k: dict(v) for k, v in variables.items()}
         self.members, self.ny, self.nx = members, ny, nx
@@ -120,6 +124,8 @@ class TrajectoryWriter:
             dims = self._dims(name)
             v = nc.createVariable(name, dtype, dims, fill_value=np.nan)
             v.setncatts({k: val for k, val in var_attrs.items() if not k.startswith("_")})
+        if self.grid is not None:
+            write_grid_metadata(nc, self.grid, self.variables)
         nc.setncatts({"Conventions": "CF-1.10", "status": "running", "grid_dx": float(dx),
                       **{k: _attr(v) for k, v in attrs.items()}})
 

@@ -253,7 +253,8 @@ def attach_geography(ds: xr.Dataset, geo: Geography, with_fields: bool = True) -
     )
     if with_fields:
         out["mask"] = (("y", "x"), geo.mask, {
-            "long_name": "ocean mask (1 = ocean, 0 = land)", "units": "1", "flag_values": "0, 1",
+            "long_name": "ocean mask (1 = ocean, 0 = land)", "units": "1",
+            "flag_values": np.array([0, 1], dtype=np.int8),
             "flag_meanings": "land ocean", "source": "global-land-mask (GLOBE 30 arc-second ocean flag), "
             f"ocean fraction >= {geo.region.ocean_threshold} of {geo.region.supersample}^2 samples per cell, "
             "closed frame, dead ends filled, main water body only (training.data.geography)"})
