@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, Protocol, runtime_checkable
 
 import numpy as np
 
+from icecorr.base.errors import InputError
 from .member_fields import hidden_state
 from .protocol import VARIABLE_CODES, Hello, codes_of, unit_code
 
@@ -47,37 +48,40 @@ class CoupledModel(Protocol):
 
 def load_model_class(spec: str) -> Callable[..., Any]:
     """The class named by `spec`: "package.module:Class" (imported), else an entry point of the group
-    `icecorr.models`. ValueError saying what was tried."""
+    `icecorr.models`. InputError (field couple.model) saying what was tried."""
     if ":" in spec:
         module, _, name = spec.partition(":")
         try:
             obj = importlib.import_module(module)
         except ImportError as exc:
-            raise ValueError(f"couple.model {spec!r}: cannot import module {module!r}: {exc}") from None
+            raise InputError(None, "couple.model", f"{spec!r}: cannot import module {module!r}: {exc}") from None
         for part in name.split("."):
             if not hasattr(obj, part):
-                raise ValueError(f"couple.model {spec!r}: module {module!r} has no attribute {name!r}")
+                raise InputError(None, "couple.model", f"{spec!r}: module {module!r} has no attribute {name!r}")
             obj = getattr(obj, part)
         return obj
     found = [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP) if ep.name == spec]
     if not found:
-        raise ValueError(f"couple.model {spec!r}: not 'package.module:Class' and no entry point of that name in "
-                         f"the group {ENTRY_POINT_GROUP!r}")
+        raise InputError(None, "couple.model", f"{spec!r} is not 'package.module:Class' and no entry point of that "
+                                               f"name is in the group {ENTRY_POINT_GROUP!r}")
     return found[0].load()
 
 
 def model_factory(spec: str, grid, options: Mapping[str, Any]) -> Callable[[], Any]:
-    """A factory of models `Class(grid, **options)` for the class named by `spec`; checks the first model
-    against CoupledModel (TypeError naming what it lacks)."""
+    """A factory of models `Class(grid, **options)` for the class named by `spec`; checks each model against
+    CoupledModel (InputError naming what it lacks, or the options the class refuses)."""
     cls = load_model_class(spec)
 
     def make():
-        model = cls(grid, **dict(options))
+        try:
+            model = cls(grid, **dict(options))
+        except TypeError as exc:
+            raise InputError(None, "couple.model_options", f"{spec}(grid, **{dict(options)}): {exc}") from None
         missing = [m for m in ("get_state", "set_state", "step", "state_views") if not callable(getattr(model, m,
                                                                                                       None))]
         if missing:
-            raise TypeError(f"couple.model {spec!r}: the model lacks {missing} (see coupling.model_protocol."
-                            f"CoupledModel)")
+            raise InputError(None, "couple.model", f"{spec!r}: the model lacks {missing} (see "
+                                                   f"coupling.model_protocol.CoupledModel)")
         return model
 
     return make
