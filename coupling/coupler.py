@@ -31,7 +31,7 @@ class LocalLink:
     """The physics side's link to an ML cycle in the same process (role "both"): shared buffers, direct calls."""
 
     def __init__(self, ml):
-        self.ml, self.variables = ml, ml.variables
+        self.ml, self.variables, self.timings = ml, ml.variables, ml.timings
         self.fields, self.corrected = ml.fields, ml.corrected
 
     def start(self) -> np.ndarray:
@@ -70,7 +70,8 @@ class PhysicsCycle:
             raise ValueError(f"{len(self.models)} models for {len(slots)} slots")
         self.variables, self.state_names = list(variables), list(state_names)
         self.forcing_pair, self.link = forcing_pair, link
-        self.timings = timings or Timings()
+        # one process: the ML cycle's timings (LocalLink.timings), so one record holds every phase
+        self.timings = timings or getattr(link, "timings", None) or Timings()
         n = len(slots)
         self.state = np.zeros((n, len(self.state_names), *link.fields.shape[-2:]))
         self.extras = np.zeros((n, hidden_state(self.models[0]).size if n else 0))

@@ -120,7 +120,8 @@ def serve_ranks(cfg: CoupleConfig, lay: Layout, forcing, rstate, corrector, path
         if output is not None:
             output.close(status)
     if stats is not None:
-        stats.update(timings=timings, layout=lay, bounds_counts=dict(correct.bounds_counts))
+        stats.update(timings=timings, layout=lay, bounds_counts=dict(correct.bounds_counts),
+                     header_waits=list(server.header_waits) if server is not None else [])
         if output is not None:
             stats["last_restart"] = output.last_restart
 

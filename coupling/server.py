@@ -68,6 +68,7 @@ class MLServer:
         self.partners = lay.partners(lay.rank)
         self.timeout_handshake, self.timeout = timeout_handshake, timeout_step
         self.types: list = []
+        self.header_waits: list[float] = []   # s spent waiting for each step's headers (≈ the physics step)
 
     # ------------------------------------------------------------------------------------------------ start-up
     def receive_hellos(self) -> dict[int, Hello]:
@@ -178,7 +179,9 @@ class MLServer:
             return
         reqs = [self.comm.Irecv([self.fields, 1, self.recv_types[p]], source=p, tag=TAG_FIELDS)
                 for p in self.served]
+        t0 = time.perf_counter()
         self._headers(self.served, kind, step, "step headers")
+        self.header_waits.append(time.perf_counter() - t0)
         wait_all(reqs, self.timeout, f"forecasts from physics ranks {self.served}", self.rank)
 
     def scatter(self) -> None:
@@ -203,6 +206,4 @@ class MLServer:
     def wait_end(self, step: int) -> None:
         """The end header of every served partner after its last step `step`."""
         if self.served:
-            t0 = time.monotonic()
             self._headers(self.served, KIND_END, step, "end messages")
-            self.end_wait = time.monotonic() - t0
