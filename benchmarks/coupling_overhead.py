@@ -8,8 +8,8 @@
    also step − (wait for the step's headers ≈ physics) − ML compute, which needs no physics timing and so also
    serves other drivers (`mpmd_overhead(driver_command, n_physics)`: e.g. the Fortran client's driver).
 2. Tiles at 256²: 4 physics ranks (2×2 tiles) send (members, 2, 5, 128, 128) and receive (members, 5, 128, 128)
-   per step; the ML rank's gather (from the moment every step header is in) + scatter of whole fields (MPI subarray
-   datatypes) against one memcpy of the same bytes, and against the same exchange with 1 untiled physics rank.
+   per step; the ML rank's gather (from a common barrier: the senders' start-up, headers, fields) + scatter of whole fields (contiguous
+   transfers + one copy into place) against one memcpy of the same bytes, and against the same exchange with 1 untiled physics rank.
    With more ranks than cores the senders share the cores: the 2×2 figure is then an upper bound.
 Ratios of one run are printed; the machine is shared, so re-run and compare ratios.
 """
@@ -150,7 +150,7 @@ def tiles_worker(grid: int, members: int, rows: int, cols: int, repeat: int) -> 
             server.corrected[...] = server.fields[:, 1]
             t2 = time.perf_counter()
             server.scatter()
-            gather.append(t1 - t0 - server.header_waits[-1])   # the transfer, not the senders' start-up
+            gather.append(t1 - t0)   # from the barrier: the senders' start-up, headers and fields
             scatter.append(time.perf_counter() - t2)
         server.wait_end(repeat - 1)
         src = np.concatenate([server.fields.ravel(), server.corrected.ravel()])
@@ -162,7 +162,6 @@ def tiles_worker(grid: int, members: int, rows: int, cols: int, repeat: int) -> 
             copies.append(time.perf_counter() - t0)
         print(json.dumps({"gather": gather[1:], "scatter": scatter[1:], "memcpy": copies[1:],
                           "bytes": int(src.nbytes)}), flush=True)
-        server.free()
     lay.free()
     return 0
 

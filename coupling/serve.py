@@ -115,8 +115,6 @@ def serve_ranks(cfg: CoupleConfig, lay: Layout, forcing, rstate, corrector, path
             run_local(LocalLink(ml), perturb is not None, cfg.restart_interval)
         status = "complete"
     finally:
-        if server is not None:
-            server.free()
         if output is not None:
             output.close(status)
     if stats is not None:

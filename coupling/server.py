@@ -8,8 +8,11 @@ between an ML rank and its physics partners, tiles included.
     server.collect_states(step, states, extras)  # writer: restart states of every physics rank
     server.wait_end(step)
 
-Tiles travel with MPI subarray datatypes straight between the partner's tile buffer and this rank's whole-field
-arrays (fields (n_slots, 2, n_exchange, ny, nx), corrected (n_slots, n_exchange, ny, nx)): no packing copy.
+An untiled partner's fields travel straight into this rank's whole-field arrays (fields (n_slots, 2, n_exchange, ny,
+nx), corrected (n_slots, n_exchange, ny, nx)); a tiled one's through a contiguous staging buffer and one copy
+(numpy), which keeps every transfer contiguous: Open MPI moves those in one receiver-driven copy, while a strided
+(subarray) datatype is pipelined through fragments that need the sender polling too — slow when ranks outnumber
+cores (benchmarks/coupling_overhead.py).
 """
 from __future__ import annotations
 
@@ -67,7 +70,6 @@ class MLServer:
         self.comm, self.rank = lay.comm, lay.rank
         self.partners = lay.partners(lay.rank)
         self.timeout_handshake, self.timeout = timeout_handshake, timeout_step
-        self.types: list = []
         self.header_waits: list[float] = []   # s spent waiting for each step's headers (≈ the physics step)
 
     # ------------------------------------------------------------------------------------------------ start-up
@@ -131,9 +133,7 @@ class MLServer:
             pass
 
     def _allocate(self, agreed: Agreed) -> None:
-        """Whole-field buffers of this rank's slots and one subarray datatype per partner and direction."""
-        from mpi4py import MPI
-
+        """Whole-field buffers of this rank's slots; a contiguous staging buffer per tiled partner."""
         lay = self.lay
         self.slots = lay.ml_slots(self.rank)
         self.served = lay.served_by(self.rank)
@@ -141,22 +141,18 @@ class MLServer:
         n, nv = len(self.slots), len(agreed.variables)
         self.fields = np.zeros((n, 2, nv, ny, nx))
         self.corrected = np.zeros((n, nv, ny, nx))
-        self.recv_types, self.send_types = {}, {}
+        self.where, self.recv_bufs, self.send_bufs, self.tiled = {}, {}, {}, []
         for p in self.served:
             s, (rows, cols) = lay.slots_of[p], lay.tiles[p]
-            sub = (len(s), rows.stop - rows.start, cols.stop - cols.start)
-            first = (s.start - self.slots.start, rows.start, cols.start)
-            self.recv_types[p] = MPI.DOUBLE.Create_subarray(
-                [n, 2, nv, ny, nx], [sub[0], 2, nv, sub[1], sub[2]], [first[0], 0, 0, first[1], first[2]]).Commit()
-            self.send_types[p] = MPI.DOUBLE.Create_subarray(
-                [n, nv, ny, nx], [sub[0], nv, sub[1], sub[2]], [first[0], 0, first[1], first[2]]).Commit()
-        self.types = [*self.recv_types.values(), *self.send_types.values()]
-
-    def free(self) -> None:
-        """Release the datatypes."""
-        for t in self.types:
-            t.Free()
-        self.types = []
+            at = slice(s.start - self.slots.start, s.stop - self.slots.start)
+            self.where[p] = (at, rows, cols)
+            if (rows.stop - rows.start, cols.stop - cols.start) == (ny, nx):   # untiled: straight into place
+                self.recv_bufs[p], self.send_bufs[p] = self.fields[at], self.corrected[at]
+            else:
+                shape = (len(s), nv, rows.stop - rows.start, cols.stop - cols.start)
+                self.recv_bufs[p] = np.zeros((shape[0], 2, *shape[1:]))
+                self.send_bufs[p] = np.zeros(shape)
+                self.tiled.append(p)
 
     # ------------------------------------------------------------------------------------------------ the cycle
     def _headers(self, ranks: list[int], kind: int, step: int, what: str) -> None:
@@ -177,17 +173,21 @@ class MLServer:
         """Headers and fields of the step from every served partner into `fields` (whole grid)."""
         if not self.served:
             return
-        reqs = [self.comm.Irecv([self.fields, 1, self.recv_types[p]], source=p, tag=TAG_FIELDS)
-                for p in self.served]
+        reqs = [self.comm.Irecv(self.recv_bufs[p], source=p, tag=TAG_FIELDS) for p in self.served]
         t0 = time.perf_counter()
         self._headers(self.served, kind, step, "step headers")
         self.header_waits.append(time.perf_counter() - t0)
         wait_all(reqs, self.timeout, f"forecasts from physics ranks {self.served}", self.rank)
+        for p in self.tiled:
+            at, rows, cols = self.where[p]
+            self.fields[at, :, :, rows, cols] = self.recv_bufs[p]
 
     def scatter(self) -> None:
         """Each served partner's tile of `corrected`."""
-        reqs = [self.comm.Isend([self.corrected, 1, self.send_types[p]], dest=p, tag=TAG_CORRECTED)
-                for p in self.served]
+        for p in self.tiled:
+            at, rows, cols = self.where[p]
+            self.send_bufs[p][...] = self.corrected[at, :, rows, cols]
+        reqs = [self.comm.Isend(self.send_bufs[p], dest=p, tag=TAG_CORRECTED) for p in self.served]
         wait_all(reqs, self.timeout, f"delivery of corrections to physics ranks {self.served}", self.rank)
 
     def collect_states(self, step: int, states: np.ndarray, extras: np.ndarray) -> None:

@@ -89,7 +89,6 @@ def main() -> int:
         agreed = server.handshake(lambda hellos: (ServerTerms(VARS, {}, members, steps, ml_of=lay.ml_of), False, 0))
         MLCycle(lay, server, VARS, agreed.grid, members, 0, 0, correct, None, on_record, None, 0, 30.0).run(
             0, steps, initial_exchange=True)
-        server.free()
     if lay.role == "physics":
         assert all(m.received == steps for m in models), [m.received for m in models]
         print(f"rank {lay.rank} physics slots {list(lay.my_slots)} ok", flush=True)
