@@ -42,6 +42,17 @@ def _run_config(tmp: Path, grid: int, members: int, steps: int) -> Path:
     return cfg
 
 
+def _load(config: str):
+    """(couple section as CoupleConfig, grid as GridConfig, initial file) of a run config written by _run_config."""
+    import yaml
+
+    from coupling.config import CoupleConfig
+    from fortran_stub.config import GridConfig
+
+    raw = yaml.safe_load(Path(config).read_text())
+    return CoupleConfig(**raw["couple"]), GridConfig(**raw["grid"]), raw["initial"]
+
+
 def overhead_worker(config: str, role: str | None) -> int:
     """One rank of the Python route (`icecorr couple` under mpiexec, or serve with --role ml): the writer prints
     one JSON line of per-step timings (s)."""
@@ -49,18 +60,16 @@ def overhead_worker(config: str, role: str | None) -> int:
 
     from coupling.couple import run_couple
     from coupling.serve import run_serve
-    from icecorr.base.config import load_config
-    from icecorr.cli.runconfig import CoupleRunConfig
 
     world = MPI.COMM_WORLD
-    cfg = load_config(CoupleRunConfig, config, [])
+    couple, grid, initial = _load(config)
     stats: dict = {}
     if role == "ml":
-        run_serve(cfg.couple, cfg.initial, comm=world, stats=stats)
+        run_serve(couple, initial, comm=world, stats=stats)
     else:
-        run_couple(cfg.couple, cfg.initial, cfg.initial, comm=world, grid=cfg.grid, physics=cfg.physics, stats=stats)
+        run_couple(couple, initial, initial, comm=world, grid=grid, stats=stats)
     lay, tim = stats.get("layout"), stats.get("timings")
-    steps = cfg.couple.steps
+    steps = couple.steps
     mine = np.array(tim.physics if lay is not None and lay.role == "physics" else [np.nan] * steps)
     every = np.zeros((world.Get_size(), steps))
     world.Allgather(mine, every)   # the Python physics ranks' step times (NaN from other ranks)
@@ -74,12 +83,10 @@ def overhead_worker(config: str, role: str | None) -> int:
 def one_process(config: str) -> dict:
     """The same run in one process (no MPI)."""
     from coupling.couple import run_couple
-    from icecorr.base.config import load_config
-    from icecorr.cli.runconfig import CoupleRunConfig
 
-    cfg = load_config(CoupleRunConfig, config, [])
+    couple, grid, initial = _load(config)
     stats: dict = {}
-    run_couple(cfg.couple, cfg.initial, cfg.initial, comm=None, grid=cfg.grid, physics=cfg.physics, stats=stats)
+    run_couple(couple, initial, initial, comm=None, grid=grid, stats=stats)
     t = stats["timings"]
     return {"cycle": t.cycle, "ml": t.ml[1:], "write": t.write[1:], "physics": t.physics}
 

@@ -104,7 +104,7 @@ class MLCycle:
     def write_restart(self, record: int, states: np.ndarray, extras: np.ndarray) -> None:
         """Writer: hand the restart state after `record` completed steps to `on_restart`."""
         t0 = time.perf_counter()
-        self.on_restart(record, states, extras)
+        self.on_restart(record, states, extras if extras.size else None)   # a model without hidden state
         self.timings.write.append(time.perf_counter() - t0)
 
     def run(self, first_step: int, n_steps: int, initial_exchange: bool) -> Timings:

@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Iterator, Sequence
 
+from .handshake import HandshakeError
+
 # Waiting polls `Test`: without pause for SPIN s, then sleeping in between, backing off from MIN_PAUSE to MAX_PAUSE
 # (s). A rendezvous transfer progresses only inside Test calls and completes within the spin (a rank that sleeps
 # on a busy machine may lose its core for a whole time slice, ~4 ms), while a rank waiting for a computing peer
@@ -71,13 +73,16 @@ def failure_message(verb: str, rank: int, role: str, exc: BaseException) -> str:
 def abort_on_error(verb: str, rank: int, role: str, world) -> Iterator[None]:
     """Turn any exception on this rank into one message naming the rank and cause, then abort the whole job.
 
-    With one process (`world` None or of size 1) the exception propagates unchanged instead.
+    A refused handshake (HandshakeError) was already told on both sides (coupling.client, coupling.server): it only
+    aborts. With one process (`world` None or of size 1) the exception propagates unchanged instead.
     """
     try:
         yield
     except BaseException as exc:  # noqa: BLE001 - every failure must end the job, not hang it
         if world is None or world.Get_size() == 1:
             raise
+        if isinstance(exc, HandshakeError):
+            world.Abort(1)
         sys.stderr.write(traceback.format_exc())
         sys.stderr.write(failure_message(verb, rank, role, exc) + "\n")
         sys.stderr.flush()
