@@ -98,3 +98,14 @@ def test_config_model_under_mpiexec_equals_one_process_with_restarts(tmp_path, p
                  "couple.restart_interval=1", "couple.initial_perturbation=0.05"]) == 0
     again = xr.load_dataset(tmp_path / "again.nc")
     np.testing.assert_array_equal(again["sic"].values[-1], one["sic"].values[-1])
+
+
+def test_the_builtin_model_and_the_example_implement_the_protocol_class(monkeypatch):
+    from coupling.bridge import CoarseModel
+    from coupling.model_protocol import CoupledModel, load_model_class
+    from tests.mpi_scripts import case
+
+    monkeypatch.syspath_prepend(str(EXAMPLE))
+    assert isinstance(CoarseModel(case.grid()), CoupledModel)
+    assert isinstance(load_model_class("free_drift:FreeDrift")(case.grid()), CoupledModel)
+    assert load_model_class("coupling.bridge:CoarseModel") is CoarseModel
