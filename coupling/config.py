@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -62,6 +62,11 @@ class CoupleConfig(StrictConfig):
     initial_perturbation: float = Field(0.0, ge=0, description="std of the initial-state perturbation per member: "
                                                                "absolute for sic (1), relative for sit/snt")
     ml_ranks: int = Field(1, ge=1, description="ranks that hold the corrector when the role is not given per rank")
+    model: str | None = Field(None, description="Python model of `icecorr couple`: 'package.module:Class' or an entry "
+                                                "point of the group icecorr.models, built per member as "
+                                                "Class(grid, **model_options) (coupling.model_protocol); None = the "
+                                                "built-in coarse model (the `physics` section)")
+    model_options: dict[str, Any] = Field(default_factory=dict, description="keyword arguments of the model class")
     output_options: OutputConfig = Field(default_factory=OutputConfig)
     timeouts: TimeoutConfig = Field(default_factory=TimeoutConfig)
 

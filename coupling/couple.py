@@ -7,28 +7,28 @@ A run covers one or more windows (`cfg.start_indices`: forcing indices where win
 members × windows are batched on the ML rank(s). One window writes `out_path`; several write
 `<stem>_w<start index><suffix>` each (see `output_paths`).
 
-Data path: layout (roles, slots) → models from the initial or restart state → handshake → output files →
-the coupled cycle (coupling.coupler.CoupledRun) → close.
+The physics ranks are Python clients of the coupling protocol (docs/coupling-protocol.md; coupling.client) and the
+ML ranks its server (coupling.serve), as for any other model: layout (roles, slots) → models from the initial or
+restart state → hello → the coupled cycle (coupling.coupler.PhysicsCycle ⇄ coupling.ml_cycle.MLCycle).
+Models come from `model_factory`, else `cfg.model` (coupling.model_protocol), else the built-in CoarseModel.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Callable
 
-from icecorr.base.errors import InputError
 from icecorr.base.mpi import resolve_comm
 from .bridge import CoarseModel
-from .checks import check_corrector_units, check_mask
+from .client import PhysicsClient
 from .config import CoupleConfig
-from .coupler import CoupledRun
-from .ensemble import EnsembleCorrection, check_mode, load_corrector, make_perturbation
-from .ensemble_output import EnsembleOutput, global_attrs, output_paths, table_attrs
+from .coupler import PhysicsCycle, Timings
+from .ensemble_output import output_paths
 from .forcing import open_forcing
-from .handshake import describe_model, handshake
 from .layout import WORLD, Layout
 from .member_fields import restore_state, set_hidden_state
+from .model_protocol import model_factory as load_factory, model_hello
 from .pairs import preflight_inputs, state_arrays, window_states
-from .restart import check_continuation, check_same_checkpoint, read_restart
+from .serve import read_run_restart, serve_ranks
 from .transport import abort_on_error
 
 
@@ -75,6 +75,19 @@ def _member_models(slots: range, members: int, model_factory, states, rstate) ->
     return models
 
 
+def _factory(cfg: CoupleConfig, grid, physics, model_factory):
+    """The model factory of a run: the caller's, else `cfg.model` (Class(grid, **model_options)), else CoarseModel."""
+    if model_factory is not None:
+        return model_factory
+    if cfg.model is not None:
+        return load_factory(cfg.model, grid, cfg.model_options)
+
+    def coarse():
+        return CoarseModel(grid, physics)
+
+    return coarse
+
+
 def _couple(cfg, lay: Layout, world, initial_state, forcing_source, paths, restart, grid, physics, model_factory,
             corrector, command, config_text, stats) -> None:
     forcing = open_forcing(forcing_source)
@@ -82,71 +95,34 @@ def _couple(cfg, lay: Layout, world, initial_state, forcing_source, paths, resta
         forcing.check_window(s, cfg.steps)
     grid_shape = (grid.ny, grid.nx) if grid is not None else None
     preflight_inputs(forcing, cfg, grid_shape, initial_state if restart is None else None)
-    rstate = None
-    if restart is not None:
-        rstate = read_restart(restart)
-        check_continuation(restart, rstate, "couple", cfg.start_indices, cfg.members, cfg.seed)
-        check_same_checkpoint(restart, rstate, cfg.checkpoint, corrector)
-        if rstate.step > cfg.steps:
-            raise InputError(str(restart), "step", f"restart is at step {rstate.step}, beyond n_steps={cfg.steps}")
+    rstate = read_run_restart(restart, cfg, corrector)
+    first = rstate.step if rstate is not None else 0
     m = cfg.members
-    role = lay.role
-    timeout = cfg.timeouts
 
     # ---- physics side: one model per slot, started from the window state or the restart
-    models, desc = [], None
-    if role in ("physics", "both"):
-        if model_factory is None:
-            def model_factory():
-                return CoarseModel(grid, physics)
+    models, hello, state_names = [], None, []
+    if lay.role in ("physics", "both"):
+        factory = _factory(cfg, grid, physics, model_factory)
         states = None if rstate is not None else window_states(initial_state, cfg.start_indices, shape=grid_shape)
-        models = _member_models(lay.my_slots, m, model_factory, states, rstate)
-        desc = describe_model(models[0] if models else model_factory(), grid, lay.rank)
+        models = _member_models(lay.my_slots, m, factory, states, rstate)
+        probe = models[0] if models else factory()
+        hello = model_hello(probe, grid, lay.my_slots, lay.n_slots, cfg.steps, first)
+        state_names = list(probe.get_state().data_vars)
 
-    # ---- ML side: corrector; then the handshake agrees on grid, units and variables
-    if role in ("ml", "both"):
-        if corrector is None:
-            corrector = load_corrector(cfg.checkpoint, "residual", tuple(desc["grid"]) if desc else None)
-        check_mode(corrector, "residual", "icecorr couple")
-        check_corrector_units(corrector)  # the checks of every verb (correct, emulate): coupling.checks
-        check_mask(getattr(forcing, "path", None), forcing.mask, corrector)
-    desc_ref, variables = handshake(lay, desc, corrector, timeout.handshake)
-    shape = tuple(desc_ref["grid"])
+    def forcing_pair(slot, step):
+        return forcing.pair(cfg.start_indices[slot // m] + step)
 
-    # ---- writer: files; others: nothing to open
-    output = None
-    if lay.rank == lay.writer:
-        attrs = {v: {**table_attrs(v, {}), **{k: a for k, a in desc_ref["attrs"].get(v, {}).items()
-                                               if isinstance(a, (str, int, float))}} for v in variables}
-        output = EnsembleOutput(cfg, paths, variables, attrs, shape, desc_ref["dx"], forcing,
-                                global_attrs("couple", cfg, corrector, command, config_text), "couple", rstate,
-                                desc_ref["state_names"], desc_ref["units"])
-    correct = perturb = None
-    if role in ("ml", "both"):
-        correct = EnsembleCorrection(corrector, forcing, cfg.start_indices, m, cfg.seed, cfg.sampler_steps)
-        perturb = make_perturbation(cfg.initial_perturbation, cfg.seed, cfg.start_indices, m, variables,
-                                    forcing.mask)
-    elif cfg.initial_perturbation > 0:
-        perturb = True  # physics ranks only need to know that the initial exchange changes their state
-    engine = CoupledRun(
-        lay, world, variables, desc_ref["state_names"], shape, m, models,
-        forcing_pair=lambda slot, step: forcing.pair(cfg.start_indices[slot // m] + step),
-        correct=lambda step, slots, ini, fc: correct(step, slots, ini, fc),
-        perturb=perturb, on_record=output.record if output else None,
-        on_restart=output.restart if output else None, restart_interval=cfg.restart_interval,
-        step_timeout=timeout.step, n_extras=desc_ref["n_extras"])
-    status = "failed"
-    try:
-        first = rstate.step if rstate is not None else 0
-        timings = engine.run(first, cfg.steps, initial_exchange=rstate is None)
-        status = "complete"
-    finally:
-        if output is not None:
-            output.close(status)
-    if stats is not None:
-        stats["timings"] = timings
-        stats["layout"] = lay
-        if correct is not None:
-            stats["bounds_counts"] = dict(correct.bounds_counts)
-        if output is not None:
-            stats["last_restart"] = output.last_restart
+    def physics_cycle(link, perturbs: bool, restart_interval: int, n_steps: int) -> Timings:
+        cycle = PhysicsCycle(models, lay.my_slots, m, link.variables, state_names, forcing_pair, link)
+        return cycle.run(first, n_steps, rstate is None, perturbs, restart_interval)
+
+    if lay.role == "physics":
+        client = PhysicsClient(lay, cfg.timeouts.handshake, cfg.timeouts.step)
+        reply = client.hello(hello)
+        timings = physics_cycle(client, reply.perturbs, reply.restart_interval, reply.n_steps)
+        if stats is not None:
+            stats.update(timings=timings, layout=lay)
+        return
+    serve_ranks(cfg, lay, forcing, rstate, corrector, paths, command, config_text, stats, local_hello=hello,
+                run_local=lambda link, perturbs, interval: physics_cycle(link, perturbs, interval, cfg.steps))
+

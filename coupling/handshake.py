@@ -1,108 +1,152 @@
-"""The start-up handshake of a coupled run: every physics rank describes its model (grid, units, state variables),
-the ML ranks check that all descriptions agree with each other and with the corrector, and answer with the reference
-description and the variables to exchange. Pickled messages with deadlines (coupling.transport); runs once.
+"""The ML side's checks of the hellos of a coupled run (docs/coupling-protocol.md §4): every physics rank's hello
+against the others, the corrector and the run. Pure functions on decoded hellos (coupling.protocol.Hello), so the
+same checks serve `icecorr serve`, `icecorr couple` under MPI and the one-process run.
+
+    terms = ServerTerms(...);  agreed = check_hellos(hellos, terms)   # HandshakeError naming rank and field
 """
 from __future__ import annotations
 
-from typing import Sequence
+from dataclasses import dataclass, field
 
-from icecorr.base.errors import InputError
-from .layout import Layout
-from .member_fields import hidden_state
-from .transport import TAG_HELLO, TAG_REPLY, recv_object, send_object
+import numpy as np
+
+from .protocol import MAGIC, VERSION, VARIABLE_CODES, unit_code, unit_name, variable_name
 
 
 class HandshakeError(RuntimeError):
-    """Physics and ML ranks disagree on variables, units or grid."""
+    """Physics and ML ranks disagree on protocol, grid, variables, units, slots or tiles."""
 
 
-def model_description(grid_shape: tuple[int, int], dx: float, units: dict[str, str], state_names: list[str]) -> dict:
-    """What a physics rank tells its ML rank at start-up."""
-    return {"grid": [int(grid_shape[0]), int(grid_shape[1])], "dx": float(dx), "units": dict(units),
-            "state_names": list(state_names)}
+@dataclass
+class ServerTerms:
+    """What the ML side brings to the handshake: its corrector, its run and the pairing of the layout."""
+
+    variables: list[str]                       # what the corrector corrects, in its order (= the exchange order)
+    units: dict[str, str]                      # the units the corrector was trained in (missing: any)
+    total_slots: int
+    n_steps: int
+    first_step: int = 0
+    restart_interval: int = 0
+    grid: tuple[int, int] | None = None        # the checkpoint's (ny, nx), if it records one
+    ml_of: dict[int, int] = field(default_factory=dict)   # physics rank -> ML partner
 
 
-def check_description(desc: dict, reference: dict, variables: Sequence[str], corrector_units: dict[str, str],
-                      corrector_grid: tuple[int, int] | None, who: str) -> None:
-    """Raise HandshakeError naming what differs between a physics rank (`desc`) and the ML side."""
-    if desc["grid"] != reference["grid"] or abs(desc["dx"] - reference["dx"]) > 1e-9 * reference["dx"]:
-        raise HandshakeError(f"{who} has grid {desc['grid']} (dx={desc['dx']} m) but the run uses "
-                             f"{reference['grid']} (dx={reference['dx']} m)")
-    if corrector_grid is not None and tuple(desc["grid"]) != tuple(corrector_grid):
-        raise HandshakeError(f"{who} has grid (ny, nx)={tuple(desc['grid'])} but the checkpoint was trained on "
-                             f"{tuple(corrector_grid)}")
-    missing = [v for v in variables if v not in desc["units"]]
+@dataclass
+class Agreed:
+    """What every accepted hello agrees on: the run's grid, exchange and restart contents, slots and tiles."""
+
+    grid: tuple[int, int]
+    dx: float
+    variables: list[str]                       # exchanged, in exchange order
+    state_names: list[str]                     # restart state variables ([] if no rank sends any)
+    state_units: dict[str, str]
+    n_extras: int
+    slots_of: dict[int, range]
+    tiles: dict[int, tuple[slice, slice]]
+
+
+def _rank_checks(p: int, h, ref, ref_rank: int, state_ref, state_rank: int, terms: ServerTerms) -> list[str]:
+    """Mismatches of physics rank `p`'s hello against the reference ranks' (grid: the lowest rank, restart state:
+    the lowest rank that sends one) and the ML side's terms."""
+    who = f"physics rank {p}"
+    if h.magic != MAGIC:
+        return [f"{who}: magic {h.magic} is not the icecorr coupling protocol's {MAGIC}"]
+    if h.version != VERSION:
+        return [f"{who}: protocol version {h.version} but the server speaks version {VERSION}"]
+    out = []
+    if (h.ny, h.nx) != (ref.ny, ref.nx) or abs(h.dx - ref.dx) > 1e-9 * abs(ref.dx):
+        out.append(f"{who} has grid (ny, nx)=({h.ny}, {h.nx}), dx={h.dx} m but physics rank {ref_rank} has "
+                   f"({ref.ny}, {ref.nx}), dx={ref.dx} m")
+    if terms.grid is not None and (h.ny, h.nx) != tuple(terms.grid):
+        out.append(f"{who} has grid (ny, nx)=({h.ny}, {h.nx}) but the checkpoint was trained on {tuple(terms.grid)}")
+    units = dict(zip(h.variables, h.units))
+    missing = [v for v in terms.variables if VARIABLE_CODES[v] not in units]
     if missing:
-        raise HandshakeError(f"{who} does not provide variable(s) {missing} that the corrector corrects")
-    for v in variables:
-        want = corrector_units.get(v)
-        if want is not None and desc["units"][v] != want:
-            raise HandshakeError(f"{who}: variable '{v}' has units {desc['units'][v]!r} but the corrector "
-                                 f"expects {want!r}")
-    if desc["state_names"] != reference["state_names"]:
-        raise HandshakeError(f"{who} has state variables {desc['state_names']} but rank "
-                             f"{reference.get('rank')} has {reference['state_names']}")
+        out.append(f"{who} does not provide variable(s) {missing} that the corrector corrects")
+    for v in terms.variables:
+        code = VARIABLE_CODES[v]
+        want = terms.units.get(v)
+        if code in units and want is not None and units[code] != unit_code(want):
+            out.append(f"{who}: variable '{v}' has units {unit_name(units[code])!r} (code {units[code]}) but the "
+                       f"corrector expects {want!r}")
+    if not (1 <= h.j0 <= h.j1 <= h.ny and 1 <= h.i0 <= h.i1 <= h.nx):
+        out.append(f"{who}: tile rows {h.j0}..{h.j1}, columns {h.i0}..{h.i1} lie outside the grid "
+                   f"({h.ny}, {h.nx})")
+    if h.n_slots < 0 or h.first_slot < 0 or h.first_slot + h.n_slots > terms.total_slots:
+        out.append(f"{who}: slots {h.first_slot}..{h.first_slot + h.n_slots - 1} outside the run's "
+                   f"{terms.total_slots} slots")
+    if h.total_slots not in (-1, terms.total_slots):
+        out.append(f"{who}: {h.total_slots} slots in total but the server runs {terms.total_slots}")
+    if h.n_steps not in (-1, terms.n_steps):
+        out.append(f"{who}: {h.n_steps} steps but the server runs {terms.n_steps}")
+    if h.first_step != terms.first_step:
+        out.append(f"{who}: first step {h.first_step} but the server starts at step {terms.first_step}")
+    if terms.restart_interval and h.n_slots and (h.tiled or not h.state):
+        why = "is tiled" if h.tiled else "sends no state variables"
+        out.append(f"{who} {why} but restart states are asked for (restart_interval={terms.restart_interval}): "
+                   f"restart states come from untiled ranks only")
+    mine, theirs = (h.state, h.state_units, h.n_extras), (state_ref.state, state_ref.state_units, state_ref.n_extras)
+    if h.state and mine != theirs:
+        out.append(f"{who} has state variables {[variable_name(c) for c in h.state]} ({h.n_extras} extras) but "
+                   f"physics rank {state_rank} has {[variable_name(c) for c in state_ref.state]} "
+                   f"({state_ref.n_extras} extras)")
+    return out
 
 
-def describe_model(model, grid, rank: int) -> dict:
-    """`model_description` of a physics rank's model plus the CF attributes of its state variables (`attrs`), the
-    size of its hidden restart state (`n_extras`) and the rank. The grid is `grid` (a GridConfig) if given, else the
-    model state's shape and `model.grid.dx` (1 m if the model has no grid)."""
-    st = model.get_state()
-    shape = next(iter(st.data_vars.values())).shape
-    if grid is not None:
-        shape, dx = (grid.ny, grid.nx), float(grid.dx)
-    else:
-        g = getattr(model, "grid", None)
-        dx = float(g.dx) if g is not None and hasattr(g, "dx") else 1.0
-    desc = model_description(shape, dx, {k: st[k].attrs.get("units", "") for k in st.data_vars},
-                             list(st.data_vars))
-    desc["attrs"] = {k: dict(st[k].attrs) for k in st.data_vars}
-    desc["n_extras"] = int(hidden_state(model).size)
-    desc["rank"] = rank
-    return desc
+def _coverage_checks(hellos: dict, terms: ServerTerms) -> list[str]:
+    """Every slot covered exactly once by tiles of ranks paired with one ML rank."""
+    ny, nx = hellos[min(hellos)].ny, hellos[min(hellos)].nx
+    count = np.zeros((terms.total_slots, ny, nx), dtype=np.int32)
+    server_of: dict[int, set[int]] = {}
+    for p, h in hellos.items():
+        if not (1 <= h.j0 <= h.j1 <= ny and 1 <= h.i0 <= h.i1 <= nx):
+            continue
+        rows, cols = slice(h.j0 - 1, h.j1), slice(h.i0 - 1, h.i1)
+        for s in h.slots:
+            if 0 <= s < terms.total_slots:
+                count[s, rows, cols] += 1
+                server_of.setdefault(s, set()).add(terms.ml_of.get(p, 0))
+    out = []
+    for s in range(terms.total_slots):
+        c = count[s]
+        if (c == 0).all():
+            out.append(f"slot {s} is held by no physics rank")
+        elif (c == 0).any():
+            j, i = np.argwhere(c == 0)[0]
+            out.append(f"slot {s}: the tiles leave a gap ({int((c == 0).sum())} cells, first at row {j + 1}, "
+                       f"column {i + 1})")
+        if (c > 1).any():
+            j, i = np.argwhere(c > 1)[0]
+            ranks = [p for p, h in hellos.items() if s in h.slots and h.j0 <= j + 1 <= h.j1 and h.i0 <= i + 1 <= h.i1]
+            out.append(f"slot {s}: the tiles of physics ranks {ranks} overlap ({int((c > 1).sum())} cells, first at "
+                       f"row {j + 1}, column {i + 1})")
+        if len(server_of.get(s, ())) > 1:
+            out.append(f"slot {s} is split over ML ranks {sorted(server_of[s])} (its physics ranks have different "
+                       f"ML partners)")
+    for m in sorted(set(terms.ml_of.values())):
+        held = sorted({s for p, h in hellos.items() if terms.ml_of.get(p) == m for s in h.slots})
+        if held and held != list(range(held[0], held[-1] + 1)):
+            out.append(f"ML rank {m} serves slots {held} that are not contiguous")
+    return out
 
 
-def _check_fits(descs: dict[int, dict], reference: dict, corrector) -> None:
-    """Every physics rank's description against the reference and the corrector; a checkpoint that does not fit
-    the run's model is a user input error naming the checkpoint (InputError), anything else a HandshakeError."""
-    cgrid = corrector.grid
-    cshape = (int(cgrid["ny"]), int(cgrid["nx"])) if "ny" in cgrid and "nx" in cgrid else None
-    for p, d in descs.items():
-        try:
-            check_description(d, reference, corrector.variables, getattr(corrector, "variables_units", {}),
-                              cshape, f"physics rank {p}")
-        except HandshakeError as exc:
-            text = str(exc)
-            if getattr(corrector, "source", None) is None or not ("checkpoint" in text or "corrector" in text):
-                raise
-            raise InputError(str(corrector.source), "grid" if "grid" in text else "variables",
-                             f"does not fit this run: {text}") from None
+def check_hellos(hellos: dict, terms: ServerTerms) -> Agreed:
+    """The run every hello agrees on; HandshakeError naming the rank and the field of every mismatch.
 
-
-def handshake(lay: Layout, desc: dict | None, corrector, timeout: float) -> tuple[dict, list[str]]:
-    """(reference description, variables the corrector corrects), the same on every rank of the run.
-
-    Physics ranks send their `desc` (`describe_model`) to every ML rank and wait for the reply of the ML rank that
-    serves them. ML ranks receive every physics rank's description, check them (`check_description`) against the
-    lowest rank's and against `corrector`, and reply to the physics ranks they serve. One process (role "both")
-    checks its own description. Every wait ends after `timeout` s (PeerTimeout).
-    """
-    if lay.role == "physics":
-        for ml in lay.ml_ranks:
-            send_object(lay.comm, desc, ml, TAG_HELLO, timeout, "handshake")
-        reply = recv_object(lay.comm, lay.ml_of[lay.rank], TAG_REPLY, timeout, "handshake reply")
-        return reply["reference"], reply["variables"]
-    if lay.role == "ml":
-        descs = {p: recv_object(lay.comm, p, TAG_HELLO, timeout, "handshake") for p in lay.physics_ranks}
-    else:
-        descs = {0: desc}
-    reference = descs[min(descs)]
-    _check_fits(descs, reference, corrector)
-    if lay.role == "ml":
-        # physics ranks without slots wait for a reply too
-        for p in lay.served_by(lay.rank) + [p for p in lay.physics_ranks if not len(lay.slots_of[p])
-                                             and lay.ml_of[p] == lay.rank]:
-            send_object(lay.comm, {"reference": reference, "variables": list(corrector.variables)}, p,
-                        TAG_REPLY, timeout, "handshake reply")
-    return reference, list(corrector.variables)
+    `hellos` maps physics (launch) rank -> Hello; the lowest rank's grid and state are the reference."""
+    ref_rank = min(hellos)
+    ref = hellos[ref_rank]
+    senders = [p for p in sorted(hellos) if hellos[p].state] or [ref_rank]
+    state_ref = hellos[senders[0]]
+    problems = []
+    for p in sorted(hellos):
+        problems += _rank_checks(p, hellos[p], ref, ref_rank, state_ref, senders[0], terms)
+    if not problems:
+        problems = _coverage_checks(hellos, terms)
+    if problems:
+        raise HandshakeError("; ".join(problems))
+    return Agreed(grid=(ref.ny, ref.nx), dx=ref.dx, variables=list(terms.variables),
+                  state_names=[variable_name(c) for c in state_ref.state],
+                  state_units={variable_name(c): unit_name(u) for c, u in zip(state_ref.state, state_ref.state_units)},
+                  n_extras=state_ref.n_extras, slots_of={p: h.slots for p, h in hellos.items()},
+                  tiles={p: h.tile for p, h in hellos.items()})

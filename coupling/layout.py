@@ -1,22 +1,32 @@
-"""Who does what in a coupled run: the role of every rank and the ensemble slots each one holds.
+"""Who does what in a coupled run: the role of every rank, its partner, and the ensemble slots and tiles it holds.
 
-Ranks have one role each: `physics` ranks hold ensemble members (one model object per member), `ml` ranks hold the
-corrector. A role comes from the `role` argument, else the `ICECORR_ROLE` environment variable (MPMD launches:
-`mpiexec -n 2 -x ICECORR_ROLE=physics … : -n 1 -x ICECORR_ROLE=ml …`), else the MPMD application number (the last
-application context is ML), else the last `ml_ranks` ranks are ML. One process alone plays both roles.
+Start-up follows docs/coupling-protocol.md §1 on every rank, buffers only: `Comm_dup` of the launch communicator
+(the coupling communicator: every protocol message travels on it), `Allgather` of int32 `[role, appnum]`,
+`Comm_split` by role (physics ranks get the model communicator, ML ranks the server communicator). A rank states its
+role through the `role` argument or the `ICECORR_ROLE` environment variable (MPMD launches:
+`mpiexec -n 2 -x ICECORR_ROLE=physics … : -n 1 -x ICECORR_ROLE=ml …`); unstated roles resolve as the doc says (if
+anyone stated one: physics; else the last MPMD application is ML; else the last `ml_ranks` ranks are ML). One
+process alone plays both roles ("both", no MPI).
 
-A slot is one ensemble member of one window: slot = window × members + member.
+Pairing: physics ranks in launch-rank order are split into contiguous blocks over the ML ranks (`split_blocks`).
+Slots (slot = window × members + member) and tiles of the physics ranks are what their hellos say; the Python
+physics ranks of `icecorr couple` hold `split_blocks(n_slots, n_physics)` untiled.
 """
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from .protocol import ROLE_ML, ROLE_PHYSICS, ROLE_UNSTATED
+
 #: the default `comm` of the run drivers (couple, emulate, correct): MPI.COMM_WORLD, imported only when a run
 #: starts (see icecorr.base.mpi.resolve_comm); None runs in one process without MPI
 WORLD = "world"
 ROLE_ENV = "ICECORR_ROLE"
 ROLES = ("physics", "ml")
+ROLE_CODES = {None: ROLE_UNSTATED, "physics": ROLE_PHYSICS, "ml": ROLE_ML}
 
 
 def split_blocks(n: int, parts: int) -> list[range]:
@@ -32,23 +42,21 @@ def split_blocks(n: int, parts: int) -> list[range]:
     return out
 
 
-def resolve_roles(comm, ml_ranks: int = 1, role: str | None = None) -> list[str]:
-    """The role of every rank of `comm` (collective). See the module docstring for the precedence."""
-    if comm is None or comm.Get_size() == 1:
-        return ["both"]
-    from mpi4py import MPI
-
+def stated_role(rank: int, role: str | None) -> str | None:
+    """This rank's stated role: the argument, else $ICECORR_ROLE, else None; ValueError for anything else."""
     mine = role or os.environ.get(ROLE_ENV) or None
     if mine is not None and mine not in ROLES:
-        raise ValueError(f"rank {comm.Get_rank()}: role {mine!r} (from argument or ${ROLE_ENV}) must be one of {ROLES}")
-    appnum = comm.Get_attr(MPI.APPNUM) if comm == MPI.COMM_WORLD else None
-    gathered = comm.allgather((mine, -1 if appnum is None else int(appnum)))
+        raise ValueError(f"rank {rank}: role {mine!r} (from argument or ${ROLE_ENV}) must be one of {ROLES}")
+    return mine
+
+
+def resolve_roles(gathered: np.ndarray, ml_ranks: int) -> list[str]:
+    """Every rank's role from the allgathered int32 `[role, appnum]` rows (doc §1)."""
     size = len(gathered)
-    given = [g[0] for g in gathered]
-    apps = [g[1] for g in gathered]
-    if any(given):
-        # ranks without a role are physics: the ML part of an MPMD launch is usually the one that sets it
-        roles = [g or "physics" for g in given]
+    given, apps = [int(g[0]) for g in gathered], [int(g[1]) for g in gathered]
+    if any(g != ROLE_UNSTATED for g in given):
+        # ranks without a role are physics: the ML part of an MPMD launch is the one that states it
+        roles = ["ml" if g == ROLE_ML else "physics" for g in given]
     elif max(apps) > 0:
         roles = ["ml" if a == max(apps) else "physics" for a in apps]
     else:
@@ -62,30 +70,55 @@ def resolve_roles(comm, ml_ranks: int = 1, role: str | None = None) -> list[str]
 
 @dataclass
 class Layout:
-    """Who does what: roles, the ensemble slots (window × member) of each physics rank, the ML rank serving it."""
+    """Who does what: roles, the ML partner of each physics rank, the slots and tiles each physics rank holds."""
 
-    comm: object | None              # run communicator (a Dup of the caller's), None in one process
+    comm: object | None              # coupling communicator (a Dup of the launch one), None in one process
     rank: int
     roles: list[str]
-    n_slots: int
+    n_slots: int | None = None
+    local: object | None = None      # model communicator (physics) or server communicator (ML)
+    launch: object | None = None     # the launch communicator (MPI_Abort goes there)
     slots_of: dict[int, range] = field(default_factory=dict)   # physics rank -> its slots
-    ml_of: dict[int, int] = field(default_factory=dict)         # physics rank -> serving ML rank
+    tiles: dict[int, tuple[slice, slice]] = field(default_factory=dict)  # physics rank -> (rows, columns)
+    ml_of: dict[int, int] = field(default_factory=dict)         # physics rank -> its ML partner
 
     @classmethod
-    def build(cls, comm, n_slots: int, ml_ranks: int = 1, role: str | None = None) -> "Layout":
-        """The layout of `n_slots` slots over the ranks of `comm` (collective): roles from `resolve_roles`, slots
-        split evenly over the physics ranks, physics ranks evenly over the ML ranks. Runs on a Dup of `comm`."""
-        roles = resolve_roles(comm, ml_ranks, role)
-        run_comm = comm.Dup() if comm is not None and comm.Get_size() > 1 else None
-        rank = comm.Get_rank() if run_comm is not None else 0
-        lay = cls(run_comm, rank, roles, n_slots)
+    def build(cls, comm, n_slots: int | None = None, ml_ranks: int = 1, role: str | None = None) -> "Layout":
+        """The layout over the ranks of `comm` (collective; doc §1). With `n_slots`, the slots of the Python
+        physics ranks (`split_blocks` over them, untiled); without, they come later from the hellos (`learn`)."""
+        if comm is None or comm.Get_size() == 1:
+            lay = cls(None, 0, ["both"], n_slots)
+            lay.ml_of[0] = 0
+            if n_slots is not None:
+                lay.slots_of[0] = range(n_slots)
+            return lay
+        from mpi4py import MPI
+
+        rank = comm.Get_rank()
+        mine = ROLE_CODES[stated_role(rank, role)]
+        coupling = comm.Dup()
+        appnum = comm.Get_attr(MPI.APPNUM) if comm == MPI.COMM_WORLD else None
+        gathered = np.zeros((comm.Get_size(), 2), dtype=np.int32)
+        coupling.Allgather(np.array([mine, -1 if appnum is None else int(appnum)], dtype=np.int32), gathered)
+        try:
+            roles = resolve_roles(gathered, ml_ranks)
+        except ValueError:
+            coupling.Free()
+            raise
+        local = coupling.Split(ROLES.index(roles[rank]), rank)
+        lay = cls(coupling, rank, roles, n_slots, local, comm)
         physics = lay.physics_ranks
-        for p, block in zip(physics, split_blocks(n_slots, len(physics))):
-            lay.slots_of[p] = block
         for m, group in zip(lay.ml_ranks, split_blocks(len(physics), len(lay.ml_ranks))):
             for i in group:
                 lay.ml_of[physics[i]] = m
+        if n_slots is not None:
+            for p, block in zip(physics, split_blocks(n_slots, len(physics))):
+                lay.slots_of[p] = block
         return lay
+
+    def learn(self, slots_of: dict[int, range], tiles: dict[int, tuple[slice, slice]], n_slots: int) -> None:
+        """Slots and tiles of every physics rank, as their hellos said (ML side)."""
+        self.slots_of, self.tiles, self.n_slots = dict(slots_of), dict(tiles), n_slots
 
     @property
     def size(self) -> int:
@@ -112,16 +145,20 @@ class Layout:
         """The one rank that writes output and restart files: the first ML rank."""
         return self.ml_ranks[0]
 
+    def partners(self, ml_rank: int) -> list[int]:
+        """Physics ranks whose ML partner is `ml_rank` (with or without slots)."""
+        return [p for p in self.physics_ranks if self.ml_of[p] == ml_rank]
+
     def served_by(self, ml_rank: int) -> list[int]:
-        """Physics ranks (with at least one slot) whose members `ml_rank` corrects, in slot order."""
-        return [p for p in self.physics_ranks if self.ml_of[p] == ml_rank and len(self.slots_of[p])]
+        """Physics ranks (with at least one slot) whose members `ml_rank` corrects, in launch-rank order."""
+        return [p for p in self.partners(ml_rank) if len(self.slots_of.get(p, ()))]
 
     def ml_slots(self, ml_rank: int) -> range:
         """The contiguous slots corrected by `ml_rank`."""
         ps = self.served_by(ml_rank)
         if not ps:
             return range(0, 0)
-        return range(self.slots_of[ps[0]].start, self.slots_of[ps[-1]].stop)
+        return range(min(self.slots_of[p].start for p in ps), max(self.slots_of[p].stop for p in ps))
 
     @property
     def my_slots(self) -> range:
@@ -129,7 +166,8 @@ class Layout:
         return self.slots_of.get(self.rank, range(0, 0))
 
     def free(self) -> None:
-        """Release the run communicator."""
-        if self.comm is not None:
-            self.comm.Free()
-            self.comm = None
+        """Release the coupling and local communicators."""
+        for c in (self.local, self.comm):
+            if c is not None:
+                c.Free()
+        self.comm = self.local = None

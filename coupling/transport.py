@@ -2,8 +2,8 @@
 
 Every wait on a peer is a `Test` loop with a deadline, so a dead or hung peer aborts the job (`MPI.COMM_WORLD.Abort`)
 with a message naming the waiting rank and the silent peer, instead of hanging. Data travel as buffer-based
-(upper-case) messages between preallocated float64 arrays; only the start-up handshake is pickled
-(`send_object`/`recv_object`).
+(upper-case) messages between preallocated arrays; nothing is pickled. The coupling protocol's own tags are in
+coupling.protocol; these serve the other verbs (correct, emulate) and the ML ranks among themselves.
 """
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from functools import lru_cache
 from typing import Iterator, Sequence
 
+from .handshake import HandshakeError
+
 # Waiting polls `Test`: without pause for SPIN s, then sleeping in between, backing off from MIN_PAUSE to MAX_PAUSE
 # (s). A rendezvous transfer progresses only inside Test calls and completes within the spin (a rank that sleeps
 # on a busy machine may lose its core for a whole time slice, ~4 ms), while a rank waiting for a computing peer
@@ -23,7 +25,7 @@ MIN_PAUSE = 1e-5
 MAX_PAUSE = 5e-4
 
 # message tags (one duplicated communicator per run keeps them apart from anything else)
-TAG_HELLO, TAG_REPLY, TAG_FIELDS, TAG_CORRECTED, TAG_OUTPUT, TAG_STATE = range(1, 7)
+TAG_FIELDS, TAG_OUTPUT = 3, 5
 
 
 class PeerTimeout(RuntimeError):
@@ -62,32 +64,6 @@ def wait_all(requests: Sequence, timeout: float, what: str, rank: int) -> None:
             pause = min(2 * pause, MAX_PAUSE)
 
 
-def recv_object(comm, source: int, tag: int, timeout: float, what: str):
-    """Receive a pickled object with a deadline (start-up only: never on the data path)."""
-    from mpi4py import MPI
-
-    deadline = time.monotonic() + timeout
-    pause = 1e-4
-    status = MPI.Status()
-    while not comm.Iprobe(source=source, tag=tag, status=status):
-        if time.monotonic() > deadline:
-            raise PeerTimeout(f"timed out after {timeout:g} s waiting for {what} from rank {source} "
-                              f"(the peer rank died or hung)")
-        time.sleep(pause)
-        pause = min(2 * pause, 10 * MAX_PAUSE)
-    return comm.recv(source=status.Get_source(), tag=tag)
-
-
-def send_object(comm, obj, dest: int, tag: int, timeout: float, what: str) -> None:
-    """Send a pickled object with a deadline (start-up only: never on the data path); PeerTimeout after `timeout` s."""
-    req = comm.isend(obj, dest=dest, tag=tag)
-    deadline = time.monotonic() + timeout
-    while not req.Test():
-        if time.monotonic() > deadline:
-            raise PeerTimeout(f"timed out after {timeout:g} s sending {what} to rank {dest}")
-        time.sleep(1e-4)
-
-
 def failure_message(verb: str, rank: int, role: str, exc: BaseException) -> str:
     """The one line a failing rank prints before the job is aborted."""
     return f"icecorr {verb}: rank {rank} ({role}) failed: {type(exc).__name__}: {exc}"
@@ -97,14 +73,39 @@ def failure_message(verb: str, rank: int, role: str, exc: BaseException) -> str:
 def abort_on_error(verb: str, rank: int, role: str, world) -> Iterator[None]:
     """Turn any exception on this rank into one message naming the rank and cause, then abort the whole job.
 
-    With one process (`world` None or of size 1) the exception propagates unchanged instead.
+    A refused handshake (HandshakeError) was already told on both sides (coupling.client, coupling.server): it only
+    aborts. With one process (`world` None or of size 1) the exception propagates unchanged instead.
     """
     try:
         yield
     except BaseException as exc:  # noqa: BLE001 - every failure must end the job, not hang it
         if world is None or world.Get_size() == 1:
             raise
+        if isinstance(exc, HandshakeError):
+            world.Abort(1)
         sys.stderr.write(traceback.format_exc())
         sys.stderr.write(failure_message(verb, rank, role, exc) + "\n")
         sys.stderr.flush()
         world.Abort(1)
+
+
+def probe_receive(comm, source: int, tag: int, dtype, timeout: float, what: str):
+    """Receive a message of unknown length from `source` (start-up only): Iprobe with a deadline, then a receive
+    into an array of the probed length; PeerTimeout after `timeout` s."""
+    import numpy as np
+    from mpi4py import MPI
+
+    _fine_sleep()
+    deadline = time.monotonic() + timeout
+    pause = MIN_PAUSE
+    status = MPI.Status()
+    while not comm.Iprobe(source=source, tag=tag, status=status):
+        if time.monotonic() > deadline:
+            raise PeerTimeout(f"timed out after {timeout:g} s waiting for {what} from rank {source} "
+                              f"(the peer rank died or hung)")
+        time.sleep(pause)
+        pause = min(2 * pause, 10 * MAX_PAUSE)
+    mpi_type = MPI.INT32_T if np.dtype(dtype) == np.int32 else MPI.DOUBLE
+    buf = np.empty(status.Get_count(mpi_type), dtype=dtype)
+    comm.Recv([buf, mpi_type], source=source, tag=tag)
+    return buf

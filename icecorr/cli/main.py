@@ -1,6 +1,6 @@
 """`icecorr` — the command line. It only parses, loads configs and calls the packages.
 
-Verbs: demo | cyclone | generate | prepare | observations | train | correct | couple | emulate | evaluate |
+Verbs: demo | cyclone | generate | prepare | observations | train | correct | couple | serve | emulate | evaluate |
 assimilate |
 checkpoint {inspect,validate} | config {dump,validate}.
 
@@ -327,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "the model grid (ingest), as training pairs")
     sub.add_parser("assimilate", help="strong-constraint 4D-Var with the emulator's adjoint")
     sub.add_parser("calibrate", help="fit the spread inflation of a diffusion corrector on validation data")
+    sub.add_parser("serve", help="ML ranks of an MPMD run for any model speaking the coupling protocol")
 
     p = sub.add_parser("checkpoint", help="inspect or validate a checkpoint")
     p.add_argument("action", choices=["inspect", "validate"])
@@ -345,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: verbs that parse their own arguments (argparse cannot pass `--help` etc. through a REMAINDER)
 PASSTHROUGH = {"observations": ("training.data.observations", "main"), "assimilate": ("training.assimilation.runner", "main"),
-               "calibrate": ("training.evaluation.calibrate", "main")}
+               "calibrate": ("training.evaluation.calibrate", "main"), "serve": ("icecorr.cli.serve", "main")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

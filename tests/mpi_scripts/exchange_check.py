@@ -13,8 +13,13 @@ from mpi4py import MPI
 
 sys.path.append(__file__.rsplit("/tests/", 1)[0])
 
-from coupling.coupler import CoupledRun  # noqa: E402
+from coupling.client import PhysicsClient  # noqa: E402
+from coupling.coupler import PhysicsCycle  # noqa: E402
+from coupling.handshake import ServerTerms  # noqa: E402
 from coupling.layout import Layout  # noqa: E402
+from coupling.ml_cycle import MLCycle  # noqa: E402
+from coupling.protocol import Hello, codes_of  # noqa: E402
+from coupling.server import MLServer  # noqa: E402
 
 VARS = ["sic", "sit", "snt", "siu", "siv"]
 NY, NX = 16, 12
@@ -72,9 +77,18 @@ def main() -> int:
                 assert np.array_equal(forecast[slot], fields(slot, step, 0)), f"writer: forecast {slot} {step}"
         records.append(step)
 
-    run = CoupledRun(lay, world, VARS, VARS, (NY, NX), members, models, lambda slot, step: ({}, {}), correct,
-                     None, on_record, None, 0, 30.0)
-    run.run(0, steps, initial_exchange=True)
+    if lay.role == "physics":
+        client = PhysicsClient(lay, 30.0, 30.0)
+        s = lay.my_slots
+        client.hello(Hello(NY, NX, 1.0, codes_of(VARS, "variable"), (0,) * len(VARS), first_slot=s.start,
+                           n_slots=len(s)))
+        PhysicsCycle(models, s, members, client.variables, [], lambda slot, step: ({}, {}), client).run(
+            0, steps, initial_exchange=True, perturbs=False, restart_interval=0)
+    else:
+        server = MLServer(lay, 30.0, 30.0)
+        agreed = server.handshake(lambda hellos: (ServerTerms(VARS, {}, members, steps, ml_of=lay.ml_of), False, 0))
+        MLCycle(lay, server, VARS, agreed.grid, members, 0, 0, correct, None, on_record, None, 0, 30.0).run(
+            0, steps, initial_exchange=True)
     if lay.role == "physics":
         assert all(m.received == steps for m in models), [m.received for m in models]
         print(f"rank {lay.rank} physics slots {list(lay.my_slots)} ok", flush=True)
