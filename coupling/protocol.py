@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from icecorr.base.units import same_units
+
 MAGIC = 20250607
 VERSION = 1
 
@@ -49,8 +51,11 @@ def variable_name(code: int) -> str:
 
 
 def unit_code(units: str) -> int:
-    """The code of a units text (0 = unknown)."""
-    return UNIT_CODES.get(str(units).strip(), 0)
+    """The code of a units text in any UDUNITS spelling ('m/s' is 'm s-1'; 0 = not in the table)."""
+    text = str(units).strip()
+    if text in UNIT_CODES:
+        return UNIT_CODES[text]
+    return next((code for name, code in UNIT_CODES.items() if same_units(text, name)), 0)
 
 
 def unit_name(code: int) -> str:

@@ -109,3 +109,11 @@ def test_restart_states_must_agree():
         check_hellos({0: hello(n_slots=1, **s), 1: other}, terms(restart_interval=2))
     with pytest.raises(ValueError, match="state variable 'age' has no code"):
         codes_of(["sic", "age"], "state variable")
+
+
+def test_unit_codes_read_any_udunits_spelling():
+    from coupling.protocol import UNIT_CODES, unit_code
+
+    assert unit_code("m/s") == unit_code("m s-1") == UNIT_CODES["m s-1"]
+    assert unit_code("kg/kg") == UNIT_CODES["1"]      # the first dimensionless entry
+    assert unit_code("meter") == UNIT_CODES["m"] and unit_code("bananas") == 0
