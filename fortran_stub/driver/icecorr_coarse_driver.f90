@@ -17,8 +17,15 @@ program icecorr_coarse_driver
   use icecorr_kit
   use icecorr_driver_fields
   use seaice_coarse, only: coarse_run, ninfo, info_nsteps
-  use seaice_forcing, only: nforc
+  use, intrinsic :: iso_c_binding, only: c_int
   implicit none
+
+  interface
+     integer(c_int) function c_raise(sig) bind(C, name="raise")
+       import :: c_int
+       integer(c_int), value :: sig
+     end function c_raise
+  end interface
 
   type(icecorr_client_t) :: client
   type(kit_t) :: kit
@@ -106,6 +113,12 @@ program icecorr_coarse_driver
   t_physics = 0.0_real64
   t_apply = 0.0_real64
   do step = 0, kit%n_steps - 1
+     if (step == kit%die_at_step .and. p == kit%die_rank) then
+        write(error_unit, '(a, i0, a, i0)') 'icecorr_coarse_driver: test option: physics rank ', p, &
+             ' kills itself at step ', step
+        flush(error_unit)
+        ierr = c_raise(9_c_int)
+     end if
      t0 = MPI_Wtime()
      do s = 1, n_slots
         w = (first_slot + s - 1) / kit%members + 1
