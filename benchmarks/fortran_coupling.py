@@ -41,17 +41,15 @@ def write_case(folder: Path, n: int, members: int, steps: int) -> Path:
 
 def run(n: int, members: int, steps: int, ranks: int, timeout: float = 1800.0) -> list[dict]:
     """One Fortran-driven coupled run; the driver's timing line of every physics rank."""
-    from coupling.fortran_kit import write_kit
     from fortran_stub.client_paths import driver_path
-    from icecorr.base.config import load_config
     from icecorr.base.mpi import LAUNCH_ENV
-    from icecorr.cli.runconfig import CoupleRunConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         config = write_case(folder, n, members, steps)
-        cfg = load_config(CoupleRunConfig, str(config), [])
-        kit = write_kit(cfg.grid, cfg.physics, cfg.couple, cfg.initial, cfg.initial, folder / "kit")
+        kit = folder / "kit"
+        subprocess.run([sys.executable, "-m", "icecorr.cli", "fortran-kit", str(config), "--out", str(kit)],
+                       check=True, capture_output=True, text=True)
         cmd = ["mpiexec", "-n", str(ranks), str(driver_path()), str(kit), ":", "-n", "1", sys.executable, "-m",
                "mpi4py", "-m", "icecorr.cli", "serve", str(config)]
         env = {**os.environ, **LAUNCH_ENV, "OMP_NUM_THREADS": "1"}
