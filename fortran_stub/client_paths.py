@@ -19,8 +19,13 @@ def _package_file(*parts: str) -> Path:
 
 
 def client_dir() -> Path:
-    """Folder holding libicecorr_client.a, icecorr_client.mod and icecorr_client.f90."""
+    """Folder holding libicecorr_client.a and icecorr_client.mod."""
     return _package_file("client", "icecorr_client.mod").parent
+
+
+def header_dir() -> Path:
+    """Folder holding icecorr_client.h and the client's Fortran sources (the source tree in an editable install)."""
+    return _package_file("client", "icecorr_client.h").parent
 
 
 def client_library() -> Path:
@@ -34,8 +39,10 @@ def driver_path() -> Path:
 
 
 def compile_flags() -> str:
-    """Compiler flags a user's build needs to `use icecorr_client` (with the same gfortran: `mpifort`)."""
-    return f"-I{client_dir()}"
+    """Compiler flags a user's build needs to `use icecorr_client` (with the same gfortran: `mpifort`) or to
+    include icecorr_client.h (`mpicc`)."""
+    dirs = dict.fromkeys([client_dir(), header_dir()])
+    return " ".join(f"-I{d}" for d in dirs)
 
 
 def link_flags() -> str:

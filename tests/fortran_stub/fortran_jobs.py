@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.helpers.mpirun import MPI_ENV, mpiexec
-from tests.helpers.paths import MPI_SCRIPTS
+from tests.helpers.paths import MPI_SCRIPTS  # noqa: F401 - also used by the tests
 
 FAKE_SERVER = str(MPI_SCRIPTS / "fortran_fake_server.py")
 N = 16                # grid cells per side
@@ -68,7 +68,13 @@ def overrides(folder: Path, name: str, text: str) -> str:
 def mpmd(n_physics: int, driver_args: list[str], ml_command: list[str], cwd: Path,
          timeout: float = TIMEOUT) -> Job:
     """`mpiexec -n n_physics DRIVER ARGS : -n 1 ML_COMMAND`; a hang fails the test (AssertionError)."""
-    cmd = [mpiexec(), "-n", str(n_physics), driver(), *driver_args, ":", "-n", "1", *ml_command]
+    return mpmd_program(n_physics, [driver(), *driver_args], ml_command, cwd, timeout)
+
+
+def mpmd_program(n_physics: int, program: list[str], ml_command: list[str], cwd: Path,
+                 timeout: float = TIMEOUT) -> Job:
+    """`mpiexec -n n_physics PROGRAM : -n 1 ML_COMMAND`; a hang fails the test (AssertionError)."""
+    cmd = [mpiexec(), "-n", str(n_physics), *program, ":", "-n", "1", *ml_command]
     t0 = time.monotonic()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=str(cwd),

@@ -93,3 +93,25 @@ def test_killed_fortran_rank_ends_the_job(case):
     assert "physics rank 1 kills itself at step 1" in job.stderr
     assert "exited on signal 9" in job.stderr
     assert job.seconds < 30
+
+
+def test_c_header_and_bind_c_layer(tmp_path):
+    """A C program built against icecorr_client.h and the client library talks the protocol too (C order)."""
+    import shutil
+    import subprocess
+
+    from fortran_stub.client_paths import compile_flags, link_flags
+
+    if shutil.which("mpicc") is None or shutil.which("mpifort") is None:
+        pytest.skip("mpicc/mpifort not installed")
+    src = fj.MPI_SCRIPTS.parent / "fortran_stub" / "c_client" / "c_client_check.c"
+    exe = tmp_path / "c_client_check"
+    subprocess.run(["mpicc", *compile_flags().split(), "-c", str(src), "-o", str(tmp_path / "c.o")], check=True)
+    subprocess.run(["mpifort", str(tmp_path / "c.o"), *link_flags().split(), "-o", str(exe)], check=True)
+    job = fj.mpmd_program(1, [str(exe)], fj.fake_command(tmp_path / "c.npz"), tmp_path)
+    assert job.returncode == 0, job.stderr[-3000:]
+    assert "c client ok: handle 0, 2 exchanged, model ranks 1" in job.stdout
+    got = np.load(tmp_path / "c.npz")["p0_k1_s0"]            # (slots, 2, vars, ny, nx)
+    v, j, i = np.meshgrid(np.arange(2), np.arange(3), np.arange(4), indexing="ij")
+    assert np.array_equal(got[0, 0], 0.5 + v + 0.01 * j + 0.001 * i)
+    assert np.array_equal(got[0, 1], 0.5 + v + 0.01 * j + 0.001 * i + 0.25)

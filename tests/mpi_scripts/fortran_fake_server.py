@@ -34,11 +34,14 @@ def main() -> None:
         comm.Recv(dx, source=p, tag=7102)
         hellos[p] = h
         print(f"hello from {p}: {h[:16].tolist()} codes {h[16:].tolist()} dx {dx[0]}", flush=True)
-    exchange = [1, 2, 3, 4, 5]
+    def exchange(p):  # the variables of the corrector it pretends to have (sic, sit, snt, siu, siv) it was offered
+        n_vars = int(hellos[p][10])
+        return [c for c in (1, 2, 3, 4, 5) if c in hellos[p][16:16 + n_vars]]
+
     for p in physics:
         text = np.array([ord(c) for c in args.refuse], dtype=np.int32)
         reply = np.array([1 if args.refuse else 0, 1, hellos[p][14], 0, args.initial_changes, 0, len(text),
-                          len(exchange), *exchange], dtype=np.int32)
+                          len(exchange(p)), *exchange(p)], dtype=np.int32)
         comm.Send(reply, dest=p, tag=7103)
         if args.refuse:
             comm.Send(text, dest=p, tag=7104)
@@ -61,7 +64,7 @@ def main() -> None:
                 continue
             h = hellos[p]
             tny, tnx, n_slots = h[5] - h[4] + 1, h[7] - h[6] + 1, h[9]
-            fields = np.zeros((n_slots, 2, len(exchange), tny, tnx))
+            fields = np.zeros((n_slots, 2, len(exchange(p)), tny, tnx))
             comm.Recv(fields, source=p, tag=7201)
             comm.Send(np.ascontiguousarray(fields[:, 1]), dest=p, tag=7202)
             records[f"p{p}_k{kind}_s{step}"] = fields
