@@ -149,6 +149,10 @@ program icecorr_coarse_driver
      call rebuild(ta, after)
      call apply_all(after, forecast)
      t_apply = t_apply + (MPI_Wtime() - t0)
+     if (kit%progress == 1) then
+        write(output_unit, '(a, i0, a, i0, a)') 'icecorr_coarse_driver: physics rank ', p, ' step ', step, ' done'
+        flush(output_unit)
+     end if
   end do
   call icecorr_finalize(client)
 

@@ -19,7 +19,7 @@ module icecorr_kit
 
   !> Everything the driver reads; tiles: `row_ends`/`col_ends` the last row/column of each tile row/column
   !> (0 = equal split), test options: `hello_version`, `unit_override` (code of variable `unit_var`), `ny_offset`,
-  !> `die_at_step`/`die_rank`.
+  !> `die_at_step`/`die_rank`, `progress`.
   type, public :: kit_t
      character(len=:), allocatable :: dir
      integer :: nx = 0, ny = 0, n_steps = 0, members = 0, n_windows = 0, n_records = 0
@@ -28,6 +28,7 @@ module icecorr_kit
      real(real64) :: timeout_step = 600.0_real64, timeout_handshake = 120.0_real64
      integer :: hello_version = 1, unit_var = 0, unit_override = 0, ny_offset = 0
      integer :: die_at_step = -1, die_rank = 0   ! test option: that physics rank kills itself (SIGKILL) there
+     integer :: progress = 0                     ! 1: print a line after every step
      type(coarse_params) :: pd
      type(thermo_params) :: tp
      real(real64), allocatable :: forcing(:, :, :, :)     ! (nx, ny, nforc, n_records)
@@ -44,13 +45,14 @@ contains
     integer, intent(out) :: ierr
     character(len=*), intent(out) :: msg
     integer :: nx, ny, n_steps, members, n_windows, n_records, tiles_y, tiles_x, row_ends(max_tiles), &
-               col_ends(max_tiles), hello_version, unit_var, unit_override, ny_offset, u, die_at_step, die_rank
+               col_ends(max_tiles), hello_version, unit_var, unit_override, ny_offset, u, die_at_step, die_rank, &
+               progress
     real(real64) :: dx, step_seconds, timeout_step, timeout_handshake
     type(coarse_params) :: pd
     type(thermo_params) :: tp
     namelist /kit/ nx, ny, dx, n_steps, members, n_windows, n_records, step_seconds, tiles_y, tiles_x, &
                    row_ends, col_ends, timeout_step, timeout_handshake, hello_version, unit_var, unit_override, &
-                   ny_offset, die_at_step, die_rank
+                   ny_offset, die_at_step, die_rank, progress
     namelist /coarse/ pd
     namelist /thermo/ tp
 
@@ -58,7 +60,7 @@ contains
     nx = 0; ny = 0; n_steps = 0; members = 0; n_windows = 0; n_records = 0; dx = 0.0_real64
     step_seconds = 43200.0_real64; tiles_y = 1; tiles_x = 1; row_ends = 0; col_ends = 0
     timeout_step = 600.0_real64; timeout_handshake = 120.0_real64
-    hello_version = 1; unit_var = 0; unit_override = 0; ny_offset = 0; die_at_step = -1; die_rank = 0
+    hello_version = 1; unit_var = 0; unit_override = 0; ny_offset = 0; die_at_step = -1; die_rank = 0; progress = 0
     open(newunit=u, file=dir // '/kit.nml', status='old', action='read', iostat=ierr)
     if (ierr /= 0) then
        msg = 'cannot open ' // dir // '/kit.nml (write it with `icecorr fortran-kit CONFIG --out DIR`)'
@@ -90,6 +92,7 @@ contains
     res%ny_offset = ny_offset
     res%die_at_step = die_at_step
     res%die_rank = die_rank
+    res%progress = progress
     res%pd = pd
     res%tp = tp
     if (nx < 2 .or. ny < 2 .or. n_steps < 1 .or. members < 1 .or. n_windows < 1 .or. n_records < 2 .or. &

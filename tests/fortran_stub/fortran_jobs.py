@@ -92,3 +92,49 @@ def serve_command(config: Path, *extra: str) -> list[str]:
 def fake_command(out: Path, *extra: str) -> list[str]:
     """The doc-only fake ML side (zero correction, saves what it receives)."""
     return [sys.executable, "-m", "mpi4py", FAKE_SERVER, "--out", str(out), *extra]
+
+
+def children(pid: int) -> list[tuple[int, str]]:
+    """(pid, command line) of the direct children of `pid` (Linux /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                out.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+        except (OSError, ValueError, IndexError):
+            continue
+    return out
+
+
+def kill_mid_run(n_physics: int, driver_args: list[str], ml_command: list[str], cwd: Path, victim: str,
+                 after: str, timeout: float = TIMEOUT) -> tuple[Job, float]:
+    """Launch like `mpmd`, SIGKILL the child process whose command line contains `victim` once the output shows
+    `after`; returns the job and the seconds from the kill to the end of mpiexec."""
+    import signal
+
+    cmd = [mpiexec(), "-n", str(n_physics), driver(), *driver_args, ":", "-n", "1", *ml_command]
+    t0 = time.monotonic()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(cwd),
+                            env={**os.environ, **MPI_ENV})
+    seen = []
+    try:
+        for line in proc.stdout:
+            seen.append(line)
+            if after in line:
+                break
+            if time.monotonic() - t0 > timeout:
+                raise AssertionError("no progress line before the timeout")
+        targets = [pid for pid, cmdline in children(proc.pid) if victim in cmdline]
+        assert targets, f"no child process matching {victim!r}: {children(proc.pid)}"
+        os.kill(targets[0], signal.SIGKILL)
+        killed = time.monotonic()
+        out, err = proc.communicate(timeout=60)
+    except BaseException:
+        proc.kill()
+        proc.communicate()
+        raise
+    return Job(proc.returncode, "".join(seen) + out, err, time.monotonic() - t0), time.monotonic() - killed
