@@ -38,6 +38,8 @@ def main() -> None:
         n_vars = int(hellos[p][10])
         return [c for c in (1, 2, 3, 4, 5) if c in hellos[p][16:16 + n_vars]]
 
+    if args.refuse:  # printed first (doc §4: both sides' messages reach the terminal)
+        print(f"ML rank: refused: {args.refuse}", file=sys.stderr, flush=True)
     for p in physics:
         text = np.array([ord(c) for c in args.refuse], dtype=np.int32)
         reply = np.array([1 if args.refuse else 0, 1, hellos[p][14], 0, args.initial_changes, 0, len(text),
@@ -48,7 +50,6 @@ def main() -> None:
     if args.refuse:
         for p in physics:
             comm.Recv(np.zeros(0, dtype=np.int32), source=p, tag=7105)
-        print(f"ML rank: refused: {args.refuse}", file=sys.stderr, flush=True)
         world.Abort(1)
     records = {}
     done = set()
