@@ -104,7 +104,7 @@ def test_handshake_mismatch_is_refused_on_both_sides(runs, name, option, what):
     assert not list(tmp.glob(f"{out.stem}*"))
 
 
-@pytest.mark.parametrize("victim,label", [("icecorr_coarse_driver", "physics"), ("serve", "ML")])
+@pytest.mark.parametrize("victim,label", [("icecorr_coarse_driver", "physics"), ("icecorr.cli serve", "ML")])
 def test_killed_rank_ends_the_job_within_10_s(runs, victim, label):
     tmp = runs["tmp"]
     out = tmp / f"killed_{label}.nc"
