@@ -53,7 +53,8 @@ module icecorr_client
      integer, allocatable :: var_codes(:), unit_codes(:), exchange_codes(:), exchange_index(:)
      real(real64) :: timeout = 600.0_real64            ! step deadline (s)
      real(real64) :: handshake_timeout = 120.0_real64  ! hello/reply deadline (s)
-     real(real64) :: seconds_in_calls = 0.0_real64     ! wall time spent inside icecorr_start/correct (s)
+     real(real64) :: seconds_in_calls = 0.0_real64     ! wall time spent inside icecorr_correct (s)
+     real(real64) :: seconds_start = 0.0_real64        ! wall time of icecorr_start (s; opens the server's files)
      real(real64), allocatable :: send_buf(:, :, :, :, :)   ! (tnx, tny, n_exchange, 2, n_slots)
      real(real64), allocatable :: recv_buf(:, :, :, :)      ! (tnx, tny, n_exchange, n_slots)
   end type icecorr_client_t
@@ -302,7 +303,11 @@ contains
           end do
        end do
     end if
-    c%seconds_in_calls = c%seconds_in_calls + (MPI_Wtime() - t0)
+    if (kind == kind_initial) then
+       c%seconds_start = c%seconds_start + (MPI_Wtime() - t0)
+    else
+       c%seconds_in_calls = c%seconds_in_calls + (MPI_Wtime() - t0)
+    end if
   end subroutine exchange
 
   !> Wait for all `reqs` until `limit` seconds have passed; then print who waited for what and abort.

@@ -156,9 +156,10 @@ program icecorr_coarse_driver
   end do
   call icecorr_finalize(client)
 
-  write(output_unit, '(a, i0, a, i0, a, i0, 3(a, es10.3), a, f0.4)') 'icecorr driver timing: rank ', p, ' slots ', &
+  write(output_unit, '(a, i0, a, i0, a, i0, 4(a, es10.3), a, f0.4)') 'icecorr driver timing: rank ', p, ' slots ', &
        n_slots, ' steps ', kit%n_steps, ' physics_s_per_step ', t_physics / kit%n_steps, ' client_s_per_step ', &
        client%seconds_in_calls / kit%n_steps, ' rebuild_apply_s_per_step ', t_apply / kit%n_steps, &
+       ' start_s ', client%seconds_start, &
        ' overhead_percent ', 100.0_real64 * (client%seconds_in_calls + t_apply) / max(t_physics, 1.0e-30_real64)
   flush(output_unit)
   call MPI_Comm_free(group)
