@@ -114,8 +114,8 @@ contains
     c%writer = findloc(roles(1, :), role_ml, dim=1) - 1
   end subroutine icecorr_split
 
-  !> Doc sections 1, 3, 4: split (if not done), hello to the ML partner, reply. ierr = 0 on success (a refusal or a
-  !> timeout aborts the job, so ierr /= 0 only reports bad arguments, with a message on standard error).
+  !> Doc sections 1, 3, 4: split (if not done), hello to the ML partner, reply. ierr = 0 on return: bad arguments,
+  !> a refusal or a timeout print a message and abort the job (the ML side would otherwise wait for the hello).
   subroutine icecorr_init(c, launch_comm, ny, nx, dx, tile, first_slot, n_slots, var_codes, unit_codes, n_steps, &
                           model_comm, ierr, timeout, handshake_timeout, total_slots, version)
     type(icecorr_client_t), intent(inout) :: c
@@ -139,10 +139,8 @@ contains
     if (size(unit_codes) /= nv .or. nv < 1 .or. n_slots < 0 .or. ny < 1 .or. nx < 1 .or. &
         tile(1) < 1 .or. tile(2) > ny .or. tile(1) > tile(2) .or. tile(3) < 1 .or. tile(4) > nx .or. &
         tile(3) > tile(4)) then
-       write(error_unit, '(a, i0, a)') 'icecorr client: physics rank ', c%rank, &
-            ': icecorr_init: bad arguments (variables/units differ in length, or a tile outside the grid)'
-       ierr = 1
-       return
+       ierr = 1   ! the ML side waits for this rank's hello: end the job rather than let it time out
+       call fail(c, 'icecorr_init: bad arguments (variables and units differ in length, or a tile outside the grid)')
     end if
     c%ny = ny; c%nx = nx
     c%j0 = tile(1); c%j1 = tile(2); c%i0 = tile(3); c%i1 = tile(4)
