@@ -16,6 +16,7 @@ FAKE_SERVER = str(MPI_SCRIPTS / "fortran_fake_server.py")
 N = 16                # grid cells per side
 MEMBERS, STEPS, STARTS = 3, 3, [0, 2]
 TIMEOUT = 300.0
+ICECORR = [sys.executable, "-m", "mpi4py", "-m", "icecorr.cli"]   # an MPI rank running the CLI
 
 
 @dataclass
@@ -86,7 +87,7 @@ def mpmd_program(n_physics: int, program: list[str], ml_command: list[str], cwd:
 
 def serve_command(config: Path, *extra: str) -> list[str]:
     """The ML side: `python -m mpi4py -m icecorr.cli serve CONFIG …`."""
-    return [sys.executable, "-m", "mpi4py", "-m", "icecorr.cli", "serve", str(config), *extra]
+    return [*ICECORR, "serve", str(config), *extra]
 
 
 def fake_command(out: Path, *extra: str) -> list[str]:
