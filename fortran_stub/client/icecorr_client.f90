@@ -3,18 +3,15 @@
 ! prints one line naming this rank and its peer and calls MPI_Abort on the launch communicator (no rank hangs).
 !
 !   type(icecorr_client_t) :: c
-!   call icecorr_split(c, launch_comm, model_comm)        ! optional: doc section 1 only (model_comm = the model's
-!                                                         ! own MPI_COMM_WORLD substitute)
+!   call icecorr_split(c, launch_comm, model_comm)        ! optional: doc §1 only (model_comm: the model's world)
 !   call icecorr_init(c, launch_comm, ny, nx, dx, tile, first_slot, n_slots, var_codes, unit_codes, n_steps, &
 !                     model_comm, ierr [, timeout, handshake_timeout, total_slots, version])
 !        tile = [j0, j1, i0, i1] (1-based, inclusive); var_codes/unit_codes: the variables this rank can provide
-!        (doc section 2); n_steps = -1 takes the server's. Sends the hello, receives the reply; a refusal prints
-!        the server's text, sends the acknowledgement and aborts the job.
+!        (doc §2); n_steps = -1 takes the server's. Hello, reply; a refusal prints the text, acknowledges, aborts.
 !   call icecorr_start(c, fields)                          ! initial exchange (kind 0)
 !   call icecorr_correct(c, step, before, after)           ! kind 1: `after` gets the corrected fields in place
 !   call icecorr_finalize(c)                               ! kind 2; frees the coupling and model communicators
-!   call icecorr_abort(c, text)                            ! kind 3: tell the ML partner why, then MPI_Abort
-!
+!   call icecorr_abort(c, text [, step])                   ! kind 3: tell the ML partner why, then MPI_Abort
 ! Field arrays are real(real64) (i0:i1, j0:j1, n_vars, n_slots): this rank's tile of each variable of var_codes
 ! (in that order) for each slot it holds. Only the variables the server asks for (icecorr_exchange_codes) travel
 ! and only those are overwritten by icecorr_correct; `c%initial_changes` is 1 when icecorr_start may change fields.
@@ -43,7 +40,7 @@ module icecorr_client
   !> Everything one physics rank needs to talk to its ML partner.
   type :: icecorr_client_t
      type(MPI_Comm) :: launch, coupling, model
-     logical :: split_done = .false., connected = .false.
+     logical :: split_done = .false., connected = .false., started = .false.
      integer :: rank = -1                  ! launch rank
      integer :: n_ml = 0                   ! ML ranks of the launch
      integer :: partner = -1, writer = -1  ! launch ranks of the ML partner and of the writer
@@ -198,6 +195,7 @@ contains
     type(icecorr_client_t), intent(inout) :: c
     real(real64), intent(inout) :: fields(c%i0:, c%j0:, :, :)
     call exchange(c, kind_initial, -1, fields, fields, c%initial_changes == 1)
+    c%started = .true.
   end subroutine icecorr_start
 
   !> A 12 h step `step` (0-based) is done (kind 1): sends `before` (state at the start of the step) and `after`
@@ -218,7 +216,7 @@ contains
     type(MPI_Request) :: req(1)
     if (.not. c%connected) return
     if (c%n_slots > 0) then
-       header = [int(kind_end, int32), int(c%last_step, int32)]
+       header = [int(kind_end, int32), int(c%n_steps - 1, int32)]   ! doc §5: steps of the run - 1
        call MPI_Isend(header, 2, MPI_INTEGER4, c%partner, tag_header, c%coupling, req(1))
        call wait_all(c, req, c%timeout, 'delivery of the end message')
     end if
@@ -228,10 +226,12 @@ contains
     c%split_done = .false.
   end subroutine icecorr_finalize
 
-  !> Abort (kind 3): print `text`, tell the ML partner why (best effort, 5 s) and call MPI_Abort.
-  subroutine icecorr_abort(c, text)
+  !> Abort (kind 3): print `text`, tell the ML partner why (best effort, 5 s) and call MPI_Abort. `step`: the last
+  !> step begun (default: -1 before icecorr_start, else the step after the last corrected one).
+  subroutine icecorr_abort(c, text, step)
     type(icecorr_client_t), intent(inout) :: c
     character(len=*), intent(in) :: text
+    integer, intent(in), optional :: step
     integer(int32) :: header(2)
     integer(int32), allocatable :: codes(:)
     type(MPI_Request) :: reqs(2)
@@ -241,7 +241,8 @@ contains
     write(error_unit, '(a, i0, a, a)') 'icecorr client: physics rank ', c%rank, ' aborts: ', trim(text)
     flush(error_unit)
     if (c%connected) then
-       header = [int(kind_abort, int32), int(c%last_step, int32)]
+       header = [int(kind_abort, int32), int(merge(c%last_step + 1, -1, c%started), int32)]
+       if (present(step)) header(2) = int(step, int32)
        allocate(codes(len_trim(text)))
        do k = 1, size(codes)
           codes(k) = int(iachar(text(k:k)), int32)
