@@ -259,8 +259,6 @@ contains
     call MPI_Abort(c%launch, 1)
   end subroutine icecorr_abort
 
-  ! ------------------------------------------------------------------------------------------------ internals
-
   !> One exchange: header, FIELDS (before, after) of the exchanged variables, CORRECTED back into `after`.
   subroutine exchange(c, kind, step, before, after, apply)
     type(icecorr_client_t), intent(inout) :: c
