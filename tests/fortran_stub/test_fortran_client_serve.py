@@ -4,6 +4,7 @@ members — bit for bit, with the zero corrector and with a tiny diffusion check
 unequal) equal the untiled run; members spread over 2 and 3 physics ranks; handshake mismatches; killed ranks."""
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 
@@ -14,7 +15,9 @@ import xarray as xr
 from tests.fortran_stub import fortran_jobs as fj
 from tests.helpers.mpirun import MPI_ENV, mpiexec
 
-pytestmark = pytest.mark.mpi
+pytestmark = [pytest.mark.mpi,
+              pytest.mark.skipif(importlib.util.find_spec("coupling.serve") is None,
+                                 reason="needs `icecorr serve` (coupling/serve.py, branch wt-proto)")]
 UNEQUAL = "tiles_y = 2, tiles_x = 2, row_ends = 5, 16, col_ends = 11, 16"
 
 
