@@ -20,6 +20,7 @@ from typing import Callable, Sequence
 from icecorr.base.mpi import world_if_parallel
 from icecorr.base.version import package_version
 from icecorr.cli.finish import announce_written, finish_stdout, install_lossy_stdout, known_errors, parse_arguments
+from icecorr.cli.fortran import add_parsers as add_fortran_parsers
 from icecorr.cli.guards import folder_guard, guard, require_corrector, train_folder
 from icecorr.cli.limits import check_correct_memory, check_ensemble_memory
 
@@ -341,6 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("config", nargs="?", default=None)
     p.add_argument("overrides", nargs="*")
     p.set_defaults(func=cmd_config, late_overrides=True)
+    add_fortran_parsers(sub)
     return parser
 
 
