@@ -56,3 +56,13 @@ def test_errors_near_the_coast_show_in_the_coastal_scores_only(tmp_path):
     assert "## Coastal band and open sea" in report_text(m, {}, tmp_path)
     off = evaluate(runs, ref, config=EvaluateConfig(persistence=False, coastal_band_cells=0)).metrics
     assert "rmse_coastal" not in off and coastal_table(off, 12.0) is None
+
+
+def test_run_coordinates_of_the_model_match_projection_coordinates():
+    from training.evaluation.alignment import same_cells
+
+    proj = -2.85e6 + (np.arange(6) + 0.5) * 25e3       # a region's EPSG:3413 x
+    own = (np.arange(6) + 0.5) * 25e3                   # what icecorr couple writes
+    assert same_cells(own, proj) and same_cells(proj, proj)
+    assert not same_cells((np.arange(6) + 0.5) * 12.5e3, proj)   # another spacing
+    assert not same_cells(proj + 1e4, proj) and not same_cells(own[:5], proj[:5] * 2)
