@@ -84,9 +84,6 @@ def _couple(cfg, lay: Layout, world, initial_state, forcing_source, paths, resta
         forcing.check_window(s, cfg.steps)
     grid_shape = (grid.ny, grid.nx) if grid is not None else None
     preflight_inputs(forcing, cfg, grid_shape, initial_state if restart is None else None)
-    if grid is not None and forcing.mask is not None and not np.array_equal(forcing.mask > 0.5, grid.ocean_mask() > 0.5):
-        given = "none (all ocean)" if grid.mask is None else grid.mask if isinstance(grid.mask, str) else "inline"
-        raise InputError(str(getattr(forcing, "path", None)), "mask", f"differs from grid.mask = {given} of the run config")
     rstate = None
     if restart is not None:
         rstate = read_restart(restart)
@@ -115,6 +112,9 @@ def _couple(cfg, lay: Layout, world, initial_state, forcing_source, paths, resta
         check_mode(corrector, "residual", "icecorr couple")
         check_corrector_units(corrector)  # the checks of every verb (correct, emulate): coupling.checks
         check_mask(getattr(forcing, "path", None), forcing.mask, corrector)
+    if grid is not None and forcing.mask is not None and not np.array_equal(forcing.mask > 0.5, grid.ocean_mask() > 0.5):
+        given = "none (all ocean)" if grid.mask is None else grid.mask if isinstance(grid.mask, str) else "inline"
+        raise InputError(str(getattr(forcing, "path", None)), "mask", f"differs from grid.mask = {given} of the run config")
     desc_ref, variables = handshake(lay, desc, corrector, timeout.handshake)
     shape = tuple(desc_ref["grid"])
 

@@ -81,7 +81,8 @@ def coastal_table(m: xr.Dataset, lead: float) -> str | None:
         return "–" if not np.isfinite(x) else f"{x:.3g}"
 
     lines = [f"Lead {at_lead:g} h; coastal band: {int(m['cells_coastal'])} ocean cells within "
-             f"{m.attrs.get('coastal_band_cells', '?')} cells of land, open sea: {int(m['cells_open'])} cells.", "",
+             f"{float(m.attrs.get('coastal_band_cells', np.nan)):g} cells of land, open sea: {int(m['cells_open'])} "
+             "cells.", "",
              "| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for v in m["variable"].values:
         for mod in m["model"].values:
