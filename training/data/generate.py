@@ -8,6 +8,10 @@ For every configured run (one seed = one truth trajectory = one calendar year of
    block-mean forcing, and store x_t (`initial_*`), the forecast (`forecast_*`), C(truth_{t+12h}) (`reference_*`),
    reference − forecast (`residual_*`, computed in float64), damage, and the coarse forcing at t and t+12 h.
 
+On a real region (`region:` in the config) the two grids, their consistent land masks and latitudes come from
+`training.data.region_twin`, the forcing from `training.data.region_forcing`, the truth is coarse-grained with its
+mask, and the pair files carry the mask, lat/lon, x/y and the CF grid mapping (`training.data.geography`).
+
 The coarse model starts every re-forecast with zero stresses: its mEVP stresses re-converge within the first
 substeps, the truth's BBM stresses belong to another rheology (feeding them to VP would inject a foreign state),
 and real reference data (`icecorr prepare`) have no VP stresses either, so generated and prepared pairs match.
