@@ -17,6 +17,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
+from icecorr.base.errors import InputError
 from icecorr.base.mpi import resolve_comm
 from .bridge import CoarseModel
 from .client import PhysicsClient
@@ -88,6 +91,15 @@ def _factory(cfg: CoupleConfig, grid, physics, model_factory):
     return coarse
 
 
+def check_grid_mask(grid, forcing) -> None:
+    """The run's grid (its `mask`, all ocean without one) and the forcing file's ocean mask agree: a forcing with land
+    on a grid without it would run the physics without land. InputError naming the forcing file and the grid's mask."""
+    if grid is None or forcing.mask is None or np.array_equal(forcing.mask > 0.5, grid.ocean_mask() > 0.5):
+        return
+    given = "none (all ocean)" if grid.mask is None else grid.mask if isinstance(grid.mask, str) else "inline"
+    raise InputError(str(getattr(forcing, "path", None)), "mask", f"differs from grid.mask = {given} of the run config")
+
+
 def _couple(cfg, lay: Layout, world, initial_state, forcing_source, paths, restart, grid, physics, model_factory,
             corrector, command, config_text, stats) -> None:
     forcing = open_forcing(forcing_source)
@@ -102,6 +114,7 @@ def _couple(cfg, lay: Layout, world, initial_state, forcing_source, paths, resta
     # ---- physics side: one model per slot, started from the window state or the restart
     models, hello, state_names = [], None, []
     if lay.role in ("physics", "both"):
+        check_grid_mask(grid, forcing)
         factory = _factory(cfg, grid, physics, model_factory)
         states = None if rstate is not None else window_states(initial_state, cfg.start_indices, shape=grid_shape)
         models = _member_models(lay.my_slots, m, factory, states, rstate)

@@ -1,4 +1,6 @@
-"""`icecorr demo`: the twin experiment end to end, on the built-in default configs.
+"""`icecorr demo`: the twin experiment end to end, on the built-in default configs or those of a config folder
+(`--config-dir configs/region/hudson_bay`: its generate.yaml, couple.yaml, optional train_<name>.yaml and demo.yaml
+with the sizes; a region's grid.yaml and forcing.yaml are passed to generate as absolute paths).
 
 Stages (each one an `icecorr` command, printed and logged to `commands.log`, so any stage can be re-run by hand):
 1. generate   — BBM truth (64², 8 km) vs coarse mEVP (32², 16 km) training pairs, over MPI ranks;
@@ -48,8 +50,12 @@ class DemoPlan:
     generate_ranks: int = 2
 
 
-def plan(quick: bool) -> DemoPlan:
-    """The full demo's sizes, or with `quick` a 16² grid, 20 days of data, 30 training steps and one 3-day window."""
+def plan(quick: bool, config_dir: Path = CONFIG_DIR) -> DemoPlan:
+    """The full demo's sizes, or with `quick` a 16² grid, 20 days of data, 30 training steps and one 3-day window.
+    A config folder's `demo.yaml` gives its own sizes (DemoPlan keys; `quick:` those of the smoke test, with
+    `train_overrides` a list for every corrector)."""
+    if (config_dir / "demo.yaml").is_file():
+        return folder_plan(config_dir / "demo.yaml", quick)
     if not quick:
         return DemoPlan()
     small = ["train.max_steps=30", "train.val_every=15", "train.checkpoint_every=15", "train.batch_size=8",
@@ -61,6 +67,19 @@ def plan(quick: bool) -> DemoPlan:
         members=4, windows=1, window_days=3.0)
 
 
+def folder_plan(path: Path, quick: bool) -> DemoPlan:
+    """DemoPlan from a config folder's demo.yaml (the `quick:` mapping replaces the keys it gives)."""
+    import yaml
+
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    small = data.pop("quick", {}) or {}
+    if quick:
+        data.update(small)
+    train = data.pop("train_overrides", [])
+    data["train_overrides"] = {k: list(train) for k in TRAIN_CONFIGS} if isinstance(train, list) else train
+    return DemoPlan(**data)
+
+
 class Demo:
     """One demo run into `out`: its stages as `icecorr` commands, their wall times, and the summary.
 
@@ -68,12 +87,14 @@ class Demo:
     output already exists (a resumed demo).
     """
 
-    def __init__(self, out: Path, quick: bool, progress: bool, reuse: bool):
+    def __init__(self, out: Path, quick: bool, progress: bool, reuse: bool, config_dir: Path | None = None):
         self.out = out
         self.quick = quick
         self.progress = progress
         self.reuse = reuse
-        self.plan = plan(quick)
+        self.config_dir = Path(config_dir).resolve() if config_dir else CONFIG_DIR
+        self.plan = plan(quick, self.config_dir)
+        self.has_geography = False  # set from the test split: a region's runs get its mask and latitudes
         self.log = out / "commands.log"
         self.timings: dict[str, float] = {}
         self.env = dict(os.environ, **LAUNCH_ENV)
@@ -130,12 +151,15 @@ class Demo:
 
     def generate(self) -> None:
         """Stage 1: the training pairs of the twin experiment, over `generate_ranks` MPI ranks."""
-        self.icecorr("generate", str(CONFIG_DIR / "generate.yaml"), *self.plan.generate_overrides,
+        region = [f"{key}={self.config_dir / f'{name}.yaml'}" for key, name in (("region", "grid"), ("forcing", "forcing"))
+                  if (self.config_dir / f"{name}.yaml").is_file()]
+        self.icecorr("generate", str(self.config_dir / "generate.yaml"), *region, *self.plan.generate_overrides,
                      "--out", str(self.data), ranks=self.plan.generate_ranks, threads=1)
 
     def train_args(self, name: str, threads: int, *extra: str) -> tuple[str, ...]:
         """The `icecorr train` arguments of the corrector `name` (a key of TRAIN_CONFIGS) on this run's data."""
-        return ("train", str(TRAIN_CONFIGS[name]), f"train.data.train_file={self.data / 'train.nc'}",
+        own = self.config_dir / TRAIN_CONFIGS[name].name
+        return ("train", str(own if own.is_file() else TRAIN_CONFIGS[name]), f"train.data.train_file={self.data / 'train.nc'}",
                 f"train.data.val_file={self.data / 'val.nc'}", f"train.out_dir={self.out / 'train' / name}",
                 f"train.threads={threads}", *self.plan.train_overrides.get(name, []), *extra)
 
@@ -162,6 +186,7 @@ class Demo:
         with xr.open_dataset(self.data / "test.nc") as ds:
             n_time = ds.sizes["time"]
             runs = ds["run"].values if "run" in ds else None
+            self.has_geography = "lat" in ds
         steps = round(self.plan.window_days * 2)
         starts: list[int] = []
         # evenly spread windows that stay inside one contiguous run
@@ -180,12 +205,14 @@ class Demo:
         runs/{label}*.nc."""
         starts = self.window_starts()
         # the demo owns its runs folder: a rerun replaces its earlier trajectories (the CLI refuses that by default)
-        args = ["emulate" if emulate else "couple", str(CONFIG_DIR / "couple.yaml"),
+        args = ["emulate" if emulate else "couple", str(self.config_dir / "couple.yaml"),
                 f"initial={self.data / 'test.nc'}", f"couple.members={members}",
                 f"couple.days={self.plan.window_days}", f"couple.start_indices={json.dumps(starts)}",
                 f"couple.output={self.out / 'runs' / (label + '.nc')}",
                 f"couple.checkpoint={checkpoint if checkpoint else 'null'}"]
         args += [f"grid.nx={n}" for n in self._grid_override("nx")] + [f"grid.ny={n}" for n in self._grid_override("ny")]
+        if self.has_geography:  # a region: the model's land mask and Coriolis latitudes are the pair file's
+            args += [f"grid.mask={self.data / 'test.nc'}", f"grid.latitude={self.data / 'test.nc'}"]
         self.icecorr(*args, "--overwrite", ranks=ranks, threads=1)
 
     def _grid_override(self, key: str) -> list[str]:
@@ -237,6 +264,15 @@ class Demo:
             lines.append(f"| {v} | {value('diffusion', v, 12.0, 'rmse') / coarse:.2f} | "
                          f"{value('deterministic', v, 12.0, 'rmse') / coarse:.2f} | {min(ss):.2f}–{max(ss):.2f} | "
                          f"{value('diffusion', v, last, 'rmse') / value('deterministic', v, last, 'rmse'):.2f} |")
+        if any(r["metric"] == "rmse_coastal" for r in rows):
+            lines += ["", "Coastal band (ocean cells within 2 cells of land) and open sea, 12 h RMSE hybrid / coarse "
+                      "and spread/RMSE of the hybrid:", "", "| variable | coastal | open | spread/RMSE coastal | "
+                      "spread/RMSE open |", "|---|---|---|---|---|"]
+            for v in ("sic", "sit", "snt", "siu", "siv"):
+                lines.append(f"| {v} | " + " | ".join(
+                    f"{value('diffusion', v, 12.0, 'rmse_' + g) / value('coarse', v, 12.0, 'rmse_' + g):.2f}"
+                    for g in ("coastal", "open")) + " | " + " | ".join(
+                    f"{value('diffusion', v, 12.0, 'spread_skill_ratio_' + g):.2f}" for g in ("coastal", "open")) + " |")
         lines += ["", f"nRMSE at {last:g} h: " + ", ".join(
             f"{m} {value(m, '', last, 'nrmse'):.3f}" for m in ("coarse", "deterministic", "diffusion", "emulator",
                                                                "persistence")), ""]
@@ -278,8 +314,10 @@ class Demo:
               f"summary: {self.out / 'summary.md'}")
 
 
-def run_demo(out: Path, quick: bool = False, progress: bool = True, reuse: bool = False) -> Path:
-    """Run the demo into `out` (see `Demo`); returns the path of its report (report/report.md)."""
-    demo = Demo(out, quick, progress, reuse)
+def run_demo(out: Path, quick: bool = False, progress: bool = True, reuse: bool = False,
+             config_dir: Path | None = None) -> Path:
+    """Run the demo into `out` (see `Demo`; `config_dir`: a config folder instead of the built-in demo's); returns
+    the path of its report (report/report.md)."""
+    demo = Demo(out, quick, progress, reuse, config_dir)
     demo.main()
     return out / "report" / "report.md"

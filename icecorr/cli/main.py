@@ -56,7 +56,7 @@ def cmd_demo(args) -> int:
     """`icecorr demo`: the twin experiment end to end into --out."""
     from icecorr.cli.demo import run_demo
 
-    run_demo(Path(args.out), quick=args.quick, progress=not args.no_progress, reuse=args.reuse)
+    run_demo(Path(args.out), quick=args.quick, progress=not args.no_progress, reuse=args.reuse, config_dir=args.config_dir)
     return 0
 
 
@@ -267,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="runs/demo", help="run directory (default runs/demo)")
     p.add_argument("--quick", action="store_true", help="tiny sizes (minutes): a smoke test of the whole path")
     p.add_argument("--reuse", action="store_true", help="skip stages whose outputs already exist")
+    p.add_argument("--config-dir", help="config folder (e.g. configs/region/hudson_bay) instead of configs/demo")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
 

@@ -6,13 +6,15 @@ config; the fit/evaluate sections live with their own modules.
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
 from icecorr.base.config import StrictConfig
 from icecorr.base.variables import STEP_HOURS
 from icecorr.inputs.mapping import ForecastFilesConfig, VariableSource
+from training.data.geography import RegionGrid
 
 #: 12 h windows per day
 _STEPS_PER_DAY = 24 // STEP_HOURS
@@ -83,6 +85,20 @@ class ForcingConfig(StrictConfig):
     ocean_eddy_speed: float = Field(0.02, ge=0, description="eddy current std (m s-1)")
     ocean_eddy_length: float = Field(100e3, gt=0, description="eddy streamfunction correlation length (m)")
     ocean_eddy_tau_days: float = Field(20.0, gt=0, description="eddy OU time scale (days)")
+
+
+class RegionForcingConfig(ForcingConfig):
+    """`ForcingConfig` plus the region's storm track, latitude-dependent climate and coastal currents
+    (`training.data.region_forcing`)."""
+
+    tas_reference_lat: float = Field(60.0, ge=-90, le=90, description="latitude (deg N) of tas_mean_c")
+    tas_lat_gradient_c: float = Field(-0.5, description="change of the annual mean air temperature per degree "
+                                                          "north (degC)")
+    sw_transmissivity: float = Field(0.575, gt=0, le=1, description="surface / top-of-atmosphere short-wave")
+    storm_heading_deg: float = Field(100.0, description="mean bearing of storm tracks (deg clockwise from north)")
+    storm_heading_spread_deg: float = Field(30.0, ge=0, le=180, description="tracks within ± this of the mean")
+    coastal_current_width_km: float = Field(60.0, gt=0, description="width w of the coastal taper tanh(d/w) (km)")
+    coastal_current_cyclonic: bool = Field(True, description="boundary current counter-clockwise (cyclonic)")
 
 
 class SplitSeeds(StrictConfig):
@@ -212,13 +228,58 @@ _Grid, _Coarse, _Truth = _physics_types()
 
 
 class TwinConfig(StrictConfig):
-    """Everything `run_generate` reads (the CLI's composed run config may hold more sections)."""
+    """Everything `run_generate` reads (the CLI's composed run config may hold more sections).
+
+    With `region` (a `RegionGrid`, inline or the path of its YAML) the twin runs on real geography
+    (`training.data.region_twin`): `grid`'s nx, ny, dx are the region's (filled in when absent), the masks and
+    latitudes come from the coastline data, and `forcing` is a `RegionForcingConfig` (inline or a YAML path)."""
 
     grid: _Grid = Field(default_factory=_Grid)
     physics: _Coarse = Field(default_factory=_Coarse, description="coarse model physics")
     truth: _Truth = Field(default_factory=_Truth, description="BBM truth physics")
-    forcing: ForcingConfig = Field(default_factory=ForcingConfig)
+    region: RegionGrid | None = Field(None, description="real region (RegionGrid, inline or a YAML path); "
+                                      "null = the closed box")
+    forcing: SerializeAsAny[ForcingConfig] = Field(default_factory=ForcingConfig)
     generate: GenerateConfig = Field(default_factory=GenerateConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _region_sections(cls, data):
+        """Region given: load the region and forcing YAML paths, take nx/ny/dx from the region (a conflicting
+        value is an error) and read `forcing` as a RegionForcingConfig."""
+        if not isinstance(data, dict) or data.get("region") is None:
+            return data
+        data = dict(data)
+        region = data["region"]
+        if isinstance(region, str):
+            region = _yaml_section(region, "region")
+        region = RegionGrid.model_validate(region)
+        ny, nx = region.shape
+        grid = dict(data.get("grid") or {})
+        for key, value in (("nx", nx), ("ny", ny), ("dx", region.dx)):
+            if key in grid and float(grid[key]) != float(value):
+                raise ValueError(f"grid.{key} = {grid[key]} but the region {region.name} has {key} = {value}: "
+                                 f"leave grid.{key} out (it comes from the region)")
+            grid[key] = value
+        forcing = data.get("forcing") or {}
+        if isinstance(forcing, str):
+            forcing = _yaml_section(forcing, "forcing")
+        data.update(region=region, grid=grid, forcing=RegionForcingConfig.model_validate(
+            forcing.model_dump() if isinstance(forcing, ForcingConfig) else forcing))
+        return data
+
+
+def _yaml_section(path: str, name: str) -> dict:
+    """The mapping in the YAML file `path` (a config section given by path); ValueError naming `name`."""
+    import yaml
+
+    p = Path(path)
+    if not p.is_file():
+        raise ValueError(f"{name}: file {p} not found")
+    data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{name}: {p} does not hold a mapping")
+    return data
 
 
 class PrepareRunConfig(StrictConfig):

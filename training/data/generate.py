@@ -8,6 +8,10 @@ For every configured run (one seed = one truth trajectory = one calendar year of
    block-mean forcing, and store x_t (`initial_*`), the forecast (`forecast_*`), C(truth_{t+12h}) (`reference_*`),
    reference − forecast (`residual_*`, computed in float64), damage, and the coarse forcing at t and t+12 h.
 
+On a real region (`region:` in the config) the two grids, their consistent land masks and latitudes come from
+`training.data.region_twin`, the forcing from `training.data.region_forcing`, the truth is coarse-grained with its
+mask, and the pair files carry the mask, lat/lon, x/y and the CF grid mapping (`training.data.geography`).
+
 The coarse model starts every re-forecast with zero stresses: its mEVP stresses re-converge within the first
 substeps, the truth's BBM stresses belong to another rheology (feeding them to VP would inject a foreign state),
 and real reference data (`icecorr prepare`) have no VP stresses either, so generated and prepared pairs match.
@@ -43,10 +47,13 @@ from training.data.coarsegrain import block_mean, coarsen_state
 from training.data.config import GenerateConfig, InitialIceConfig
 from training.data.drift import segment_steps, with_drift_pairs
 from training.data.forcing import FORCING_METADATA, FORCING_NAMES, SyntheticForcing, gaussian_filter
+from training.data.geography import attach_geography
 from training.data.io import concat_netcdf_along_time, write_netcdf_atomic
 from training.data.pairs import SPLITS, PairBuffer, pair_dataset, state_arrays, state_metadata
 from training.data.provenance import pair_file_attrs
 from training.data.ranks import finish
+from training.data.region_forcing import RegionForcing
+from training.data.region_twin import TwinGrids, region_twin_grids
 from training.data.residual_stats import format_summary, residual_summary
 
 PRODUCER = "icecorr generate"
@@ -111,8 +118,19 @@ def initial_truth_state(init: InitialIceConfig, grid: GridConfig, seed: int) -> 
     }
 
 
-def coarse_grained(truth_state, r: int) -> dict[str, np.ndarray]:
-    """C(truth state): the ML variables, damage and the thermodynamic state the coarse model needs."""
+def twin_grids(cfg: TwinConfigLike) -> TwinGrids:
+    """The coarse and truth grids: on a region (`cfg.region`) with masks and latitudes from the coastline data
+    (`training.data.region_twin`), else `cfg.grid` and its refinement (the box)."""
+    r = cfg.generate.refinement
+    region = getattr(cfg, "region", None)
+    if region is not None:
+        return region_twin_grids(region, r)
+    return TwinGrids(cfg.grid, cfg.grid.refined(r))
+
+
+def coarse_grained(truth_state, r: int, mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """C(truth state): the ML variables, damage and the thermodynamic state the coarse model needs; `mask`: the
+    truth grid's ocean mask (None = all ocean)."""
     s = state_arrays(truth_state)
     keep = {k: s[k] for k in ("sic", "sivol", "snvol", "sit", "snt", "siu", "siv", "damage", "tsi", "tos")
             if k in s}
@@ -120,7 +138,7 @@ def coarse_grained(truth_state, r: int) -> dict[str, np.ndarray]:
         keep.pop("sit", None)
     if "snvol" in keep:
         keep.pop("snt", None)
-    return coarsen_state(keep, r)
+    return coarsen_state(keep, r, mask=mask)
 
 
 def coarse_start_state(initial: Mapping[str, np.ndarray], coarse_vars: set[str]) -> dict[str, np.ndarray]:
@@ -142,19 +160,25 @@ def default_models() -> tuple[type, type]:
 
 
 def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], None] | None = None,
-                 models: tuple[type, type] | None = None) -> xr.Dataset:
-    """Spin up one truth run and return its training pairs (time, y, x) as a Dataset in the storage dtype."""
+                 models: tuple[type, type] | None = None, grids: TwinGrids | None = None) -> xr.Dataset:
+    """Spin up one truth run and return its training pairs (time, y, x) as a Dataset in the storage dtype.
+    `grids`: the twin's grids (default `twin_grids(cfg)`)."""
     gen: GenerateConfig = cfg.generate
     r = gen.refinement
-    fine = cfg.grid.refined(r)
+    grids = grids or twin_grids(cfg)
+    fine, grid = grids.fine, grids.coarse
+    fine_mask = fine.ocean_mask() if fine.has_land() else None
     coarse_cls, truth_cls = models or default_models()
     n_total = gen.n_spinup + gen.n_windows + 1
-    forcing = SyntheticForcing(cfg.forcing, fine, spec.start, n_total, spec.seed)
+    if grids.fine_geo is not None:
+        forcing = RegionForcing(cfg.forcing, grids.fine_geo, spec.start, n_total, spec.seed)
+    else:
+        forcing = SyntheticForcing(cfg.forcing, fine, spec.start, n_total, spec.seed)
 
     truth = truth_cls(fine, cfg.truth, spec.seed)
     truth.set_state(initial_truth_state(gen.initial, fine, spec.seed))
     carry = gen.coarse_stress_start == "carry"
-    coarse = coarse_cls(cfg.grid, cfg.physics)
+    coarse = coarse_cls(grid, cfg.physics)
     coarse_vars = set(coarse.get_state().data_vars)
 
     def coarse_forecast(start_state: Mapping, fc0: Mapping, fc1: Mapping) -> dict[str, np.ndarray]:
@@ -165,7 +189,7 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
         if carry:
             start = {k: v for k, v in start.items() if k not in _COARSE_STRESSES}
         else:
-            coarse = coarse_cls(cfg.grid, cfg.physics)  # fresh (< 1 ms): no hidden state leaks between windows
+            coarse = coarse_cls(grid, cfg.physics)  # fresh (< 1 ms): no hidden state leaks between windows
         coarse.set_state(start)
         coarse.step(fc0, fc1)
         return state_arrays(coarse.get_state())
@@ -175,21 +199,21 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
     for k in range(gen.n_spinup):
         f_next = forcing.truth_at(k + 1)
         if k >= first_cycled:  # develop the coarse model's stresses before the first recorded window
-            coarse_forecast(coarse_grained(truth.get_state(), r), {n: block_mean(a, r) for n, a in f_now.items()},
+            coarse_forecast(coarse_grained(truth.get_state(), r, fine_mask), {n: block_mean(a, r) for n, a in f_now.items()},
                             {n: block_mean(a, r) for n, a in f_next.items()})
         truth.step(f_now, f_next)
         f_now = f_next
         if progress:
             progress(1)
 
-    buf = PairBuffer(gen.n_windows, cfg.grid.ny, cfg.grid.nx, FORCING_NAMES, gen.dtype)
-    current = coarse_grained(truth.get_state(), r)
+    buf = PairBuffer(gen.n_windows, grid.ny, grid.nx, FORCING_NAMES, gen.dtype)
+    current = coarse_grained(truth.get_state(), r, fine_mask)
     fc_now = {name: block_mean(a, r) for name, a in f_now.items()}
     for w in range(gen.n_windows):
         f_next = forcing.truth_at(gen.n_spinup + w + 1)
         fc_next = {name: block_mean(a, r) for name, a in f_next.items()}  # the coarse model's forcing
         truth.step(f_now, f_next)
-        reference = coarse_grained(truth.get_state(), r)
+        reference = coarse_grained(truth.get_state(), r, fine_mask)
         forecast = coarse_forecast(current, fc_now, fc_next)
         buf.put(w, current, forecast, reference, fc_now, fc_next)
         current, f_now, fc_now = reference, f_next, fc_next
@@ -197,7 +221,7 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
             progress(1)
 
     times = np.array([np.datetime64(forcing.time(gen.n_spinup + w), "ns") for w in range(gen.n_windows)])
-    ds = pair_dataset(buf, times, cfg.grid.dx, np.ones((cfg.grid.ny, cfg.grid.nx), dtype=np.int8))
+    ds = pair_dataset(buf, times, grid.dx, grid.ocean_mask().astype(np.int8))
     ds["run"] = ("time", np.full(gen.n_windows, spec.index, dtype=np.int32),
                  {"long_name": "run (truth trajectory) index; windows never cross runs"})
     ds["run_seed"] = ("time", np.full(gen.n_windows, spec.seed, dtype=np.int64), {"long_name": "seed of the run"})
@@ -248,12 +272,15 @@ def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: 
     bar = _progress_bar(steps_per_run * len(mine), progress and rank == 0)
     error: str | None = None
     try:
+        grids = twin_grids(cfg) if mine else None
         for run in mine:
-            ds = simulate_run(cfg, run, bar.update if bar else None, models)
+            ds = simulate_run(cfg, run, bar.update if bar else None, models, grids)
             gen = cfg.generate
             if gen.drift_segment_days > 0 and run.split in gen.drift_splits:
                 ds = with_drift_pairs(ds, segment_steps(gen.drift_segment_days), cfg.physics,
                                       (models or default_models())[0])
+            if grids.coarse_geo is not None:  # lat/lon, x/y and the CF grid mapping of the region
+                ds = attach_geography(ds, grids.coarse_geo, with_fields=False)
             write_netcdf_atomic(ds, parts_dir / f"run-{run.index:04d}.nc", cfg.generate.chunk_time, cfg.generate.dtype)
     except Exception as exc:  # every rank must learn about a failure, or the others wait forever
         error = f"rank {rank}: {type(exc).__name__}: {exc}"

@@ -26,12 +26,11 @@ from datetime import datetime
 
 import numpy as np
 import xarray as xr
-from pydantic import Field
 from scipy import ndimage
 
 from fortran_stub.config import GridConfig
 from icecorr.base.variables import STEP_SECONDS
-from training.data.config import ForcingConfig
+from training.data.config import ForcingConfig, RegionForcingConfig
 from training.data.forcing import (DAY, T0C, SyntheticForcing, Vortex, day_of_year, forcing_dataset,
                                    mu71_radiation, mu71_snowfall, saturation_specific_humidity_ice)
 from training.data.geography import Geography, attach_geography, grid_north_angle
@@ -39,19 +38,6 @@ from training.data.io import write_netcdf_atomic
 
 SOLAR_CONSTANT = 1361.0  # W m-2 (Kopp & Lean 2011)
 STEFAN_BOLTZMANN = 5.670374419e-8  # W m-2 K-4
-
-
-class RegionForcingConfig(ForcingConfig):
-    """`ForcingConfig` plus the region's storm track, latitude-dependent climate and coastal currents."""
-
-    tas_reference_lat: float = Field(60.0, ge=-90, le=90, description="latitude (deg N) of tas_mean_c")
-    tas_lat_gradient_c: float = Field(-0.5, description="change of the annual mean air temperature per degree "
-                                                          "north (degC)")
-    sw_transmissivity: float = Field(0.575, gt=0, le=1, description="surface / top-of-atmosphere short-wave")
-    storm_heading_deg: float = Field(100.0, description="mean bearing of storm tracks (deg clockwise from north)")
-    storm_heading_spread_deg: float = Field(30.0, ge=0, le=180, description="tracks within ± this of the mean")
-    coastal_current_width_km: float = Field(60.0, gt=0, description="width w of the coastal taper tanh(d/w) (km)")
-    coastal_current_cyclonic: bool = Field(True, description="boundary current counter-clockwise (cyclonic)")
 
 
 def toa_daily_insolation(lat: np.ndarray, doy: float) -> np.ndarray:

@@ -40,4 +40,7 @@ class EvaluateConfig(BaseModel):
                                           "pairs): add a 'climatology' baseline, their mean state at the same "
                                           "day of year")
     climatology_window_days: float = Field(15.0, gt=0, description="± days of year averaged by the climatology")
+    coastal_band_cells: float = Field(2.0, ge=0, description="on a grid with land, also score the ocean cells "
+                                      "within this many cells of land (rmse_coastal, …) apart from the rest "
+                                      "(rmse_open, …); 0 = off")
     plots: bool = True

@@ -31,6 +31,7 @@ from icecorr.base.errors import InputError
 from icecorr.base.files import atomic_path, write_dataset_atomic
 from training.evaluation import metrics as M
 from training.evaluation.alignment import Aligned, PathLike, align, grid_spacing, read_reference
+from training.evaluation.coastal import region_masks, region_scores
 from training.evaluation.config import EvaluateConfig
 from training.evaluation.field_stats import FieldStats, field_stats, nearest_leads, small_scale_ratio, stats_dataset
 from training.evaluation.scores import (climatology, climatology_baseline, drop_strawman_scores, persistence,
@@ -83,6 +84,9 @@ def evaluate(run_paths: Mapping[str, PathLike | Sequence[PathLike]],
     model = xr.DataArray(labels, dims="model", name="model")
     scores = xr.concat([score_label(a, weights, cfg) for a in aligned.values()], dim=model, join="outer",
                        data_vars="all")
+    masks = region_masks(ocean, cfg.coastal_band_cells)
+    if masks is not None:  # the coastal band apart from the open sea (training.evaluation.coastal)
+        scores = xr.merge([scores, region_scores(aligned, weights, masks, cfg)], join="outer", compat="override")
     scores = drop_strawman_scores(scores)
     scores["nrmse"] = M.nrmse(scores["rmse"], sigma)
     scores["members"] = ("model", [a.members for a in aligned.values()])
@@ -129,6 +133,7 @@ def _annotate(ds: xr.Dataset, cfg: EvaluateConfig, dx: float, run_paths, aligned
         "runs": "; ".join(f"{k}: {', '.join(a.files)}" for k, a in aligned.items()),
         "config": yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False),
         "weighting": "cell area over ocean cells; NaN reference = missing; siu/siv wall faces excluded",
+        "coastal_band_cells": cfg.coastal_band_cells,
     })
 
 

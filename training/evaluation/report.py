@@ -9,6 +9,7 @@ import numpy as np
 import xarray as xr
 
 from icecorr.base.files import write_text_atomic
+from training.evaluation.coastal import coastal_table
 
 CAPTIONS = {
     "scores": "RMSE (solid; of the ensemble mean for ensembles) and ensemble spread (dashed) against lead.",
@@ -178,6 +179,9 @@ def report_text(m: xr.Dataset, figures: Mapping[str, Path], md_dir: Path,
         variable_table(m, short, long),
         "",
     ]
+    coastal = coastal_table(m, short)
+    if coastal is not None:
+        parts += ["## Coastal band and open sea", "", coastal, ""]
     finite = finite_ensemble_table(m, short, long)
     if finite is not None:
         parts += ["## Finite-ensemble correction", "", FINITE_ENSEMBLE_NOTE, "", finite, ""]

@@ -14,7 +14,8 @@ from icecorr.base.variables import FORCING_VARIABLES
 from tests.helpers.paths import CONFIGS
 from training.data.forcing import FORCING_NAMES, MU71_SW
 from training.data.geography import Geography, RegionGrid, grid_north_angle
-from training.data.region_forcing import (RegionForcing, RegionForcingConfig, coastal_taper, generate_region_forcing,
+from training.data.config import RegionForcingConfig
+from training.data.region_forcing import (RegionForcing, coastal_taper, generate_region_forcing,
                                           toa_daily_insolation, write_region_forcing)
 
 REGION = CONFIGS / "region" / "hudson_bay"

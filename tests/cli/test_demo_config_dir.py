@@ -1,0 +1,60 @@
+"""`icecorr demo --config-dir`: a config folder's sizes (demo.yaml), configs and region files reach the stages'
+commands; the built-in demo's plan is unchanged. (The stages themselves are not run here.)"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import xarray as xr
+import numpy as np
+
+from icecorr.cli.demo import CONFIG_DIR, Demo, DemoPlan, TRAIN_CONFIGS, plan
+from icecorr.cli.main import build_parser
+
+REGION = Path(__file__).resolve().parents[2] / "configs" / "region" / "hudson_bay"
+
+
+def test_builtin_plan_unchanged():
+    assert plan(False) == DemoPlan()
+    quick = plan(True)
+    assert "grid.nx=16" in quick.generate_overrides and quick.windows == 1 and quick.members == 4
+
+
+def test_region_plan_from_demo_yaml():
+    full, quick = plan(False, REGION), plan(True, REGION)
+    assert (full.members, full.windows, full.window_days) == (8, 6, 10.0) and full.generate_ranks == 2
+    assert (quick.members, quick.windows, quick.window_days) == (4, 1, 2.0)
+    assert set(quick.train_overrides) == set(TRAIN_CONFIGS) and "train.max_steps=30" in quick.train_overrides["emulator"]
+    assert not any(o.startswith("grid.") for o in quick.generate_overrides)   # the region fixes the grid
+
+
+def test_region_commands(tmp_path, monkeypatch):
+    demo = Demo(tmp_path, quick=True, progress=False, reuse=False, config_dir=REGION)
+    calls = []
+    monkeypatch.setattr(Demo, "icecorr", lambda self, *args, **kw: calls.append(args))
+    demo.generate()
+    gen = calls[-1]
+    assert gen[1] == str(REGION / "generate.yaml")
+    assert f"region={REGION / 'grid.yaml'}" in gen and f"forcing={REGION / 'forcing.yaml'}" in gen
+    assert demo.train_args("diffusion", 1)[1] == str(TRAIN_CONFIGS["diffusion"])   # no own train config
+    demo.data.mkdir(parents=True)
+    ds = xr.Dataset({"mask": (("y", "x"), np.ones((4, 4), np.int8)), "run": ("time", np.zeros(10, np.int32))},
+                    coords={"lat": (("y", "x"), np.full((4, 4), 60.0))})
+    ds.to_netcdf(demo.data / "test.nc")
+    demo.run("coarse", None, members=1)
+    run = calls[-1]
+    assert run[1] == str(REGION / "couple.yaml")
+    assert f"grid.mask={demo.data / 'test.nc'}" in run and f"grid.latitude={demo.data / 'test.nc'}" in run
+
+
+def test_box_demo_commands_keep_the_builtin_configs(tmp_path, monkeypatch):
+    demo = Demo(tmp_path, quick=True, progress=False, reuse=False)
+    calls = []
+    monkeypatch.setattr(Demo, "icecorr", lambda self, *args, **kw: calls.append(args))
+    demo.generate()
+    assert calls[-1][1] == str(CONFIG_DIR / "generate.yaml") and not any("region=" in a for a in calls[-1])
+    demo.data.mkdir(parents=True)
+    xr.Dataset({"run": ("time", np.zeros(10, np.int32))}).to_netcdf(demo.data / "test.nc")
+    demo.run("coarse", None, members=1)
+    assert not any(a.startswith("grid.mask") for a in calls[-1])
+    args = build_parser().parse_args(["demo", "--config-dir", str(REGION)])
+    assert args.config_dir == str(REGION)
