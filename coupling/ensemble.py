@@ -72,7 +72,15 @@ class EnsembleCorrection:
                       for w in sorted({s // self.members for s in slots})}
         return np.array([[per_window[s // self.members][s % self.members]] for s in slots], dtype=np.int64)
 
+    def prefetch(self, slots: range, step: int) -> None:
+        """Read the forcing `slots` need at `step` now (an ML rank calls it while the physics ranks compute), so
+        that the correction after their fields arrive does not wait for the file."""
+        self._prefetched = (slots, step, self._forcing(slots, step))
+
     def _forcing(self, slots: range, step: int):
+        cached = getattr(self, "_prefetched", None)
+        if cached is not None and cached[0] == slots and cached[1] == step:
+            return cached[2]
         pairs = {w: self.forcing.pair(self.starts[w] + step) for w in sorted({s // self.members for s in slots})}
         names = pairs[next(iter(pairs))][0].keys()
         f0 = {f: np.stack([pairs[s // self.members][0][f] for s in slots]) for f in names}

@@ -96,7 +96,8 @@ class FileForcing(ForcingSource):
         self.grid_metadata = grid_metadata(self.ds)  # carried into the run's outputs
         check_mask(self.path, self.mask)
         self.n = self.ds.sizes["time"]
-        self._read = lru_cache(maxsize=16)(self._read_uncached)
+        # two snapshots of every variable per step, plus the next step's (prefetched): no thrashing
+        self._read = lru_cache(maxsize=4 * len(self.variables) + 4)(self._read_uncached)
 
     def _read_uncached(self, name: str, index: int) -> np.ndarray:
         arr = self.ds[name].isel(time=index).values.astype(np.float64)

@@ -67,6 +67,8 @@ class MLCycle:
         """One exchange: gather (MPI), correct, return (MPI), output record."""
         if len(self.slots):
             if self.server is not None:
+                if kind == KIND_STEP and hasattr(self.correct, "prefetch"):
+                    self.correct.prefetch(self.slots, step)   # while the physics ranks run their step
                 self.server.gather(kind, step)
             self._correct(None if kind == KIND_INITIAL else step)
             if self.server is not None:
