@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-from icecorr.base.units import is_length, unit_conversion
+from icecorr.inputs.regrid import projection_coordinate, two_d_coordinate
 
 
 @dataclass(frozen=True)
@@ -25,35 +25,22 @@ class GridMetadata:
     mask: np.ndarray | None = None
 
 
-def _coordinate_m(ds: xr.Dataset, name: str) -> np.ndarray | None:
-    if name not in ds.coords or ds[name].ndim != 1:
-        return None
-    units = ds[name].attrs.get("units", "m")
-    return np.asarray(ds[name].values, np.float64) * unit_conversion(units, "m")[0] if is_length(units) else None
-
-
-def _two_d(ds: xr.Dataset, standard_name: str) -> np.ndarray | None:
-    for name, var in ds.variables.items():
-        if var.attrs.get("standard_name", name) == standard_name and var.dims == ("y", "x"):
-            return np.asarray(var.values, np.float64)
-    return None
-
-
 def grid_metadata(ds: xr.Dataset) -> GridMetadata | None:
     """The geography `ds` carries, or None when it has nothing beyond plain x/y (the built-in box)."""
     mapping = next((str(v.attrs["grid_mapping"]) for v in ds.data_vars.values()
                     if v.attrs.get("grid_mapping") in ds.variables), None)
-    lat, lon = _two_d(ds, "latitude"), _two_d(ds, "longitude")
+    lat, lon = two_d_coordinate(ds, "latitude", ("y", "x")), two_d_coordinate(ds, "longitude", ("y", "x"))
     if mapping is None and lat is None:
         return None
     mask = np.asarray(ds["mask"].values, np.float64) if "mask" in ds and ds["mask"].dims == ("y", "x") else None
-    return GridMetadata(x=_coordinate_m(ds, "x"), y=_coordinate_m(ds, "y"), lat=lat, lon=lon,
+    return GridMetadata(x=projection_coordinate(ds, "x", "m"), y=projection_coordinate(ds, "y", "m"), lat=lat, lon=lon,
                         mapping_name=mapping, mapping_attrs=dict(ds[mapping].attrs) if mapping else {}, mask=mask)
 
 
 def write_grid_metadata(nc, meta: GridMetadata, data_variables) -> None:
-    """Into an open netCDF4 Dataset with dims y, x and coordinate variables x, y: the projection coordinates' values,
-    lat/lon, the grid-mapping variable, the mask, and `grid_mapping`/`coordinates` on the (…, y, x) `data_variables`."""
+    """Into an open netCDF4 Dataset with dims y, x and coordinate variables x, y: the projection coordinates'
+    values, lat/lon, the grid-mapping variable, the mask, and `grid_mapping`/`coordinates` on the (…, y, x)
+    `data_variables`."""
     for name, values in (("x", meta.x), ("y", meta.y)):
         if values is not None and values.shape == (len(nc.dimensions[name]),):
             nc[name][:] = values

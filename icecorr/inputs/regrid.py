@@ -62,23 +62,38 @@ def model_plane(path, ds: xr.Dataset) -> ModelPlane:
     return ModelPlane(x, y, dx, _crs_of(ds))
 
 
-def _projection_coords(path, ds: xr.Dataset, dims: tuple[str, str]):
-    out = []
-    for dim in dims:
-        if dim not in ds.coords or ds[dim].ndim != 1 or not is_length(ds[dim].attrs.get("units")):
-            return None
-        out.append(np.asarray(ds[dim].values, np.float64) * unit_conversion(ds[dim].attrs["units"], "m")[0])
-    yy, xx = np.meshgrid(out[0], out[1], indexing="ij")
+def projection_coordinate(ds: xr.Dataset, name: str, default_units: str | None = None) -> np.ndarray | None:
+    """The 1-D coordinate `name` of `ds` in m when its units (or `default_units` if it has none) are a length in
+    any UDUNITS spelling, else None (grid indices, degrees, absent)."""
+    if name not in ds.coords or ds[name].ndim != 1:
+        return None
+    units = ds[name].attrs.get("units", default_units)
+    if not is_length(units):
+        return None
+    return np.asarray(ds[name].values, np.float64) * unit_conversion(units, "m")[0]
+
+
+def two_d_coordinate(ds: xr.Dataset, standard_name: str, dims: tuple[str, str] | None = None) -> np.ndarray | None:
+    """The 2-D variable of `ds` whose standard_name (or name) is `standard_name` ('latitude', 'longitude'), with
+    dimensions `dims` if given, as float64; None if there is none."""
+    for name, var in ds.variables.items():
+        if var.attrs.get("standard_name", name) == standard_name and var.ndim == 2 and \
+                (dims is None or var.dims == dims):
+            return np.asarray(var.values, np.float64)
+    return None
+
+
+def _projection_coords(ds: xr.Dataset, dims: tuple[str, str]):
+    y, x = (projection_coordinate(ds, dim) for dim in dims)
+    if y is None or x is None:
+        return None
+    yy, xx = np.meshgrid(y, x, indexing="ij")
     return xx, yy
 
 
 def _latlon(ds: xr.Dataset):
-    found = {}
-    for name, var in ds.variables.items():
-        sn = var.attrs.get("standard_name", name)
-        if sn in ("latitude", "longitude") and var.ndim == 2:
-            found[sn] = np.asarray(var.values, np.float64)
-    return (found["longitude"], found["latitude"]) if len(found) == 2 else None
+    lon, lat = two_d_coordinate(ds, "longitude"), two_d_coordinate(ds, "latitude")
+    return (lon, lat) if lon is not None and lat is not None else None
 
 
 def source_points(path, ds: xr.Dataset, dims: tuple[str, str], value_name: str, plane: ModelPlane):
@@ -87,7 +102,7 @@ def source_points(path, ds: xr.Dataset, dims: tuple[str, str], value_name: str, 
     Projection x/y coordinates are used when the file's grid mapping is the model's (or neither has one); else 2-D
     latitude/longitude are projected with the model's CRS. InputError naming the file when neither works."""
     src_crs = _crs_of(ds, value_name)
-    xy = _projection_coords(path, ds, dims)
+    xy = _projection_coords(ds, dims)
     if xy is not None and (src_crs is None and plane.crs is None or
                            src_crs is not None and plane.crs is not None and src_crs.equals(plane.crs)):
         return xy
