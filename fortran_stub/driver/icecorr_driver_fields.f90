@@ -95,25 +95,24 @@ contains
   function tile_bounds(t, ny, nx, tiles_y, tiles_x, row_ends, col_ends) result(tile)
     integer, intent(in) :: t, ny, nx, tiles_y, tiles_x, row_ends(:), col_ends(:)
     integer :: tile(4)
-    integer :: ty, tx, first, count
-    ty = t / tiles_x
-    tx = mod(t, tiles_x)
-    if (all(row_ends(1:tiles_y) == 0)) then
-       call block_of(ny, tiles_y, ty, first, count)
-       tile(1:2) = [first + 1, first + count]
-    else
-       tile(1) = 1
-       if (ty > 0) tile(1) = row_ends(ty) + 1
-       tile(2) = row_ends(ty + 1)
-    end if
-    if (all(col_ends(1:tiles_x) == 0)) then
-       call block_of(nx, tiles_x, tx, first, count)
-       tile(3:4) = [first + 1, first + count]
-    else
-       tile(3) = 1
-       if (tx > 0) tile(3) = col_ends(tx) + 1
-       tile(4) = col_ends(tx + 1)
-    end if
+    tile(1:2) = axis_bounds(ny, tiles_y, t / tiles_x, row_ends)
+    tile(3:4) = axis_bounds(nx, tiles_x, mod(t, tiles_x), col_ends)
   end function tile_bounds
+
+  ! 1-based inclusive bounds of part k (0-based) of n cells in `parts`: nearly equal blocks (block_of), or the
+  ! explicit part ends when any is given
+  function axis_bounds(n, parts, k, ends) result(b)
+    integer, intent(in) :: n, parts, k, ends(:)
+    integer :: b(2)
+    integer :: first, count
+    if (all(ends(1:parts) == 0)) then
+       call block_of(n, parts, k, first, count)
+       b = [first + 1, first + count]
+    else
+       b(1) = 1
+       if (k > 0) b(1) = ends(k) + 1
+       b(2) = ends(k + 1)
+    end if
+  end function axis_bounds
 
 end module icecorr_driver_fields
