@@ -106,23 +106,22 @@ def test_handshake_mismatch_stops_both_sides_before_any_output(case, fault, text
     assert not list(case.glob(f"bad_{fault}.nc*"))
 
 
+def _ended_soon_after_the_kill(rc: int, out: str, err: str, end: float, kill_line: str, rank: int) -> None:
+    """The job failed, mpiexec named the killed `rank`, and it ended within 10 s of the kill (time in `kill_line`)."""
+    assert rc != 0
+    killed = re.search(kill_line, err)
+    assert killed, err[-3000:]
+    assert re.search(rf"rank {rank} .*(signal 9|Killed)", err + out), err[-3000:]
+    assert end - float(killed.group(1)) < 10.0, f"the job ended {end - float(killed.group(1)):.1f} s after the kill"
+
+
 def test_killed_physics_rank_ends_the_job(case):
     rc, out, err, _ = mpmd(case, 2, ["--cols", "8,8", "--fault", "kill", "--fault-rank", "1", "--fault-at", "1"],
                            "killp.nc")
-    end = time.time()
-    assert rc != 0
-    killed = re.search(r"killing physics process \(rank 1\) at t=([0-9.]+)", err)
-    assert killed, err[-3000:]
-    assert re.search(r"rank 1 .*(signal 9|Killed)", err + out), err[-3000:]
-    assert end - float(killed.group(1)) < 10.0, f"the job ended {end - float(killed.group(1)):.1f} s after the kill"
+    _ended_soon_after_the_kill(rc, out, err, time.time(), r"killing physics process \(rank 1\) at t=([0-9.]+)", 1)
 
 
 def test_killed_ml_rank_ends_the_job(case):
     server = [sys.executable, "-m", "mpi4py", str(MPI_SCRIPTS / "serve_job.py"), "run.yaml", "killml.nc", "kill", "1"]
     rc, out, err, _ = mpmd(case, 2, ["--cols", "8,8"], "killml.nc", server=server)
-    end = time.time()
-    assert rc != 0
-    killed = re.search(r"killing ML process at t=([0-9.]+)", err)
-    assert killed, err[-3000:]
-    assert re.search(r"rank 2 .*(signal 9|Killed)", err + out), err[-3000:]
-    assert end - float(killed.group(1)) < 10.0, f"the job ended {end - float(killed.group(1)):.1f} s after the kill"
+    _ended_soon_after_the_kill(rc, out, err, time.time(), r"killing ML process at t=([0-9.]+)", 2)
