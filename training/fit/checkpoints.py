@@ -34,7 +34,7 @@ def corrector_units(ds: PairDataset, variables: Sequence[str]) -> dict[str, str]
 def save_corrector(path: Path, model: nn.Module, ema: EMA, cfg: TrainRunConfig, data: Data, extra: dict) -> Path:
     """A corrector checkpoint (corrector.checkpoint format): raw + EMA weights, config, normalisation, grid."""
     ds = data.train
-    grid = {"nx": ds.nx, "ny": ds.ny, "dx": ds.grid_dx if np.isfinite(ds.grid_dx) else 0.0,
+    grid = {"nx": ds.nx, "ny": ds.ny, "dx": ds.grid_dx,
             "mask_hash": mask_hash(ds.ocean)}
     return save_checkpoint(path, model_state=model.state_dict(), ema_state=ema.module.state_dict(),
                            config=cfg.corrector, normalization=data.normalization, grid=grid,

@@ -31,6 +31,7 @@ from corrector.normalization import Normalization, NormalizationAccumulator
 from coupling.checks import check_pair_times, check_units
 from icecorr.base.files import describe_open_error
 from icecorr.base.errors import InputError
+from icecorr.inputs.regrid import projection_coordinate
 from training.fit.augment import Flags, augment_fields
 
 
@@ -99,7 +100,7 @@ class PairDataset(torch.utils.data.Dataset):
         self.ny, self.nx = ds.sizes["y"], ds.sizes["x"]
         self.ocean = self._ocean_mask(ds)
         self.runs = (np.asarray(ds["run"].values) if "run" in ds.variables else np.zeros(n_time, dtype=np.int64))
-        self.grid_dx = float(ds.attrs.get("grid_dx", np.nan))
+        self.grid_dx = pair_grid_dx(ds, self.path)
         self.times = ds["time"].values if "time" in ds.variables else np.arange(n_time)
         n_read = len(self._target_sources()) + len(self.cond_names)
         size_mb = len(self.indices) * n_read * self.ny * self.nx * 4 / 2 ** 20
@@ -278,6 +279,23 @@ class PairDataset(torch.utils.data.Dataset):
         new.__dict__.update(self.__getstate__())
         new.normalization = normalization
         return new
+
+
+def pair_grid_dx(ds: xr.Dataset, path: Path) -> float:
+    """Cell size (m) of a pair file: its `grid_dx` attribute, else the spacing of a uniform `x` coordinate in a
+    length unit (any UDUNITS spelling). A checkpoint records it, so a file without either is an error, not 0 m."""
+    if "grid_dx" in ds.attrs:
+        dx = float(ds.attrs["grid_dx"])
+        if not (np.isfinite(dx) and dx > 0):
+            raise InputError(str(path), "grid_dx", f"global attribute is {dx:g}, expected a positive cell size (m)")
+        return dx
+    x = projection_coordinate(ds, "x")
+    if x is not None and x.size > 1:
+        steps = np.diff(x)
+        if np.allclose(steps, steps[0], rtol=1e-6) and steps[0] > 0:
+            return float(steps[0])
+    raise InputError(str(path), "grid_dx", "no grid spacing: set the global attribute grid_dx (m) or give `x` "
+                                           "as an increasing, uniform coordinate with length units")
 
 
 def split_windows(runs: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndarray]:

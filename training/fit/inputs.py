@@ -58,7 +58,7 @@ def build_data(cfg: TrainRunConfig, env: Env, normalization: Optional[Normalizat
         if (val.ny, val.nx) != (train.ny, train.nx):
             raise InputError(str(d.val_file), "grid", f"(y, x) = ({val.ny}, {val.nx}) differs from the train file's "
                                                       f"({train.ny}, {train.nx}) {d.train_file}")
-        if np.isfinite(val.grid_dx) and np.isfinite(train.grid_dx) and not np.isclose(val.grid_dx, train.grid_dx):
+        if not np.isclose(val.grid_dx, train.grid_dx):
             raise InputError(str(d.val_file), "grid_dx", f"{val.grid_dx:g} m differs from the train file's "
                                                          f"{train.grid_dx:g} m")
     val = (PairDataset.for_config(c, val_path, indices=val_idx, cache_max_mb=d.cache_max_mb)

@@ -192,6 +192,26 @@ def test_missing_variable_and_nan_conditioning_are_named(tmp_path):
         PairDataset(p2, VARIABLES, ["tas_t1"], "residual").fit_normalization()
 
 
+def test_grid_spacing_comes_from_the_attribute_or_x_and_is_never_zero(tmp_path):
+    """A checkpoint records the pair file's cell size: grid_dx, else x's spacing in any length spelling (16 km in
+    km here), else an error naming grid_dx (a hand-built file once trained into a checkpoint with dx = 0 m)."""
+    with xr.open_dataset(write_pair_file(tmp_path / "p.nc", n_time=4)) as f:
+        f = f.load()
+    del f.attrs["grid_dx"]
+    f = f.assign_coords(x=f["x"] / 1000.0)
+    f["x"].attrs["units"] = "kilometre"
+    f.to_netcdf(tmp_path / "km.nc")
+    assert PairDataset(tmp_path / "km.nc", VARIABLES, ["forecast_sic"], "residual").grid_dx == pytest.approx(16000.0)
+    f = f.drop_vars("x")
+    f.to_netcdf(tmp_path / "none.nc")
+    with pytest.raises(InputError, match=r"none\.nc.*'grid_dx'.*no grid spacing"):
+        PairDataset(tmp_path / "none.nc", VARIABLES, ["forecast_sic"], "residual")
+    f.attrs["grid_dx"] = 0.0
+    f.to_netcdf(tmp_path / "zero.nc")
+    with pytest.raises(InputError, match=r"zero\.nc.*'grid_dx'.*positive"):
+        PairDataset(tmp_path / "zero.nc", VARIABLES, ["forecast_sic"], "residual")
+
+
 def test_epoch_batches_are_deterministic_and_shard_like_one_rank():
     one = epoch_batches(40, 8, seed=3, epoch=2)
     assert one == epoch_batches(40, 8, seed=3, epoch=2)
