@@ -262,3 +262,10 @@ def test_window_start_picks_its_record_and_a_single_record_serves_every_window(t
     assert_state(first_state(tmp_path / "no_time.nc"), hand_state(0), "no time dimension")
     with pytest.raises(InputError, match="'initial_state.time'.*no time dimension"):
         first_state(tmp_path / "no_time.nc", time=0)
+
+
+def test_default_dims_time_y_x(tmp_path):
+    one = xr.load_dataset(write_state_file(tmp_path / "one.nc", records=1)).rename({"t": "time", "nj": "y", "ni": "x"})
+    one.to_netcdf(tmp_path / "plain.nc", encoding={v: {"_FillValue": -9999.0} for v in one.data_vars})
+    state = StateFile(StateFileConfig(file=str(tmp_path / "plain.nc"), variables=MAPPING), grid()).window_states([T0])
+    assert_state(state[0], hand_state(0), "default dims")
