@@ -43,8 +43,9 @@ def run_couple(cfg: CoupleConfig, initial_state, forcing_source, out_path: str |
     """Coupled ensemble run (physics ranks ⇄ ML ranks, or one process); returns the trajectory file of each window.
 
     initial_state: a pair-file path (`initial_{v}` at each start index), a `StateFile` (icecorr.inputs.state_file:
-    the record at each window's start date), one state mapping/Dataset for all windows, or one per window. Models come from `model_factory()` (default `CoarseModel(grid, physics)`); the corrector from
-    `corrector` (already loaded), else `cfg.checkpoint`, else the zero corrector. `restart`: a restart file to
+    the record at each window's start date), one state mapping/Dataset for all windows, or one per window. Models
+    come from `model_factory()` (default `CoarseModel(grid, physics)`); the corrector from `corrector` (already
+    loaded), else `cfg.checkpoint`, else the zero corrector. `restart`: a restart file to
     continue from (bit-identical to an uninterrupted run). `stats`, if given, receives timings and bound counts.
     """
     world = resolve_comm(comm)
