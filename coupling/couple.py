@@ -21,6 +21,7 @@ import numpy as np
 
 from icecorr.base.errors import InputError
 from icecorr.base.mpi import resolve_comm
+from icecorr.inputs.state_file import StateFile
 from .bridge import CoarseModel
 from .client import PhysicsClient
 from .config import CoupleConfig
@@ -41,9 +42,10 @@ def run_couple(cfg: CoupleConfig, initial_state, forcing_source, out_path: str |
                command: str | None = None, config_text: str | None = None, stats: dict | None = None) -> list[Path]:
     """Coupled ensemble run (physics ranks ⇄ ML ranks, or one process); returns the trajectory file of each window.
 
-    initial_state: a pair-file path (`initial_{v}` at each start index), one state mapping/Dataset for all windows,
-    or one per window. Models come from `model_factory()` (default `CoarseModel(grid, physics)`); the corrector from
-    `corrector` (already loaded), else `cfg.checkpoint`, else the zero corrector. `restart`: a restart file to
+    initial_state: a pair-file path (`initial_{v}` at each start index), a `StateFile` (icecorr.inputs.state_file:
+    the record at each window's start date), one state mapping/Dataset for all windows, or one per window. Models
+    come from `model_factory()` (default `CoarseModel(grid, physics)`); the corrector from `corrector` (already
+    loaded), else `cfg.checkpoint`, else the zero corrector. `restart`: a restart file to
     continue from (bit-identical to an uninterrupted run). `stats`, if given, receives timings and bound counts.
     """
     world = resolve_comm(comm)
@@ -105,6 +107,8 @@ def _couple(cfg, lay: Layout, world, initial_state, forcing_source, paths, resta
     forcing = open_forcing(forcing_source)
     for s in cfg.start_indices:
         forcing.check_window(s, cfg.steps)
+    if isinstance(initial_state, StateFile) and restart is None:
+        initial_state = initial_state.window_states([forcing.time(s) for s in cfg.start_indices])
     grid_shape = (grid.ny, grid.nx) if grid is not None else None
     preflight_inputs(forcing, cfg, grid_shape, initial_state if restart is None else None)
     rstate = read_run_restart(restart, cfg, corrector)

@@ -14,6 +14,7 @@ import numpy as np
 
 from icecorr.base.errors import InputError
 from icecorr.base.mpi import resolve_comm
+from icecorr.inputs.state_file import StateFile
 from .checks import check_corrector_units, check_mask
 from .config import CoupleConfig
 from .ensemble import EnsembleCorrection, check_mode, load_corrector, make_perturbation
@@ -31,6 +32,7 @@ def run_emulate(cfg: CoupleConfig, initial_state, forcing_source, out_path: str 
                 config_text: str | None = None, stats: dict | None = None) -> list[Path]:
     """Emulator ensemble: an emulator-mode corrector advances the ML variables in autoregressive 12 h steps.
 
+    initial_state: as for `run_couple` (a pair-file path, a `StateFile`, one state or one per window).
     Same windows, members, seeding, output and restart files as `run_couple`; under MPI every rank samples a
     contiguous block of slots (members × windows) and rank 0 writes.
     """
@@ -55,6 +57,8 @@ def _emulate(cfg, comm, rank, size, initial_state, forcing_source, paths, restar
     forcing = open_forcing(forcing_source)
     for s in cfg.start_indices:
         forcing.check_window(s, cfg.steps)
+    if isinstance(initial_state, StateFile) and restart is None:
+        initial_state = initial_state.window_states([forcing.time(s) for s in cfg.start_indices])
     m, n_slots = cfg.members, len(cfg.start_indices) * cfg.members
     blocks = split_blocks(n_slots, size)
     mine = blocks[rank]

@@ -167,6 +167,7 @@ def _run_ensemble(args, emulate: bool) -> int:
     from coupling.emulate import run_emulate
     from coupling.ensemble_output import output_paths
     from icecorr.base.config import dump_config
+    from icecorr.inputs.state_file import StateFile
 
     overrides = list(args.overrides)
     if args.members is not None:
@@ -181,15 +182,19 @@ def _run_ensemble(args, emulate: bool) -> int:
         return 0
     forcing = cfg.forcing or cfg.initial
     common = dict(restart=args.restart, comm=world_if_parallel(), command=_command_line(), config_text=dump_config(cfg))
-    inputs = {"initial file": cfg.initial, "forcing file": cfg.forcing, "checkpoint": cfg.couple.checkpoint,
+    initial_file = cfg.initial if cfg.initial_state is None else cfg.initial_state.file
+    inputs = {"initial file": initial_file, "forcing file": cfg.forcing, "checkpoint": cfg.couple.checkpoint,
               "config": args.config, "restart file": args.restart}
     with guard(output_paths(cfg.couple.output, cfg.couple.start_indices), inputs, args.overwrite, _command_line(),
                partial_ok=bool(args.restart)):
-        check_ensemble_memory(cfg, args.config)
+        # the memory estimate reads the grid size of a file with y/x dims: the forcing's when the state file's differ
+        check_ensemble_memory(cfg if cfg.initial else cfg.model_copy(update={"initial": cfg.forcing}), args.config)
+        # a state file is read through its mapping onto the run's grid (its record per window: at the window start)
+        initial = cfg.initial if cfg.initial_state is None else StateFile(cfg.initial_state, cfg.grid)
         if emulate:
-            paths = run_emulate(cfg.couple, cfg.initial, forcing, **common)
+            paths = run_emulate(cfg.couple, initial, forcing, **common)
         else:
-            paths = run_couple(cfg.couple, cfg.initial, forcing, grid=cfg.grid, physics=cfg.physics, **common)
+            paths = run_couple(cfg.couple, initial, forcing, grid=cfg.grid, physics=cfg.physics, **common)
     announce_written(paths or [], common["comm"])
     return 0
 

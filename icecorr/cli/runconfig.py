@@ -3,11 +3,12 @@
 """
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from coupling.config import CorrectConfig, CoupleConfig
 from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 from icecorr.base.config import StrictConfig
+from icecorr.inputs.state_file import StateFileConfig
 from training.evaluation.config import EvaluateConfig
 
 
@@ -17,9 +18,19 @@ class CoupleRunConfig(StrictConfig):
     grid: GridConfig = Field(default_factory=GridConfig)
     physics: CoarsePhysicsConfig = Field(default_factory=CoarsePhysicsConfig)
     couple: CoupleConfig = Field(default_factory=CoupleConfig)
-    initial: str = Field(description="NetCDF with the initial states: a training-pair file (initial_* at every "
-                                     "window start index) or a state file")
+    initial: str | None = Field(None, description="training-pair file with the initial states (initial_* at every "
+                                "window start index); or give `initial_state`")
+    initial_state: StateFileConfig | None = Field(None, description="a plain state file the runs start from (an "
+                                                  "analysis, a restart, another model's output) and its mapping")
     forcing: str | None = Field(None, description="forcing NetCDF (default: the `initial` pair file's {f}_t0/{f}_t1)")
+
+    @model_validator(mode="after")
+    def _one_initial_state(self) -> "CoupleRunConfig":
+        if (self.initial is None) == (self.initial_state is None):
+            raise ValueError("give one of `initial` (a training-pair file) and `initial_state` (a state file)")
+        if self.initial_state is not None and self.forcing is None:
+            raise ValueError("`initial_state` needs `forcing` (a forcing or training-pair file)")
+        return self
 
 
 class CorrectRunConfig(StrictConfig):
