@@ -247,6 +247,26 @@ def cice_history(s: ForeignSetup, times, forecasts, ocean) -> xr.Dataset:
     return _geo(ds, s, "nj", "ni", ("TLAT", "TLON"))
 
 
+#: the mapping of these files for `icecorr prepare` / `correct.inputs`: forcing, reference state, forecasts
+FORCING_MAPPING = {"uas": {"name": "u10", "units": "m s-1"}, "vas": {"name": "v10", "units": "m s-1"},
+                   "tas": {"name": "t2m", "units": "degC"}, "huss": {"name": "q2m", "units": "g kg-1"},
+                   "rsds": {"name": "sw_in", "units": "W m-2"}, "rlds": {"name": "lw_in", "units": "W m-2"},
+                   "prsn": {"name": "snowfall", "units": "kg m-2 s-1"}, "uo": {"name": "uo", "units": "cm s-1"},
+                   "vo": {"name": "vo", "units": "cm s-1"}}
+STATE_MAPPING = {"sic": {"name": "sic", "units": "%"}, "sit": {"name": "sit", "units": "m"},
+                 "snt": {"name": "sisnthick", "units": "m"}, "siu": {"name": "siu", "units": "m s-1"},
+                 "siv": {"name": "siv", "units": "m s-1"}}
+
+
+def forecast_mapping(files: list[str]) -> dict:
+    """The CICE-like files' mapping (prepare.forecasts, correct.inputs.forecasts)."""
+    return {"files": files, "dims": {"init_time": "init_time", "lead_time": "lead_time", "y": "nj", "x": "ni"},
+            "velocity_points": "centre", "thickness_is_mean": True,
+            "variables": {"sic": {"name": "aice", "units": "1"}, "sit": {"name": "hi", "units": "m"},
+                          "snt": {"name": "hs", "units": "cm"}, "siu": {"name": "uvel", "units": "cm s-1"},
+                          "siv": {"name": "vvel", "units": "cm s-1"}}}
+
+
 def write_foreign_files(folder: Path, s: ForeignSetup = ForeignSetup(),
                         split_init: int | None = None) -> dict[str, object]:
     """Write `nextsim_moorings.nc`, `forcing.nc` and the CICE-like forecasts into `folder`: one file

@@ -348,10 +348,12 @@ def _leads_in_reference(run: xr.Dataset, ref: xr.Dataset, run_file: str, ref_fil
         return run
     have = np.isin(vt.values, ref["valid_time"].isel(window=0).values)
     absent = ~have.any(axis=0)
-    if not absent.any() or absent.all():
-        return run
-    leads = run["lead_hours"].values[absent] if "lead_hours" in run and run["lead_hours"].dims == ("time",) \
-        else np.flatnonzero(absent)
+    if not absent.any() or absent.all() or not have[:, ~absent].all():
+        return run     # nothing to drop, or other gaps: _by_valid_time names the first missing record
+    lead = run["lead_hours"] if "lead_hours" in run else None
+    if lead is not None and "window" in lead.dims:
+        lead = lead.isel(window=0)
+    leads = lead.values[absent] if lead is not None else np.flatnonzero(absent)
     warnings.warn(f"{run_file}: the reference {ref_file} has no record at the valid times of lead(s) "
                   f"{', '.join(f'{x:g}' for x in leads)}: those leads are not scored", stacklevel=3)
     return run.isel(time=np.flatnonzero(~absent))
