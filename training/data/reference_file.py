@@ -5,8 +5,9 @@ Dims (time, y, x), 12-hourly records (every reference time a window of any split
 (1), sit (m, per ice area), snt (m), siu/siv (m s-1 on the C-grid east/north faces, 0 on faces touching land) —
 exactly what the pair files hold in `reference_*`, so a forecast in model conventions (`icecorr correct`'s output) is
 compared like with like. Land cells are `_FillValue` and the integer `mask` says 1 = ocean (flag_values). The
-state file's projection x/y (in m), 2-D latitude/longitude and CF grid-mapping variable are copied when it has them
-(rows/columns in the model's south-to-north, west-to-east order); otherwise x/y are the model's (i + ½) dx.
+state file's x/y (in m), 2-D latitude/longitude and CF grid-mapping variable are copied when it has them (rows/columns
+in the model's south-to-north, west-to-east order; x/y are projection coordinates only with a grid mapping);
+otherwise x/y are the model's (i + ½) dx.
 NETCDF4, float32 with zlib, written under a temporary name and renamed.
 """
 from __future__ import annotations
@@ -41,8 +42,7 @@ def _geography(data: ReferenceData) -> tuple[dict, dict]:
                 flip[axis], values = True, values[::-1]
             if values is None:
                 values = (np.arange(grid.ny if name == "y" else grid.nx) + 0.5) * grid.dx
-            coords[name] = (name, values, {"standard_name": f"projection_{name}_coordinate", "units": "m",
-                                           "long_name": f"{name} of cell centre", "axis": name.upper()})
+            coords[name] = (name, values, {"units": "m", "long_name": f"{name} of cell centre", "axis": name.upper()})
         mapping = {}
         for std, short, units in (("latitude", "lat", "degrees_north"), ("longitude", "lon", "degrees_east")):
             values = two_d_coordinate(ds, std, ("y", "x"))
@@ -52,8 +52,10 @@ def _geography(data: ReferenceData) -> tuple[dict, dict]:
                                                       "long_name": f"{std} of cell centre"})
         name = next((str(v.attrs["grid_mapping"]) for v in ds.data_vars.values()
                      if v.attrs.get("grid_mapping") in ds.variables), None)
-        if name is not None:
+        if name is not None:   # projection coordinates only with a projection (CF 1.10 §5.6)
             mapping[name] = ((), np.int32(0), {k: v for k, v in ds[name].attrs.items() if not k.startswith("_")})
+            for axis in ("x", "y"):
+                coords[axis][2]["standard_name"] = f"projection_{axis}_coordinate"
     return coords, mapping
 
 

@@ -35,6 +35,7 @@ def test_reference_file_holds_the_mapped_reference(tmp_path):
         assert np.isnan(ref["sic"].values[:, land]).all() and np.isfinite(ref["sic"].values[:, ~land]).all()
         np.testing.assert_array_equal(ref["mask"].values, (~land).astype(np.int8))
         np.testing.assert_allclose(ref["x"].values, (np.arange(16) + 0.5) * DX)   # km in the file, m here
+        assert "standard_name" not in ref["x"].attrs      # no grid mapping: not projection coordinates
         k = 3
         np.testing.assert_allclose(ref["sic"].values[k][~land], raw["sic"].values[k][~land] / 100, rtol=1e-6)
         np.testing.assert_allclose(ref["sit"].values[k][~land], raw["sit"].values[k][~land] / 100, rtol=1e-6)
@@ -68,6 +69,7 @@ def test_reference_file_keeps_the_geography(foreign):
         assert ref[mapping].attrs["grid_mapping_name"] == "polar_stereographic"
         assert set(ref["sic"].encoding["coordinates"].split()) == {"lat", "lon"}
         np.testing.assert_allclose(ref["x"].values, raw["x"].values)
+        assert ref["y"].attrs["standard_name"] == "projection_y_coordinate"
         np.testing.assert_allclose(ref["lat"].values, raw["latitude"].values)
         np.testing.assert_array_equal(ref["mask"].values, files["ocean"])
         assert "_FillValue" not in ref["time"].encoding or ref["time"].encoding["_FillValue"] is None
