@@ -25,12 +25,16 @@ import xarray as xr
 import yaml
 
 from icecorr.base.variables import ML_VARIABLES
+from icecorr.inputs import mapping
 from tests.helpers.foreign_model import (FORCING_MAPPING, STATE_MAPPING, ForeignSetup, forecast_mapping,
                                          write_foreign_files)
 from tests.helpers.mpirun import MPI_ENV
 from tests.helpers.paths import CONFIGS
 
-pytestmark = pytest.mark.slow
+#: `icecorr correct --config` with `correct.inputs` (SPEC16) is built by another branch: skip until it is merged
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not hasattr(mapping, "UserForecastInputs"),
+                                 reason="icecorr correct on the user's forecast files (correct.inputs) not merged yet")]
 
 #: 48 inits every 12 h from 5 October; the last 12 (from 23 October) are held out
 SETUP = ForeignSetup(seed=11)
@@ -61,7 +65,7 @@ def write_configs(root: Path, files: dict) -> None:
         "velocity_points": "centre",
         "state": STATE_MAPPING, "forcing": FORCING_MAPPING, "forecasts": forecast_mapping(names), "splits": SPLITS}}
     (root / "prepare.yaml").write_text(yaml.safe_dump(prepare, sort_keys=False))
-    correct = {"correct": {"inputs": {"forecasts": forecast_mapping(names[1:]),
+    correct = {"correct": {"members": 2, "inputs": {"forecasts": forecast_mapping(names[1:]),
                                       "forcing_files": [Path(files["forcing"]).name], "forcing": FORCING_MAPPING}}}
     (root / "correct.yaml").write_text(yaml.safe_dump(correct, sort_keys=False))
 
