@@ -9,7 +9,9 @@ forecasts (icecorr.inputs.forecasts: that model's errors); otherwise as in `trai
 runs 12 h from the reference state at t (zero stresses, surface temperature from the air temperature capped at
 0 degC, mixed layer at freezing — reference data carry no model-internal state) with the forcing at t and t+12h.
 
-Every window gets a fresh coarse model, so a pair depends only on its own inputs.
+Every window gets a fresh coarse model, so a pair depends only on its own inputs. Beside the pair files,
+`reference.nc` holds the mapped reference at every record a window uses (`training.data.reference_file`): the
+reference in model conventions for `icecorr evaluate`.
 Land: state fields are set to 0 (no ice, no motion) outside the mask and faces touching land get zero velocity;
 forcing NaN on land is replaced by that time's ocean mean. Windows are split in contiguous blocks over MPI ranks;
 the result is identical for any number of ranks.
@@ -36,12 +38,15 @@ from training.data.generate import default_models
 from training.data.io import concat_netcdf_along_time, write_netcdf_atomic
 from training.data.pairs import SPLITS, PairBuffer, pair_dataset, state_arrays
 from training.data.provenance import pair_file_attrs
+from training.data.reference_file import write_reference
 from training.data.ranks import contiguous_block, finish
 from icecorr.inputs.reference import ReferenceData
 from training.data.residual_stats import format_summary, residual_summary
 from icecorr.inputs.model_units import MODEL_UNITS
 
 PRODUCER = "icecorr prepare"
+#: the mapped reference beside the pair files (training.data.reference_file), for `icecorr evaluate --reference`
+REFERENCE_FILE = "reference.nc"
 T_FREEZE_C = -1.8
 
 # ---------------------------------------------------------------------------------------------- windows and pairs
@@ -204,9 +209,10 @@ def run_prepare(cfg, out_dir: str | Path, comm=None, base_dir: str | Path | None
                                  forecast_files=" ".join(str(p) for p in forecasts.files))
                 concat_netcdf_along_time(parts, path, attrs)
             shutil.rmtree(parts_dir, ignore_errors=True)
+            write_reference(data, needed, out_dir / REFERENCE_FILE)
             elapsed = time.perf_counter() - t_start
             summary = residual_summary({p.stem: p for p in paths})
-            _write_manifest(cfg, data, starts, out_dir, summary, elapsed, size)
+            _write_manifest(cfg, data, starts, out_dir, summary, elapsed, size, len(needed))
             print(format_summary(summary, elapsed, size).replace("generate:", "prepare:"), flush=True)
         except Exception as exc:
             failure = f"rank 0 (gathering): {type(exc).__name__}: {exc}"
@@ -217,7 +223,7 @@ def run_prepare(cfg, out_dir: str | Path, comm=None, base_dir: str | Path | None
 
 
 def _write_manifest(cfg, data: ReferenceData, windows: Mapping[str, np.ndarray], out_dir: Path,
-                    summary: Mapping[str, Any], elapsed: float, n_ranks: int) -> Path:
+                    summary: Mapping[str, Any], elapsed: float, n_ranks: int, n_reference: int) -> Path:
     pcfg: PrepareConfig = cfg.prepare
     manifest = {
         "producer": PRODUCER,
@@ -234,6 +240,7 @@ def _write_manifest(cfg, data: ReferenceData, windows: Mapping[str, np.ndarray],
                        "last": np.datetime_as_string(data.times[int(np.max(idx))])} for s, idx in windows.items()},
         "config": {k: getattr(cfg, k).model_dump(mode="json") for k in ("grid", "physics", "prepare")
                    if hasattr(getattr(cfg, k, None), "model_dump")},
+        "reference": {"file": REFERENCE_FILE, "records": n_reference},
         "statistics": summary,
         "generation": {"seconds": round(elapsed, 2), "ranks": n_ranks},
     }

@@ -156,10 +156,31 @@ def read_run(paths: PathLike | Sequence[PathLike],
     for part, p in zip(parts, files):
         for v in names:
             bad = ~np.isfinite(np.asarray(part[v].values, dtype=np.float64))
+            bad &= ~land_fill(part[v]).values    # land stored as _FillValue (NaN in every record) is no failure
             if bad.any():
                 raise InputError(p, v, f"NaN/inf in {int(bad.sum())} value(s) of complete records (a corrupt or "
                                        "failed run?)")
     return _stack_windows(parts, files), files, raws[0]
+
+
+def land_fill(da: xr.DataArray) -> xr.DataArray:
+    """(y, x) True at the cells where `da` is NaN in every record and member: land stored as `_FillValue` (as
+    `icecorr correct` writes the user's grid)."""
+    return da.isnull().all([d for d in da.dims if d not in ("y", "x")])
+
+
+def _check_land_fill(run: xr.Dataset, run_file: str, ref: xr.Dataset, ref_file: str, names: Sequence[str]) -> None:
+    """A run's fill cells must be land in the reference (`mask` 0) or missing there: else the run lost ocean."""
+    ocean = ref["mask"].fillna(0).values != 0 if "mask" in ref else np.ones((ref.sizes["y"], ref.sizes["x"]), bool)
+    for v in names:
+        fill = land_fill(run[v]).values
+        if v in ref:
+            fill &= ~ref[v].isnull().all([d for d in ref[v].dims if d not in ("y", "x")]).values
+        wrong = fill & ocean
+        if wrong.any():
+            j, i = np.argwhere(wrong)[0]
+            raise InputError(run_file, v, f"fill values at {int(wrong.sum())} cell(s) that are ocean in the "
+                             f"reference {ref_file}, first at (y={j}, x={i})")
 
 
 def _pairs_to_trajectory(ds: xr.Dataset, names: Sequence[str]) -> xr.Dataset:
@@ -272,7 +293,9 @@ def align(label: str, run_paths: PathLike | Sequence[PathLike], reference_raw: x
         if run.sizes["window"] == 1 and ("valid_time" not in run or "valid_time" not in ref1):
             ref = _positional(run, ref1, files[0], reference_files[0])  # one window without CF times
         else:
+            run = _leads_in_reference(run, ref1, files[0], reference_files[0])
             ref = _by_valid_time(run, ref1, files, reference_files[0])
+    _check_land_fill(run, files[0], ref0, reference_files[0], names)
 
     if "lead_hours" in run:
         lead = run["lead_hours"]
@@ -313,6 +336,27 @@ def _positional(run: xr.Dataset, ref: xr.Dataset, run_file: str, ref_file: str) 
         raise InputError(ref_file, "time", f"{ref.sizes['time']} records, the run {run_file} needs "
                          f"{run.sizes['time']}")
     return ref.isel(time=slice(0, run.sizes["time"]))
+
+
+def _leads_in_reference(run: xr.Dataset, ref: xr.Dataset, run_file: str, ref_file: str) -> xr.Dataset:
+    """`run` without the leads whose valid times the reference has for no window (e.g. the 06/18 h leads of a
+    6-hourly forecast against a 12-hourly reference), with a warning naming them; other gaps stay errors."""
+    if "valid_time" not in run or "valid_time" not in ref:
+        return run
+    vt = run["valid_time"]
+    if "window" not in vt.dims:
+        return run
+    have = np.isin(vt.values, ref["valid_time"].isel(window=0).values)
+    absent = ~have.any(axis=0)
+    if not absent.any() or absent.all() or not have[:, ~absent].all():
+        return run     # nothing to drop, or other gaps: _by_valid_time names the first missing record
+    lead = run["lead_hours"] if "lead_hours" in run else None
+    if lead is not None and "window" in lead.dims:
+        lead = lead.isel(window=0)
+    leads = lead.values[absent] if lead is not None else np.flatnonzero(absent)
+    warnings.warn(f"{run_file}: the reference {ref_file} has no record at the valid times of lead(s) "
+                  f"{', '.join(f'{x:g}' for x in leads)}: those leads are not scored", stacklevel=3)
+    return run.isel(time=np.flatnonzero(~absent))
 
 
 def _by_valid_time(run: xr.Dataset, ref: xr.Dataset, files: list[str], ref_file: str) -> xr.Dataset:

@@ -131,7 +131,7 @@ def test_pairs_from_nextsim_files(prepared, nextsim):
     cfg, out, paths = prepared
     _, state_files, forcing_file = nextsim
     assert [p.name for p in paths] == ["train.nc", "val.nc"]
-    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "train.nc", "val.nc"]
+    assert sorted(p.name for p in out.iterdir()) == ["manifest.json", "reference.nc", "train.nc", "val.nc"]
     land = _land()
     with xr.open_dataset(out / "train.nc") as ds, xr.open_dataset(state_files[0]) as raw, \
             xr.open_dataset(forcing_file) as rf:
