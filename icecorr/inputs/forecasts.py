@@ -18,13 +18,26 @@ import numpy as np
 import xarray as xr
 
 from icecorr.base.errors import InputError
+from icecorr.base.units import UnitsError, unit_conversion
 from icecorr.base.variables import STEP_SECONDS
 from icecorr.inputs.land import check_not_inverted, ocean_from_mask_variable
 from icecorr.inputs.mapping import ForecastFilesConfig
 from icecorr.inputs.model_units import MODEL_UNITS, check_units_attribute, model_unit_conversion
 from icecorr.inputs.reference import checked_field, model_state, open_input, oriented, resolve_input
+from icecorr.inputs.regrid import projection_coordinate, two_d_coordinate
 
 STEP = np.timedelta64(int(STEP_SECONDS), "s")
+
+
+def is_time(units: str | None) -> bool:
+    """True if `units` is a plain time unit in any UDUNITS spelling ('hours', 'h', 's'; not 'hours since …')."""
+    if not units or "since" in str(units):
+        return False
+    try:
+        unit_conversion(str(units), "s")
+    except UnitsError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -168,8 +181,6 @@ class ForecastData:
         """The first file's geography, oriented like the fields: x, y (m, 1-D, if the file has projection
         coordinates in a length unit), lat, lon (2-D degrees, if it has them), mapping_name/mapping_attrs (the CF
         grid-mapping variable of the mapped sic, if any)."""
-        from icecorr.inputs.regrid import projection_coordinate, two_d_coordinate
-
         ds, flip = self.datasets[0], self.flips[0]
         dims = (self._dim("y"), self._dim("x"))
         axes = {}
@@ -199,6 +210,10 @@ class ForecastData:
         else:
             raise InputError(str(path), init, "one forecast per file needs a scalar init-time coordinate or "
                              "datetime valid times along the lead dimension")
+        if np.issubdtype(leads.dtype, np.number) and is_time(ds[lead].attrs.get("units")):
+            # CF units "hours" etc. that xarray leaves undecoded: seconds via UDUNITS
+            seconds = leads.astype(np.float64) * unit_conversion(ds[lead].attrs["units"], "s")[0]
+            leads = np.round(seconds * 1e9).astype("timedelta64[ns]")
         if not np.issubdtype(leads.dtype, np.timedelta64):
             raise InputError(str(path), lead, "lead times must decode to time differences (CF units 'hours' …)")
         return inits, leads.astype("timedelta64[ns]"), init in ds.dims

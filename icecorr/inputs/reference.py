@@ -68,12 +68,12 @@ def oriented(a: np.ndarray, flip: tuple[bool, bool]) -> np.ndarray:
     return a[(..., slice(None, None, -1 if flip[0] else 1), slice(None, None, -1 if flip[1] else 1))]
 
 
-def decoded_times(path: Path, ds: xr.Dataset, tdim: str, section: str) -> np.ndarray:
+def decoded_times(path: Path, ds: xr.Dataset, tdim: str, section: str, dims_key: str | None = None) -> np.ndarray:
     """The time coordinate `tdim` of a user file as datetime64[ns], or an InputError naming the file and the config
-    key (`<section>.dims.time`) that fixes a missing dimension."""
+    key (`dims_key`.time, by default `<section>.dims.time`) that fixes a missing dimension."""
     if tdim not in ds.dims:
         raise InputError(str(path), tdim, f"no time dimension '{tdim}' (dims: {list(ds.dims)}); "
-                         f"set {section}.dims.time")
+                         f"set {dims_key or section + '.dims'}.time")
     if tdim not in ds.coords:
         raise InputError(str(path), tdim, "time dimension has no coordinate variable")
     t = ds[tdim].values
@@ -85,13 +85,13 @@ def decoded_times(path: Path, ds: xr.Dataset, tdim: str, section: str) -> np.nda
     return t.astype("datetime64[ns]")
 
 
-def concatenated_times(files: list[Path], datasets: list[xr.Dataset], tdim: str, section: str,
+def concatenated_times(files: list[Path], datasets: list[xr.Dataset], tdim: str, dims_key: str,
                        every_12h: bool = True) -> np.ndarray:
     """Decoded times of the concatenated files, 12 h apart (states) or just increasing (forcing); renames the
-    time dimension of `datasets` (in place) to `time`."""
+    time dimension of `datasets` (in place) to `time`. `dims_key`: the config key of the files' dims."""
     chunks = []
     for n, (path, ds) in enumerate(zip(files, datasets)):
-        chunks.append((path, decoded_times(path, ds, tdim, section)))
+        chunks.append((path, decoded_times(path, ds, tdim, "", dims_key)))
         if tdim != "time":
             datasets[n] = ds.rename({tdim: "time"})
     times = np.concatenate([t for _, t in chunks])
@@ -110,10 +110,10 @@ def concatenated_times(files: list[Path], datasets: list[xr.Dataset], tdim: str,
 
 
 def mapped_source(model_name: str, src, files: list[Path], datasets: list[xr.Dataset], dims: dict[str, str],
-                  shape: tuple[int, int], section: str, flip: tuple[bool, bool] = (False, False)) -> MappedSource:
+                  shape: tuple[int, int], dims_key: str, flip: tuple[bool, bool] = (False, False)) -> MappedSource:
     """The `MappedSource` of `src` (a VariableSource) in time-renamed `datasets`, after checking its unit
     conversion, presence, dimensions (time, dims y, dims x), grid `shape` and units attribute; InputError naming
-    the file and the variable (and the config key `<section>.dims` for wrong dimensions)."""
+    the file and the variable (and the config key `dims_key` of the dims for wrong dimensions)."""
     expected_dims = ("time", dims.get("y", "y"), dims.get("x", "x"))
     conv = model_unit_conversion(src.units, MODEL_UNITS[model_name])
     if conv is None:
@@ -126,7 +126,7 @@ def mapped_source(model_name: str, src, files: list[Path], datasets: list[xr.Dat
         var = ds[src.name]
         if var.dims != expected_dims:
             raise InputError(str(path), src.name, f"dimensions {var.dims}, expected {expected_dims} "
-                             f"(set {section}.dims or reorder the file)")
+                             f"(set {dims_key} or reorder the file)")
         got = (var.sizes[expected_dims[1]], var.sizes[expected_dims[2]])
         if got != tuple(shape):
             raise InputError(str(path), src.name, f"grid (y, x) = {got} does not match the model grid "
@@ -140,10 +140,10 @@ def mapped_source(model_name: str, src, files: list[Path], datasets: list[xr.Dat
 class ForcingFiles:
     """The forcing files of a mapping (`forcing`: model forcing name -> VariableSource, every one of
     FORCING_VARIABLES), concatenated along time (increasing, any spacing), on a grid of `shape`; `flip` (y, x)
-    reverses decreasing axes. `key`: the config key of the mapping (for errors), `section`: of the dims."""
+    reverses decreasing axes. `key`, `dims_key`: the config keys of the mapping and of `dims` (for errors)."""
 
     def __init__(self, files: list[Path], forcing: dict, dims: dict[str, str], shape: tuple[int, int], key: str,
-                 section: str, flip: tuple[bool, bool] = (False, False)):
+                 dims_key: str, flip: tuple[bool, bool] = (False, False)):
         missing = [f for f in FORCING_VARIABLES if f not in forcing]
         if missing:
             raise InputError(None, key, f"mapping lacks forcing variable(s) {missing}")
@@ -152,9 +152,9 @@ class ForcingFiles:
             raise InputError(None, key, f"unknown forcing variable(s) {extra}; allowed {FORCING_VARIABLES}")
         self.files = list(files)
         self.datasets = [open_input(p) for p in self.files]
-        self.times = concatenated_times(self.files, self.datasets, dims.get("time", "time"), section,
+        self.times = concatenated_times(self.files, self.datasets, dims.get("time", "time"), dims_key,
                                         every_12h=False)
-        self.sources = {f: mapped_source(f, forcing[f], self.files, self.datasets, dims, shape, section, flip)
+        self.sources = {f: mapped_source(f, forcing[f], self.files, self.datasets, dims, shape, dims_key, flip)
                         for f in FORCING_VARIABLES}
         self._position = {t: i for i, t in enumerate(self.times)}
 
@@ -190,10 +190,11 @@ class ReferenceData:
         self.state_files = [resolve_input(base, f, "state_files") for f in cfg.state_files]
         self.forcing_files = [resolve_input(base, f, "forcing_files") for f in cfg.forcing_files]
         shape = (grid.ny, grid.nx)
-        self.forcing = ForcingFiles(self.forcing_files, cfg.forcing, cfg.dims, shape, "prepare.forcing", "prepare")
+        self.forcing = ForcingFiles(self.forcing_files, cfg.forcing, cfg.dims, shape, "prepare.forcing",
+                                    "prepare.dims")
         self._state_ds = [open_input(p) for p in self.state_files]
-        self.times = concatenated_times(self.state_files, self._state_ds, self._dim("time"), "prepare")
-        self.state = {v: mapped_source(v, src, self.state_files, self._state_ds, cfg.dims, shape, "prepare")
+        self.times = concatenated_times(self.state_files, self._state_ds, self._dim("time"), "prepare.dims")
+        self.state = {v: mapped_source(v, src, self.state_files, self._state_ds, cfg.dims, shape, "prepare.dims")
                       for v, src in cfg.state.items()}
         self._check_coordinates(self.state_files[0], self._state_ds[0])
         self._check_coordinates(self.forcing_files[0], self.forcing.datasets[0])
