@@ -153,7 +153,7 @@ class ForecastData:
         """Ocean (y, x) of the files themselves: `mask_variable` in the first file, or sic valid at least once."""
         path, ds = self.files[0], self.datasets[0]
         sic = self.cfg.variables["sic"].name
-        init, lead = self._dim("init_time"), self._dim("lead_time")
+        init = self._dim("init_time")
         valid = np.zeros(self.shape, bool)
         for n, d in enumerate(self.datasets):
             inits = d.sizes[init] if init in d[sic].dims else 1
