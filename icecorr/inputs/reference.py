@@ -4,7 +4,9 @@ The files are read through the YAML mapping of a `PrepareConfig` (model name -> 
 checked before any model run: variables present, units attribute, dimension names and order, grid shape and
 spacing, 12 h time spacing, NaN only outside the ocean mask, plausible ranges. Every problem is one `InputError`
 naming the file and the field. Land: state fields are 0 outside the mask (no ice, no motion), faces touching land
-have zero velocity, and forcing NaN on land is replaced by that time's ocean mean.
+have zero velocity, and forcing NaN on land is replaced by that time's ocean mean. The forcing half (`ForcingFiles`)
+also serves `icecorr correct` on the user's forecast files (icecorr.inputs.user_forecasts), with its own dimension
+names and the forecasts' grid.
 """
 from __future__ import annotations
 
