@@ -7,7 +7,8 @@ lead, `forecast` = at the later one, so a window after lead 0 holds the drifted 
 6-hourly leads simply give windows at both phases. Values go through the same mapping, unit conversion, checks and
 C-grid placement as the reference state (`icecorr.inputs.reference.model_state`), with the reference's ocean mask
 (prepare), or, for `icecorr correct` on the user's forecasts, on the files' own grid with their own mask
-(`icecorr.inputs.land`). A decreasing y (x) axis is reversed on reading, so that row j lies south of row j + 1.
+(`icecorr.inputs.land`). A decreasing y (x) axis is reversed on reading, so that row j lies south of row j + 1;
+siu/siv are read as components along increasing x/y (their sign is kept).
 """
 from __future__ import annotations
 
