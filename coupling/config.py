@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from icecorr.base.config import StrictConfig
+from icecorr.inputs.mapping import UserForecastInputs
 
 #: the longest window a run accepts (days): 100 years of 12 h steps in one trajectory file is already far beyond any
 #: forcing the product handles, and a bound keeps absurd lengths (1e308 days) from overflowing the step count
@@ -107,6 +108,10 @@ class CorrectConfig(StrictConfig):
     checkpoint: str | None = Field(None, description="corrector checkpoint (residual mode)")
     sampler_steps: int | None = Field(None, ge=1, le=MAX_SAMPLER_STEPS,
                                       description="diffusion sampler steps (None = checkpoint default)")
-    chunk_size: int = Field(16, ge=1, description="time records read, corrected and written at once")
+    chunk_size: int = Field(16, ge=1, description="time records (with `inputs`: 12 h windows) read, corrected and "
+                                                  "written at once")
     output_options: OutputConfig = Field(default_factory=OutputConfig)
     timeout: float = Field(600.0, gt=0, description="deadline (s) for a chunk from another rank")
+    inputs: UserForecastInputs | None = Field(None, description="your own forecast files (any coarse model's "
+                                              "init_time × lead_time output) and their forcing, corrected on their "
+                                              "own grid; null = the pair file given on the command line")

@@ -1,5 +1,6 @@
 """The command line's guards against data loss (issue 21): which files each verb reads and writes, checked and locked
-with `icecorr.base.outputs` before any work; the training run folder; the corrector `correct` needs.
+with `icecorr.base.outputs` before any work; the training run folder; the corrector and the one source of
+forecasts `correct` needs.
 
 A parallel run (mpiexec, torchrun) checks on every rank (the same read-only checks give the same answer) and locks
 on rank 0 only (a lock held by one rank would refuse the others).
@@ -49,6 +50,23 @@ def require_corrector(checkpoint, no_correction: bool, config: str | None) -> No
                                                        "an uncorrected pass-through")
     if checkpoint is not None and no_correction:
         raise InputError(config, "correct.checkpoint", f"--no-correction contradicts the checkpoint {checkpoint}")
+
+
+def require_one_forecast_source(forecasts, inputs, config: str | None) -> bool:
+    """`icecorr correct` reads either a pair file (the positional argument) or the user's own forecast files
+    (`correct.inputs`), never both or neither; True for the user's files."""
+    if (forecasts is None) == (inputs is None):
+        both = "both a pair file and correct.inputs" if forecasts else "no forecasts"
+        raise InputError(config, "correct.inputs", f"{both}: give either a pair file (icecorr correct PAIRS.nc …) or "
+                                                   "your own forecast files in correct.inputs of --config, not both")
+    return inputs is not None
+
+
+def user_input_files(inputs, base: Path) -> dict[str, str]:
+    """{role: path} of the forecast and forcing files of `correct.inputs` (relative to `base`), for `guard`."""
+    files = {f"forecast file {k}": f for k, f in enumerate(inputs.forecasts.files)}
+    files.update({f"forcing file {k}": f for k, f in enumerate(inputs.forcing_files)})
+    return {role: str(Path(f) if Path(f).is_absolute() else base / f) for role, f in files.items()}
 
 
 def _first_difference(stored, current, prefix: str = "") -> str | None:

@@ -21,7 +21,8 @@ from icecorr.base.mpi import world_if_parallel
 from icecorr.base.version import package_version
 from icecorr.cli.finish import announce_written, finish_stdout, install_lossy_stdout, known_errors, parse_arguments
 from icecorr.cli.fortran import add_parsers as add_fortran_parsers
-from icecorr.cli.guards import folder_guard, guard, require_corrector, train_folder
+from icecorr.cli.guards import (folder_guard, guard, require_corrector, require_one_forecast_source, train_folder,
+                                user_input_files)
 from icecorr.cli.limits import check_correct_memory, check_ensemble_memory
 
 EXIT_USAGE = 2
@@ -136,8 +137,10 @@ def cmd_train(args) -> int:
 
 
 def cmd_correct(args) -> int:
-    """`icecorr correct`: offline correction of a pair file into a guarded, locked -o."""
+    """`icecorr correct`: offline correction of a pair file (positional) or of the user's own forecast files
+    (`correct.inputs` in --config, paths from the config's folder) into a guarded, locked -o."""
     from coupling.correct import run_correct
+    from coupling.correct_user import run_correct_user
     from icecorr.base.config import dump_config
 
     overrides = list(args.overrides)
@@ -151,12 +154,18 @@ def cmd_correct(args) -> int:
     if args.dry_run:
         print(dump_config(cfg))
         return 0
+    user = require_one_forecast_source(args.forecasts, cfg.correct.inputs, args.config)
     require_corrector(cfg.correct.checkpoint, args.no_correction, args.config)
-    inputs = {"forecast file": args.forecasts, "checkpoint": cfg.correct.checkpoint, "config": args.config}
+    base = Path(args.config).parent if args.config else Path.cwd()
+    inputs = {"forecast file": args.forecasts, "checkpoint": cfg.correct.checkpoint, "config": args.config,
+              **(user_input_files(cfg.correct.inputs, base) if user else {})}
     with guard([args.output], inputs, args.overwrite, _command_line()) as (out,):
-        check_correct_memory(cfg.correct, args.forecasts, args.config)
-        path = run_correct(cfg.correct, Path(args.forecasts), out, comm=world_if_parallel(),
-                           command=_command_line(), config_text=dump_config(cfg))
+        common = dict(comm=world_if_parallel(), command=_command_line(), config_text=dump_config(cfg))
+        if user:
+            path = run_correct_user(cfg.correct, out, base, **common)
+        else:
+            check_correct_memory(cfg.correct, args.forecasts, args.config)
+            path = run_correct(cfg.correct, Path(args.forecasts), out, **common)
     announce_written([path], world_if_parallel())
     return 0
 
@@ -299,7 +308,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("correct", help="offline correction of coarse forecasts into a corrected ensemble")
-    p.add_argument("forecasts", help="NetCDF with forecast_*, initial_* and forcing (training-pair layout)")
+    p.add_argument("forecasts", nargs="?", default=None,
+                   help="NetCDF with forecast_*, initial_* and forcing (training-pair layout); omit it to correct "
+                        "your own forecast files (correct.inputs in --config)")
     p.add_argument("--checkpoint", help="residual-corrector checkpoint (required unless --no-correction)")
     p.add_argument("--no-correction", action="store_true", help="no corrector: copy the forecasts (zero spread)")
     p.add_argument("-o", "--output", required=True)

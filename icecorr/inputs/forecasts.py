@@ -5,7 +5,10 @@ A forecast file holds `init_time × lead_time × y × x` (WeatherBench/anemoi la
 initialisation). Every pair of leads 12 h apart of one forecast is a window: `initial` = the forecast at the earlier
 lead, `forecast` = at the later one, so a window after lead 0 holds the drifted states a coupled run meets.
 6-hourly leads simply give windows at both phases. Values go through the same mapping, unit conversion, checks and
-C-grid placement as the reference state (`icecorr.inputs.reference.model_state`), with the reference's ocean mask.
+C-grid placement as the reference state (`icecorr.inputs.reference.model_state`), with the reference's ocean mask
+(prepare), or, for `icecorr correct` on the user's forecasts, on the files' own grid with their own mask
+(`icecorr.inputs.land`). A decreasing y (x) axis is reversed on reading, so that row j lies south of row j + 1;
+siu/siv are read as components along increasing x/y (their sign is kept).
 """
 from __future__ import annotations
 
@@ -16,12 +19,26 @@ import numpy as np
 import xarray as xr
 
 from icecorr.base.errors import InputError
+from icecorr.base.units import UnitsError, unit_conversion
 from icecorr.base.variables import STEP_SECONDS
+from icecorr.inputs.land import check_not_inverted, ocean_from_mask_variable
 from icecorr.inputs.mapping import ForecastFilesConfig
 from icecorr.inputs.model_units import MODEL_UNITS, check_units_attribute, model_unit_conversion
-from icecorr.inputs.reference import checked_field, model_state, open_input, resolve_input
+from icecorr.inputs.reference import checked_field, model_state, open_input, oriented, resolve_input
+from icecorr.inputs.regrid import projection_coordinate, two_d_coordinate
 
 STEP = np.timedelta64(int(STEP_SECONDS), "s")
+
+
+def is_time(units: str | None) -> bool:
+    """True if `units` is a plain time unit in any UDUNITS spelling ('hours', 'h', 's'; not 'hours since …')."""
+    if not units or "since" in str(units):
+        return False
+    try:
+        unit_conversion(str(units), "s")
+    except UnitsError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -38,56 +55,152 @@ class ForecastWindow:
 
 
 class ForecastData:
-    """Checked, unit-converted access to the forecast files of `cfg` on the model grid `grid` (ocean = `mask`)."""
+    """Checked, unit-converted access to the forecast files of `cfg` on the model grid `grid` (ocean = `mask`).
 
-    def __init__(self, cfg: ForecastFilesConfig, grid, mask: np.ndarray, base: Path):
-        self.cfg, self.ocean = cfg, mask.astype(bool)
-        self.files = [resolve_input(base, f, "prepare.forecasts.files") for f in cfg.files]
+    Without `grid` (None) the grid is the files' own (y, x); without `mask` (None) the ocean comes from
+    `mask_variable` in the first file, else from where sic is valid at least once. `section`: the config key of
+    `cfg` (errors name the mapping key that fixes a problem, e.g. `<section>.variables.sic.name`).
+    """
+
+    def __init__(self, cfg: ForecastFilesConfig, grid, mask: np.ndarray | None, base: Path,
+                 section: str = "prepare.forecasts", mask_variable: str | None = None):
+        self.cfg, self.section = cfg, section
+        self.mask_key = f"{section.rpartition('.')[0] or section}.mask_variable"
+        self.files = [resolve_input(base, f, f"{section}.files") for f in cfg.files]
         self.datasets = [open_input(p) for p in self.files]
-        self.shape = (grid.ny, grid.nx)
-        self.windows: list[ForecastWindow] = []
-        self.n_forecasts = 0
         self.conversions = {v: self._conversion(v) for v in cfg.variables}
+        self.shape = (grid.ny, grid.nx) if grid is not None else self._file_shape()
+        self.flips = [(self._decreasing(p, ds, "y"), self._decreasing(p, ds, "x"))
+                      for p, ds in zip(self.files, self.datasets)]
+        self.windows: list[ForecastWindow] = []
+        self.init_times: list[np.datetime64] = []   # of each forecast (its number indexes this list)
         for n, (path, ds) in enumerate(zip(self.files, self.datasets)):
             for v, src in cfg.variables.items():
                 self._check_variable(path, ds, src.name, src.units, v)
             self._add_windows(n, path, ds)
         if not self.windows:
             raise InputError(str(self.files[0]), self._dim("lead_time"), "no two leads 12 h apart in any forecast")
+        self.ocean = (mask if mask is not None else self._own_mask(mask_variable)).astype(bool)
+
+    @property
+    def n_forecasts(self) -> int:
+        """Number of forecasts (initialisations) in all files."""
+        return len(self.init_times)
 
     def _dim(self, model_dim: str) -> str:
         return self.cfg.dims.get(model_dim, model_dim)
+
+    def _key(self, v: str, part: str) -> str:
+        return f"{self.section}.variables.{v}.{part}"
 
     def _conversion(self, v: str) -> tuple[float, float]:
         src = self.cfg.variables[v]
         conv = model_unit_conversion(src.units, MODEL_UNITS[v])
         if conv is None:
-            raise InputError(None, f"prepare.forecasts.variables.{v}.units", f"cannot convert '{src.units}' to "
-                             f"'{MODEL_UNITS[v]}'")
+            raise InputError(None, self._key(v, "units"), f"cannot convert '{src.units}' to '{MODEL_UNITS[v]}'")
         return conv
+
+    def _file_shape(self) -> tuple[int, int]:
+        """(ny, nx) of the first file's mapped sic."""
+        ds, name = self.datasets[0], self.cfg.variables["sic"].name
+        if name not in ds.variables:
+            self._check_variable(self.files[0], ds, name, self.cfg.variables["sic"].units, "sic")
+        var = ds[name]
+        y, x = self._dim("y"), self._dim("x")
+        if y not in var.dims or x not in var.dims:
+            raise InputError(str(self.files[0]), name, f"dimensions {var.dims} lack '{y}'/'{x}' (set "
+                             f"{self.section}.dims.y/x)")
+        return var.sizes[y], var.sizes[x]
+
+    def _decreasing(self, path: Path, ds: xr.Dataset, model_dim: str) -> bool:
+        """True if the file's coordinate along `model_dim` decreases (reversed on reading); InputError if it is
+        neither increasing nor decreasing."""
+        dim = self._dim(model_dim)
+        if dim not in ds.coords or ds[dim].ndim != 1 or ds[dim].size < 2 or \
+                not np.issubdtype(ds[dim].dtype, np.number):
+            return False
+        step = np.diff(np.asarray(ds[dim].values, np.float64))
+        if (step > 0).all():
+            return False
+        if (step < 0).all():
+            return True
+        raise InputError(str(path), dim, "coordinate neither increases nor decreases monotonically")
 
     def _check_variable(self, path: Path, ds: xr.Dataset, name: str, units: str, model_name: str) -> None:
         if name not in ds.variables:
             raise InputError(str(path), name, f"missing (mapped to '{model_name}'); variables in the file: "
-                             f"{sorted(ds.data_vars)}")
+                             f"{sorted(ds.data_vars)} (mapping key {self._key(model_name, 'name')})")
         init, lead, y, x = (self._dim(d) for d in ("init_time", "lead_time", "y", "x"))
         var = ds[name]
         expected = (init, lead, y, x) if init in var.dims else (lead, y, x)
         if var.dims != expected:
             raise InputError(str(path), name, f"dimensions {var.dims}, expected {expected} (set "
-                             "prepare.forecasts.dims or reorder the file)")
+                             f"{self.section}.dims or reorder the file)")
         got = (var.sizes[y], var.sizes[x])
         if got != self.shape:
             raise InputError(str(path), name, f"grid (y, x) = {got} does not match the model grid (ny, nx) = "
                              f"{self.shape}")
-        check_units_attribute(path, var.attrs.get("units"), name, units, model_name)
+        try:
+            check_units_attribute(path, var.attrs.get("units"), name, units, model_name)
+        except InputError as exc:
+            raise InputError(exc.file, exc.field, f"{exc.problem} (mapping key {self._key(model_name, 'units')})"
+                             ) from None
+
+    def _read(self, n: int, index: dict, name: str) -> np.ndarray:
+        """Field `name` of file n at `index` (dims -> position), oriented south to north, west to east."""
+        return oriented(np.asarray(self.datasets[n][name].isel(index).values, np.float64), self.flips[n])
+
+    def _own_mask(self, mask_variable: str | None) -> np.ndarray:
+        """Ocean (y, x) of the files themselves: `mask_variable` in the first file, or sic valid at least once."""
+        path, ds = self.files[0], self.datasets[0]
+        sic = self.cfg.variables["sic"].name
+        init = self._dim("init_time")
+        valid = np.zeros(self.shape, bool)
+        for n, d in enumerate(self.datasets):
+            inits = d.sizes[init] if init in d[sic].dims else 1
+            for i in range(inits):
+                index = {init: i} if init in d[sic].dims else {}
+                valid |= np.isfinite(self._read(n, index, sic)).any(axis=0)
+        if mask_variable is None:
+            ocean = valid
+        else:
+            if mask_variable not in ds.variables:
+                raise InputError(str(path), mask_variable, f"mask variable missing ({self.mask_key}); variables: "
+                                 f"{sorted(ds.data_vars)}")
+            var = ds[mask_variable]
+            y, x = self._dim("y"), self._dim("x")
+            if var.dims[-2:] != (y, x):
+                raise InputError(str(path), mask_variable, f"dimensions {var.dims}, expected (…, {y}, {x})")
+            var = var.isel({d: 0 for d in var.dims[:-2]})
+            ocean = oriented(ocean_from_mask_variable(path, var, self.mask_key), self.flips[0])
+            check_not_inverted(path, mask_variable, ocean, valid, self.mask_key)
+        if not ocean.any():
+            raise InputError(str(path), mask_variable or sic, "no ocean cell: every cell is land")
+        return ocean
+
+    def grid_pieces(self) -> dict:
+        """The first file's geography, oriented like the fields: x, y (m, 1-D, if the file has projection
+        coordinates in a length unit), lat, lon (2-D degrees, if it has them), mapping_name/mapping_attrs (the CF
+        grid-mapping variable of the mapped sic, if any)."""
+        ds, flip = self.datasets[0], self.flips[0]
+        dims = (self._dim("y"), self._dim("x"))
+        axes = {}
+        for model_dim, dim, reverse in (("y", dims[0], flip[0]), ("x", dims[1], flip[1])):
+            c = projection_coordinate(ds, dim)
+            axes[model_dim] = None if c is None else (c[::-1] if reverse else c)
+        lat, lon = (two_d_coordinate(ds, s, dims) for s in ("latitude", "longitude"))
+        mapping = ds[self.cfg.variables["sic"].name].attrs.get("grid_mapping")
+        mapping = mapping if mapping in ds.variables else None
+        return {"x": axes["x"], "y": axes["y"], "lat": None if lat is None else oriented(lat, flip),
+                "lon": None if lon is None else oriented(lon, flip), "mapping_name": mapping,
+                "mapping_attrs": dict(ds[mapping].attrs) if mapping else {}}
 
     def _inits_and_leads(self, path: Path, ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray, bool]:
         """(init times, leads as timedelta64, has an init dimension) of one file."""
         init, lead = self._dim("init_time"), self._dim("lead_time")
         if lead not in ds.coords:
             raise InputError(str(path), lead, f"no lead-time coordinate '{lead}' (dims: {list(ds.dims)}); set "
-                             "prepare.forecasts.dims.lead_time")
+                             f"{self.section}.dims.lead_time")
         leads = np.asarray(ds[lead].values)
         if init in ds.dims:
             inits = np.asarray(ds[init].values).astype("datetime64[ns]")
@@ -98,6 +211,10 @@ class ForecastData:
         else:
             raise InputError(str(path), init, "one forecast per file needs a scalar init-time coordinate or "
                              "datetime valid times along the lead dimension")
+        if np.issubdtype(leads.dtype, np.number) and is_time(ds[lead].attrs.get("units")):
+            # CF units "hours" etc. that xarray leaves undecoded: seconds via UDUNITS
+            seconds = leads.astype(np.float64) * unit_conversion(ds[lead].attrs["units"], "s")[0]
+            leads = np.round(seconds * 1e9).astype("timedelta64[ns]")
         if not np.issubdtype(leads.dtype, np.timedelta64):
             raise InputError(str(path), lead, "lead times must decode to time differences (CF units 'hours' …)")
         return inits, leads.astype("timedelta64[ns]"), init in ds.dims
@@ -106,7 +223,8 @@ class ForecastData:
         inits, leads, has_init = self._inits_and_leads(path, ds)
         where = {lt: k for k, lt in enumerate(leads)}
         for i, t0 in enumerate(inits):
-            number, self.n_forecasts = self.n_forecasts, self.n_forecasts + 1
+            number = self.n_forecasts
+            self.init_times.append(t0)
             for k, lt in enumerate(leads):
                 k1 = where.get(lt + STEP)
                 if k1 is not None:
@@ -136,9 +254,13 @@ class ForecastData:
             out[split] = idx
         return out
 
+    def lead(self, window: ForecastWindow) -> np.timedelta64:
+        """The lead time (ns) of `window`'s later end: its valid time minus its forecast's initialisation."""
+        return (window.start + STEP - self.init_times[window.forecast]).astype("timedelta64[ns]")
+
     def state(self, window: ForecastWindow, which: int) -> dict[str, np.ndarray]:
         """Model state (ny, nx) of `window` at its earlier (`which` = 0) or later (1) lead; 0 on land."""
-        ds, path = self.datasets[window.file], self.files[window.file]
+        path = self.files[window.file]
         index = {self._dim("lead_time"): window.lead1 if which else window.lead0}
         if window.init is not None:
             index[self._dim("init_time")] = window.init
@@ -146,7 +268,7 @@ class ForecastData:
         raw = {}
         for v, src in self.cfg.variables.items():
             scale, offset = self.conversions[v]
-            a = np.asarray(ds[src.name].isel(index).values, np.float64) * scale + offset
+            a = self._read(window.file, index, src.name) * scale + offset
             raw[v] = np.where(self.ocean, checked_field(a, self.ocean, v, path, src.name, src.units,
-                                                        f"valid time {when}"), 0.0)
+                                                        f"valid time {when}", self._key(v, "name")), 0.0)
         return model_state(raw, self.ocean, self.cfg.thickness_is_mean, self.cfg.velocity_points)

@@ -47,3 +47,19 @@ class ForecastFilesConfig(StrictConfig):
         if needed - set(v):
             raise ValueError(f"forecast mapping lacks {sorted(needed - set(v))}")
         return v
+
+
+class UserForecastInputs(StrictConfig):
+    """`correct.inputs`: the user's own forecast files and their forcing, corrected by `icecorr correct` on the
+    user's grid (no pair file). Relative paths are taken from the config file's folder."""
+
+    forecasts: ForecastFilesConfig = Field(description="the forecast files and their mapping (as prepare.forecasts)")
+    forcing_files: list[str] = Field(min_length=1, description="forcing NetCDF files on the forecasts' grid, "
+                                     "concatenated along time; every window's start and end time must be in them")
+    forcing: dict[str, VariableSource] = Field(description="model forcing name (uas, vas, tas, huss, rsds, rlds, "
+                                               "prsn, uo, vo) -> source, as prepare.forcing")
+    forcing_dims: dict[str, str] = Field(default_factory=lambda: {"time": "time", "y": "y", "x": "x"},
+                                         description="model dim -> dim name in the forcing files")
+    mask_variable: str | None = Field(None, description="ocean mask in the forecast files (non-zero = ocean, or a "
+                                      "CF flag variable whose flag_meanings say land/ocean); null = land is where "
+                                      "the forecast's sic is fill/NaN at every time")

@@ -4,7 +4,9 @@ The files are read through the YAML mapping of a `PrepareConfig` (model name -> 
 checked before any model run: variables present, units attribute, dimension names and order, grid shape and
 spacing, 12 h time spacing, NaN only outside the ocean mask, plausible ranges. Every problem is one `InputError`
 naming the file and the field. Land: state fields are 0 outside the mask (no ice, no motion), faces touching land
-have zero velocity, and forcing NaN on land is replaced by that time's ocean mean.
+have zero velocity, and forcing NaN on land is replaced by that time's ocean mean. The forcing half (`ForcingFiles`)
+also serves `icecorr correct` on the user's forecast files (icecorr.inputs.user_forecasts), with its own dimension
+names and the forecasts' grid.
 """
 from __future__ import annotations
 
@@ -34,14 +36,15 @@ def open_input(path: Path) -> xr.Dataset:
     return open_netcdf(path, mask_and_scale=True, decode_times=True)
 
 
-class _Source:
-    """One mapped variable across its (time-concatenated) files, read lazily, converted to model units."""
+class MappedSource:
+    """One mapped variable across its (time-concatenated) files, read lazily, converted to model units, rows/columns
+    reversed where the file's y/x axis decreases (`flip`: (y, x)), so that row j lies south of row j + 1."""
 
     def __init__(self, model_name: str, file_name: str, file_units: str, files: list[Path],
-                 datasets: list[xr.Dataset], scale: float, offset: float):
+                 datasets: list[xr.Dataset], scale: float, offset: float, flip: tuple[bool, bool] = (False, False)):
         self.model_name, self.file_name, self.file_units = model_name, file_name, file_units
         self.files, self.datasets = files, datasets
-        self.scale, self.offset = scale, offset
+        self.scale, self.offset, self.flip = scale, offset, flip
         self.counts = [ds.sizes["time"] for ds in datasets]
 
     def at(self, k: int) -> np.ndarray:
@@ -49,11 +52,12 @@ class _Source:
         for ds, n in zip(self.datasets, self.counts):
             if k < n:
                 raw = np.asarray(ds[self.file_name].isel(time=k).values, dtype=np.float64)
-                return raw * self.scale + self.offset
+                return oriented(raw, self.flip) * self.scale + self.offset
             k -= n
         raise IndexError(k)
 
     def file_of(self, k: int) -> Path:
+        """The file that holds global time index k."""
         for f, n in zip(self.files, self.counts):
             if k < n:
                 return f
@@ -61,12 +65,17 @@ class _Source:
         return self.files[-1]
 
 
-def decoded_times(path: Path, ds: xr.Dataset, tdim: str, section: str) -> np.ndarray:
+def oriented(a: np.ndarray, flip: tuple[bool, bool]) -> np.ndarray:
+    """`a` (…, y, x) with its last two axes reversed where `flip` (y, x) says."""
+    return a[(..., slice(None, None, -1 if flip[0] else 1), slice(None, None, -1 if flip[1] else 1))]
+
+
+def decoded_times(path: Path, ds: xr.Dataset, tdim: str, section: str, dims_key: str | None = None) -> np.ndarray:
     """The time coordinate `tdim` of a user file as datetime64[ns], or an InputError naming the file and the config
-    key (`<section>.dims.time`) that fixes a missing dimension."""
+    key (`dims_key`.time, by default `<section>.dims.time`) that fixes a missing dimension."""
     if tdim not in ds.dims:
         raise InputError(str(path), tdim, f"no time dimension '{tdim}' (dims: {list(ds.dims)}); "
-                         f"set {section}.dims.time")
+                         f"set {dims_key or section + '.dims'}.time")
     if tdim not in ds.coords:
         raise InputError(str(path), tdim, "time dimension has no coordinate variable")
     t = ds[tdim].values
@@ -78,6 +87,101 @@ def decoded_times(path: Path, ds: xr.Dataset, tdim: str, section: str) -> np.nda
     return t.astype("datetime64[ns]")
 
 
+def concatenated_times(files: list[Path], datasets: list[xr.Dataset], tdim: str, dims_key: str,
+                       every_12h: bool = True) -> np.ndarray:
+    """Decoded times of the concatenated files, 12 h apart (states) or just increasing (forcing); renames the
+    time dimension of `datasets` (in place) to `time`. `dims_key`: the config key of the files' dims."""
+    chunks = []
+    for n, (path, ds) in enumerate(zip(files, datasets)):
+        chunks.append((path, decoded_times(path, ds, tdim, "", dims_key)))
+        if tdim != "time":
+            datasets[n] = ds.rename({tdim: "time"})
+    times = np.concatenate([t for _, t in chunks])
+    owner = np.concatenate([np.full(len(t), n) for n, (_, t) in enumerate(chunks)])
+    step = np.diff(times)
+    bad = np.nonzero(step != np.timedelta64(int(STEP_SECONDS), "s") if every_12h
+                     else step <= np.timedelta64(0, "s"))[0]
+    if bad.size:
+        i = int(bad[0])
+        raise InputError(str(files[owner[i + 1]]), tdim,
+                         ("time spacing must be 12 h: " if every_12h else "times must increase: ")
+                         + f"{np.datetime_as_string(times[i], unit='m')} -> "
+                         f"{np.datetime_as_string(times[i + 1], unit='m')} (record {i} -> {i + 1}); files must "
+                         "be given in time order, without gaps or overlaps")
+    return times
+
+
+def mapped_source(model_name: str, src, files: list[Path], datasets: list[xr.Dataset], dims: dict[str, str],
+                  shape: tuple[int, int], dims_key: str, flip: tuple[bool, bool] = (False, False)) -> MappedSource:
+    """The `MappedSource` of `src` (a VariableSource) in time-renamed `datasets`, after checking its unit
+    conversion, presence, dimensions (time, dims y, dims x), grid `shape` and units attribute; InputError naming
+    the file and the variable (and the config key `dims_key` of the dims for wrong dimensions)."""
+    expected_dims = ("time", dims.get("y", "y"), dims.get("x", "x"))
+    conv = model_unit_conversion(src.units, MODEL_UNITS[model_name])
+    if conv is None:
+        raise InputError(str(files[0]), src.name, f"cannot convert units '{src.units}' (mapping for "
+                         f"'{model_name}') to '{MODEL_UNITS[model_name]}'")
+    for path, ds in zip(files, datasets):
+        if src.name not in ds.variables:
+            raise InputError(str(path), src.name, f"missing (mapped to '{model_name}'); variables in the file: "
+                             f"{sorted(ds.data_vars)}")
+        var = ds[src.name]
+        if var.dims != expected_dims:
+            raise InputError(str(path), src.name, f"dimensions {var.dims}, expected {expected_dims} "
+                             f"(set {dims_key} or reorder the file)")
+        got = (var.sizes[expected_dims[1]], var.sizes[expected_dims[2]])
+        if got != tuple(shape):
+            raise InputError(str(path), src.name, f"grid (y, x) = {got} does not match the model grid "
+                             f"(ny, nx) = {tuple(shape)}")
+        check_units_attribute(path, var.attrs.get("units"), src.name, src.units, model_name)
+    renamed = [ds.rename({expected_dims[1]: "y", expected_dims[2]: "x"}) if expected_dims[1:] != ("y", "x")
+               else ds for ds in datasets]
+    return MappedSource(model_name, src.name, src.units, files, renamed, *conv, flip=flip)
+
+
+class ForcingFiles:
+    """The forcing files of a mapping (`forcing`: model forcing name -> VariableSource, every one of
+    FORCING_VARIABLES), concatenated along time (increasing, any spacing), on a grid of `shape`; `flip` (y, x)
+    reverses decreasing axes. `key`, `dims_key`: the config keys of the mapping and of `dims` (for errors)."""
+
+    def __init__(self, files: list[Path], forcing: dict, dims: dict[str, str], shape: tuple[int, int], key: str,
+                 dims_key: str, flip: tuple[bool, bool] = (False, False)):
+        missing = [f for f in FORCING_VARIABLES if f not in forcing]
+        if missing:
+            raise InputError(None, key, f"mapping lacks forcing variable(s) {missing}")
+        extra = sorted(set(forcing) - set(FORCING_VARIABLES))
+        if extra:
+            raise InputError(None, key, f"unknown forcing variable(s) {extra}; allowed {FORCING_VARIABLES}")
+        self.files = list(files)
+        self.datasets = [open_input(p) for p in self.files]
+        self.times = concatenated_times(self.files, self.datasets, dims.get("time", "time"), dims_key,
+                                        every_12h=False)
+        self.sources = {f: mapped_source(f, forcing[f], self.files, self.datasets, dims, shape, dims_key, flip)
+                        for f in FORCING_VARIABLES}
+        self._position = {t: i for i, t in enumerate(self.times)}
+
+    def index_of(self, when: np.datetime64, what: str) -> int:
+        """The time index of `when`; InputError naming the files when they have no record at that time."""
+        k = self._position.get(np.datetime64(when, "ns"))
+        if k is None:
+            raise InputError(str(self.files[0]), "time", f"no forcing at {np.datetime_as_string(when, unit='m')} "
+                             f"({what}); the forcing files cover {np.datetime_as_string(self.times[0], unit='m')} "
+                             f".. {np.datetime_as_string(self.times[-1], unit='m')}")
+        return k
+
+    def at(self, k: int, ocean: np.ndarray) -> dict[str, np.ndarray]:
+        """Forcing (ny, nx) at time index k, checked (`checked_field`) inside the `ocean` mask; NaN on land replaced
+        by the ocean mean of that field."""
+        out = {}
+        for f, src in self.sources.items():
+            a = checked_field(src.at(k), ocean, f, src.file_of(k), src.file_name, src.file_units,
+                              np.datetime_as_string(self.times[k]))
+            if not np.isfinite(a).all():
+                a = np.where(np.isfinite(a), a, np.nanmean(a[ocean]) if ocean.any() else 0.0)
+            out[f] = a
+        return out
+
+
 class ReferenceData:
     """Checked, unit-converted access to the state and forcing files of a prepare config (training.data.config.
     PrepareConfig: files, mapping, dims, mask, velocity points) on a model grid."""
@@ -87,24 +191,17 @@ class ReferenceData:
         base = base_dir or Path.cwd()
         self.state_files = [resolve_input(base, f, "state_files") for f in cfg.state_files]
         self.forcing_files = [resolve_input(base, f, "forcing_files") for f in cfg.forcing_files]
-        missing_forcing = [f for f in FORCING_VARIABLES if f not in cfg.forcing]
-        if missing_forcing:
-            raise InputError(None, "prepare.forcing", f"mapping lacks forcing variable(s) {missing_forcing}")
-        extra = sorted(set(cfg.forcing) - set(FORCING_VARIABLES))
-        if extra:
-            raise InputError(None, "prepare.forcing", f"unknown forcing variable(s) {extra}; allowed {FORCING_VARIABLES}")
+        shape = (grid.ny, grid.nx)
+        self.forcing = ForcingFiles(self.forcing_files, cfg.forcing, cfg.dims, shape, "prepare.forcing",
+                                    "prepare.dims")
         self._state_ds = [open_input(p) for p in self.state_files]
-        self._forcing_ds = [open_input(p) for p in self.forcing_files]
-        self.times = self._check_times(self.state_files, self._state_ds)
-        self.forcing_times = forcing_times = self._check_times(self.forcing_files, self._forcing_ds,
-                                                               every_12h=False)
-        self.state = {v: self._source(v, src, self.state_files, self._state_ds) for v, src in cfg.state.items()}
-        self.forcing_sources = {f: self._source(f, cfg.forcing[f], self.forcing_files, self._forcing_ds)
-                                for f in FORCING_VARIABLES}
+        self.times = concatenated_times(self.state_files, self._state_ds, self._dim("time"), "prepare.dims")
+        self.state = {v: mapped_source(v, src, self.state_files, self._state_ds, cfg.dims, shape, "prepare.dims")
+                      for v, src in cfg.state.items()}
         self._check_coordinates(self.state_files[0], self._state_ds[0])
-        self._check_coordinates(self.forcing_files[0], self._forcing_ds[0])
+        self._check_coordinates(self.forcing_files[0], self.forcing.datasets[0])
         # forcing index of every state time
-        pos = {t: i for i, t in enumerate(forcing_times)}
+        pos = {t: i for i, t in enumerate(self.forcing.times)}
         missing = [t for t in self.times if t not in pos]
         if missing:
             raise InputError(str(self.forcing_files[0]), "time",
@@ -115,51 +212,6 @@ class ReferenceData:
     # -- files
     def _dim(self, model_dim: str) -> str:
         return self.cfg.dims.get(model_dim, model_dim)
-
-    def _check_times(self, files: list[Path], datasets: list[xr.Dataset], every_12h: bool = True) -> np.ndarray:
-        """Decoded times of the concatenated files; 12 h apart (state) or just increasing (forcing)."""
-        tdim = self._dim("time")
-        chunks = []
-        for n, (path, ds) in enumerate(zip(files, datasets)):
-            chunks.append((path, decoded_times(path, ds, tdim, "prepare")))
-            if tdim != "time":
-                datasets[n] = ds.rename({tdim: "time"})
-        times = np.concatenate([t for _, t in chunks])
-        owner = np.concatenate([np.full(len(t), n) for n, (_, t) in enumerate(chunks)])
-        step = np.diff(times)
-        bad = np.nonzero(step != np.timedelta64(int(STEP_SECONDS), "s") if every_12h
-                         else step <= np.timedelta64(0, "s"))[0]
-        if bad.size:
-            i = int(bad[0])
-            raise InputError(str(files[owner[i + 1]]), tdim,
-                             ("time spacing must be 12 h: " if every_12h else "times must increase: ")
-                             + f"{np.datetime_as_string(times[i], unit='m')} -> "
-                             f"{np.datetime_as_string(times[i + 1], unit='m')} (record {i} -> {i + 1}); files must "
-                             "be given in time order, without gaps or overlaps")
-        return times
-
-    def _source(self, model_name: str, src, files: list[Path], datasets: list[xr.Dataset]) -> _Source:
-        expected_dims = ("time", self._dim("y"), self._dim("x"))
-        conv = model_unit_conversion(src.units, MODEL_UNITS[model_name])
-        if conv is None:
-            raise InputError(str(files[0]), src.name, f"cannot convert units '{src.units}' (mapping for "
-                             f"'{model_name}') to '{MODEL_UNITS[model_name]}'")
-        for path, ds in zip(files, datasets):
-            if src.name not in ds.variables:
-                raise InputError(str(path), src.name, f"missing (mapped to '{model_name}'); variables in the file: "
-                                 f"{sorted(ds.data_vars)}")
-            var = ds[src.name]
-            if var.dims != expected_dims:
-                raise InputError(str(path), src.name, f"dimensions {var.dims}, expected {expected_dims} "
-                                 "(set prepare.dims or reorder the file)")
-            shape = (var.sizes[expected_dims[1]], var.sizes[expected_dims[2]])
-            if shape != (self.grid.ny, self.grid.nx):
-                raise InputError(str(path), src.name, f"grid (y, x) = {shape} does not match the model grid "
-                                 f"(ny, nx) = ({self.grid.ny}, {self.grid.nx})")
-            check_units_attribute(path, var.attrs.get("units"), src.name, src.units, model_name)
-        renamed = [ds.rename({self._dim("y"): "y", self._dim("x"): "x"}) if self._dim("y") != "y" or
-                   self._dim("x") != "x" else ds for ds in datasets]
-        return _Source(model_name, src.name, src.units, files, renamed, *conv)
 
     def _check_coordinates(self, path: Path, ds: xr.Dataset) -> None:
         """If the file has x/y coordinates, their spacing must be the model dx (any UDUNITS length)."""
@@ -194,42 +246,35 @@ class ReferenceData:
         return np.isfinite(self.state["sic"].at(0)).astype(np.int8)
 
     # -- per-time access with checks
-    def _checked(self, src: _Source, k: int, times: np.ndarray) -> np.ndarray:
-        return checked_field(src.at(k), self.mask.astype(bool), src.model_name, src.file_of(k), src.file_name,
-                             src.file_units, np.datetime_as_string(times[k]))
-
     def state_at(self, k: int) -> dict[str, np.ndarray]:
         """Model state (ny, nx) at time index k: sic, sit, snt, siu, siv on C-grid faces, [damage]; 0 on land."""
         ocean = self.mask.astype(bool)
-        raw = {v: np.where(ocean, self._checked(src, k, self.times), 0.0) for v, src in self.state.items()}
+        raw = {v: np.where(ocean, checked_field(src.at(k), ocean, v, src.file_of(k), src.file_name, src.file_units,
+                                                np.datetime_as_string(self.times[k])), 0.0)
+               for v, src in self.state.items()}
         return model_state(raw, ocean, self.cfg.thickness_is_mean, self.cfg.velocity_points)
 
     def forcing_at(self, k: int) -> dict[str, np.ndarray]:
         """Forcing at the time of state index k; NaN on land replaced by the ocean mean of that field."""
-        ocean = self.mask.astype(bool)
-        out = {}
-        for f, src in self.forcing_sources.items():
-            a = self._checked(src, int(self.forcing_index[k]), self.forcing_times)
-            if not np.isfinite(a).all():
-                a = np.where(np.isfinite(a), a, np.nanmean(a[ocean]) if ocean.any() else 0.0)
-            out[f] = a
-        return out
+        return self.forcing.at(int(self.forcing_index[k]), self.mask.astype(bool))
 
 
 def checked_field(a: np.ndarray, ocean: np.ndarray, model_name: str, path, file_name: str, file_units: str,
-                  when: str) -> np.ndarray:
+                  when: str, key: str | None = None) -> np.ndarray:
     """`a` (model units) if it has no NaN/fill value inside the ocean and plausible values there, else an InputError
-    naming the file, the variable and the time `when`."""
+    naming the file, the variable, the time `when` and (if given) the mapping `key` that maps the variable."""
+    mapped = f" (mapping key {key})" if key else ""
     bad = ~np.isfinite(a) & ocean
     if bad.any():
         j, i = np.argwhere(bad)[0]
         raise InputError(str(path), file_name, f"{int(bad.sum())} NaN/fill value(s) inside the ocean mask at {when}, "
-                         f"first at (y={j}, x={i})")
+                         f"first at (y={j}, x={i}){mapped}")
     lo, hi = PLAUSIBLE[model_name]
     vals = a[ocean]
     if vals.size and (vals.min() < lo or vals.max() > hi):
         raise InputError(str(path), file_name, f"values {vals.min():.4g}..{vals.max():.4g} {MODEL_UNITS[model_name]} "
-                         f"outside the plausible range [{lo}, {hi}] after conversion from '{file_units}' (wrong units?)")
+                         f"outside the plausible range [{lo}, {hi}] after conversion from '{file_units}' (wrong units?)"
+                         + mapped)
     return a
 
 
