@@ -51,6 +51,11 @@ def _load(verb: str, path: str | None, overrides: Sequence[str]):
     return load_config(_schemas()[verb], path, overrides)
 
 
+def _flag_overrides(args, section: str, *flags: str) -> list[str]:
+    """The command line's key=value overrides, then `section.flag=value` for each of `flags` given."""
+    return list(args.overrides) + [f"{section}.{f}={getattr(args, f)}" for f in flags if getattr(args, f) is not None]
+
+
 # --- verbs --------------------------------------------------------------------------------------------------------
 
 def cmd_demo(args) -> int:
@@ -143,14 +148,7 @@ def cmd_correct(args) -> int:
     from coupling.correct_user import run_correct_user
     from icecorr.base.config import dump_config
 
-    overrides = list(args.overrides)
-    if args.checkpoint:
-        overrides.append(f"correct.checkpoint={args.checkpoint}")
-    if args.members is not None:
-        overrides.append(f"correct.members={args.members}")
-    if args.seed is not None:
-        overrides.append(f"correct.seed={args.seed}")
-    cfg = _load("correct", args.config, overrides)
+    cfg = _load("correct", args.config, _flag_overrides(args, "correct", "checkpoint", "members", "seed"))
     if args.dry_run:
         print(dump_config(cfg))
         return 0
@@ -178,14 +176,8 @@ def _run_ensemble(args, emulate: bool) -> int:
     from icecorr.base.config import dump_config
     from icecorr.inputs.state_file import StateFile
 
-    overrides = list(args.overrides)
-    if args.members is not None:
-        overrides.append(f"couple.members={args.members}")
-    if args.seed is not None:
-        overrides.append(f"couple.seed={args.seed}")
-    if args.output is not None:
-        overrides.append(f"couple.output={args.output}")
-    cfg = _load("emulate" if emulate else "couple", args.config, overrides)
+    cfg = _load("emulate" if emulate else "couple", args.config,
+                _flag_overrides(args, "couple", "members", "seed", "output"))
     if args.dry_run:
         print(dump_config(cfg))
         return 0

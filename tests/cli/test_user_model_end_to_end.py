@@ -25,16 +25,12 @@ import xarray as xr
 import yaml
 
 from icecorr.base.variables import ML_VARIABLES
-from icecorr.inputs import mapping
 from tests.helpers.foreign_model import (FORCING_MAPPING, STATE_MAPPING, ForeignSetup, forecast_mapping,
                                          write_foreign_files)
 from tests.helpers.mpirun import MPI_ENV
 from tests.helpers.paths import CONFIGS
 
-#: `icecorr correct --config` with `correct.inputs` (SPEC16) is built by another branch: skip until it is merged
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not hasattr(mapping, "UserForecastInputs"),
-                                 reason="icecorr correct on the user's forecast files (correct.inputs) not merged yet")]
+pytestmark = pytest.mark.slow
 
 #: 48 inits every 12 h from 5 October; the last 12 (from 23 October) are held out
 SETUP = ForeignSetup(seed=11)
