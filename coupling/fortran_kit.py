@@ -18,6 +18,7 @@ import numpy as np
 from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 from icecorr.base.files import atomic_path
 from icecorr.base.variables import FORCING_VARIABLES, STEP_SECONDS
+from icecorr.inputs.state_file import StateFile
 from .bridge import CoarseModel
 from .config import CoupleConfig
 from .fortran_arrays import pack_forcing
@@ -100,6 +101,8 @@ def write_kit(grid: GridConfig, physics: CoarsePhysicsConfig, couple: CoupleConf
     shape = (grid.ny, grid.nx)
     for s in couple.start_indices:
         forcing.check_window(s, couple.steps)
+    if isinstance(initial_state, StateFile):  # a plain state file: its record at each window's start
+        initial_state = initial_state.window_states([forcing.time(s) for s in couple.start_indices])
     preflight_inputs(forcing, couple, shape, initial_state)
     states = window_states(initial_state, couple.start_indices, shape=shape)
     records, pairs = forcing_tables(forcing, grid, couple.start_indices, couple.steps)

@@ -22,8 +22,11 @@ def cmd_fortran_kit(args) -> int:
     from icecorr.base.config import load_config
     from icecorr.cli.runconfig import CoupleRunConfig
 
+    from icecorr.inputs.state_file import StateFile
+
     cfg = load_config(CoupleRunConfig, args.config, args.overrides)
-    out = write_kit(cfg.grid, cfg.physics, cfg.couple, cfg.initial, cfg.forcing or cfg.initial, Path(args.out),
+    initial = cfg.initial if cfg.initial_state is None else StateFile(cfg.initial_state, cfg.grid)
+    out = write_kit(cfg.grid, cfg.physics, cfg.couple, initial, cfg.forcing or cfg.initial, Path(args.out),
                     tiles=tuple(args.tiles))
     ranks = max(1, args.tiles[0] * args.tiles[1])
     print(f"wrote {out}\nrun: mpiexec -n {ranks} {driver_path()} {out} : -n 1 icecorr serve {args.config}")

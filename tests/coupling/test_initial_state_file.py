@@ -269,3 +269,12 @@ def test_default_dims_time_y_x(tmp_path):
     one.to_netcdf(tmp_path / "plain.nc", encoding={v: {"_FillValue": -9999.0} for v in one.data_vars})
     state = StateFile(StateFileConfig(file=str(tmp_path / "plain.nc"), variables=MAPPING), grid()).window_states([T0])
     assert_state(state[0], hand_state(0), "default dims")
+
+
+def test_fortran_kit_reads_the_state_file_like_couple(tmp_path, capsys):
+    """`icecorr fortran-kit` on a config with `initial_state:` writes the mapped record as the window's initial
+    state (initial.bin: sic is the first field, (ny, nx) in C order of the Fortran (nx, ny) array)."""
+    cfg = write_config(tmp_path, write_state_file(tmp_path / "cice.nc"), write_forcing_file(tmp_path / "f.nc", 2))
+    assert main(["fortran-kit", str(cfg), "--out", str(tmp_path / "kit")]) == 0, capsys.readouterr().err
+    sic = np.fromfile(tmp_path / "kit" / "initial.bin")[: N * N].reshape(N, N)
+    np.testing.assert_allclose(sic, hand_state(1)["sic"], rtol=0, atol=1e-12)
