@@ -28,12 +28,13 @@ import xarray as xr
 import yaml
 
 from icecorr.base.errors import InputError
-from icecorr.base.files import atomic_path, write_dataset_atomic
+from icecorr.base.files import atomic_path
 from training.evaluation import metrics as M
 from training.evaluation.alignment import Aligned, PathLike, align, grid_spacing, read_reference
 from training.evaluation.coastal import region_masks, region_scores
 from training.evaluation.config import EvaluateConfig
 from training.evaluation.field_stats import FieldStats, field_stats, nearest_leads, small_scale_ratio, stats_dataset
+from training.evaluation.metrics_file import write_metrics_netcdf
 from training.evaluation.scores import (climatology, climatology_baseline, drop_strawman_scores, persistence,
                                         score_label)
 
@@ -135,13 +136,6 @@ def _annotate(ds: xr.Dataset, cfg: EvaluateConfig, dx: float, run_paths, aligned
         "weighting": "cell area over ocean cells; NaN reference = missing; siu/siv wall faces excluded",
         "coastal_band_cells": cfg.coastal_band_cells,
     })
-
-
-def write_metrics_netcdf(metrics: xr.Dataset, path: Path) -> Path:
-    """The metrics dataset as NetCDF4 (written to a temporary name, then renamed), with no _FillValue on its
-    coordinate variables (CF forbids it; xarray would add NaN to float and time ones)."""
-    return write_dataset_atomic(metrics, path, encoding={name: {"_FillValue": None} for name in metrics.dims
-                                                         if name in metrics.coords})
 
 
 def metrics_rows(metrics: xr.Dataset) -> list[dict[str, object]]:
