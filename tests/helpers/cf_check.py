@@ -9,13 +9,17 @@ so a test never depends on the network.
 
     from tests.helpers.cf_check import cf_errors, format_issues
     assert not cf_errors(path), format_issues(cf_errors(path))
+
+or from a shell: `python -m tests.helpers.cf_check out.nc [more.nc …] [--medium]` (exit 1 on any error).
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 import socket
+import warnings
 from dataclasses import dataclass
 from typing import Iterator
 from unittest import mock
@@ -56,19 +60,31 @@ def no_network() -> Iterator[list[str]]:
 
     with mock.patch.object(socket.socket, "connect", refuse), \
             mock.patch.object(socket.socket, "connect_ex", refuse), \
-            mock.patch.object(socket, "create_connection", refuse_create):
+            mock.patch.object(socket, "create_connection", refuse_create), \
+            mock.patch.object(socket, "getaddrinfo", refuse_create):  # no name look-up either
         yield attempts
+
+
+@functools.lru_cache(maxsize=1)
+def check_suite():
+    """The compliance checker's suite with its checkers loaded (once per process: loading takes a second)."""
+    from compliance_checker.runner import CheckSuite
+
+    suite = CheckSuite()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # its ioos_sos checker announces its removal
+        suite.load_all_available_checkers()
+    return suite
 
 
 def cf_issues(path: str | os.PathLike, min_priority: str = "low", standard: str = STANDARD) -> list[CFIssue]:
     """Every failed check of `standard` on the NetCDF file `path` at `min_priority` or above, highest first."""
-    from compliance_checker.runner import CheckSuite
-
     floor = {name: level for level, name in PRIORITIES.items()}[min_priority]
-    suite = CheckSuite()
-    suite.load_all_available_checkers()
+    suite = check_suite()
     noise = io.StringIO()  # the checker prints which standard-name table it uses
-    with no_network() as attempts, contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise):
+    with no_network() as attempts, contextlib.redirect_stdout(noise), contextlib.redirect_stderr(noise), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. "Problem fetching standard name table": NetworkUsed says it
         ds = suite.load_dataset(os.fspath(path))
         try:
             results = suite.run_all(ds, [standard])
@@ -105,3 +121,21 @@ def format_issues(issues: list[CFIssue], path: str | os.PathLike | None = None) 
     """One line per issue, under the file's name if given."""
     head = [f"{path}:"] if path is not None else []
     return "\n".join(head + [f"  {issue}" for issue in issues])
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tests.helpers.cf_check FILE… [--medium]`: each file's issues; exit 1 if any has an error."""
+    import sys
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    floor = "medium" if "--medium" in args else "high"
+    failed = False
+    for path in [a for a in args if a != "--medium"]:
+        issues = cf_issues(path, floor)
+        failed |= any(i.priority == "high" for i in issues)
+        print(format_issues(issues, path) if issues else f"{path}: no {floor}-priority CF issue")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
