@@ -29,6 +29,7 @@ import yaml
 
 from icecorr.base.errors import InputError
 from icecorr.base.files import atomic_path
+from icecorr.base.progress import progress
 from training.evaluation import metrics as M
 from training.evaluation.alignment import Aligned, PathLike, align, grid_spacing, read_reference
 from training.evaluation.coastal import region_masks, region_scores
@@ -83,7 +84,8 @@ def evaluate(run_paths: Mapping[str, PathLike | Sequence[PathLike]],
 
     labels = list(aligned)
     model = xr.DataArray(labels, dims="model", name="model")
-    scores = xr.concat([score_label(a, weights, cfg) for a in aligned.values()], dim=model, join="outer",
+    runs = progress(aligned.values(), desc="evaluate", unit="run")
+    scores = xr.concat([score_label(a, weights, cfg) for a in runs], dim=model, join="outer",
                        data_vars="all")
     masks = region_masks(ocean, cfg.coastal_band_cells)
     if masks is not None:  # the coastal band apart from the open sea (training.evaluation.coastal)
