@@ -190,7 +190,8 @@ def write_analysis(path: Path, window: Window, variables: Sequence[str], analysi
     ds["mask"] = (("y", "x"), window.mask.astype(np.int8), {"long_name": "ocean mask",
                                                             "flag_values": np.array([0, 1], dtype=np.int8),
                                                             "flag_meanings": "land ocean"})
-    ds.attrs.update({"Conventions": "CF-1.10", "title": "icecorr assimilate: 4D-Var analysis"})
+    ds.attrs.update({"Conventions": "CF-1.10", "title": "icecorr assimilate: 4D-Var analysis",
+                     "history": f"{datetime.now():%Y-%m-%dT%H:%M:%S} written by icecorr assimilate"})
     ds.attrs.update({k: (json.dumps(v) if not isinstance(v, (str, int, float)) else v) for k, v in attrs.items()})
     return write_netcdf_atomic(ds, path)
 
