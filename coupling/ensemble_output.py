@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import yaml
 
+from icecorr.base.progress import progress
 from icecorr.base.variables import VARIABLES, attrs as cf_attrs
 from icecorr.base.version import package_version
 from .config import CoupleConfig
@@ -47,7 +48,8 @@ def checkpoint_attrs(corrector, variables: Sequence[str]) -> dict[str, dict[str,
 
 
 class EnsembleOutput:
-    """Writer-rank side of a run: one trajectory file per window, restart files, CF attributes.
+    """Writer-rank side of a run: one trajectory file per window, restart files, CF attributes, and the run's
+    progress bar on a terminal (icecorr.base.progress).
 
     `attrs`: CF attributes of each variable (`table_attrs`, `checkpoint_attrs`); `mode` 'couple' also declares
     `forecast_{v}`/`correction_{v}` if the output options ask for them; `restart`: the state a continued run
@@ -90,6 +92,9 @@ class EnsembleOutput:
             self.writers.append(writer)
         self.restart_dir = Path(cfg.restart_dir) if cfg.restart_dir else self.paths[0].parent
         self.last_restart: Path | None = None
+        # one bar for the run (this is the writer rank): records written of the cfg.steps + 1 of each window
+        self.bar = progress(total=cfg.steps + 1, initial=self.writers[0].n_records if self.writers else 0,
+                            desc=mode, unit="record")
 
     def record(self, step: int, initial: np.ndarray, forecast: np.ndarray | None, corrected: np.ndarray) -> None:
         """Append the record after `step` completed steps; arrays (n_slots, n_vars, ny, nx)."""
@@ -104,6 +109,7 @@ class EnsembleOutput:
                     fields.update({f"correction_{v}": corrected[sl, i] - forecast[sl, i]
                                    for i, v in enumerate(self.variables)})
             writer.append(self.forcing.time(start + step), step, fields)
+        self.bar.update(1)
 
     def restart(self, step: int, states: np.ndarray, extras: np.ndarray | None = None) -> None:
         """Write the restart file after `step` completed steps; states (n_slots, n_state, ny, nx), extras
@@ -124,6 +130,7 @@ class EnsembleOutput:
         """Close every trajectory file, marking it `status` ('complete' or 'failed'); every one is closed even if
         closing another fails, and the first failure is raised after all of them (the other windows' complete
         files are then in place)."""
+        self.bar.close()
         first: BaseException | None = None
         for w in self.writers:
             try:

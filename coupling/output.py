@@ -3,8 +3,10 @@
 The trajectory writer builds its file under `<name>.partial` (defined under a temporary name, then renamed, so the
 partial file is never half-defined), appends one time record per step and calls `sync()` after every record, so a
 run killed at any moment leaves a readable `<name>.partial` holding every completed step (tests/coupling/
-test_output.py). Only `close("complete")` renames it onto the output path: an existing output is untouched until
-the new one is complete, and a failed or interrupted run never destroys it. The global attribute `status` reads
+test_output.py). Only `close("complete")` makes the output: it copies the finished partial file, compressed, into
+a NetCDF4 file (`FINAL_FORMAT`, zlib, one chunk per record) under a temporary name, renames that onto the output
+path and then removes the partial file; an existing output is untouched until the new one is complete, and a
+failed or interrupted run (even one killed while copying) never destroys it. The global attribute `status` reads
 "running" until `close()` sets "complete" or "failed". Every record is written with a single call per variable and
 the `time` coordinate last, so the number of valid `time` values is the number of complete records (the partial
 file's `time` has a NaN `_FillValue` for this; the complete output has none, as CF requires of a coordinate).
@@ -21,7 +23,7 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
-from icecorr.base.files import temp_path
+from icecorr.base.files import atomic_path, compressed_copy, temp_path
 from icecorr.base.outputs import OutputError, check_replaceable, partial_path
 from .grid_metadata import GridMetadata, write_grid_metadata
 
@@ -42,6 +44,8 @@ def to_datetime(value) -> datetime:
 
 #: crash-safe appends (see TrajectoryWriter)
 TRAJECTORY_FORMAT = "NETCDF3_64BIT_OFFSET"
+#: the complete output: compressed NetCDF4 (icecorr.base.files.COMPRESSION)
+FINAL_FORMAT = "NETCDF4"
 
 
 class TrajectoryWriter:
@@ -201,7 +205,12 @@ class TrajectoryWriter:
         _close_quietly(self._nc)
         self._check_finished()
         check_replaceable(self.path)
-        os.replace(self.partial, self.path)
+        try:
+            with atomic_path(self.path) as tmp:
+                compressed_copy(self.partial, tmp, record_dim="time")
+        except (OSError, RuntimeError) as exc:
+            raise OutputError(self.partial, f"cannot write the compressed output: {_reason(exc)}") from None
+        self.partial.unlink()
 
     def _check_finished(self) -> None:
         """The closed partial file reads back complete with every record (the close itself reports no error)."""

@@ -11,6 +11,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -60,18 +61,21 @@ def write_restart(path: str | Path, r: RestartState) -> Path:
         arr = np.asarray(arr, dtype=np.float64)
         if arr.shape[:2] != (n_win, n_mem):
             raise ValueError(f"restart state '{name}' has shape {arr.shape}, expected ({n_win}, {n_mem}, ny, nx)")
-        data_vars[name] = (("window", "member", "y", "x"), arr, {"units": r.units.get(name, "")})
+        data_vars[name] = (("window", "member", "y", "x"), arr, {"units": r.units.get(name, ""),
+                                                                 "long_name": f"restart state: {name}"})
     if r.extras is not None:
         data_vars[EXTRAS] = (("window", "member", "extra"), np.asarray(r.extras, dtype=np.float64),
                              {"long_name": "model state not in get_state (wall-corner stresses, counters, clock)"})
     ds = xr.Dataset(
         data_vars,
-        coords={"start_index": ("window", np.asarray(r.start_indices, dtype=np.int64)),
-                "member": ("member", np.arange(n_mem), {"standard_name": "realization"})},
+        coords={"start_index": ("window", np.asarray(r.start_indices, dtype=np.int64),
+                                {"long_name": "forcing index of the window start"}),
+                "member": ("member", np.arange(n_mem), {"standard_name": "realization", "units": "1"})},
         attrs={"format": FORMAT, "mode": r.mode, "step": int(r.step), "seed": int(r.seed),
                "members": int(n_mem), "seeding": SEEDING, "outputs": json.dumps(r.outputs),
                "checkpoint_id": r.checkpoint_id, "grid_dx": float(r.dx), "config": r.config,
-               "Conventions": "CF-1.10"})
+               "Conventions": "CF-1.10", "title": f"icecorr {r.mode} restart after step {r.step}",
+               "history": f"{datetime.now():%Y-%m-%dT%H:%M:%S} written by icecorr {r.mode}"})
     return write_dataset_atomic(ds, path)
 
 

@@ -37,12 +37,54 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
             tmp.unlink()
 
 
+#: zlib level of every final product: 4 gives nearly all of level 9's gain at a fraction of its time
+COMPRESSION = {"zlib": True, "complevel": 4, "shuffle": True}
+
+
+def compressed_encoding(ds: xr.Dataset, encoding: dict | None = None) -> dict[str, dict]:
+    """`encoding` (xarray `to_netcdf`) with zlib (`COMPRESSION`) added to every numeric variable of more than one
+    value; what the caller set wins."""
+    out = {name: dict(e) for name, e in (encoding or {}).items()}
+    for name, var in ds.variables.items():
+        if var.ndim and var.size > 1 and var.dtype.kind in "fiub":
+            out[name] = {**COMPRESSION, **out.get(name, {})}
+    return out
+
+
 def write_dataset_atomic(ds: xr.Dataset, path: str | Path, **to_netcdf_kwargs) -> Path:
-    """Write `ds` as NetCDF4 to a temporary name, then rename it to `path`: readers never see a half-written file."""
+    """Write `ds` as NetCDF4 with zlib to a temporary name, then rename it to `path`: readers never see a
+    half-written file."""
     to_netcdf_kwargs.setdefault("format", "NETCDF4")
+    if to_netcdf_kwargs["format"] == "NETCDF4":
+        to_netcdf_kwargs["encoding"] = compressed_encoding(ds, to_netcdf_kwargs.get("encoding"))
     with atomic_path(path) as tmp:
         ds.to_netcdf(tmp, **to_netcdf_kwargs)
     return Path(path)
+
+
+def compressed_copy(src: str | Path, dst: str | Path, record_dim: str | None = None) -> Path:
+    """Copy the NetCDF file `src` to a new NetCDF4 file `dst`, every numeric array compressed (`COMPRESSION`) and
+    chunked one `record_dim` record at a time; stored values, fill values, attributes and dimensions (`record_dim`
+    unlimited) are copied as they are, so nothing is re-encoded or rounded."""
+    import netCDF4
+
+    with netCDF4.Dataset(src) as old, netCDF4.Dataset(dst, "w", format="NETCDF4") as new:
+        for name, dim in old.dimensions.items():
+            new.createDimension(name, None if dim.isunlimited() or name == record_dim else len(dim))
+        for name, var in old.variables.items():
+            attrs = {k: var.getncattr(k) for k in var.ncattrs()}
+            fill = attrs.pop("_FillValue", None)
+            packed = var.ndim > 0 and var.size > 1 and var.dtype.kind in "fiub"
+            chunks = tuple(1 if d == record_dim else len(old.dimensions[d]) for d in var.dimensions)
+            out = new.createVariable(name, var.datatype, var.dimensions, fill_value=fill,
+                                     **({**COMPRESSION, "chunksizes": chunks} if packed and chunks else {}))
+            out.setncatts(attrs)
+            var.set_auto_maskandscale(False)
+            out.set_auto_maskandscale(False)
+            if var.size:
+                out[...] = var[...]
+        new.setncatts({k: old.getncattr(k) for k in old.ncattrs()})
+    return Path(dst)
 
 
 def write_text_atomic(text: str, path: str | Path) -> Path:

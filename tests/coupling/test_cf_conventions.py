@@ -19,7 +19,7 @@ from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 from icecorr.base.outputs import partial_path
 from training.data.io import concat_netcdf_along_time, write_netcdf_atomic
 from training.data.pairs import PairBuffer, pair_dataset
-from training.evaluation.evaluate import write_metrics_netcdf
+from training.evaluation.metrics_file import read_metrics_netcdf, write_metrics_netcdf
 from tests.mpi_scripts.pairs import make_pair_file
 from tests.mpi_scripts.tiny import tiny_corrector
 
@@ -104,9 +104,9 @@ def test_metrics_file_coordinates(tmp_path):
     path = write_metrics_netcdf(metrics, tmp_path / "metrics.nc")
     assert_cf_coordinates(path, ("time",))
     with netCDF4.Dataset(path) as nc:
-        for name in ("lead", "model"):
+        for name in ("lead", "model_label"):
             assert "_FillValue" not in nc[name].ncattrs(), name
-    xr.testing.assert_identical(xr.load_dataset(path), metrics)
+    xr.testing.assert_equal(read_metrics_netcdf(path), metrics)
 
 
 def test_cyclone_file_coordinates(tmp_path):

@@ -173,8 +173,9 @@ def write_analysis(path: Path, window: Window, variables: Sequence[str], analysi
     lead = np.arange(len(window.times)) * STEP_HOURS
     ny, nx = window.mask.shape
     coords = {"lead": ("lead", lead, {"units": "hours", "long_name": "time since the window start"}),
-              "time": ("lead", window.times), "y": ("y", (np.arange(ny) + 0.5) * window.dx, {"units": "m"}),
-              "x": ("x", (np.arange(nx) + 0.5) * window.dx, {"units": "m"})}
+              "time": ("lead", window.times, {"standard_name": "time"}),
+              "y": ("y", (np.arange(ny) + 0.5) * window.dx, {"units": "m", "standard_name": "projection_y_coordinate"}),
+              "x": ("x", (np.arange(nx) + 0.5) * window.dx, {"units": "m", "standard_name": "projection_x_coordinate"})}
     ds = xr.Dataset(coords=coords)
     for c, v in enumerate(variables):
         ds[f"analysis_{v}"] = (("y", "x"), analysis_traj[0, c], {"long_name": f"4D-Var analysis of {v} at the "
@@ -186,7 +187,11 @@ def write_analysis(path: Path, window: Window, variables: Sequence[str], analysi
                                           {"long_name": f"emulator forecast of {v} from the background"})
         if truth is not None:
             ds[f"truth_{v}"] = (("lead", "y", "x"), truth[:, c], {"long_name": f"truth {v}"})
-    ds["mask"] = (("y", "x"), window.mask.astype(np.int8))
+    ds["mask"] = (("y", "x"), window.mask.astype(np.int8), {"long_name": "ocean mask",
+                                                            "flag_values": np.array([0, 1], dtype=np.int8),
+                                                            "flag_meanings": "land ocean"})
+    ds.attrs.update({"Conventions": "CF-1.10", "title": "icecorr assimilate: 4D-Var analysis",
+                     "history": f"{datetime.now():%Y-%m-%dT%H:%M:%S} written by icecorr assimilate"})
     ds.attrs.update({k: (json.dumps(v) if not isinstance(v, (str, int, float)) else v) for k, v in attrs.items()})
     return write_netcdf_atomic(ds, path)
 

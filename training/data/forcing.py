@@ -348,8 +348,10 @@ def forcing_dataset(fields: list[Mapping[str, np.ndarray]], times: np.ndarray, d
     ny, nx = next(iter(fields[0].values())).shape
     ds = xr.Dataset(coords={
         "time": ("time", times, {"standard_name": "time", "long_name": "time"}),
-        "y": ("y", (np.arange(ny) + 0.5) * dx, {"units": "m", "long_name": "y of cell centre", "axis": "Y"}),
-        "x": ("x", (np.arange(nx) + 0.5) * dx, {"units": "m", "long_name": "x of cell centre", "axis": "X"}),
+        "y": ("y", (np.arange(ny) + 0.5) * dx, {"units": "m", "long_name": "y of cell centre", "axis": "Y",
+                                                "standard_name": "projection_y_coordinate"}),
+        "x": ("x", (np.arange(nx) + 0.5) * dx, {"units": "m", "long_name": "x of cell centre", "axis": "X",
+                                                "standard_name": "projection_x_coordinate"}),
     }, attrs=dict(attrs or {}))
     for name in fields[0]:
         data = np.stack([f[name] for f in fields])

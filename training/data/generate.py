@@ -29,7 +29,6 @@ seed and config, so the files are identical for any number of ranks.
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +41,7 @@ import xarray as xr
 from fortran_stub.config import GridConfig
 from icecorr.base.version import package_version
 from icecorr.base.files import write_json_atomic
+from icecorr.base.progress import progress as show_progress
 from icecorr.base.variables import ML_VARIABLES, STEP_SECONDS
 from training.data.coarsegrain import block_mean, coarsen_state
 from training.data.config import GenerateConfig, InitialIceConfig
@@ -241,13 +241,6 @@ def _file_attrs(cfg, split: str) -> dict[str, object]:
     return attrs
 
 
-def _progress_bar(total: int, enabled: bool):
-    if not enabled:
-        return None
-    from tqdm import tqdm
-    return tqdm(total=total, desc="generate (rank 0)", unit="step", leave=False)
-
-
 def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: bool | None = None,
                  models: tuple[type, type] | None = None) -> list[Path]:
     """Generate `train.nc`, `val.nc`, `test.nc` (splits with seeds) and `manifest.json` in `out_dir`.
@@ -266,15 +259,14 @@ def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: 
         parts_dir.mkdir(parents=True, exist_ok=True)
     if comm is not None:
         comm.Barrier()
-    if progress is None:
-        progress = sys.stderr.isatty()
     steps_per_run = cfg.generate.n_spinup + cfg.generate.n_windows
-    bar = _progress_bar(steps_per_run * len(mine), progress and rank == 0)
+    bar = show_progress(total=steps_per_run * len(mine), desc="generate (rank 0)", unit="step", leave=False,
+                        enabled=progress if rank == 0 else False)
     error: str | None = None
     try:
         grids = twin_grids(cfg) if mine else None
         for run in mine:
-            ds = simulate_run(cfg, run, bar.update if bar else None, models, grids)
+            ds = simulate_run(cfg, run, bar.update, models, grids)
             gen = cfg.generate
             if gen.drift_segment_days > 0 and run.split in gen.drift_splits:
                 ds = with_drift_pairs(ds, segment_steps(gen.drift_segment_days), cfg.physics,
@@ -287,8 +279,7 @@ def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: 
         if comm is None:
             raise
     finally:
-        if bar:
-            bar.close()
+        bar.close()
     finish(comm, error, "generate", collective=True)
 
     paths = [out_dir / f"{split}.nc" for split in SPLITS if getattr(cfg.generate.seeds, split)]

@@ -1,5 +1,5 @@
-"""CF NetCDF output helpers: atomic writes (temporary name + rename), time chunking, fixed time encoding, and a
-streaming concatenation of files along time (for gathering per-run parts written by several MPI ranks).
+"""CF NetCDF output helpers: atomic writes (temporary name + rename), time chunking, zlib, fixed time encoding, and
+a streaming concatenation of files along time (for gathering per-run parts written by several MPI ranks).
 """
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import netCDF4
 import numpy as np
 import xarray as xr
 
-from icecorr.base.files import atomic_path
+from icecorr.base.files import COMPRESSION, atomic_path
 
 #: one fixed time encoding for every file, so that parts can be concatenated without re-encoding
 TIME_UNITS = "hours since 2000-01-01 00:00:00"
@@ -18,8 +18,8 @@ CALENDAR = "standard"
 
 
 def encoding_for(ds: xr.Dataset, chunk_time: int = 64, dtype: str | None = None) -> dict[str, dict]:
-    """NetCDF encoding: floats stored as `dtype` (or as they are), chunked (chunk_time, y, x) along time, no
-    fill value on coordinates, and the fixed CF time units/calendar."""
+    """NetCDF encoding: floats stored as `dtype` (or as they are), chunked (chunk_time, y, x) along time and
+    compressed (zlib, `COMPRESSION`), no fill value on coordinates, and the fixed CF time units/calendar."""
     enc: dict[str, dict] = {}
     for name, var in ds.variables.items():
         e: dict = {}
@@ -37,6 +37,8 @@ def encoding_for(ds: xr.Dataset, chunk_time: int = 64, dtype: str | None = None)
         elif "time" in var.dims and var.size > 0:
             e["chunksizes"] = tuple(max(1, min(chunk_time, n)) if d == "time" else n
                                     for d, n in zip(var.dims, var.shape))
+        if var.ndim and var.size > 1 and var.dtype.kind in "fiub" and name != "time":
+            e.update(COMPRESSION)
         if e:
             enc[name] = e
     return enc
@@ -56,7 +58,8 @@ def concat_netcdf_along_time(parts: Iterable[str | Path], path: str | Path,
                              global_attrs: Mapping[str, object] | None = None) -> Path:
     """Concatenate NetCDF files with identical variables along their (unlimited) `time` dimension, one part at a
     time, into `path` (atomically). Variables without `time` come from the first part, which defines the schema
-    (dtypes, chunking, attributes); raw stored values are copied, so nothing is re-encoded or rounded."""
+    (dtypes, chunking, compression, attributes); raw stored values are copied, so nothing is re-encoded or
+    rounded."""
     parts = [Path(p) for p in parts]
     if not parts:
         raise ValueError("concat_netcdf_along_time: no input files")
@@ -68,8 +71,11 @@ def concat_netcdf_along_time(parts: Iterable[str | Path], path: str | Path,
             for name, var in first.variables.items():
                 fill = var.getncattr("_FillValue") if "_FillValue" in var.ncattrs() else None
                 chunks = var.chunking()
+                packed = var.filters() or {}  # the parts' compression (training.data.io.encoding_for)
                 new = out.createVariable(name, var.datatype, var.dimensions, fill_value=fill,
-                                         chunksizes=None if chunks == "contiguous" else chunks)
+                                         chunksizes=None if chunks == "contiguous" else chunks,
+                                         zlib=bool(packed.get("zlib")), complevel=packed.get("complevel", 4),
+                                         shuffle=bool(packed.get("shuffle")))
                 new.setncatts({k: var.getncattr(k) for k in var.ncattrs() if k != "_FillValue"})
                 if "time" not in var.dimensions:
                     var.set_auto_maskandscale(False)
@@ -78,6 +84,8 @@ def concat_netcdf_along_time(parts: Iterable[str | Path], path: str | Path,
             out.setncatts({k: first.getncattr(k) for k in first.ncattrs()})
             if global_attrs:
                 out.setncatts({k: v for k, v in global_attrs.items()})
+            if "history" not in out.ncattrs() and "producer" in out.ncattrs():  # CF §2.6.2; no clock: reproducible
+                out.setncattr("history", f"created by {out.getncattr('producer')}")
             offset = 0
             for part in parts:
                 with netCDF4.Dataset(part) as src:

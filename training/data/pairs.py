@@ -68,8 +68,10 @@ def pair_dataset(buf: PairBuffer, times: np.ndarray, dx: float, mask: np.ndarray
     _, ny, nx = next(iter(buf.arrays.values())).shape
     ds = xr.Dataset(coords={
         "time": ("time", times, {"standard_name": "time", "long_name": "window start t"}),
-        "y": ("y", (np.arange(ny) + 0.5) * dx, {"units": "m", "long_name": "y of cell centre", "axis": "Y"}),
-        "x": ("x", (np.arange(nx) + 0.5) * dx, {"units": "m", "long_name": "x of cell centre", "axis": "X"}),
+        "y": ("y", (np.arange(ny) + 0.5) * dx, {"units": "m", "long_name": "y of cell centre", "axis": "Y",
+                                                "standard_name": "projection_y_coordinate"}),
+        "x": ("x", (np.arange(nx) + 0.5) * dx, {"units": "m", "long_name": "x of cell centre", "axis": "X",
+                                                "standard_name": "projection_x_coordinate"}),
     })
     meta = state_metadata()
     for name, arr in buf.arrays.items():

@@ -30,6 +30,7 @@ import xarray as xr
 from icecorr.base.version import package_version
 from icecorr.base.errors import InputError
 from icecorr.base.files import write_json_atomic
+from icecorr.base.progress import progress
 from icecorr.base.variables import ML_VARIABLES, STEP_SECONDS
 from training.data.config import PrepareConfig
 from training.data.forcing import FORCING_NAMES
@@ -178,7 +179,8 @@ def run_prepare(cfg, out_dir: str | Path, comm=None, base_dir: str | Path | None
         comm.Barrier()
     failure = None
     try:
-        for si, (split, idx) in enumerate(windows.items()):
+        splits = progress(windows.items(), desc="prepare", unit="split", enabled=None if rank == 0 else False)
+        for si, (split, idx) in enumerate(splits):
             block = idx[contiguous_block(len(idx), rank, size)]
             if block.size == 0:
                 continue

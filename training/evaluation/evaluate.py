@@ -28,12 +28,14 @@ import xarray as xr
 import yaml
 
 from icecorr.base.errors import InputError
-from icecorr.base.files import atomic_path, write_dataset_atomic
+from icecorr.base.files import atomic_path
+from icecorr.base.progress import progress
 from training.evaluation import metrics as M
 from training.evaluation.alignment import Aligned, PathLike, align, grid_spacing, read_reference
 from training.evaluation.coastal import region_masks, region_scores
 from training.evaluation.config import EvaluateConfig
 from training.evaluation.field_stats import FieldStats, field_stats, nearest_leads, small_scale_ratio, stats_dataset
+from training.evaluation.metrics_file import write_metrics_netcdf
 from training.evaluation.scores import (climatology, climatology_baseline, drop_strawman_scores, persistence,
                                         score_label)
 
@@ -82,7 +84,8 @@ def evaluate(run_paths: Mapping[str, PathLike | Sequence[PathLike]],
 
     labels = list(aligned)
     model = xr.DataArray(labels, dims="model", name="model")
-    scores = xr.concat([score_label(a, weights, cfg) for a in aligned.values()], dim=model, join="outer",
+    runs = progress(aligned.values(), desc="evaluate", unit="run")
+    scores = xr.concat([score_label(a, weights, cfg) for a in runs], dim=model, join="outer",
                        data_vars="all")
     masks = region_masks(ocean, cfg.coastal_band_cells)
     if masks is not None:  # the coastal band apart from the open sea (training.evaluation.coastal)
@@ -135,13 +138,6 @@ def _annotate(ds: xr.Dataset, cfg: EvaluateConfig, dx: float, run_paths, aligned
         "weighting": "cell area over ocean cells; NaN reference = missing; siu/siv wall faces excluded",
         "coastal_band_cells": cfg.coastal_band_cells,
     })
-
-
-def write_metrics_netcdf(metrics: xr.Dataset, path: Path) -> Path:
-    """The metrics dataset as NetCDF4 (written to a temporary name, then renamed), with no _FillValue on its
-    coordinate variables (CF forbids it; xarray would add NaN to float and time ones)."""
-    return write_dataset_atomic(metrics, path, encoding={name: {"_FillValue": None} for name in metrics.dims
-                                                         if name in metrics.coords})
 
 
 def metrics_rows(metrics: xr.Dataset) -> list[dict[str, object]]:

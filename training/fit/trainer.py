@@ -5,7 +5,6 @@ The file layout of a run directory and the reproducibility contract are describe
 """
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Callable, Optional
@@ -19,6 +18,7 @@ from corrector.normalization import Normalization
 from icecorr.base.config import dump_config
 from icecorr.base.errors import RunError
 from icecorr.base.files import write_text_atomic
+from icecorr.base.progress import is_terminal, progress
 from training.fit.checkpoints import load_base_stage, save_corrector
 from training.fit.config import TrainRunConfig
 from training.fit.dataset import epoch_batches
@@ -45,7 +45,7 @@ class Trainer:
         self.resume_path = self.out / "resume.pt"
         self.verbose = verbose and env.main
         show = self.t.progress if progress is None else progress
-        self.show_bar = bool(show and env.main and sys.stderr.isatty())
+        self.show_bar = bool(show and env.main and is_terminal())
         self.bar = None
         if self.t.batch_size % env.world:
             raise ValueError(f"train.batch_size ({self.t.batch_size}) must be divisible by the number of ranks "
@@ -166,9 +166,7 @@ class Trainer:
             self.net = self.model
         self.log = MetricsLog(self.out / "metrics.csv", env, self.step if self.resumed else None)
         if self.show_bar:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=t.max_steps, initial=self.step, desc="train", dynamic_ncols=True)
+            self.bar = progress(total=t.max_steps, initial=self.step, desc="train", unit="step", enabled=True)
         self.t_start = time.monotonic()
 
     # --- training ----------------------------------------------------------------------------------------------

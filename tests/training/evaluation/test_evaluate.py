@@ -14,6 +14,7 @@ from coupling.output import TrajectoryWriter
 from training.evaluation.alignment import align, read_reference
 from training.evaluation.config import EvaluateConfig
 from training.evaluation.evaluate import evaluate, run_evaluate
+from training.evaluation.metrics_file import read_metrics_netcdf
 
 N = 16
 DX = 16_000.0
@@ -184,7 +185,7 @@ def test_run_evaluate_writes_report_metrics_and_plots(scenario):
     fair_rows = {r["model"] for r in rows if r["metric"] in ("ensemble_mean_rmse_fair", "spread_skill_ratio_raw")}
     assert fair_rows == {"diffusion"}
     assert "## Finite-ensemble correction" in text and "| sit | diffusion | 4 |" in text
-    reopened = xr.open_dataset(out / "metrics.nc")
+    reopened = read_metrics_netcdf(out / "metrics.nc")
     assert set(reopened["model"].values) == {"coarse", "deterministic", "diffusion", "persistence"}
     assert "fair" in reopened["crps"].attrs["estimator"]
     assert "infinite-ensemble" in reopened["ensemble_mean_rmse_fair"].attrs["definition"]
