@@ -17,6 +17,7 @@ from corrector.seeding import member_seeds
 from icecorr.base.errors import InputError
 from icecorr.base.files import open_netcdf
 from icecorr.base.mpi import resolve_comm
+from icecorr.base.progress import progress
 from .config import CorrectConfig
 from .ensemble import check_mode, load_corrector
 from .ensemble_output import checkpoint_attrs, global_attrs
@@ -103,7 +104,9 @@ def _correct(cfg, comm, rank, size, path: Path, out_path: Path, corrector, comma
                                       grid=grid_metadata(ds))
         status = "failed"
         try:
-            for c, (t0, t1) in enumerate(chunks):
+            # a bar on the writing rank only (it writes every chunk, in order)
+            bar = progress(chunks, desc="correct", unit="chunk", enabled=None if rank == 0 else False)
+            for c, (t0, t1) in enumerate(bar):
                 owner = c % size
                 if owner == rank:
                     corrected, forecast = _correct_chunk(corrector, ds, path, t0, t1, cfg, mask)

@@ -16,6 +16,7 @@ import numpy as np
 
 from icecorr.base.errors import InputError
 from icecorr.base.mpi import resolve_comm
+from icecorr.base.progress import progress
 from icecorr.inputs.user_forecasts import SECTION, UserForecasts
 from .checks import check_corrector_units
 from .config import CorrectConfig
@@ -108,7 +109,7 @@ def run_correct_user(cfg: CorrectConfig, out_path: str | Path, base_dir: str | P
     status = "failed"
     try:
         windows = data.windows
-        for lo in range(0, len(windows), cfg.chunk_size):
+        for lo in progress(range(0, len(windows), cfg.chunk_size), desc="correct", unit="chunk"):
             batch = windows[lo:lo + cfg.chunk_size]
             corrected, forecast = correct_windows(corrector, data, batch, cfg, mask)
             check_members_finite(f"corrected windows {lo}…{lo + len(batch) - 1}",

@@ -48,7 +48,8 @@ def write_grid_metadata(nc, meta: GridMetadata, data_variables) -> None:
     for name, values, std, units in (("lat", meta.lat, "latitude", "degrees_north"),
                                      ("lon", meta.lon, "longitude", "degrees_east")):
         if values is not None:
-            v = nc.createVariable(name, "f8", ("y", "x"))
+            # compressed in NetCDF4 files (netCDF-3 trajectory parts take no filters; compressed at close)
+            v = nc.createVariable(name, "f8", ("y", "x"), zlib=nc.data_model == "NETCDF4")
             v.setncatts({"standard_name": std, "long_name": f"{std} of cell centre", "units": units})
             v[:] = values
             coords.append(name)

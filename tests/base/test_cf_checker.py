@@ -69,6 +69,17 @@ def _runs(out: Path) -> dict[str, list[Path]]:
             "emulate trajectory": emulate, "correct": [correct], "pairs for evaluate": [pairs]}
 
 
+def _correct_user(out: Path) -> Path:
+    """`icecorr correct` on CICE-like forecast files (correct.inputs): init_time × lead_time × member on the user's
+    polar-stereographic grid, land as _FillValue."""
+    from tests.coupling.test_correct_user_forecasts import correct, write_inputs
+
+    folder = out / "inputs" / "user_forecasts"
+    folder.mkdir(parents=True)
+    write_inputs(folder)
+    return correct(folder, members=2, out="../../correct_user.nc")
+
+
 def _observations(out: Path, pairs: Path) -> list[Path]:
     from training.data.observation_config import IngestConfig
     from training.data.observations import ingest, synthesize
@@ -113,6 +124,8 @@ def products(tmp_path_factory) -> dict[str, list[Path]]:
     out = tmp_path_factory.mktemp("products")
     (out / "inputs").mkdir()
     kinds = {"generate pairs": _generate(out), "prepare pairs": _prepare(out)}
+    kinds["prepare reference"] = [out / "prepare" / "reference.nc"]
+    kinds["correct user forecasts"] = [_correct_user(out)]
     kinds.update(_runs(out))
     pairs = kinds.pop("pairs for evaluate")[0]
     run_evaluate({"coupled": kinds["couple trajectory"]}, pairs, out / "evaluate",
@@ -125,8 +138,8 @@ def products(tmp_path_factory) -> dict[str, list[Path]]:
     return kinds
 
 
-KINDS = ("generate pairs", "prepare pairs", "couple trajectory", "restart", "emulate trajectory", "correct",
-         "observations", "evaluate metrics", "assimilate analysis", "cyclone benchmark")
+KINDS = ("generate pairs", "prepare pairs", "prepare reference", "couple trajectory", "restart", "emulate trajectory",
+         "correct", "correct user forecasts", "observations", "evaluate metrics", "assimilate analysis", "cyclone benchmark")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -138,7 +151,7 @@ def test_every_output_kind_has_no_cf_error(products, kind):
         assert not errors, format_issues(errors, path)
 
 
-FINAL_FLOAT32 = ("generate pairs", "couple trajectory", "observations")
+FINAL_FLOAT32 = ("generate pairs", "prepare reference", "couple trajectory", "correct user forecasts", "observations")
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -153,7 +166,8 @@ def test_final_products_are_compressed_netcdf4(products, kind):
             assert fields, path.name
             for var in fields:
                 assert var.filters()["zlib"], (path.name, var.name)
-                if kind in FINAL_FLOAT32 and not var.name.startswith("obs_error"):
+                # latitude/longitude keep float64: coordinates, not fields
+                if kind in FINAL_FLOAT32 and not var.name.startswith("obs_error") and var.name not in ("lat", "lon"):
                     assert var.dtype == np.float32, (path.name, var.name, var.dtype)
 
 

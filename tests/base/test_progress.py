@@ -100,3 +100,22 @@ def test_emulate_shows_progress_on_a_terminal_only(tmp_path):
     _, err = piped.communicate(timeout=300)
     assert piped.returncode == 0, err.decode()
     assert "emulate" not in err.decode() and "4/4" not in err.decode(), err.decode()
+
+
+def test_correct_shows_its_chunks_on_a_terminal(tmp_path, monkeypatch, capsys):
+    """`icecorr correct` (pair file, 4 records in chunks of 2): 'correct … 2/2' when stderr is a terminal, else
+    nothing."""
+    import icecorr.base.progress as progress_module
+    from coupling.config import CorrectConfig
+    from coupling.correct import run_correct
+    from tests.mpi_scripts.pairs import make_pair_file
+    from tests.mpi_scripts.tiny import tiny_corrector
+
+    pairs = make_pair_file(tmp_path / "pairs.nc", n_time=4)
+    cfg = CorrectConfig(members=2, chunk_size=2)
+    run_correct(cfg, pairs, tmp_path / "quiet.nc", comm=None, corrector=tiny_corrector())
+    assert "correct" not in capsys.readouterr().err
+    monkeypatch.setattr(progress_module, "is_terminal", lambda stream=None: True)
+    run_correct(cfg, pairs, tmp_path / "tty.nc", comm=None, corrector=tiny_corrector())
+    err = capsys.readouterr().err
+    assert "correct" in err and "2/2" in err, err

@@ -6,7 +6,7 @@ Dims (time, y, x), 12-hourly records (every reference time a window of any split
 exactly what the pair files hold in `reference_*`, so a forecast in model conventions (`icecorr correct`'s output) is
 compared like with like. Land cells are `_FillValue` and the integer `mask` says 1 = ocean (flag_values). The
 state file's x/y (in m), 2-D latitude/longitude and CF grid-mapping variable are copied when it has them (rows/columns
-in the model's south-to-north, west-to-east order; x/y are projection coordinates only with a grid mapping);
+in the model's south-to-north, west-to-east order; x/y are projection coordinates, as in the pair files);
 otherwise x/y are the model's (i + ½) dx.
 NETCDF4, float32 with zlib, written under a temporary name and renamed.
 """
@@ -42,7 +42,9 @@ def _geography(data: ReferenceData) -> tuple[dict, dict]:
                 flip[axis], values = True, values[::-1]
             if values is None:
                 values = (np.arange(grid.ny if name == "y" else grid.nx) + 0.5) * grid.dx
-            coords[name] = (name, values, {"units": "m", "long_name": f"{name} of cell centre", "axis": name.upper()})
+            # projection coordinates (with a grid mapping of the input, or the model's plane: CF 1.10 §5.6)
+            coords[name] = (name, values, {"units": "m", "long_name": f"{name} of cell centre", "axis": name.upper(),
+                                           "standard_name": f"projection_{name}_coordinate"})
         mapping = {}
         for std, short, units in (("latitude", "lat", "degrees_north"), ("longitude", "lon", "degrees_east")):
             values = two_d_coordinate(ds, std, ("y", "x"))
@@ -52,10 +54,8 @@ def _geography(data: ReferenceData) -> tuple[dict, dict]:
                                                       "long_name": f"{std} of cell centre"})
         name = next((str(v.attrs["grid_mapping"]) for v in ds.data_vars.values()
                      if v.attrs.get("grid_mapping") in ds.variables), None)
-        if name is not None:   # projection coordinates only with a projection (CF 1.10 §5.6)
+        if name is not None:
             mapping[name] = ((), np.int32(0), {k: v for k, v in ds[name].attrs.items() if not k.startswith("_")})
-            for axis in ("x", "y"):
-                coords[axis][2]["standard_name"] = f"projection_{axis}_coordinate"
     return coords, mapping
 
 

@@ -35,7 +35,7 @@ def test_reference_file_holds_the_mapped_reference(tmp_path):
         assert np.isnan(ref["sic"].values[:, land]).all() and np.isfinite(ref["sic"].values[:, ~land]).all()
         np.testing.assert_array_equal(ref["mask"].values, (~land).astype(np.int8))
         np.testing.assert_allclose(ref["x"].values, (np.arange(16) + 0.5) * DX)   # km in the file, m here
-        assert "standard_name" not in ref["x"].attrs      # no grid mapping: not projection coordinates
+        assert ref["x"].attrs["standard_name"] == "projection_x_coordinate"   # the model plane, as in the pairs
         k = 3
         np.testing.assert_allclose(ref["sic"].values[k][~land], raw["sic"].values[k][~land] / 100, rtol=1e-6)
         np.testing.assert_allclose(ref["sit"].values[k][~land], raw["sit"].values[k][~land] / 100, rtol=1e-6)
