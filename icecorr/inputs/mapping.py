@@ -15,6 +15,9 @@ class VariableSource(StrictConfig):
 
     name: str = Field(description="variable name in the file")
     units: str = Field(description="units the file uses (checked against its `units` attribute)")
+    accumulated: bool = Field(False, description="true if the field is accumulated over the output interval ending "
+                              "at each record (ERA5-like radiation in J m-2, snowfall in kg m-2 or m of water): "
+                              "divided by that interval, taken from the time axis, into a rate (J m-2 -> W m-2)")
 
     @field_validator("units", mode="before")
     @classmethod
