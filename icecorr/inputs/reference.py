@@ -1,12 +1,13 @@
 """Checked, unit-converted access to the user's reference state and forcing files (`icecorr prepare`).
 
-The files are read through the YAML mapping of a `PrepareConfig` (model name -> file variable and its units) and
-checked before any model run: variables present, units attribute, dimension names and order, grid shape and
-spacing, 12 h time spacing, NaN only outside the ocean mask, plausible ranges. Every problem is one `InputError`
-naming the file and the field. Land: state fields are 0 outside the mask (no ice, no motion), faces touching land
-have zero velocity, and forcing NaN on land is replaced by that time's ocean mean. The forcing half (`ForcingFiles`)
-also serves `icecorr correct` on the user's forecast files (icecorr.inputs.user_forecasts), with its own dimension
-names and the forecasts' grid.
+The files are read through the YAML mapping of a `PrepareConfig` (model name -> file variable and its units, or a
+flux accumulated over each output interval) and checked before any model run: variables present, units attribute,
+dimension names and order, grid shape and spacing, a regular time step of 12 h or a divisor of it (resampled to 12 h:
+icecorr.inputs.time_axis), NaN only outside the ocean mask, plausible ranges. Every problem is one `InputError`
+naming the file and the field. Decreasing y/x axes are reversed on reading. Land: state fields are 0 outside the
+mask (no ice, no motion), faces touching land have zero velocity, and forcing NaN on land is replaced by that time's
+ocean mean. The forcing half (`ForcingFiles`) also serves `icecorr correct` on the user's forecast files
+(icecorr.inputs.user_forecasts), with its own dimension names and the forecasts' grid.
 """
 from __future__ import annotations
 

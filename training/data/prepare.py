@@ -2,8 +2,8 @@
 
 Reads the user's state and forcing NetCDF files through a YAML mapping (model name -> file variable and the units
 it is stored in), converts units (cm -> m, % -> 1, degC -> K, …), checks everything before any model run (variables
-present, units attribute, dimension names and order, grid shape and spacing, 12 h time spacing, NaN only outside
-the ocean mask, plausible ranges) and fails with one `InputError` naming the file and the field. Then every window
+present, units attribute, dimension names and order, grid shape and spacing, 12 h time spacing (more frequent
+state records resampled to 12 h), NaN only outside the ocean mask, plausible ranges) and fails with one `InputError` naming the file and the field. Then every window
 (t, t+12h) inside a split's date range becomes a training pair: with `prepare.forecasts`, from the user's own model
 forecasts (icecorr.inputs.forecasts: that model's errors); otherwise as in `training.data.generate`: the coarse model
 runs 12 h from the reference state at t (zero stresses, surface temperature from the air temperature capped at
