@@ -3,9 +3,10 @@
 Reads the user's state and forcing NetCDF files through a YAML mapping (model name -> file variable and the units
 it is stored in), converts units (cm -> m, % -> 1, degC -> K, …), checks everything before any model run (variables
 present, units attribute, dimension names and order, grid shape and spacing, 12 h time spacing (more frequent
-state records resampled to 12 h), NaN only outside the ocean mask, plausible ranges) and fails with one `InputError` naming the file and the field. Then every window
-(t, t+12h) inside a split's date range becomes a training pair: with `prepare.forecasts`, from the user's own model
-forecasts (icecorr.inputs.forecasts: that model's errors); otherwise as in `training.data.generate`: the coarse model
+state records resampled to 12 h), NaN only outside the ocean mask, plausible ranges) and fails with one
+`InputError` naming the file and the field. Then every window (t, t+12h) inside a split's date range becomes a
+training pair: with `prepare.forecasts`, from the user's own model forecasts (icecorr.inputs.forecasts: that
+model's errors); otherwise as in `training.data.generate`: the coarse model
 runs 12 h from the reference state at t (zero stresses, surface temperature from the air temperature capped at
 0 degC, mixed layer at freezing — reference data carry no model-internal state) with the forcing at t and t+12h.
 
@@ -138,7 +139,8 @@ def run_prepare(cfg, out_dir: str | Path, comm=None, base_dir: str | Path | None
     plus `manifest.json` to `out_dir`; returns the split files (same list on every rank).
 
     `cfg` needs `.grid`, `.physics` (coarse) and `.prepare`. Relative file names are taken from `base_dir` (default:
-    the working directory; the CLI passes the config file's folder). Any bad input raises `InputError` on every rank before a model is run.
+    the working directory; the CLI passes the config file's folder). Any bad input raises `InputError` on every
+    rank before a model is run.
     """
     out_dir = Path(out_dir)
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
