@@ -49,6 +49,8 @@ class ForecastFilesConfig(StrictConfig):
             raise ValueError(f"unknown forecast variable(s) {sorted(set(v) - allowed)}; allowed: {sorted(allowed)}")
         if needed - set(v):
             raise ValueError(f"forecast mapping lacks {sorted(needed - set(v))}")
+        if any(src.accumulated for src in v.values()):
+            raise ValueError("accumulated: true applies to forcing fluxes only, not to forecast variables")
         return v
 
 

@@ -208,6 +208,9 @@ class PrepareConfig(StrictConfig):
         missing = {"sic", "sit", "siu", "siv"} - set(v)
         if missing:
             raise ValueError(f"state mapping lacks {sorted(missing)}")
+        accumulated = sorted(k for k, src in v.items() if src.accumulated)
+        if accumulated:
+            raise ValueError(f"accumulated: true applies to forcing fluxes only, not to state {accumulated}")
         return v
 
     @field_validator("splits")

@@ -136,6 +136,8 @@ def test_joules_without_the_accumulated_option_name_it(files):
     assert err.value.file == str(path) and err.value.field == "sw_in"
     assert "cannot convert units 'J m-2'" in str(err.value)
     assert "set prepare.forcing.rsds.accumulated: true" in str(err.value)
+    with pytest.raises(Exception, match="applies to forcing fluxes only"):
+        _config(state, path, **{"prepare.state.sit": json.dumps({"name": "sit", "units": "cm", "accumulated": True})})
 
 
 # --------------------------------------------------------------------------------------- 3. forcing dimensions
