@@ -4,6 +4,8 @@
 0.01; 'degC' to 'K' by +273.15. A few spellings that data sets use but UDUNITS does not know ('fraction', '-', '0-1',
 '' for a dimensionless field) are read as '1'. Snowfall given as a water-equivalent rate ('mm day-1', 'm s-1') converts
 to a mass flux (kg m-2 s-1) with the density of water: the one conversion UDUNITS cannot make by itself.
+An accumulated field (J m-2 of radiation, kg m-2 or m of snowfall summed over each output interval) becomes a rate
+by dividing by that interval: `accumulated_conversion` converts the units divided by a second (J m-2 s-1 = W m-2).
 """
 from __future__ import annotations
 
@@ -59,6 +61,20 @@ def unit_conversion(from_units: str | None, to_units: str | None) -> tuple[float
         if offset != 0.0:
             raise UnitsError(f"units '{from_units}' cannot be converted to '{to_units}'")
         scale *= extra
+    return scale, offset
+
+
+def accumulated_conversion(from_units: str | None, to_units: str | None) -> tuple[float, float]:
+    """(scale, offset) converting a field accumulated over an interval, in `from_units`, divided by that interval in
+    seconds, into the rate `to_units` (J m-2 -> W m-2, kg m-2 -> kg m-2 s-1, m of water -> kg m-2 s-1); UnitsError
+    if the per-second units do not convert, or need an offset."""
+    rate = str(parse_units(from_units) / parse_units("s"))
+    try:
+        scale, offset = unit_conversion(rate, to_units)
+    except UnitsError:
+        raise UnitsError(f"units '{from_units}' per second cannot be converted to '{to_units}'") from None
+    if offset != 0.0:
+        raise UnitsError(f"units '{from_units}' per second convert to '{to_units}' only with an offset")
     return scale, offset
 
 

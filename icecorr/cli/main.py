@@ -105,7 +105,7 @@ def cmd_prepare(args) -> int:
         return 0
     comm = world_if_parallel()
     with folder_guard(args.out, _command_line()) as out:
-        path = run_prepare(cfg, out, comm=comm)
+        path = run_prepare(cfg, out, comm=comm, base_dir=Path(args.config).parent)  # paths from the config's folder
     announce_written([path], comm)
     return 0
 

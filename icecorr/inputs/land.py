@@ -36,11 +36,13 @@ def ocean_from_mask_variable(path, var: xr.DataArray, key: str) -> np.ndarray:
                      f"give a plain mask (non-zero = ocean) as {key}")
 
 
-def check_not_inverted(path, name: str, ocean: np.ndarray, valid: np.ndarray, key: str) -> None:
-    """InputError with a hint when the mask `ocean` (y, x) looks inverted against `valid` (y, x: where the forecast
-    has a value): invalid on some of its ocean, and valid on every one of its land cells."""
+def check_not_inverted(path, name: str, ocean: np.ndarray, valid: np.ndarray, key: str,
+                       what: str = "forecast") -> None:
+    """InputError with a hint when the mask `ocean` (y, x) looks inverted against `valid` (y, x: where the data,
+    `what` — the forecast, the reference state —, have a value): invalid on some of its ocean, and valid on every
+    one of its land cells."""
     wet_invalid = int((ocean & ~valid).sum())
     if wet_invalid and (~ocean).any() and valid[~ocean].all():
-        raise InputError(str(path), name, f"the mask looks inverted: the forecast is fill/NaN on {wet_invalid} of "
+        raise InputError(str(path), name, f"the mask looks inverted: the {what} is fill/NaN on {wet_invalid} of "
                          f"its ocean cells and valid on all {int((~ocean).sum())} of its land cells; is it 1 = land? "
                          f"Give a mask with 1 = ocean, or CF flag_values/flag_meanings ('land ocean'), as {key}")

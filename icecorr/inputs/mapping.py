@@ -15,6 +15,9 @@ class VariableSource(StrictConfig):
 
     name: str = Field(description="variable name in the file")
     units: str = Field(description="units the file uses (checked against its `units` attribute)")
+    accumulated: bool = Field(False, description="true if the field is accumulated over the output interval ending "
+                              "at each record (ERA5-like radiation in J m-2, snowfall in kg m-2 or m of water): "
+                              "divided by that interval, taken from the time axis, into a rate (J m-2 -> W m-2)")
 
     @field_validator("units", mode="before")
     @classmethod
@@ -46,6 +49,8 @@ class ForecastFilesConfig(StrictConfig):
             raise ValueError(f"unknown forecast variable(s) {sorted(set(v) - allowed)}; allowed: {sorted(allowed)}")
         if needed - set(v):
             raise ValueError(f"forecast mapping lacks {sorted(needed - set(v))}")
+        if any(src.accumulated for src in v.values()):
+            raise ValueError("accumulated: true applies to forcing fluxes only, not to forecast variables")
         return v
 
 

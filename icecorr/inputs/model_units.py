@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from icecorr.base.errors import InputError
-from icecorr.base.units import UnitsError, same_units, unit_conversion
+from icecorr.base.units import UnitsError, accumulated_conversion, same_units, unit_conversion
 from icecorr.base.variables import FORCING_VARIABLES, ML_VARIABLES, VARIABLES
 
 #: model units of every variable prepare reads (icecorr.base.variables)
@@ -17,13 +17,24 @@ PLAUSIBLE: dict[str, tuple[float, float]] = {
 }
 
 
-def model_unit_conversion(file_units: str, model_units: str) -> tuple[float, float] | None:
+def model_unit_conversion(file_units: str, model_units: str, accumulated: bool = False) -> tuple[float, float] | None:
     """(scale, offset) converting `file_units` into `model_units` (UDUNITS, icecorr.base.units), or None if they do
-    not convert or cannot be parsed."""
+    not convert or cannot be parsed. `accumulated`: the field is summed over each output interval and is divided by
+    that interval (s) before this conversion (J m-2 -> W m-2)."""
     try:
-        return unit_conversion(file_units, model_units)
+        return accumulated_conversion(file_units, model_units) if accumulated else \
+            unit_conversion(file_units, model_units)
     except UnitsError:
         return None
+
+
+def accumulation_hint(file_units: str, model_units: str, key: str) -> str:
+    """A hint naming the mapping option `<key>.accumulated` when `file_units` are those of a field accumulated over
+    time (J m-2 for W m-2), else ''."""
+    if model_unit_conversion(file_units, model_units, accumulated=True) is None:
+        return ""
+    return f"; '{file_units}' is a flux accumulated over time: set {key}.accumulated: true (divided by each " \
+           "record's output interval)"
 
 
 def check_units_attribute(path, file_units: str | None, name: str, mapped_units: str, model_name: str) -> None:

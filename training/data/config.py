@@ -177,8 +177,14 @@ class PrepareConfig(StrictConfig):
     forcing: dict[str, VariableSource] = Field(description="model forcing name (uas, …) -> source")
     dims: dict[str, str] = Field(default_factory=lambda: {"time": "time", "y": "y", "x": "x"},
                                  description="model dim -> file dim name")
-    mask_variable: str | None = Field(None, description="ocean mask in the state files (nonzero = ocean); "
-                                      "null = ocean where sic is finite at the first time")
+    forcing_dims: dict[str, str] | None = Field(None, description="model dim -> dim name in the forcing files, "
+                                                "when they differ from the state files' (null = as `dims`)")
+    time_resample: Literal["snapshot", "mean"] = Field(
+        "snapshot", description="state files more often than 12-hourly (e.g. 6-hourly): the 00/12 UTC record "
+        "(snapshot) or the mean over t ± 6 h (mean)")
+    mask_variable: str | None = Field(None, description="ocean mask in the state files (nonzero = ocean, or a CF "
+                                      "flag variable whose flag_meanings say land/ocean); null = ocean where sic is "
+                                      "finite at the first time")
     velocity_points: Literal["centre", "face", "corner"] = Field(
         "centre", description="where siu/siv live in the file: cell centres (neXtSIM CG/DG output, averaged to "
         "C-grid faces here), already on east/north faces, or north-east corners (B-grid)")
@@ -202,6 +208,9 @@ class PrepareConfig(StrictConfig):
         missing = {"sic", "sit", "siu", "siv"} - set(v)
         if missing:
             raise ValueError(f"state mapping lacks {sorted(missing)}")
+        accumulated = sorted(k for k, src in v.items() if src.accumulated)
+        if accumulated:
+            raise ValueError(f"accumulated: true applies to forcing fluxes only, not to state {accumulated}")
         return v
 
     @field_validator("splits")

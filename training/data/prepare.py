@@ -2,16 +2,18 @@
 
 Reads the user's state and forcing NetCDF files through a YAML mapping (model name -> file variable and the units
 it is stored in), converts units (cm -> m, % -> 1, degC -> K, …), checks everything before any model run (variables
-present, units attribute, dimension names and order, grid shape and spacing, 12 h time spacing, NaN only outside
-the ocean mask, plausible ranges) and fails with one `InputError` naming the file and the field. Then every window
-(t, t+12h) inside a split's date range becomes a training pair: with `prepare.forecasts`, from the user's own model
-forecasts (icecorr.inputs.forecasts: that model's errors); otherwise as in `training.data.generate`: the coarse model
+present, units attribute, dimension names and order, grid shape and spacing, 12 h time spacing (more frequent
+state records resampled to 12 h), NaN only outside the ocean mask, plausible ranges) and fails with one
+`InputError` naming the file and the field. Then every window (t, t+12h) inside a split's date range becomes a
+training pair: with `prepare.forecasts`, from the user's own model forecasts (icecorr.inputs.forecasts: that
+model's errors); otherwise as in `training.data.generate`: the coarse model
 runs 12 h from the reference state at t (zero stresses, surface temperature from the air temperature capped at
 0 degC, mixed layer at freezing — reference data carry no model-internal state) with the forcing at t and t+12h.
 
 Every window gets a fresh coarse model, so a pair depends only on its own inputs. Beside the pair files,
 `reference.nc` holds the mapped reference at every record a window uses (`training.data.reference_file`): the
-reference in model conventions for `icecorr evaluate`.
+reference in model conventions for `icecorr evaluate`. Both keep the reference files' projection x/y, 2-D lat/lon
+and grid-mapping variable (`training.data.reference_file.with_geography`).
 Land: state fields are set to 0 (no ice, no motion) outside the mask and faces touching land get zero velocity;
 forcing NaN on land is replaced by that time's ocean mean. Windows are split in contiguous blocks over MPI ranks;
 the result is identical for any number of ranks.
@@ -39,7 +41,7 @@ from training.data.generate import default_models
 from training.data.io import concat_netcdf_along_time, write_netcdf_atomic
 from training.data.pairs import SPLITS, PairBuffer, pair_dataset, state_arrays
 from training.data.provenance import pair_file_attrs
-from training.data.reference_file import write_reference
+from training.data.reference_file import with_geography, write_reference
 from training.data.ranks import contiguous_block, finish
 from icecorr.inputs.reference import ReferenceData
 from training.data.residual_stats import format_summary, residual_summary
@@ -138,7 +140,8 @@ def run_prepare(cfg, out_dir: str | Path, comm=None, base_dir: str | Path | None
     plus `manifest.json` to `out_dir`; returns the split files (same list on every rank).
 
     `cfg` needs `.grid`, `.physics` (coarse) and `.prepare`. Relative file names are taken from `base_dir` (default:
-    the working directory). Any bad input raises `InputError` on every rank before a model is run.
+    the working directory; the CLI passes the config file's folder). Any bad input raises `InputError` on every
+    rank before a model is run.
     """
     out_dir = Path(out_dir)
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
@@ -190,6 +193,7 @@ def run_prepare(cfg, out_dir: str | Path, comm=None, base_dir: str | Path | None
                 ds = prepare_block(data, cfg.physics, block, pcfg.dtype, model_cls)
                 ds["run"] = ("time", np.full(block.size, si, dtype=np.int32),
                              {"long_name": "run (contiguous segment) index; windows never cross runs"})
+            ds = with_geography(ds, data)   # the reference files' x/y, lat/lon and grid mapping, as reference.nc
             write_netcdf_atomic(ds, parts_dir / f"{split}-{rank:04d}.nc", pcfg.chunk_time, pcfg.dtype)
     except Exception as exc:
         failure = f"rank {rank}: {type(exc).__name__}: {exc}"
@@ -234,7 +238,7 @@ def _write_manifest(cfg, data: ReferenceData, windows: Mapping[str, np.ndarray],
         "time_step_seconds": STEP_SECONDS,
         "ml_variables": list(ML_VARIABLES),
         "forcing_variables": list(FORCING_NAMES),
-        "variables": {v: {"units": MODEL_UNITS[v], "source": src.model_dump()} for v, src in
+        "variables": {v: {"units": MODEL_UNITS[v], "source": src.model_dump(exclude_defaults=True)} for v, src in
                       {**pcfg.state, **pcfg.forcing}.items()},
         "ocean_cells": int(data.mask.sum()),
         "splits": {s: {"file": f"{s}.nc", "windows": int(len(idx)),

@@ -27,9 +27,9 @@ FILL = np.float32(1.0e20)
 _FACES = {"siu": "east", "siv": "north"}
 
 
-def _geography(data: ReferenceData) -> tuple[dict, dict]:
+def geography(data: ReferenceData) -> tuple[dict, dict]:
     """(coords, grid-mapping variables) of the first state file, renamed to the model dims y, x and oriented
-    south-to-north / west-to-east; empty parts where the file has none."""
+    south-to-north / west-to-east; x/y are the model's (i + ½) dx where the file has no x/y in a length unit."""
     grid, dims = data.grid, data.cfg.dims
     with open_input(data.state_files[0]) as raw:
         ydim, xdim = dims.get("y", "y"), dims.get("x", "x")
@@ -59,6 +59,20 @@ def _geography(data: ReferenceData) -> tuple[dict, dict]:
     return coords, mapping
 
 
+def with_geography(ds: xr.Dataset, data: ReferenceData) -> xr.Dataset:
+    """`ds` (dims y, x on the model grid) with the reference files' geography (`geography`): x/y, lat/lon and the
+    grid-mapping variable, named by `grid_mapping` on every (…, y, x) variable. Shared by reference.nc and the pair
+    files of `icecorr prepare`."""
+    coords, mapping = geography(data)
+    ds = ds.assign_coords(coords)
+    for name, var in mapping.items():
+        ds[name] = var
+        for v in ds.data_vars.values():
+            if v.dims[-2:] == ("y", "x"):
+                v.attrs["grid_mapping"] = name
+    return ds
+
+
 def reference_dataset(data: ReferenceData, records: Iterable[int]) -> xr.Dataset:
     """The mapped reference at the time indices `records` of `data` as a CF Dataset (see the module docstring)."""
     records = sorted({int(k) for k in records})
@@ -68,10 +82,10 @@ def reference_dataset(data: ReferenceData, records: Iterable[int]) -> xr.Dataset
         state = data.state_at(k)
         for v in ML_VARIABLES:
             fields[v][n] = np.where(ocean, state[v], np.nan)
-    coords, mapping = _geography(data)
-    coords["time"] = ("time", data.times[records], {"standard_name": "time", "long_name": "valid time"})
-    ds = xr.Dataset(coords=coords)
-    extra = {"coordinates": "lat lon"} if "lat" in coords and "lon" in coords else {}
+    ds = with_geography(xr.Dataset(coords={"time": ("time", data.times[records], {"standard_name": "time",
+                                                                                   "long_name": "valid time"})}),
+                        data)
+    extra = {"coordinates": "lat lon"} if "lat" in ds.coords and "lon" in ds.coords else {}
     for v in ML_VARIABLES:
         meta = {**attrs(v), **extra}
         if v in _FACES:
@@ -80,10 +94,7 @@ def reference_dataset(data: ReferenceData, records: Iterable[int]) -> xr.Dataset
         ds[v] = (("time", "y", "x"), fields[v], meta)
     ds["mask"] = (("y", "x"), ocean.astype(np.int8), {"long_name": "ocean mask", "flag_values": np.array([0, 1],
                   dtype=np.int8), "flag_meanings": "land ocean"})
-    for name, var in mapping.items():
-        ds[name] = var
-        for v in (*ML_VARIABLES, "mask"):
-            ds[v].attrs["grid_mapping"] = name
+    ds = with_geography(ds, data)
     ds.attrs.update({"Conventions": "CF-1.10", "title": "reference state on the model grid in model conventions",
                      "grid_dx": float(data.grid.dx),
                      "source_files": " ".join(str(p) for p in data.state_files)})
