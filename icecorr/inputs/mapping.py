@@ -26,6 +26,14 @@ class VariableSource(StrictConfig):
         return str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
 
 
+def only_forcing_accumulates(sources: dict[str, VariableSource], what: str) -> dict[str, VariableSource]:
+    """`sources` unchanged; ValueError if one is marked `accumulated` (a state is a snapshot, not a flux sum)."""
+    accumulated = sorted(k for k, src in sources.items() if src.accumulated)
+    if accumulated:
+        raise ValueError(f"accumulated: true applies to forcing fluxes only, not to {what} {accumulated}")
+    return sources
+
+
 class ForecastFilesConfig(StrictConfig):
     """The user's own coarse-model forecasts (CICE, SI3, coarse neXtSIM, …): `prepare` pairs them with the reference
     to learn that model's errors instead of re-running the built-in model."""
@@ -49,9 +57,7 @@ class ForecastFilesConfig(StrictConfig):
             raise ValueError(f"unknown forecast variable(s) {sorted(set(v) - allowed)}; allowed: {sorted(allowed)}")
         if needed - set(v):
             raise ValueError(f"forecast mapping lacks {sorted(needed - set(v))}")
-        if any(src.accumulated for src in v.values()):
-            raise ValueError("accumulated: true applies to forcing fluxes only, not to forecast variables")
-        return v
+        return only_forcing_accumulates(v, "forecast variables")
 
 
 class UserForecastInputs(StrictConfig):

@@ -24,7 +24,7 @@ from pydantic import Field, field_validator
 from icecorr.base.config import StrictConfig
 from icecorr.base.errors import InputError
 from icecorr.base.units import is_length, unit_conversion
-from icecorr.inputs.mapping import VariableSource
+from icecorr.inputs.mapping import VariableSource, only_forcing_accumulates
 from icecorr.inputs.model_units import MODEL_UNITS, check_units_attribute, model_unit_conversion
 from icecorr.inputs.reference import checked_field, decoded_times, model_state, open_input, resolve_input
 
@@ -71,7 +71,7 @@ class StateFileConfig(StrictConfig):
             raise ValueError(f"unknown state variable(s) {sorted(set(v) - allowed)}; allowed: {sorted(allowed)}")
         if needed - set(v):
             raise ValueError(f"state mapping lacks {sorted(needed - set(v))}")
-        return v
+        return only_forcing_accumulates(v, "state")
 
 
 class StateFile:

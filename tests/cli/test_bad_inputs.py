@@ -437,7 +437,7 @@ def _nextsim_mutation(src: Path, dst: Path, fn) -> Path:
     return dst
 
 
-@pytest.mark.parametrize("case", ["truncated_state", "inf_forcing", "transposed_state", "time_6h_state",
+@pytest.mark.parametrize("case", ["truncated_state", "inf_forcing", "transposed_state", "time_7h_state",
                                   "units_forcing"])
 def test_prepare_rejects_bad_input(nextsim, tmp_path, capsys, case):
     state, forcing = nextsim
@@ -453,9 +453,9 @@ def test_prepare_rejects_bad_input(nextsim, tmp_path, capsys, case):
         bad = _nextsim_mutation(state, tmp_path / "state.nc", lambda ds: ds.assign(
             sit=ds["sit"].transpose("time", "x", "y")))
         argv, field = prepare_argv(bad, forcing, tmp_path / "out"), "sit"
-    elif case == "time_6h_state":
+    elif case == "time_7h_state":   # a step that does not divide 12 h (6-hourly files are resampled)
         bad = _nextsim_mutation(state, tmp_path / "state.nc", lambda ds: ds.assign_coords(
-            time=ds["time"].values[0] + np.arange(ds.sizes["time"]) * np.timedelta64(6, "h")))
+            time=ds["time"].values[0] + np.arange(ds.sizes["time"]) * np.timedelta64(7, "h")))
         argv, field = prepare_argv(bad, forcing, tmp_path / "out"), "time"
     else:
         bad = _nextsim_mutation(forcing, tmp_path / "forcing.nc", lambda ds: ds.assign(

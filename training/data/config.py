@@ -13,7 +13,7 @@ from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
 from icecorr.base.config import StrictConfig
 from icecorr.base.variables import STEP_HOURS
-from icecorr.inputs.mapping import ForecastFilesConfig, VariableSource
+from icecorr.inputs.mapping import ForecastFilesConfig, VariableSource, only_forcing_accumulates
 from training.data.geography import RegionGrid
 
 #: 12 h windows per day
@@ -208,10 +208,7 @@ class PrepareConfig(StrictConfig):
         missing = {"sic", "sit", "siu", "siv"} - set(v)
         if missing:
             raise ValueError(f"state mapping lacks {sorted(missing)}")
-        accumulated = sorted(k for k, src in v.items() if src.accumulated)
-        if accumulated:
-            raise ValueError(f"accumulated: true applies to forcing fluxes only, not to state {accumulated}")
-        return v
+        return only_forcing_accumulates(v, "state")
 
     @field_validator("splits")
     @classmethod

@@ -72,6 +72,8 @@ class ObsSource(VariableSource):
 
     @model_validator(mode="after")
     def _one_error(self) -> "ObsSource":
+        if self.accumulated:
+            raise ValueError("accumulated: true applies to forcing fluxes only, not to observations")
         if (self.error is None) == (self.error_std is None):
             raise ValueError("give exactly one of `error` (a variable) or `error_std` (a constant)")
         return self
