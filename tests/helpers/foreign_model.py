@@ -8,13 +8,13 @@ an eastern coast):
   cell centres (A-grid) —, 2-D lat/lon, projection x/y (m) with an EPSG:3413 `grid_mapping`, land as `_FillValue`;
 * the **forcing** (6-hourly) with its own names and units (`t2m` in degC, `q2m` in g kg-1, currents in cm s-1);
 * the **user's model** forecasts (a CICE-like history file, `init_time × lead_time × nj × ni`, 6-hourly leads
-  0..48 h): the built-in model with OTHER physics — other air/ocean drag, a weaker ice (P*) and less snowfall
-  reaching the ice —, started from the reference state at every init time; `aice` (1), `hi` cell mean (m), `hs` (cm,
-  per ice area), `uvel`/`vvel` (cm s-1) at cell centres, 2-D `TLAT`/`TLON`, land as fill.
+  0..48 h): the built-in model with OTHER physics — other air/ocean drag, a weaker ice (P*), a warmer mixed layer
+  and more snowfall on the ice —, started from the reference state at every init time; `aice` (1), `hi` cell mean
+  (m), `hs` (cm, per ice area), `uvel`/`vvel` (cm s-1) at cell centres, 2-D `TLAT`/`TLON`, land as fill.
 
 The physics difference gives systematic, learnable errors in every variable. Velocities at the cell centres are the
-mean of the model's two C-grid faces (a closed wall counts as 0). The moorings file is 12-hourly by default
-(`reference_hours`): `icecorr prepare` reads reference states 12 h apart.
+mean of the model's two C-grid faces (a closed wall counts as 0). The moorings file is 6-hourly by default
+(`reference_hours`), as neXtSIM moorings often are: `icecorr prepare` resamples it to 12 h (`prepare.time_resample`).
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ class ForeignSetup:
     n_inits: int = 48
     init_every_hours: int = 12
     lead_hours: int = 48
-    reference_hours: int = 12
+    reference_hours: int = 6            # neXtSIM moorings are often 6-hourly; prepare resamples to 12 h
     seed: int = 7
     snowfall_factor: float = 2.5       # the user's model puts this multiple of the snowfall on its ice
 
