@@ -24,7 +24,8 @@ from icecorr.base.variables import STEP_SECONDS
 from icecorr.inputs.land import check_not_inverted, ocean_from_mask_variable
 from icecorr.inputs.mapping import ForecastFilesConfig
 from icecorr.inputs.model_units import MODEL_UNITS, check_units_attribute, model_unit_conversion
-from icecorr.inputs.reference import checked_field, model_state, open_input, oriented, resolve_input
+from icecorr.inputs.reference import (checked_field, decreasing_axis, model_state, open_input, oriented,
+                                     resolve_input)
 from icecorr.inputs.regrid import projection_coordinate, two_d_coordinate
 
 STEP = np.timedelta64(int(STEP_SECONDS), "s")
@@ -70,7 +71,7 @@ class ForecastData:
         self.datasets = [open_input(p) for p in self.files]
         self.conversions = {v: self._conversion(v) for v in cfg.variables}
         self.shape = (grid.ny, grid.nx) if grid is not None else self._file_shape()
-        self.flips = [(self._decreasing(p, ds, "y"), self._decreasing(p, ds, "x"))
+        self.flips = [(decreasing_axis(p, ds, self._dim("y")), decreasing_axis(p, ds, self._dim("x")))
                       for p, ds in zip(self.files, self.datasets)]
         self.windows: list[ForecastWindow] = []
         self.init_times: list[np.datetime64] = []   # of each forecast (its number indexes this list)
@@ -111,20 +112,6 @@ class ForecastData:
             raise InputError(str(self.files[0]), name, f"dimensions {var.dims} lack '{y}'/'{x}' (set "
                              f"{self.section}.dims.y/x)")
         return var.sizes[y], var.sizes[x]
-
-    def _decreasing(self, path: Path, ds: xr.Dataset, model_dim: str) -> bool:
-        """True if the file's coordinate along `model_dim` decreases (reversed on reading); InputError if it is
-        neither increasing nor decreasing."""
-        dim = self._dim(model_dim)
-        if dim not in ds.coords or ds[dim].ndim != 1 or ds[dim].size < 2 or \
-                not np.issubdtype(ds[dim].dtype, np.number):
-            return False
-        step = np.diff(np.asarray(ds[dim].values, np.float64))
-        if (step > 0).all():
-            return False
-        if (step < 0).all():
-            return True
-        raise InputError(str(path), dim, "coordinate neither increases nor decreases monotonically")
 
     def _check_variable(self, path: Path, ds: xr.Dataset, name: str, units: str, model_name: str) -> None:
         if name not in ds.variables:

@@ -8,22 +8,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import xarray as xr
 
 from icecorr.base.errors import InputError
 from icecorr.inputs.forecasts import STEP, ForecastData, ForecastWindow
 from icecorr.inputs.mapping import UserForecastInputs
-from icecorr.inputs.reference import ForcingFiles, open_input, resolve_input
+from icecorr.inputs.reference import ForcingFiles, decreasing_axis, open_input, resolve_input
 from icecorr.inputs.regrid import projection_coordinate
 
 SECTION = "correct.inputs"
-
-
-def _decreasing(ds: xr.Dataset, dim: str) -> bool | None:
-    """True/False if the file's 1-D numeric coordinate `dim` decreases/increases, None without one."""
-    if dim not in ds.coords or ds[dim].ndim != 1 or ds[dim].size < 2 or not np.issubdtype(ds[dim].dtype, np.number):
-        return None
-    return bool(np.diff(np.asarray(ds[dim].values, np.float64))[0] < 0)
 
 
 class UserForecasts:
@@ -65,7 +57,7 @@ class UserForecasts:
         flip = []
         for k, model_dim in enumerate(("y", "x")):
             dim = dims.get(model_dim, model_dim)
-            own = _decreasing(ds, dim)
+            own = decreasing_axis(path, ds, dim, default=None)
             flip.append(self.forecasts.flips[0][k] if own is None else own)
             mine, theirs = projection_coordinate(ds, dim), self.grid[model_dim]
             if mine is not None and theirs is not None:
