@@ -115,8 +115,10 @@ def _grid_dict(grid: Mapping[str, Any]) -> dict[str, Any]:
     missing = [k for k in GRID_KEYS if k not in grid]
     if missing:
         raise ValueError(f"save_checkpoint: grid lacks {missing} (need {list(GRID_KEYS)})")
-    return {"nx": int(grid["nx"]), "ny": int(grid["ny"]), "dx": float(grid["dx"]),
-            "mask_hash": str(grid["mask_hash"])}
+    out = {"nx": int(grid["nx"]), "ny": int(grid["ny"]), "dx": float(grid["dx"]), "mask_hash": str(grid["mask_hash"])}
+    if grid.get("projection"):  # the training pairs' CF grid-mapping attributes (plain numbers and strings)
+        out["projection"] = dict(grid["projection"])
+    return out
 
 
 def save_checkpoint(path: str | os.PathLike, *, model_state: Mapping[str, torch.Tensor],
@@ -280,7 +282,8 @@ def describe_checkpoint(data: CheckpointData) -> str:
                                                   if cfg.emulator_state_variables else ""),
         "variables: " + ", ".join(f"{v} [{data.variables_units.get(v, '?')}]" for v in cfg.variables),
         f"conditioning ({len(cfg.conditioning or [])}): " + ", ".join(cfg.conditioning or []),
-        f"grid: ny={g.get('ny')} nx={g.get('nx')} dx={g.get('dx')} m, mask hash {g.get('mask_hash')}",
+        f"grid: ny={g.get('ny')} nx={g.get('nx')} dx={g.get('dx')} m, mask hash {g.get('mask_hash')}"
+        + (f", projection {g['projection'].get('grid_mapping_name', '?')}" if g.get("projection") else ""),
         f"parameters: {n_params}; EMA weights: {'yes' if data.ema_state is not None else 'no'}",
     ]
     if data.extra:

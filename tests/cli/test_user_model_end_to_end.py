@@ -75,7 +75,7 @@ def run(tmp_path_factory):
     icecorr("prepare", "prepare.yaml", "--out", "data", cwd=root)
     icecorr("train", CONFIGS / "train_tiny.yaml", *TRAIN, "train.data.train_file=data/train.nc",
             "train.data.val_file=data/val.nc", "train.out_dir=corrector", "--no-progress", cwd=root)
-    # the user's own forecast files through correct.inputs (SPEC16, icecorr/inputs + coupling/correct: usercorrect)
+    # the user's own forecast files through correct.inputs
     icecorr("correct", "--config", "correct.yaml", "--checkpoint", "corrector/best.pt", "-o", "corrected.nc",
             cwd=root)
     icecorr("correct", "--config", "correct.yaml", "--no-correction", "-o", "uncorrected.nc", cwd=root)
@@ -122,9 +122,26 @@ def test_reference_file_is_in_model_conventions(run):
         np.testing.assert_allclose(ref["x"].values, raw["x"].values)
 
 
+def test_pairs_and_checkpoint_record_grid_projection_and_provenance(run):
+    """The pair files keep the moorings file's geography; the checkpoint trained on them records its grid, land
+    mask, projection and where its pairs came from."""
+    from corrector.checkpoint import load_checkpoint, mask_hash
+
+    root, files = run
+    with xr.open_dataset(root / "data" / "train.nc") as pairs:
+        assert pairs["lat"].dims == ("y", "x") and pairs["reference_sic"].attrs["grid_mapping"] in pairs.variables
+    ck = load_checkpoint(root / "corrector" / "best.pt")
+    assert (ck.grid["ny"], ck.grid["nx"], ck.grid["dx"]) == (SETUP.ny, SETUP.nx, SETUP.dx)
+    assert ck.grid["mask_hash"] == mask_hash(files["ocean"].astype(bool))
+    assert ck.grid["projection"]["grid_mapping_name"] == "polar_stereographic"
+    assert str(files["reference"].name) in ck.extra["train_pairs"]["source_files"]
+
+
 def test_corrected_forecasts_beat_the_uncorrected_ones_for_every_variable(run):
     root, _ = run
     rmse = pooled_rmse(root / "report" / "metrics.csv")
+    print("pooled RMSE, uncorrected -> corrected: " + ", ".join(
+        f"{v} {rmse['uncorrected'][v]:.4f} -> {rmse['corrected'][v]:.4f}" for v in ML_VARIABLES))
     for v in ML_VARIABLES:
         assert rmse["uncorrected"][v] > FLOOR[v], (v, rmse)
         assert rmse["corrected"][v] < rmse["uncorrected"][v], (v, rmse)

@@ -34,11 +34,27 @@ def corrector_units(ds: PairDataset, variables: Sequence[str]) -> dict[str, str]
 def save_corrector(path: Path, model: nn.Module, ema: EMA, cfg: TrainRunConfig, data: Data, extra: dict) -> Path:
     """A corrector checkpoint (corrector.checkpoint format): raw + EMA weights, config, normalisation, grid."""
     ds = data.train
-    grid = {"nx": ds.nx, "ny": ds.ny, "dx": ds.grid_dx,
-            "mask_hash": mask_hash(ds.ocean)}
+    projection, provenance = pair_provenance(ds.path)
+    grid = {"nx": ds.nx, "ny": ds.ny, "dx": ds.grid_dx, "mask_hash": mask_hash(ds.ocean), "projection": projection}
     return save_checkpoint(path, model_state=model.state_dict(), ema_state=ema.module.state_dict(),
                            config=cfg.corrector, normalization=data.normalization, grid=grid,
-                           variables_units=corrector_units(ds, cfg.corrector.variables), extra=extra)
+                           variables_units=corrector_units(ds, cfg.corrector.variables),
+                           extra={**extra, "train_pairs": provenance})
+
+
+def pair_provenance(path: Path) -> tuple[dict, dict]:
+    """(the CF grid-mapping attributes of a pair file, or {}; its provenance: producer, source files, version)."""
+    def plain(value):
+        return value.item() if isinstance(value, np.generic) else \
+            value.tolist() if isinstance(value, np.ndarray) else value
+
+    with xr.open_dataset(path) as f:
+        name = next((str(v.attrs["grid_mapping"]) for v in f.data_vars.values()
+                     if str(v.attrs.get("grid_mapping")) in f.variables), None)
+        projection = {k: plain(a) for k, a in f[name].attrs.items()} if name else {}
+        provenance = {k: str(f.attrs[k]) for k in ("producer", "source_files", "icecorr_version", "history")
+                      if k in f.attrs}
+    return projection, provenance
 
 
 
