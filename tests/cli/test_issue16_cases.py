@@ -12,6 +12,7 @@ import xarray as xr
 
 from coupling.checks import expected_units
 from icecorr.cli import main
+from training.evaluation.metrics_file import read_metrics_netcdf
 from tests.mpi_scripts.pairs import make_pair_file
 from tests.mpi_scripts.tiny import tiny_checkpoint
 
@@ -46,7 +47,7 @@ def test_evaluate_scores_correct_outputs_of_two_ensembles_in_one_call(pairs, tmp
     for label in ("ens1", "ens2"):  # both ensembles scored, at the one lead of a 12 h correction
         crps = [r for r in rows if r["model"] == label and r["metric"] == "crps"]
         assert crps and {float(r["lead_hours"]) for r in crps} == {12.0}, label
-    metrics = xr.load_dataset(tmp_path / "report" / "metrics.nc")
+    metrics = read_metrics_netcdf(tmp_path / "report" / "metrics.nc")
     assert {"ens1", "ens2"} <= set(metrics["model"].values) and "rank_histogram" in metrics
 
 
