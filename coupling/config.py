@@ -29,7 +29,8 @@ class OutputConfig(StrictConfig):
     """What goes into the output NetCDF besides the corrected state."""
 
     precision: Literal["float32", "float64"] = Field(
-        "float64", description="on-disk type of state variables (float64 keeps runs bit-comparable)")
+        "float32", description="on-disk type of state variables: float32 (final products, CF); float64 keeps "
+        "runs bit-comparable with in-memory states")
     write_forecast: bool = Field(False, description="also write the uncorrected 12 h forecast `forecast_{v}`")
     write_correction: bool = Field(False, description="also write the applied correction `correction_{v}` "
                                                       "(corrected − forecast, after bounds)")

@@ -116,7 +116,7 @@ def test_couple_hands_the_mapped_state_to_the_model_and_records_it(tmp_path):
             handed.append({k: np.array(v) for k, v in state.items()})
             super().set_state(state)
 
-    cfg = CoupleConfig(members=2, n_steps=1, start_indices=[0, 1])
+    cfg = CoupleConfig(members=2, n_steps=1, start_indices=[0, 1], output_options={"precision": "float64"})
     paths = run_couple(cfg, StateFile(state_cfg(path), grid()), masked_forcing(3), tmp_path / "run.nc", comm=None,
                        grid=grid(), model_factory=lambda: Recording(grid()), corrector=Corrector.zero(grid={"ny": N,
                                                                                                          "nx": N}))
@@ -133,7 +133,7 @@ def test_couple_hands_the_mapped_state_to_the_model_and_records_it(tmp_path):
 
 def test_emulate_starts_from_the_mapped_state(tmp_path):
     path = write_state_file(tmp_path / "cice.nc", records=1)
-    cfg = CoupleConfig(members=2, n_steps=1)
+    cfg = CoupleConfig(members=2, n_steps=1, output_options={"precision": "float64"})
     out = run_emulate(cfg, StateFile(state_cfg(path), grid()), masked_forcing(2), tmp_path / "emu.nc", comm=None,
                       corrector=tiny_corrector(mode="emulator"))[0]
     ds = xr.load_dataset(out)
@@ -161,7 +161,8 @@ def write_config(tmp_path: Path, state: Path, forcing: Path, **mapping) -> Path:
     cfg = {"grid": {"nx": N, "ny": N, "dx": DX, "mask": str(tmp_path / "mask.npy")},
            "initial_state": {"file": str(state), "time": "2000-10-01T12:00", "variables": {**MAPPING, **mapping},
                              "dims": DIMS},
-           "forcing": str(forcing), "couple": {"members": 2, "n_steps": 1, "output": str(tmp_path / "out" / "r.nc")}}
+           "forcing": str(forcing), "couple": {"members": 2, "n_steps": 1, "output": str(tmp_path / "out" / "r.nc"),
+                                                     "output_options": {"precision": "float64"}}}
     path = tmp_path / "run.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

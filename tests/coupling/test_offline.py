@@ -31,8 +31,8 @@ def pairs(tmp_path_factory) -> Path:
 
 
 def correct(pairs, out, members=3, chunk=2, **opts):
-    cfg = CorrectConfig(members=members, chunk_size=chunk, output_options={"write_forecast": True,
-                                                                           "write_correction": True, **opts})
+    cfg = CorrectConfig(members=members, chunk_size=chunk, output_options={
+        "precision": "float64", "write_forecast": True, "write_correction": True, **opts})
     return xr.load_dataset(run_correct(cfg, pairs, out, comm=None, corrector=tiny_corrector()))
 
 
@@ -52,7 +52,8 @@ def test_correct_writes_bounded_members_with_forecast_and_correction(pairs, tmp_
     from corrector.bounds import THIN_FORECAST_SIC
     from tests.helpers.known_corrector import KnownCorrection, known_correction
 
-    cfg = CorrectConfig(members=2, chunk_size=4, output_options={"write_forecast": True, "write_correction": True})
+    cfg = CorrectConfig(members=2, chunk_size=4, output_options={"write_forecast": True, "write_correction": True,
+                                                                  "precision": "float64"})
     known = xr.load_dataset(run_correct(cfg, pairs, tmp_path / "known.nc", comm=None,
                                         corrector=KnownCorrection(tiny_corrector())))
     forecast = {v: src[f"forecast_{v}"].values for v in VARS}
@@ -84,7 +85,8 @@ def test_correct_names_file_and_field_of_missing_input(pairs, tmp_path):
 
 
 def emulate(pairs, out, restart=None, restart_interval=0, starts=(0, 2), members=3, steps=3):
-    cfg = CoupleConfig(members=members, n_steps=steps, start_indices=list(starts), restart_interval=restart_interval)
+    cfg = CoupleConfig(members=members, n_steps=steps, start_indices=list(starts), restart_interval=restart_interval,
+                       output_options={"precision": "float64"})
     return run_emulate(cfg, pairs, FileForcing(pairs), out, restart=restart, comm=None,
                        corrector=tiny_corrector(mode="emulator"))
 

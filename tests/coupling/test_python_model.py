@@ -28,7 +28,7 @@ def config(tmp, pairs, name: str, **couple) -> str:
     path = tmp / f"{name}.yaml"
     path.write_text(f"grid: {{nx: 16, ny: 16, dx: 16000.0}}\ninitial: {pairs}\n"
                     f"couple: {{model: 'free_drift:FreeDrift', model_options: {{wind_factor: 0.03}}, members: 2, "
-                    f"n_steps: 3, output: {tmp / name}.nc{extra}}}\n")
+                    f"n_steps: 3, output: {tmp / name}.nc, output_options: {{precision: float64}}{extra}}}\n")
     return str(path)
 
 

@@ -23,7 +23,7 @@ FORCING = case.forcing(16, 12)
 
 def run(verb: str, tmp_path, name: str, checkpoint=None, corrector=None, restart=None):
     """A 2-step run of `verb` from the case's initial state, restart files every step."""
-    cfg = CoupleConfig(members=2, n_steps=2, restart_interval=1,
+    cfg = CoupleConfig(members=2, n_steps=2, restart_interval=1, output_options={"precision": "float64"},
                        checkpoint=None if checkpoint is None else str(checkpoint))
     out = tmp_path / f"{name}.nc"
     if verb == "couple":
@@ -79,7 +79,7 @@ class FailingWriter:
 def test_ensemble_output_closes_every_window_when_one_fails(tmp_path):
     """Was: the first window's failing `close("complete")` left the others open and under their partial names."""
     starts = [0, 1, 2]
-    cfg = CoupleConfig(members=2, n_steps=1, start_indices=starts)
+    cfg = CoupleConfig(members=2, n_steps=1, start_indices=starts, output_options={"precision": "float64"})
     paths = output_paths(tmp_path / "o.nc", starts)
     attrs = {v: table_attrs(v, {}) for v in VARS}
     out = EnsembleOutput(cfg, paths, VARS, attrs, (16, 16), 16_000.0, FORCING, {}, "emulate", None, VARS,

@@ -64,7 +64,8 @@ def main(argv=None) -> int:
     cfg = CoupleConfig(members=a.members, n_steps=a.steps, start_indices=a.starts, restart_interval=a.restart_interval,
                        checkpoint=a.checkpoint, initial_perturbation=a.perturb, ml_ranks=a.ml_ranks,
                        timeouts={"handshake": a.timeout, "step": a.timeout},
-                       output_options={"write_forecast": True, "write_correction": True})
+                       output_options={"write_forecast": True, "write_correction": True,
+                                       "precision": "float64"})  # bit-for-bit comparisons
     corrector = None  # with --checkpoint and no fault, run_couple loads it on the ML rank(s) itself
     if a.checkpoint is None and a.corrector == "zero":
         from corrector.inference import Corrector

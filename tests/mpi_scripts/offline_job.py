@@ -43,14 +43,15 @@ def main(argv=None) -> int:
         from coupling.config import CorrectConfig
 
         cfg = CorrectConfig(members=a.members, chunk_size=a.chunk,
-                            output_options={"write_forecast": True, "write_correction": True})
+                            output_options={"write_forecast": True, "write_correction": True,
+                                            "precision": "float64"})  # compared bit for bit with one process
         out = run_correct(cfg, a.pairs, a.out, comm=comm, corrector=tiny_corrector())
         print("wrote", out, flush=True)
     else:
         from coupling.config import CoupleConfig
 
         cfg = CoupleConfig(members=a.members, n_steps=a.steps, start_indices=a.starts,
-                           restart_interval=a.restart_interval)
+                           restart_interval=a.restart_interval, output_options={"precision": "float64"})
         out = run_emulate(cfg, a.pairs, FileForcing(a.pairs), a.out, restart=a.restart, comm=comm,
                           corrector=tiny_corrector(mode="emulator"))
         print("wrote", *out, flush=True)
