@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-from icecorr.inputs.regrid import projection_coordinate, two_d_coordinate
+from icecorr.inputs.regrid import grid_mapping_name, projection_coordinate, two_d_coordinate
 
 
 @dataclass(frozen=True)
@@ -27,8 +27,7 @@ class GridMetadata:
 
 def grid_metadata(ds: xr.Dataset) -> GridMetadata | None:
     """The geography `ds` carries, or None when it has nothing beyond plain x/y (the built-in box)."""
-    mapping = next((str(v.attrs["grid_mapping"]) for v in ds.data_vars.values()
-                    if v.attrs.get("grid_mapping") in ds.variables), None)
+    mapping = grid_mapping_name(ds)
     lat, lon = two_d_coordinate(ds, "latitude", ("y", "x")), two_d_coordinate(ds, "longitude", ("y", "x"))
     if mapping is None and lat is None:
         return None

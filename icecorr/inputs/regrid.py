@@ -35,6 +35,12 @@ class ModelPlane:
     crs: object | None
 
 
+def grid_mapping_name(ds: xr.Dataset) -> str | None:
+    """The name of the CF grid-mapping variable that a data variable of `ds` names and `ds` holds, or None."""
+    return next((str(v.attrs["grid_mapping"]) for v in ds.data_vars.values()
+                 if str(v.attrs.get("grid_mapping")) in ds.variables), None)
+
+
 def _crs_of(ds: xr.Dataset, var_name: str | None = None):
     """The pyproj CRS of the CF grid_mapping that `var_name` (or any variable) names, or None."""
     names = [ds[var_name].attrs.get("grid_mapping")] if var_name else []

@@ -21,7 +21,7 @@ import xarray as xr
 from icecorr.base.files import write_dataset_atomic
 from icecorr.base.variables import ML_VARIABLES, attrs
 from icecorr.inputs.reference import ReferenceData, open_input
-from icecorr.inputs.regrid import projection_coordinate, two_d_coordinate
+from icecorr.inputs.regrid import grid_mapping_name, projection_coordinate, two_d_coordinate
 
 FILL = np.float32(1.0e20)
 _FACES = {"siu": "east", "siv": "north"}
@@ -52,8 +52,7 @@ def geography(data: ReferenceData) -> tuple[dict, dict]:
                 values = values[::-1 if flip[0] else 1, ::-1 if flip[1] else 1]
                 coords[short] = (("y", "x"), values, {"standard_name": std, "units": units,
                                                       "long_name": f"{std} of cell centre"})
-        name = next((str(v.attrs["grid_mapping"]) for v in ds.data_vars.values()
-                     if v.attrs.get("grid_mapping") in ds.variables), None)
+        name = grid_mapping_name(ds)
         if name is not None:
             mapping[name] = ((), np.int32(0), {k: v for k, v in ds[name].attrs.items() if not k.startswith("_")})
     return coords, mapping
@@ -82,12 +81,9 @@ def reference_dataset(data: ReferenceData, records: Iterable[int]) -> xr.Dataset
         state = data.state_at(k)
         for v in ML_VARIABLES:
             fields[v][n] = np.where(ocean, state[v], np.nan)
-    ds = with_geography(xr.Dataset(coords={"time": ("time", data.times[records], {"standard_name": "time",
-                                                                                   "long_name": "valid time"})}),
-                        data)
-    extra = {"coordinates": "lat lon"} if "lat" in ds.coords and "lon" in ds.coords else {}
+    ds = xr.Dataset(coords={"time": ("time", data.times[records], {"standard_name": "time", "long_name": "valid time"})})
     for v in ML_VARIABLES:
-        meta = {**attrs(v), **extra}
+        meta = attrs(v)
         if v in _FACES:
             meta["comment"] = f"on the C-grid {_FACES[v]} face of each cell (model convention); 0 on faces that " \
                               "touch land or a closed wall"
@@ -95,6 +91,9 @@ def reference_dataset(data: ReferenceData, records: Iterable[int]) -> xr.Dataset
     ds["mask"] = (("y", "x"), ocean.astype(np.int8), {"long_name": "ocean mask", "flag_values": np.array([0, 1],
                   dtype=np.int8), "flag_meanings": "land ocean"})
     ds = with_geography(ds, data)
+    if "lat" in ds.coords and "lon" in ds.coords:
+        for v in ML_VARIABLES:
+            ds[v].attrs["coordinates"] = "lat lon"
     ds.attrs.update({"Conventions": "CF-1.10", "title": "reference state on the model grid in model conventions",
                      "grid_dx": float(data.grid.dx),
                      "source_files": " ".join(str(p) for p in data.state_files)})

@@ -14,6 +14,7 @@ from corrector.checkpoint import load_checkpoint, mask_hash, save_checkpoint
 from corrector.normalization import Normalization
 from icecorr.base.errors import InputError
 from icecorr.base.variables import VARIABLES
+from icecorr.inputs.regrid import grid_mapping_name
 from training.fit.config import TrainRunConfig
 from training.fit.dataset import PairDataset
 from training.fit.inputs import Data
@@ -49,8 +50,7 @@ def pair_provenance(path: Path) -> tuple[dict, dict]:
             value.tolist() if isinstance(value, np.ndarray) else value
 
     with xr.open_dataset(path) as f:
-        name = next((str(v.attrs["grid_mapping"]) for v in f.data_vars.values()
-                     if str(v.attrs.get("grid_mapping")) in f.variables), None)
+        name = grid_mapping_name(f)
         projection = {k: plain(a) for k, a in f[name].attrs.items()} if name else {}
         provenance = {k: str(f.attrs[k]) for k in ("producer", "source_files", "icecorr_version", "history")
                       if k in f.attrs}
