@@ -42,7 +42,7 @@ class DemoPlan:
 
     generate_overrides: list[str] = field(default_factory=list)
     train_overrides: dict[str, list[str]] = field(default_factory=dict)
-    members: int = 8
+    members: int = 16
     # 12 windows of 15 days tile the 180-day test run: spread/skill and 15-day scores of a handful of start dates
     # swing with the weather of those dates (velocity spread/RMSE 0.1–2.7 over 4 windows)
     windows: int = 12
@@ -284,8 +284,26 @@ class Demo:
         for m in ("coarse", "deterministic", "diffusion"):
             lines.append(f"- {m}: " + ", ".join(f"{v} {value(m, v, last, 'small_scale_power_ratio'):.2f}"
                                                 for v in ("sic", "sit", "velocity")))
+        lines += ["", "Training steps (fixed counts, so figures do not depend on the machine's load): " + ", ".join(
+            self.training_steps())]
         lines += ["", "Wall time per stage (min): " + ", ".join(f"{k} {t / 60:.1f}" for k, t in self.timings.items())]
         return "\n".join(lines) + "\n"
+
+    def training_steps(self) -> list[str]:
+        """`name done/max` for every trained model, flagged where its time guard stopped it early (then the figures
+        are one draw of the machine's load, not reproducible)."""
+        import yaml
+
+        out = []
+        for name in TRAIN_CONFIGS:
+            folder = self.out / "train" / name
+            if not (folder / "metrics.csv").is_file():
+                continue
+            rows = list(csv.DictReader((folder / "metrics.csv").open()))
+            done = int(rows[-1]["step"]) if rows else 0
+            planned = yaml.safe_load((folder / "config.yaml").read_text())["train"]["max_steps"]
+            out.append(f"{name} {done}/{planned}" + ("" if done >= planned else " (STOPPED BY THE TIME GUARD)"))
+        return out
 
     def main(self) -> None:
         """All stages in order, then timings.json and summary.md (also printed)."""

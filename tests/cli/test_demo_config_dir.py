@@ -19,9 +19,29 @@ def test_builtin_plan_unchanged():
     assert "grid.nx=16" in quick.generate_overrides and quick.windows == 1 and quick.members == 4
 
 
+def test_demo_trainings_stop_at_fixed_step_counts():
+    """Reproducible figures: the cosine horizon is max_steps, never fitted to a time budget (a guard only)."""
+    import yaml
+
+    for path in TRAIN_CONFIGS.values():
+        train = yaml.safe_load(path.read_text())["train"]
+        assert train["fit_schedule_to_budget"] is False and train["max_steps"] >= 1000, path
+
+
+def test_summary_flags_a_training_stopped_by_its_time_guard(tmp_path):
+    demo = Demo(tmp_path, quick=False, progress=False, reuse=False)
+    for name, done in (("deterministic", 2000), ("diffusion", 1200)):
+        folder = tmp_path / "train" / name
+        folder.mkdir(parents=True)
+        (folder / "metrics.csv").write_text(f"step,val_skill\n{done // 2},0.1\n{done},0.2\n")
+        (folder / "config.yaml").write_text("train:\n  max_steps: 2000\n")
+    assert sorted(demo.training_steps()) == ["deterministic 2000/2000", "diffusion 1200/2000 (STOPPED BY THE TIME GUARD)"]
+
+
 def test_region_plan_from_demo_yaml():
     full, quick = plan(False, REGION), plan(True, REGION)
     assert (full.members, full.windows, full.window_days) == (8, 6, 10.0) and full.generate_ranks == 2
+    assert "train.max_steps=600" in full.train_overrides["diffusion"]   # fixed steps per model
     assert (quick.members, quick.windows, quick.window_days) == (4, 1, 2.0)
     assert set(quick.train_overrides) == set(TRAIN_CONFIGS) and "train.max_steps=30" in quick.train_overrides["emulator"]
     assert not any(o.startswith("grid.") for o in quick.generate_overrides)   # the region fixes the grid
