@@ -226,7 +226,9 @@ class Demo:
         """Stage 4: `icecorr evaluate` of every run that exists against the test split, into report/."""
         labels = ["coarse", "deterministic", "diffusion", "emulator"]
         runs = [f"{label}={','.join(self.run_files(label))}" for label in labels if self.run_files(label)]
-        self.icecorr("evaluate", *runs, "--reference", str(self.data / "test.nc"), "-o", str(self.out / "report"))
+        # the training winters' mean state of the same season is the climatology baseline (the honest 15-day floor)
+        self.icecorr("evaluate", *runs, "--reference", str(self.data / "test.nc"), "-o", str(self.out / "report"),
+                     f"evaluate.climatology=[{self.data / 'train.nc'}]")
 
     # -- summary ---------------------------------------------------------------------------------------------------
     def summary(self) -> str:
@@ -275,7 +277,7 @@ class Demo:
                     f"{value('diffusion', v, 12.0, 'spread_skill_ratio_' + g):.2f}" for g in ("coastal", "open")) + " |")
         lines += ["", f"nRMSE at {last:g} h: " + ", ".join(
             f"{m} {value(m, '', last, 'nrmse'):.3f}" for m in ("coarse", "deterministic", "diffusion", "emulator",
-                                                               "persistence")), ""]
+                                                               "persistence", "climatology")), ""]
         lines += ["| deformation scaling | β(1) | β(2) | β(3) |", "|---|---|---|---|"]
         for m in ("truth", "coarse", "deterministic", "diffusion", "emulator"):
             lines.append(f"| {m} | " + " | ".join(f"{value(m, 'deformation', None, f'beta_q{q}_gradient'):.3f}"

@@ -141,6 +141,14 @@ def coarse_grained(truth_state, r: int, mask: np.ndarray | None = None) -> dict[
     return coarsen_state(keep, r, mask=mask)
 
 
+def window_mean_velocity(truth, state: xr.Dataset, r: int, mask: np.ndarray | None) -> dict[str, np.ndarray]:
+    """C(truth velocity averaged over the last 12 h step): siu/siv (m s-1) coarse-grained like the state's, land
+    faces included (the instantaneous BBM velocity rings elastically; its window mean is what moved the ice)."""
+    ubar, vbar = truth.mean_velocity()
+    mean = coarse_grained(state.assign(siu=(state["siu"].dims, ubar), siv=(state["siv"].dims, vbar)), r, mask)
+    return {"siu": mean["siu"], "siv": mean["siv"]}
+
+
 def coarse_start_state(initial: Mapping[str, np.ndarray], coarse_vars: set[str]) -> dict[str, np.ndarray]:
     """The coarse model's state at a re-forecast start: C(truth) where the coarse model has the variable, zero
     stresses."""
@@ -206,16 +214,19 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
         if progress:
             progress(1)
 
-    buf = PairBuffer(gen.n_windows, grid.ny, grid.nx, FORCING_NAMES, gen.dtype)
+    with_mean = hasattr(truth, "mean_velocity")
+    buf = PairBuffer(gen.n_windows, grid.ny, grid.nx, FORCING_NAMES, gen.dtype, with_mean_velocity=with_mean)
     current = coarse_grained(truth.get_state(), r, fine_mask)
     fc_now = {name: block_mean(a, r) for name, a in f_now.items()}
     for w in range(gen.n_windows):
         f_next = forcing.truth_at(gen.n_spinup + w + 1)
         fc_next = {name: block_mean(a, r) for name, a in f_next.items()}  # the coarse model's forcing
         truth.step(f_now, f_next)
-        reference = coarse_grained(truth.get_state(), r, fine_mask)
+        state = truth.get_state()
+        reference = coarse_grained(state, r, fine_mask)
         forecast = coarse_forecast(current, fc_now, fc_next)
-        buf.put(w, current, forecast, reference, fc_now, fc_next)
+        buf.put(w, current, forecast, reference, fc_now, fc_next, window_mean_velocity(truth, state, r, fine_mask)
+                if with_mean else None)
         current, f_now, fc_now = reference, f_next, fc_next
         if progress:
             progress(1)

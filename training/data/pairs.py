@@ -22,6 +22,9 @@ def state_arrays(state) -> dict[str, np.ndarray]:
     return {k: np.asarray(v, dtype=np.float64) for k, v in state.items()}
 
 
+#: suffix of the reference velocities averaged over the 12 h window (`reference_siu_mean12h`)
+MEAN_VELOCITY_SUFFIX = "_mean12h"
+VELOCITY_VARIABLES = ("siu", "siv")
 _ROLE = {"initial_": "coarse-grained reference at t: ", "forecast_": "coarse-model 12 h forecast from initial: ",
          "reference_": "coarse-grained reference at t+12h: ", "residual_": "reference - forecast: "}
 
@@ -35,21 +38,27 @@ class PairBuffer:
     """Preallocated (n, ny, nx) arrays of one run's training pairs in the storage dtype; the residual is formed
     in float64 before rounding."""
 
-    def __init__(self, n: int, ny: int, nx: int, forcing_names, dtype: str, with_damage: bool = True):
+    def __init__(self, n: int, ny: int, nx: int, forcing_names, dtype: str, with_damage: bool = True,
+                 with_mean_velocity: bool = False):
         self.n, self.dtype = n, np.dtype(dtype)
         self.forcing_names = tuple(forcing_names)
         names = [p + v for p in ("initial_", "forecast_", "reference_", "residual_") for v in ML_VARIABLES]
         if with_damage:
             names += ["initial_damage", "reference_damage"]
+        if with_mean_velocity:  # the truth's velocity averaged over the window (BBM velocities ring elastically)
+            names += [f"reference_{v}{MEAN_VELOCITY_SUFFIX}" for v in VELOCITY_VARIABLES]
         names += [f + s for f in self.forcing_names for s in ("_t0", "_t1")]
         self.arrays = {k: np.zeros((n, ny, nx), dtype=self.dtype) for k in names}
         self.with_damage = with_damage
 
     def put(self, w: int, initial: Mapping, forecast: Mapping, reference: Mapping,
-            f0: Mapping, f1: Mapping) -> None:
-        """Store window `w`: the states (initial, forecast, reference; residual = reference − forecast in float64)
-        and the forcing at t (`f0`) and t + 12 h (`f1`)."""
+            f0: Mapping, f1: Mapping, mean_velocity: Mapping | None = None) -> None:
+        """Store window `w`: the states (initial, forecast, reference; residual = reference − forecast in float64),
+        the forcing at t (`f0`) and t + 12 h (`f1`) and, in a buffer made `with_mean_velocity`, the reference's
+        siu/siv averaged over the window (`mean_velocity`, m s-1)."""
         a = self.arrays
+        for v in VELOCITY_VARIABLES if mean_velocity is not None else ():
+            a[f"reference_{v}{MEAN_VELOCITY_SUFFIX}"][w] = mean_velocity[v]
         for v in ML_VARIABLES:
             a["initial_" + v][w] = initial[v]
             a["forecast_" + v][w] = forecast[v]
@@ -81,8 +90,12 @@ def pair_dataset(buf: PairBuffer, times: np.ndarray, dx: float, mask: np.ndarray
             attrs = {"units": units, "standard_name": std_name, "long_name": f"{long_name} at {when} (coarse grid)"}
         else:
             prefix, v = name.split("_", 1)
-            m = meta[v]
+            mean = v.endswith(MEAN_VELOCITY_SUFFIX)
+            m = meta[v.removesuffix(MEAN_VELOCITY_SUFFIX)]
             attrs = {"units": m["units"], "long_name": _ROLE[prefix + "_"] + m["long_name"]}
+            if mean:
+                attrs.update(long_name=f"coarse-grained reference averaged over (t, t+12h]: {m['long_name']}",
+                             cell_methods="time: mean")
             if prefix != "residual" and "standard_name" in m:
                 attrs["standard_name"] = m["standard_name"]
         ds[name] = (("time", "y", "x"), arr, attrs)

@@ -19,6 +19,7 @@ import xarray as xr
 from icecorr.base.errors import InputError
 from icecorr.base.files import describe_open_error
 from icecorr.base.variables import STEP_HOURS, STEP_SECONDS
+from training.data.pairs import MEAN_VELOCITY_SUFFIX, VELOCITY_VARIABLES
 from training.evaluation.config import EvaluateConfig
 
 PathLike = str | os.PathLike
@@ -183,12 +184,17 @@ def _check_land_fill(run: xr.Dataset, run_file: str, ref: xr.Dataset, ref_file: 
                              f"reference {ref_file}, first at (y={j}, x={i})")
 
 
-def _pairs_to_trajectory(ds: xr.Dataset, names: Sequence[str]) -> xr.Dataset:
-    """Training pairs → truth trajectory: initial_v at t, plus reference_v at t + 12 h where t + 12 h is not a start."""
-    initial = xr.Dataset({v: ds[f"initial_{v}"] for v in names})
-    later = xr.Dataset({v: ds[f"reference_{v}"] for v in names})
+def _pairs_to_trajectory(ds: xr.Dataset, names: Sequence[str], mean_velocity: bool = False) -> xr.Dataset:
+    """Training pairs → truth trajectory: reference_v at t + 12 h, plus initial_v at the starts t that are no
+    window's end (the same state: a window starts from the previous one's reference). `mean_velocity`: siu/siv at
+    t + 12 h are the window means `reference_{v}_mean12h` (a run's first start keeps its instantaneous velocity)."""
+    def later_name(v: str) -> str:
+        return f"reference_{v}{MEAN_VELOCITY_SUFFIX}" if mean_velocity and v in VELOCITY_VARIABLES else f"reference_{v}"
+
+    later = xr.Dataset({v: ds[later_name(v)] for v in names})
     later = later.assign_coords(time=ds["time"].values + np.timedelta64(STEP_SECONDS, "s"))
-    later = later.sel(time=~np.isin(later["time"].values, ds["time"].values))
+    initial = xr.Dataset({v: ds[f"initial_{v}"] for v in names})
+    initial = initial.sel(time=~np.isin(initial["time"].values, later["time"].values))
     traj = xr.concat([initial, later], dim="time").sortby("time")
     if "mask" in ds:
         traj["mask"] = ds["mask"]
@@ -196,10 +202,11 @@ def _pairs_to_trajectory(ds: xr.Dataset, names: Sequence[str]) -> xr.Dataset:
     return traj
 
 
-def read_reference(paths: PathLike | Sequence[PathLike],
-                   names: Sequence[str]) -> tuple[xr.Dataset | list[xr.Dataset], list[str]]:
+def read_reference(paths: PathLike | Sequence[PathLike], names: Sequence[str],
+                   mean_velocity: bool = False) -> tuple[xr.Dataset | list[xr.Dataset], list[str]]:
     """The reference as a raw Dataset (one file: a trajectory, a window dim, or the single window of a run) or a list
-    of them (several files: one per window); training-pair files are converted to a trajectory."""
+    of them (several files: one per window); training-pair files are converted to a trajectory (with
+    `mean_velocity`, velocities averaged over each 12 h window: `EvaluateConfig.velocity_reference`)."""
     files = _as_list(paths)
     dsets = [_open(p) for p in files]
     for i, (ds, p) in enumerate(zip(dsets, files)):
@@ -208,10 +215,14 @@ def read_reference(paths: PathLike | Sequence[PathLike],
                 for role in ("initial", "reference"):
                     if f"{role}_{v}" not in ds:
                         raise InputError(p, f"{role}_{v}", "missing in this training-pair reference file")
+                mean = f"reference_{v}{MEAN_VELOCITY_SUFFIX}"
+                if mean_velocity and v in VELOCITY_VARIABLES and mean not in ds:
+                    raise InputError(p, mean, "missing: evaluate.velocity_reference=mean12h needs twin pair files "
+                                     "written with the truth's window-mean velocity (regenerate them)")
             _check_dims(ds, p, [f"{role}_{v}" for role in ("initial", "reference") for v in names], False)
             if "time" not in ds.variables or not np.issubdtype(ds["time"].dtype, np.datetime64):
                 raise InputError(p, "time", "a training-pair reference needs CF-encoded window start times")
-            dsets[i] = _pairs_to_trajectory(ds, names)
+            dsets[i] = _pairs_to_trajectory(ds, names, mean_velocity)
         _check_dims(dsets[i], p, names, allow_member=False)
     # several files: one per window; a list of one file is the common `--reference truth.nc` of the CLI
     return (dsets[0] if len(dsets) == 1 else dsets), files  # type: ignore[return-value]

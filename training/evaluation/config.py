@@ -23,7 +23,13 @@ class EvaluateConfig(BaseModel):
     dx_m: float | None = Field(None, gt=0, description="cell size (m) if the reference has no x coordinate/grid_dx")
     ice_threshold: float = Field(0.15, ge=0, le=1, description="sic above which deformation is computed; ice edge")
     spectrum_detrend: Literal["none", "mean", "linear"] = "mean"
-    spectrum_window: Literal["none", "hann"] = "none"
+    spectrum_window: Literal["none", "hann"] = Field(
+        "hann", description="taper before the FFT: the closed box's walls are not periodic, and an unwindowed "
+        "field's jump at the border leaks power into every wavenumber")
+    velocity_reference: Literal["instantaneous", "mean12h"] = Field(
+        "instantaneous", description="score siu/siv against the reference at each time ('instantaneous') or "
+        "against its mean over the preceding 12 h (`reference_siu_mean12h` of twin pair files: the BBM truth's "
+        "velocity rings elastically within a step)")
     small_scale_max_wavelength_cells: float = Field(4.0, gt=2, description="band of the small-scale power ratio")
     scaling_q: list[float] = Field([1.0, 2.0, 3.0], min_length=1)
     scaling_levels: int | None = Field(None, ge=1, description="coarsest block 2^levels cells; None = leave 2×2 blocks")

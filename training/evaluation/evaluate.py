@@ -60,7 +60,7 @@ def evaluate(run_paths: Mapping[str, PathLike | Sequence[PathLike]],
     for v in ("sic", "siu", "siv", "sit"):
         if v not in cfg.variables:
             raise InputError(None, "evaluate.variables", f"'{v}' is needed for deformation/spectra/ice edge")
-    ref_raw, ref_files = read_reference(reference, cfg.variables)
+    ref_raw, ref_files = read_reference(reference, cfg.variables, cfg.velocity_reference == "mean12h")
     ref0 = ref_raw[0] if isinstance(ref_raw, list) else ref_raw
     dx = grid_spacing(ref0, ref_files[0], cfg)
     ny, nx = ref0.sizes["y"], ref0.sizes["x"]

@@ -10,6 +10,7 @@ import xarray as xr
 
 from icecorr.base.variables import FORCING_VARIABLES, ML_VARIABLES
 from fortran_stub.config import GridConfig
+from training.data.coarsegrain import coarsen_u, coarsen_v
 from training.data.config import GenerateConfig, TwinConfig
 from training.data.forcing import SyntheticForcing
 from training.data.generate import coarse_grained, initial_truth_state, plan_runs, run_generate, simulate_run
@@ -39,6 +40,7 @@ def test_files_variables_and_metadata(generated):
     with xr.open_dataset(out / "train.nc") as ds:
         expected = {f"{p}_{v}" for p in ("initial", "forecast", "reference", "residual") for v in ML_VARIABLES}
         expected |= {"initial_damage", "reference_damage", "mask", "run", "run_seed"}
+        expected |= {"reference_siu_mean12h", "reference_siv_mean12h"}
         expected |= {f"{f}_{s}" for f in FORCING_VARIABLES for s in ("t0", "t1")}
         assert set(ds.data_vars) == expected
         assert ds.sizes == {"time": 4, "y": 16, "x": 16}
@@ -93,7 +95,13 @@ def test_reference_is_the_coarse_grained_truth(generated):
     for k in range(gen.n_spinup + 1):
         truth.step(forcing.truth_at(k), forcing.truth_at(k + 1))
     c = coarse_grained(truth.get_state(), 2)
+    ubar, vbar = truth.mean_velocity()
     with xr.open_dataset(out / "val.nc") as ds:
+        # the window-mean velocity: the fine faces' 12 h mean, coarse-grained like the instantaneous velocity
+        np.testing.assert_allclose(ds["reference_siu_mean12h"].values[0], coarsen_u(ubar, 2), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(ds["reference_siv_mean12h"].values[0], coarsen_v(vbar, 2), rtol=1e-6, atol=1e-7)
+        assert ds["reference_siu_mean12h"].attrs["cell_methods"] == "time: mean"
+        assert not np.array_equal(ds["reference_siu_mean12h"].values, ds["reference_siu"].values)
         assert ds["time"].values[0] == np.datetime64(forcing.time(gen.n_spinup), "ns")
         assert int(ds["run_seed"].values[0]) == 12
         for v in ML_VARIABLES:

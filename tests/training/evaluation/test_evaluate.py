@@ -239,6 +239,17 @@ def test_pair_file_reference_is_turned_into_a_trajectory(scenario, tmp_path):
     from_pairs = evaluate({"coarse": scenario["coarse"]}, tmp_path / "test.nc", leads=(72,)).metrics
     direct = evaluate({"coarse": scenario["coarse"]}, scenario["ref"], leads=(72,)).metrics
     xr.testing.assert_allclose(from_pairs["rmse"], direct["rmse"])
+    # velocity_reference=mean12h: siu/siv after the first start come from the window means, the rest is unchanged
+    cfg = EvaluateConfig(velocity_reference="mean12h")
+    with pytest.raises(InputError, match=r"test\.nc.*reference_siu_mean12h.*regenerate"):
+        read_reference([str(tmp_path / "test.nc")], VARS, mean_velocity=True)
+    for v in ("siu", "siv"):
+        pairs[f"reference_{v}_mean12h"] = pairs[f"reference_{v}"] + 0.5
+    pairs.to_netcdf(tmp_path / "mean.nc")
+    traj, _ = read_reference([str(tmp_path / "mean.nc")], VARS, mean_velocity=cfg.velocity_reference == "mean12h")
+    np.testing.assert_allclose(traj["siu"].values[1:], truth["siu"][1:10] + 0.5, rtol=1e-6)
+    np.testing.assert_allclose(traj["siu"].values[0], truth["siu"][0])
+    np.testing.assert_allclose(traj["sit"].values, truth["sit"][:10])
     bad = pairs.drop_vars("reference_siv")
     bad.to_netcdf(tmp_path / "bad_pairs.nc")
     with pytest.raises(InputError, match=r"bad_pairs\.nc.*field 'reference_siv'"):
