@@ -28,6 +28,7 @@ from pathlib import Path
 import xarray as xr
 
 from icecorr.base.mpi import LAUNCH_ENV
+from training.evaluation.calibration_check import calibration_markdown
 from training.evaluation.offline_skill import offline_skill
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "demo"
@@ -266,6 +267,9 @@ class Demo:
             lines.append(f"| {v} | {value('diffusion', v, 12.0, 'rmse') / coarse:.2f} | "
                          f"{value('deterministic', v, 12.0, 'rmse') / coarse:.2f} | {min(ss):.2f}–{max(ss):.2f} | "
                          f"{value('diffusion', v, last, 'rmse') / value('deterministic', v, last, 'rmse'):.2f} |")
+        lines += ["", "## Ensemble calibration goals (diffusion hybrid; `training.evaluation.calibration_check`)", ""]
+        with xr.open_dataset(self.out / "report" / "metrics.nc") as metrics:
+            lines += calibration_markdown(metrics)
         if any(r["metric"] == "rmse_coastal" for r in rows):
             lines += ["", "Coastal band (ocean cells within 2 cells of land) and open sea, 12 h RMSE hybrid / coarse "
                       "and spread/RMSE of the hybrid:", "", "| variable | coastal | open | spread/RMSE coastal | "
