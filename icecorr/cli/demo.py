@@ -29,6 +29,7 @@ import xarray as xr
 
 from icecorr.base.mpi import LAUNCH_ENV
 from training.evaluation.calibration_check import calibration_markdown
+from training.evaluation.metrics_file import read_metrics_netcdf
 from training.evaluation.offline_skill import offline_skill
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "demo"
@@ -60,7 +61,7 @@ def plan(quick: bool, config_dir: Path = CONFIG_DIR) -> DemoPlan:
     if not quick:
         return DemoPlan()
     small = ["train.max_steps=30", "train.val_every=15", "train.checkpoint_every=15", "train.batch_size=8",
-             "train.time_budget_minutes=2"]
+             "train.time_budget_minutes=10"]
     return DemoPlan(
         generate_overrides=["grid.nx=16", "grid.ny=16", "generate.run_days=20", "generate.spinup_days=2",
                             "generate.seeds.train=[1]", "generate.seeds.val=[2]", "generate.seeds.test=[3]"],
@@ -229,7 +230,7 @@ class Demo:
         runs = [f"{label}={','.join(self.run_files(label))}" for label in labels if self.run_files(label)]
         # the training winters' mean state of the same season is the climatology baseline (the honest 15-day floor)
         self.icecorr("evaluate", *runs, "--reference", str(self.data / "test.nc"), "-o", str(self.out / "report"),
-                     f"evaluate.climatology=[{self.data / 'train.nc'}]")
+                     "--set", f"evaluate.climatology=[{self.data / 'train.nc'}]")
 
     # -- summary ---------------------------------------------------------------------------------------------------
     def summary(self) -> str:
@@ -268,8 +269,7 @@ class Demo:
                          f"{value('deterministic', v, 12.0, 'rmse') / coarse:.2f} | {min(ss):.2f}–{max(ss):.2f} | "
                          f"{value('diffusion', v, last, 'rmse') / value('deterministic', v, last, 'rmse'):.2f} |")
         lines += ["", "## Ensemble calibration goals (diffusion hybrid; `training.evaluation.calibration_check`)", ""]
-        with xr.open_dataset(self.out / "report" / "metrics.nc") as metrics:
-            lines += calibration_markdown(metrics)
+        lines += calibration_markdown(read_metrics_netcdf(self.out / "report" / "metrics.nc"))
         if any(r["metric"] == "rmse_coastal" for r in rows):
             lines += ["", "Coastal band (ocean cells within 2 cells of land) and open sea, 12 h RMSE hybrid / coarse "
                       "and spread/RMSE of the hybrid:", "", "| variable | coastal | open | spread/RMSE coastal | "
