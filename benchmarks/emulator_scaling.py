@@ -1,0 +1,320 @@
+"""Cost of the emulator against the physics on large grids (issue 20, "Arctic"): seconds per 12 h step, log-log
+slopes in cells, the emulator's speed-up over the BBM truth and 3-year rollout estimates.
+
+    python -m benchmarks.emulator_scaling [--sizes 64 128 256 512] [--members 4] [--threads N] [--json out.json]
+    python -m benchmarks.emulator_scaling --sizes 64 128 --json out.json      # quick
+
+Measured on square n×n all-ocean grids at the demo truth's cell size (8 km; the domain grows with n, as an
+Arctic-wide grid would), in this one process:
+  emulator  one full sample of a 12 h step (`Corrector.sample`: every network evaluation of the sampler) with the
+            network, conditioning channels and sampler of configs/train_diffusion_emulator.yaml (untrained weights:
+            the cost of an evaluation does not depend on their values), 1 member and `--members` members in one
+            network batch; the same with the bottleneck attention removed and with it global (one window over the
+            whole coarsest level, O(cells²)) to show what the windowed attention costs
+  bbm       the BBM truth (coupling.truth.TruthModel, default physics), the second 12 h step from rest (the first
+            is a spin-up: it touches the arrays and sets the ice moving), synthetic forcing
+  mevp      the coarse mEVP model (coupling.bridge.CoarseModel, default physics) on the same grid, same forcing
+Every time is the minimum over repeats (noise on a shared machine only adds time); the ratios are of timings taken
+in the same run. Fortran models run on one thread; the emulator on `--threads` torch threads.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import yaml
+
+from corrector.config import CorrectorConfig
+from corrector.inference import Corrector
+from corrector.model import CorrectorModel
+from corrector.normalization import Normalization
+from corrector.seeding import member_seeds
+from coupling.bridge import CoarseModel
+from coupling.truth import TruthModel
+from fortran_stub.config import CoarsePhysicsConfig, GridConfig
+from fortran_stub.truth_config import TruthPhysicsConfig
+from training.data.config import ForcingConfig, InitialIceConfig
+from training.data.forcing import SyntheticForcing
+from training.data.generate import initial_truth_state
+from benchmarks.performance import STEPS_3_YEARS
+from benchmarks.timing import Table, best_time, machine_line, threads
+
+ROOT = Path(__file__).resolve().parents[1]
+EMULATOR_CONFIG = ROOT / "configs" / "train_diffusion_emulator.yaml"
+SIZES = (64, 128, 256, 512)
+TRUTH_DX = GridConfig().refined(2).dx  # m: the demo truth's cell size (8 km)
+START = "2000-11-01T00:00"  # winter: compact ice, storms
+GOAL_SLOPE, GOAL_SLOPE_TOL = 1.0, 0.15
+GOAL_STEP_S = 1.0  # s per 12 h step on the whole domain
+GOAL_ROLLOUT_S = 30 * 60.0  # 3 years
+
+#: emulator variants: name -> (members in the one network batch, network overrides); "{m}" = --members
+VARIANTS = {
+    "1 member": (1, {}),
+    "{m} members": (None, {}),
+    "1 member, no attention": (1, {"attention_bottleneck": False}),
+    "1 member, global attention": (1, {"attention_window": 1 << 20}),
+}
+
+
+# ------------------------------------------------------------------------------------------------ fits and table
+@dataclass
+class LogLogFit:
+    """Least-squares line through (log cells, log seconds): seconds ≈ first · (cells / first_cells) ** slope."""
+    slope: float
+    slope_stderr: float  # standard error of the slope (nan with 2 points)
+    r2: float
+    first: float  # s: the fitted time at the smallest grid
+    first_cells: int
+
+    def text(self) -> str:
+        """The fit in one line of the table."""
+        err = "" if math.isnan(self.slope_stderr) else f" ± {self.slope_stderr:.2f}"
+        return (f"{self.slope:.2f}{err} (R² {self.r2:.3f}; t ≈ {self.first * 1e3:.3g} ms × "
+                f"(cells/{self.first_cells})^{self.slope:.2f})")
+
+
+def loglog_fit(cells: Sequence[float], seconds: Sequence[float]) -> LogLogFit:
+    """Fit of log(seconds) against log(cells) (at least 2 points)."""
+    x, y = np.log(np.asarray(cells, float)), np.log(np.asarray(seconds, float))
+    if len(x) < 2:
+        raise ValueError("loglog_fit: needs at least 2 grid sizes")
+    slope, intercept = np.polyfit(x, y, 1)
+    resid = y - (slope * x + intercept)
+    ss_tot = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - float(np.sum(resid ** 2)) / ss_tot if ss_tot > 0 else 1.0
+    dof = len(x) - 2
+    stderr = math.sqrt(float(np.sum(resid ** 2)) / dof / float(np.sum((x - x.mean()) ** 2))) if dof else math.nan
+    c0 = float(np.exp(x[0]))
+    return LogLogFit(float(slope), stderr, r2, float(np.exp(slope * x[0] + intercept)), int(round(c0)))
+
+
+@dataclass
+class Timings:
+    """Seconds per 12 h step: emulator[variant][n] (all members of the batch), bbm[n], mevp[n] (grids n×n)."""
+    threads: int
+    members: int
+    dx: float
+    emulator: dict[str, dict[int, float]] = field(default_factory=dict)
+    bbm: dict[int, float] = field(default_factory=dict)
+    mevp: dict[int, float] = field(default_factory=dict)
+    bbm_info: dict[int, dict] = field(default_factory=dict)
+
+
+def fits(t: Timings) -> dict[str, LogLogFit]:
+    """Log-log fits of every series with at least 2 grids (emulator variants, bbm, mevp)."""
+    series = {f"emulator, {k}": v for k, v in t.emulator.items()} | {"bbm": t.bbm, "mevp": t.mevp}
+    out = {}
+    for name, s in series.items():
+        sizes = sorted(s)
+        if len(sizes) >= 2:
+            out[name] = loglog_fit([n * n for n in sizes], [s[n] for n in sizes])
+    return out
+
+
+def build_table(t: Timings) -> Table:
+    """The rows: per grid the emulator variants, BBM and mEVP; the slopes; the speed-ups; the 3-year estimates."""
+    table = Table()
+    one, many = "1 member", f"{t.members} members"
+    for n in sorted(set().union(*t.emulator.values(), t.bbm, t.mevp)):
+        for name, s in t.emulator.items():
+            if n in s:
+                m = t.members if name == many else 1
+                per = f" = {s[n] / m * 1e3:.1f} ms per member" if m > 1 else ""
+                goal = (f"< {GOAL_STEP_S:g} s", s[n] < GOAL_STEP_S) if name == one else ("", None)
+                table.add("emulator", f"{n}² ({n * n} cells), {name}, one 12 h step",
+                          f"{s[n] * 1e3:.1f} ms{per} ({s[n] / (n * n) * 1e6 / m:.2f} µs per cell and member)", *goal)
+        if n in t.bbm:
+            sub = t.bbm_info.get(n, {})
+            detail = ", ".join(f"{k} {v:g}" for k, v in sub.items())
+            table.add("bbm", f"{n}² BBM truth, one 12 h step", f"{t.bbm[n]:.2f} s" + (f" ({detail})" if detail
+                                                                                       else ""))
+        if n in t.mevp:
+            table.add("mevp", f"{n}² coarse mEVP model, one 12 h step", f"{t.mevp[n] * 1e3:.1f} ms")
+    for name, fit in fits(t).items():
+        s = t.emulator.get(name.removeprefix("emulator, "), t.bbm if name == "bbm" else t.mevp)
+        span = f"{min(s)}²…{max(s)}²"
+        is_goal = name.startswith("emulator") and "attention" not in name
+        goal = (f"{GOAL_SLOPE:g} ± {GOAL_SLOPE_TOL:g}", abs(fit.slope - GOAL_SLOPE) <= GOAL_SLOPE_TOL) if is_goal \
+            else ("", None)
+        table.add("slope", f"log-log slope of time vs cells, {name}, {span}", fit.text(), *goal)
+    emu1, emum = t.emulator.get(one, {}), t.emulator.get(many, {})
+    for n in sorted(t.bbm):
+        if n in emu1:
+            extra = f"; {t.bbm[n] / (emum[n] / t.members):.0f}× per member with {t.members} members" \
+                if n in emum else ""
+            mevp = f"; mEVP/emulator {t.mevp[n] / emu1[n]:.2f}×" if n in t.mevp else ""
+            table.add("speed-up", f"{n}² BBM / emulator time per 12 h step",
+                      f"{t.bbm[n] / emu1[n]:.0f}× (1 member){extra}{mevp}")
+    for n in sorted(emu1):
+        total = emu1[n] * STEPS_3_YEARS
+        ens = f"; {t.members} members {emum[n] * STEPS_3_YEARS / 60:.1f} min" if n in emum else ""
+        bbm = f"; BBM {t.bbm[n] * STEPS_3_YEARS / 3600:.1f} h" if n in t.bbm else ""
+        table.add("rollout", f"{n}², 3 years ({STEPS_3_YEARS} steps × time per step), 1 member",
+                  f"{total / 60:.1f} min{ens}{bbm}", f"< {GOAL_ROLLOUT_S / 60:.0f} min", total < GOAL_ROLLOUT_S)
+    return table
+
+
+def per_grid_summary(t: Timings) -> str:
+    """One markdown line per grid: the headline figures side by side."""
+    one, many = t.emulator.get("1 member", {}), t.emulator.get(f"{t.members} members", {})
+    cell = lambda d, n, f: f(d[n]) if n in d else "–"  # noqa: E731
+    lines = [f"| grid | emulator 1 member (s) | emulator {t.members} members (s/member) | BBM (s) | mEVP (s) | "
+             f"BBM/emulator | 3 years, 1 member (min) |", "|" + "---|" * 7]
+    for n in sorted(set(one) | set(t.bbm) | set(t.mevp)):
+        speed = f"{t.bbm[n] / one[n]:.0f}×" if n in t.bbm and n in one else "–"
+        lines.append(f"| {n}² | {cell(one, n, lambda x: f'{x:.3f}')} | "
+                     f"{cell(many, n, lambda x: f'{x / t.members:.3f}')} | {cell(t.bbm, n, lambda x: f'{x:.2f}')} | "
+                     f"{cell(t.mevp, n, lambda x: f'{x:.3f}')} | {speed} | "
+                     f"{cell(one, n, lambda x: f'{x * STEPS_3_YEARS / 60:.1f}')} |")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------------------------ measurements
+def emulator_config(path: Path = EMULATOR_CONFIG, **network) -> CorrectorConfig:
+    """The `corrector:` section of a training YAML (the demo emulator's by default), network keys overridden."""
+    data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))["corrector"]
+    data["network"] = {**data.get("network", {}), **network}
+    return CorrectorConfig.model_validate(data)
+
+
+def emulator_step(cfg: CorrectorConfig, n: int, members: int, seed: int = 0):
+    """A call of one 12 h sample (untrained network, fixed seeds, random conditioning) on an n×n grid, with all
+    `members` in one network batch."""
+    torch.manual_seed(seed)
+    cfg = cfg.model_copy(update={"sampler": cfg.sampler.model_copy(update={"network_batch": members})})
+    model = CorrectorModel(cfg, len(cfg.conditioning))
+    norm = Normalization.identity(cfg.conditioning, cfg.variables)
+    corr = Corrector.from_model(model, norm, cfg, dict(nx=n, ny=n), device="cpu")
+    rng = np.random.default_rng(seed)
+    cond = {k: rng.normal(size=(1, n, n)).astype(np.float32) for k in cfg.conditioning}
+    cond["mask"] = np.ones((n, n), np.float32)
+    seeds = member_seeds(0, 0, 0, members)[None]
+    return lambda: corr.sample(cond, members, seeds=seeds)
+
+
+def repeats_for(n: int, repeat: int) -> int:
+    """Fewer repeats on the large grids (their noise is relatively smaller and each costs seconds)."""
+    return repeat if n <= 128 else max(1, repeat - (1 if n <= 256 else 2))
+
+
+def time_emulator(sizes: Sequence[int], members: int, repeat: int, variants: Sequence[str],
+                  config: Path = EMULATOR_CONFIG, global_max: int = 512) -> dict[str, dict[int, float]]:
+    """Seconds per 12 h step (all members) of each emulator variant per grid size."""
+    out: dict[str, dict[int, float]] = {}
+    for name in variants:
+        m, overrides = VARIANTS[name]
+        label, m = (name.format(m=members), members) if m is None else (name, m)
+        cfg = emulator_config(config, **overrides)
+        out[label] = {}
+        for n in sizes:
+            if "global" in name and n > global_max:
+                continue
+            out[label][n] = best_time(emulator_step(cfg, n, m), repeats_for(n, repeat))
+            print(f"  emulator {label} {n}²: {out[label][n]:.3f} s", flush=True)
+    return out
+
+
+def square_grid(n: int, dx: float) -> GridConfig:
+    """An n×n all-ocean grid of cell size dx (m)."""
+    return GridConfig(nx=n, ny=n, dx=dx)
+
+
+def time_bbm(n: int, dx: float = TRUTH_DX, seed: int = 1) -> tuple[float, dict]:
+    """Wall time (s) of the BBM truth's second 12 h step on n×n (the first spins up), and its step info."""
+    grid = square_grid(n, dx)
+    forcing = SyntheticForcing(ForcingConfig(), grid, START, 3, seed=seed)
+    model = TruthModel(grid, TruthPhysicsConfig(), seed=seed)
+    model.set_state(initial_truth_state(InitialIceConfig(), grid, seed))
+    f = [forcing.truth_at(k) for k in range(3)]
+    model.step(f[0], f[1])
+    t0 = time.perf_counter()
+    model.step(f[1], f[2])
+    sec = time.perf_counter() - t0
+    info = {k: v for k, v in model.last_step_info.items() if "substep" in k or "steps" in k}
+    return sec, info
+
+
+def time_mevp(n: int, dx: float = TRUTH_DX, repeat: int = 2, seed: int = 1) -> float:
+    """Minimum wall time (s) of a 12 h step of the coarse mEVP model on n×n, after a spin-up step."""
+    grid = square_grid(n, dx)
+    forcing = SyntheticForcing(ForcingConfig(), grid, START, 2, seed=seed)
+    model = CoarseModel(grid, CoarsePhysicsConfig())
+    init = initial_truth_state(InitialIceConfig(), grid, seed)
+    model.set_state({k: init[k] for k in ("sic", "sit", "snt")})
+    f0, f1 = forcing.truth_at(0), forcing.truth_at(1)
+    model.step(f0, f1)
+    return best_time(lambda: model.step(f0, f1), repeat, warmup=0)
+
+
+def measure(sizes: Sequence[int] = SIZES, members: int = 4, n_threads: int | None = None, repeat: int = 3,
+            bbm_max: int = 512, variants: Sequence[str] = tuple(VARIANTS), dx: float = TRUTH_DX,
+            config: Path = EMULATOR_CONFIG, global_max: int = 512) -> Timings:
+    """All the timings of the table, in this process."""
+    n_threads = n_threads or len(os.sched_getaffinity(0))
+    t = Timings(threads=n_threads, members=members, dx=dx)
+    with threads(n_threads):
+        t.emulator = time_emulator(sizes, members, repeat, variants, config, global_max)
+    for n in sizes:
+        t.mevp[n] = time_mevp(n, dx, repeat=repeats_for(n, repeat))
+        print(f"  mevp {n}²: {t.mevp[n]:.3f} s", flush=True)
+        if n <= bbm_max:
+            t.bbm[n], t.bbm_info[n] = time_bbm(n, dx)
+            print(f"  bbm {n}²: {t.bbm[n]:.2f} s {t.bbm_info[n]}", flush=True)
+    return t
+
+
+def to_json(t: Timings) -> dict:
+    """Timings, fits and the machine line as a JSON-ready dict."""
+    return {"machine": machine_line(), "load_average": list(os.getloadavg()), "timings": asdict(t),
+            "fits": {k: asdict(v) for k, v in fits(t).items()}, "steps_3_years": STEPS_3_YEARS}
+
+
+def rows(sizes: Sequence[int] = SIZES, members: int = 4, n_threads: int | None = None, repeat: int = 3,
+         bbm_max: int = 512) -> Table:
+    """The measured table (for `python -m benchmarks`)."""
+    return build_table(measure(sizes, members, n_threads, repeat, bbm_max))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m benchmarks.emulator_scaling …`: measure, print the table (and the per-grid summary), write JSON."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="grid sides n (n×n; multiples of 4)")
+    ap.add_argument("--members", type=int, default=4, help="members in one network batch (the ensemble row)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the usable cores)")
+    ap.add_argument("--repeat", type=int, default=3, help="repeats per timing (fewer on grids above 128²)")
+    ap.add_argument("--bbm-max", type=int, default=512, help="largest grid side on which the BBM truth is timed")
+    ap.add_argument("--global-max", type=int, default=512, help="largest grid side with global attention timed")
+    ap.add_argument("--dx", type=float, default=TRUTH_DX, help="cell size (m) of the physics models' grids")
+    ap.add_argument("--config", type=Path, default=EMULATOR_CONFIG, help="training YAML of the emulator")
+    ap.add_argument("--json", type=Path, default=None, help="also write the timings and fits here")
+    a = ap.parse_args(argv)
+    print(machine_line(), flush=True)
+    t0 = time.perf_counter()
+    t = measure(a.sizes, a.members, a.threads, a.repeat, a.bbm_max, dx=a.dx, config=a.config,
+                global_max=a.global_max)
+    table = build_table(t)
+    print()
+    print(f"python -m benchmarks.emulator_scaling {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
+    print(machine_line() + f"; emulator on {t.threads} torch thread(s), Fortran on 1; total "
+                           f"{time.perf_counter() - t0:.0f} s")
+    print(table.render())
+    print()
+    print(per_grid_summary(t))
+    if a.json:
+        a.json.write_text(json.dumps(to_json(t), indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
