@@ -14,8 +14,12 @@ Arctic-wide grid would), in this one process:
   bbm       the BBM truth (coupling.truth.TruthModel, default physics), the second 12 h step from rest (the first
             is a spin-up: it touches the arrays and sets the ice moving), synthetic forcing
   mevp      the coarse mEVP model (coupling.bridge.CoarseModel, default physics) on the same grid, same forcing
-Every time is the minimum over repeats (noise on a shared machine only adds time); the ratios are of timings taken
-in the same run. Fortran models run on one thread; the emulator on `--threads` torch threads.
+Every figure is the minimum over repeats (noise only adds time) of the process CPU time and of the wall time of
+the same calls; the ratios are of timings taken in the same run. The Fortran models run on one thread, and so does
+the emulator by default (`--threads`): like for like per core, and on a machine shared by several jobs (load above
+the core count) a second torch thread measures the contention (2 threads ran 3–5× slower than 1 at load 8). With
+one thread the fits, speed-ups and estimates use the CPU time, which the other jobs hardly change (it is the wall
+time of an idle core); with more threads (`--clock wall` too) the wall time. Both are in the table and the JSON.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -46,7 +50,7 @@ from training.data.config import ForcingConfig, InitialIceConfig
 from training.data.forcing import SyntheticForcing
 from training.data.generate import initial_truth_state
 from benchmarks.performance import STEPS_3_YEARS
-from benchmarks.timing import Table, best_time, machine_line, threads
+from benchmarks.timing import Table, machine_line, threads
 
 ROOT = Path(__file__).resolve().parents[1]
 EMULATOR_CONFIG = ROOT / "configs" / "train_diffusion_emulator.yaml"
@@ -100,21 +104,42 @@ def loglog_fit(cells: Sequence[float], seconds: Sequence[float]) -> LogLogFit:
 
 @dataclass
 class Timings:
-    """Seconds per 12 h step: emulator[variant][n] (all members of the batch), bbm[n], mevp[n] (grids n×n)."""
+    """Seconds per 12 h step on `clock`: emulator[variant][n] (all members of the batch), bbm[n], mevp[n] (grids
+    n×n); `other` the same series (named as `series` names them) on the other clock, for reference."""
     threads: int
     members: int
     dx: float
+    clock: str = "cpu"
     emulator: dict[str, dict[int, float]] = field(default_factory=dict)
     bbm: dict[int, float] = field(default_factory=dict)
     mevp: dict[int, float] = field(default_factory=dict)
+    other: dict[str, dict[int, float]] = field(default_factory=dict)
     bbm_info: dict[int, dict] = field(default_factory=dict)
+
+    @property
+    def other_clock(self) -> str:
+        return "wall" if self.clock == "cpu" else "cpu"
+
+    def series(self) -> dict[str, dict[int, float]]:
+        """Every series by name: "emulator, <variant>", "bbm", "mevp"."""
+        return {f"emulator, {k}": v for k, v in self.emulator.items()} | {"bbm": self.bbm, "mevp": self.mevp}
+
+    def other_text(self, name: str, n: int) -> str:
+        """"wall 1.23 s" (the other clock's figure of a series at grid n) or ""."""
+        sec = self.other.get(name, {}).get(n)
+        return "" if sec is None else f"{self.other_clock} {sec:.3g} s"
+
+
+def _paren(*parts: str) -> str:
+    """" (a; b)" of the non-empty parts, or ""."""
+    parts = tuple(p for p in parts if p)
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def fits(t: Timings) -> dict[str, LogLogFit]:
     """Log-log fits of every series with at least 2 grids (emulator variants, bbm, mevp)."""
-    series = {f"emulator, {k}": v for k, v in t.emulator.items()} | {"bbm": t.bbm, "mevp": t.mevp}
     out = {}
-    for name, s in series.items():
+    for name, s in t.series().items():
         sizes = sorted(s)
         if len(sizes) >= 2:
             out[name] = loglog_fit([n * n for n in sizes], [s[n] for n in sizes])
@@ -131,17 +156,19 @@ def build_table(t: Timings) -> Table:
                 m = t.members if name == many else 1
                 per = f" = {s[n] / m * 1e3:.1f} ms per member" if m > 1 else ""
                 goal = (f"< {GOAL_STEP_S:g} s", s[n] < GOAL_STEP_S) if name == one else ("", None)
+                per_cell = f"{s[n] / (n * n) * 1e6 / m:.2f} µs per cell and member"
                 table.add("emulator", f"{n}² ({n * n} cells), {name}, one 12 h step",
-                          f"{s[n] * 1e3:.1f} ms{per} ({s[n] / (n * n) * 1e6 / m:.2f} µs per cell and member)", *goal)
+                          f"{s[n] * 1e3:.1f} ms{per}" + _paren(per_cell, t.other_text("emulator, " + name, n)), *goal)
         if n in t.bbm:
             sub = t.bbm_info.get(n, {})
             detail = ", ".join(f"{k} {v:g}" for k, v in sub.items())
-            table.add("bbm", f"{n}² BBM truth, one 12 h step", f"{t.bbm[n]:.2f} s" + (f" ({detail})" if detail
-                                                                                       else ""))
+            table.add("bbm", f"{n}² BBM truth, one 12 h step", f"{t.bbm[n]:.2f} s" + _paren(detail,
+                                                                                             t.other_text("bbm", n)))
         if n in t.mevp:
-            table.add("mevp", f"{n}² coarse mEVP model, one 12 h step", f"{t.mevp[n] * 1e3:.1f} ms")
+            table.add("mevp", f"{n}² coarse mEVP model, one 12 h step",
+                      f"{t.mevp[n] * 1e3:.1f} ms" + _paren(t.other_text("mevp", n)))
     for name, fit in fits(t).items():
-        s = t.emulator.get(name.removeprefix("emulator, "), t.bbm if name == "bbm" else t.mevp)
+        s = t.series()[name]
         span = f"{min(s)}²…{max(s)}²"
         is_goal = name.startswith("emulator") and "attention" not in name
         goal = (f"{GOAL_SLOPE:g} ± {GOAL_SLOPE_TOL:g}", abs(fit.slope - GOAL_SLOPE) <= GOAL_SLOPE_TOL) if is_goal \
@@ -187,6 +214,19 @@ def emulator_config(path: Path = EMULATOR_CONFIG, **network) -> CorrectorConfig:
     return CorrectorConfig.model_validate(data)
 
 
+def min_times(fn: Callable[[], object], repeat: int, warmup: int = 1) -> tuple[float, float]:
+    """(CPU, wall) seconds: the minima over `repeat` calls of `fn` after `warmup` calls (process CPU time: all
+    threads of this process)."""
+    for _ in range(warmup):
+        fn()
+    cpu = wall = math.inf
+    for _ in range(repeat):
+        c0, w0 = time.process_time(), time.perf_counter()
+        fn()
+        cpu, wall = min(cpu, time.process_time() - c0), min(wall, time.perf_counter() - w0)
+    return cpu, wall
+
+
 def emulator_step(cfg: CorrectorConfig, n: int, members: int, seed: int = 0):
     """A call of one 12 h sample (untrained network, fixed seeds, random conditioning) on an n×n grid, with all
     `members` in one network batch."""
@@ -208,9 +248,9 @@ def repeats_for(n: int, repeat: int) -> int:
 
 
 def time_emulator(sizes: Sequence[int], members: int, repeat: int, variants: Sequence[str],
-                  config: Path = EMULATOR_CONFIG, global_max: int = 512) -> dict[str, dict[int, float]]:
-    """Seconds per 12 h step (all members) of each emulator variant per grid size."""
-    out: dict[str, dict[int, float]] = {}
+                  config: Path = EMULATOR_CONFIG, global_max: int = 512) -> dict[str, dict[int, tuple[float, float]]]:
+    """(CPU, wall) seconds per 12 h step (all members) of each emulator variant per grid size."""
+    out: dict[str, dict[int, tuple[float, float]]] = {}
     for name in variants:
         m, overrides = VARIANTS[name]
         label, m = (name.format(m=members), members) if m is None else (name, m)
@@ -219,8 +259,8 @@ def time_emulator(sizes: Sequence[int], members: int, repeat: int, variants: Seq
         for n in sizes:
             if "global" in name and n > global_max:
                 continue
-            out[label][n] = best_time(emulator_step(cfg, n, m), repeats_for(n, repeat))
-            print(f"  emulator {label} {n}²: {out[label][n]:.3f} s", flush=True)
+            out[label][n] = min_times(emulator_step(cfg, n, m), repeats_for(n, repeat))
+            print(f"  emulator {label} {n}²: CPU {out[label][n][0]:.3f} s, wall {out[label][n][1]:.3f} s", flush=True)
     return out
 
 
@@ -229,23 +269,21 @@ def square_grid(n: int, dx: float) -> GridConfig:
     return GridConfig(nx=n, ny=n, dx=dx)
 
 
-def time_bbm(n: int, dx: float = TRUTH_DX, seed: int = 1) -> tuple[float, dict]:
-    """Wall time (s) of the BBM truth's second 12 h step on n×n (the first spins up), and its step info."""
+def time_bbm(n: int, dx: float = TRUTH_DX, seed: int = 1) -> tuple[tuple[float, float], dict]:
+    """(CPU, wall) seconds of the BBM truth's second 12 h step on n×n (the first spins up), and its step info."""
     grid = square_grid(n, dx)
     forcing = SyntheticForcing(ForcingConfig(), grid, START, 3, seed=seed)
     model = TruthModel(grid, TruthPhysicsConfig(), seed=seed)
     model.set_state(initial_truth_state(InitialIceConfig(), grid, seed))
     f = [forcing.truth_at(k) for k in range(3)]
     model.step(f[0], f[1])
-    t0 = time.perf_counter()
-    model.step(f[1], f[2])
-    sec = time.perf_counter() - t0
+    sec = min_times(lambda: model.step(f[1], f[2]), 1, warmup=0)
     info = {k: v for k, v in model.last_step_info.items() if "substep" in k or "steps" in k}
     return sec, info
 
 
-def time_mevp(n: int, dx: float = TRUTH_DX, repeat: int = 2, seed: int = 1) -> float:
-    """Minimum wall time (s) of a 12 h step of the coarse mEVP model on n×n, after a spin-up step."""
+def time_mevp(n: int, dx: float = TRUTH_DX, repeat: int = 2, seed: int = 1) -> tuple[float, float]:
+    """(CPU, wall) minima (s) of a 12 h step of the coarse mEVP model on n×n, after a spin-up step."""
     grid = square_grid(n, dx)
     forcing = SyntheticForcing(ForcingConfig(), grid, START, 2, seed=seed)
     model = CoarseModel(grid, CoarsePhysicsConfig())
@@ -253,23 +291,32 @@ def time_mevp(n: int, dx: float = TRUTH_DX, repeat: int = 2, seed: int = 1) -> f
     model.set_state({k: init[k] for k in ("sic", "sit", "snt")})
     f0, f1 = forcing.truth_at(0), forcing.truth_at(1)
     model.step(f0, f1)
-    return best_time(lambda: model.step(f0, f1), repeat, warmup=0)
+    return min_times(lambda: model.step(f0, f1), repeat, warmup=0)
 
 
-def measure(sizes: Sequence[int] = SIZES, members: int = 4, n_threads: int | None = None, repeat: int = 3,
+def measure(sizes: Sequence[int] = SIZES, members: int = 4, n_threads: int = 1, repeat: int = 3,
             bbm_max: int = 512, variants: Sequence[str] = tuple(VARIANTS), dx: float = TRUTH_DX,
-            config: Path = EMULATOR_CONFIG, global_max: int = 512) -> Timings:
-    """All the timings of the table, in this process."""
-    n_threads = n_threads or len(os.sched_getaffinity(0))
-    t = Timings(threads=n_threads, members=members, dx=dx)
+            config: Path = EMULATOR_CONFIG, global_max: int = 512, clock: str | None = None) -> Timings:
+    """All the timings of the table, in this process; `clock` "cpu" (default with one thread) or "wall"."""
+    clock = clock or ("cpu" if n_threads == 1 else "wall")
+    pick = (lambda cw: cw[0]) if clock == "cpu" else (lambda cw: cw[1])  # noqa: E731
+    rest = (lambda cw: cw[1]) if clock == "cpu" else (lambda cw: cw[0])  # noqa: E731
+    t = Timings(threads=n_threads, members=members, dx=dx, clock=clock)
     with threads(n_threads):
-        t.emulator = time_emulator(sizes, members, repeat, variants, config, global_max)
+        emulator = time_emulator(sizes, members, repeat, variants, config, global_max)
+    raw: dict[str, dict[int, tuple[float, float]]] = {f"emulator, {k}": v for k, v in emulator.items()}
+    raw["bbm"], raw["mevp"] = {}, {}
     for n in sizes:
-        t.mevp[n] = time_mevp(n, dx, repeat=repeats_for(n, repeat))
-        print(f"  mevp {n}²: {t.mevp[n]:.3f} s", flush=True)
+        raw["mevp"][n] = time_mevp(n, dx, repeat=repeats_for(n, repeat))
+        print(f"  mevp {n}²: CPU {raw['mevp'][n][0]:.3f} s, wall {raw['mevp'][n][1]:.3f} s", flush=True)
         if n <= bbm_max:
-            t.bbm[n], t.bbm_info[n] = time_bbm(n, dx)
-            print(f"  bbm {n}²: {t.bbm[n]:.2f} s {t.bbm_info[n]}", flush=True)
+            raw["bbm"][n], t.bbm_info[n] = time_bbm(n, dx)
+            print(f"  bbm {n}²: CPU {raw['bbm'][n][0]:.2f} s, wall {raw['bbm'][n][1]:.2f} s {t.bbm_info[n]}",
+                  flush=True)
+    t.emulator = {k: {n: pick(cw) for n, cw in emulator[k].items()} for k in emulator}
+    t.bbm = {n: pick(cw) for n, cw in raw["bbm"].items()}
+    t.mevp = {n: pick(cw) for n, cw in raw["mevp"].items()}
+    t.other = {name: {n: rest(cw) for n, cw in s.items()} for name, s in raw.items()}
     return t
 
 
@@ -281,8 +328,8 @@ def to_json(t: Timings) -> dict:
 
 def rows(sizes: Sequence[int] = SIZES, members: int = 4, n_threads: int | None = None, repeat: int = 3,
          bbm_max: int = 512) -> Table:
-    """The measured table (for `python -m benchmarks`)."""
-    return build_table(measure(sizes, members, n_threads, repeat, bbm_max))
+    """The measured table (for `python -m benchmarks`; `n_threads` None = 1)."""
+    return build_table(measure(sizes, members, n_threads or 1, repeat, bbm_max))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -291,7 +338,10 @@ def main(argv: list[str] | None = None) -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES), help="grid sides n (n×n; multiples of 4)")
     ap.add_argument("--members", type=int, default=4, help="members in one network batch (the ensemble row)")
-    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the usable cores)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads of the emulator (default 1, as the "
+                                                            "Fortran models)")
+    ap.add_argument("--clock", choices=("cpu", "wall"), default=None,
+                    help="clock of the fits, speed-ups and estimates (default: cpu with one thread, else wall)")
     ap.add_argument("--repeat", type=int, default=3, help="repeats per timing (fewer on grids above 128²)")
     ap.add_argument("--bbm-max", type=int, default=512, help="largest grid side on which the BBM truth is timed")
     ap.add_argument("--global-max", type=int, default=512, help="largest grid side with global attention timed")
@@ -302,12 +352,12 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line(), flush=True)
     t0 = time.perf_counter()
     t = measure(a.sizes, a.members, a.threads, a.repeat, a.bbm_max, dx=a.dx, config=a.config,
-                global_max=a.global_max)
+                global_max=a.global_max, clock=a.clock)
     table = build_table(t)
     print()
     print(f"python -m benchmarks.emulator_scaling {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
-    print(machine_line() + f"; emulator on {t.threads} torch thread(s), Fortran on 1; total "
-                           f"{time.perf_counter() - t0:.0f} s")
+    print(machine_line() + f"; emulator on {t.threads} torch thread(s), Fortran on 1; figures: {t.clock} time "
+                           f"(and {t.other_clock}); total {time.perf_counter() - t0:.0f} s")
     print(table.render())
     print()
     print(per_grid_summary(t))
