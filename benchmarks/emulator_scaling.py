@@ -12,7 +12,8 @@ Arctic-wide grid would), in this one process:
             network batch; the same with the bottleneck attention removed and with it global (one window over the
             whole coarsest level, O(cells²)) to show what the windowed attention costs
   bbm       the BBM truth (coupling.truth.TruthModel, default physics), the second 12 h step from rest (the first
-            is a spin-up: it touches the arrays and sets the ice moving), synthetic forcing
+            is a spin-up: it touches the arrays and sets the ice moving), synthetic forcing; also at 25 km (the
+            Arctic target), where its elastic substep is 25/8 times longer
   mevp      the coarse mEVP model (coupling.bridge.CoarseModel, default physics) on the same grid, same forcing
 Every figure is the minimum over repeats (noise only adds time) of the process CPU time and of the wall time of
 the same calls; the ratios are of timings taken in the same run. The Fortran models run on one thread, and so does
@@ -56,6 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 EMULATOR_CONFIG = ROOT / "configs" / "train_diffusion_emulator.yaml"
 SIZES = (64, 128, 256, 512)
 TRUTH_DX = GridConfig().refined(2).dx  # m: the demo truth's cell size (8 km)
+BBM_DX = (25e3,)  # m: the BBM is also timed at the Arctic target resolution (issue 20: 25 km)
 START = "2000-11-01T00:00"  # winter: compact ice, storms
 GOAL_SLOPE, GOAL_SLOPE_TOL = 1.0, 0.15
 GOAL_STEP_S = 1.0  # s per 12 h step on the whole domain
@@ -113,16 +115,22 @@ class Timings:
     emulator: dict[str, dict[int, float]] = field(default_factory=dict)
     bbm: dict[int, float] = field(default_factory=dict)
     mevp: dict[int, float] = field(default_factory=dict)
+    bbm_extra: dict[str, dict[int, float]] = field(default_factory=dict)  # "bbm at 25 km": the BBM at other dx
     other: dict[str, dict[int, float]] = field(default_factory=dict)
-    bbm_info: dict[int, dict] = field(default_factory=dict)
+    bbm_info: dict[str, dict[int, dict]] = field(default_factory=dict)  # series -> n -> step counts
 
     @property
     def other_clock(self) -> str:
         return "wall" if self.clock == "cpu" else "cpu"
 
     def series(self) -> dict[str, dict[int, float]]:
-        """Every series by name: "emulator, <variant>", "bbm", "mevp"."""
-        return {f"emulator, {k}": v for k, v in self.emulator.items()} | {"bbm": self.bbm, "mevp": self.mevp}
+        """Every series by name: "emulator, <variant>", "bbm", "mevp", "bbm at <dx> km"."""
+        return ({f"emulator, {k}": v for k, v in self.emulator.items()} | {"bbm": self.bbm, "mevp": self.mevp}
+                | self.bbm_extra)
+
+    def bbm_series(self) -> dict[str, dict[int, float]]:
+        """The BBM series: "bbm" (at `dx`) and those at other cell sizes."""
+        return {"bbm": self.bbm} | self.bbm_extra
 
     def other_text(self, name: str, n: int) -> str:
         """"wall 1.23 s" (the other clock's figure of a series at grid n) or ""."""
@@ -159,11 +167,12 @@ def build_table(t: Timings) -> Table:
                 per_cell = f"{s[n] / (n * n) * 1e6 / m:.2f} µs per cell and member"
                 table.add("emulator", f"{n}² ({n * n} cells), {name}, one 12 h step",
                           f"{s[n] * 1e3:.1f} ms{per}" + _paren(per_cell, t.other_text("emulator, " + name, n)), *goal)
-        if n in t.bbm:
-            sub = t.bbm_info.get(n, {})
-            detail = ", ".join(f"{k} {v:g}" for k, v in sub.items())
-            table.add("bbm", f"{n}² BBM truth, one 12 h step", f"{t.bbm[n]:.2f} s" + _paren(detail,
-                                                                                             t.other_text("bbm", n)))
+        for name, s in t.bbm_series().items():
+            if n in s:
+                detail = ", ".join(f"{k} {v:g}" for k, v in t.bbm_info.get(name, {}).get(n, {}).items())
+                at = f"at {t.dx / 1e3:g} km" if name == "bbm" else name.removeprefix("bbm ")
+                table.add("bbm", f"{n}² BBM truth {at}, one 12 h step",
+                          f"{s[n]:.2f} s" + _paren(detail, t.other_text(name, n)))
         if n in t.mevp:
             table.add("mevp", f"{n}² coarse mEVP model, one 12 h step",
                       f"{t.mevp[n] * 1e3:.1f} ms" + _paren(t.other_text("mevp", n)))
@@ -180,8 +189,10 @@ def build_table(t: Timings) -> Table:
             extra = f"; {t.bbm[n] / (emum[n] / t.members):.0f}× per member with {t.members} members" \
                 if n in emum else ""
             mevp = f"; mEVP/emulator {t.mevp[n] / emu1[n]:.2f}×" if n in t.mevp else ""
-            table.add("speed-up", f"{n}² BBM / emulator time per 12 h step",
-                      f"{t.bbm[n] / emu1[n]:.0f}× (1 member){extra}{mevp}")
+            others = "".join(f"; {k.replace('bbm', 'BBM')}: {s[n] / emu1[n]:.0f}×" for k, s in t.bbm_extra.items()
+                             if n in s)
+            table.add("speed-up", f"{n}² BBM at {t.dx / 1e3:g} km / emulator, time per 12 h step",
+                      f"{t.bbm[n] / emu1[n]:.0f}× (1 member){extra}{others}{mevp}")
     for n in sorted(emu1):
         total = emu1[n] * STEPS_3_YEARS
         ens = f"; {t.members} members {emum[n] * STEPS_3_YEARS / 60:.1f} min" if n in emum else ""
@@ -195,13 +206,17 @@ def per_grid_summary(t: Timings) -> str:
     """One markdown line per grid: the headline figures side by side."""
     one, many = t.emulator.get("1 member", {}), t.emulator.get(f"{t.members} members", {})
     cell = lambda d, n, f: f(d[n]) if n in d else "–"  # noqa: E731
-    lines = [f"| grid | emulator 1 member (s) | emulator {t.members} members (s/member) | BBM (s) | mEVP (s) | "
-             f"BBM/emulator | 3 years, 1 member (min) |", "|" + "---|" * 7]
-    for n in sorted(set(one) | set(t.bbm) | set(t.mevp)):
-        speed = f"{t.bbm[n] / one[n]:.0f}×" if n in t.bbm and n in one else "–"
+    bbm = t.bbm_series()
+    heads = [f"BBM {k.removeprefix('bbm ') if k != 'bbm' else f'at {t.dx / 1e3:g} km'} (s) | BBM/emulator"
+             for k in bbm]
+    lines = [f"| grid | emulator 1 member (s) | emulator {t.members} members (s/member) | {' | '.join(heads)} | "
+             f"mEVP (s) | 3 years, 1 member (min) |", "|" + "---|" * (5 + 2 * len(bbm))]
+    for n in sorted(set(one).union(t.mevp, *bbm.values())):
+        physics = " | ".join(f"{cell(s, n, lambda x: f'{x:.2f}')} | "
+                             + (f"{s[n] / one[n]:.0f}×" if n in s and n in one else "–") for s in bbm.values())
         lines.append(f"| {n}² | {cell(one, n, lambda x: f'{x:.3f}')} | "
-                     f"{cell(many, n, lambda x: f'{x / t.members:.3f}')} | {cell(t.bbm, n, lambda x: f'{x:.2f}')} | "
-                     f"{cell(t.mevp, n, lambda x: f'{x:.3f}')} | {speed} | "
+                     f"{cell(many, n, lambda x: f'{x / t.members:.3f}')} | {physics} | "
+                     f"{cell(t.mevp, n, lambda x: f'{x:.3f}')} | "
                      f"{cell(one, n, lambda x: f'{x * STEPS_3_YEARS / 60:.1f}')} |")
     return "\n".join(lines)
 
@@ -296,8 +311,10 @@ def time_mevp(n: int, dx: float = TRUTH_DX, repeat: int = 2, seed: int = 1) -> t
 
 def measure(sizes: Sequence[int] = SIZES, members: int = 4, n_threads: int = 1, repeat: int = 3,
             bbm_max: int = 512, variants: Sequence[str] = tuple(VARIANTS), dx: float = TRUTH_DX,
-            config: Path = EMULATOR_CONFIG, global_max: int = 512, clock: str | None = None) -> Timings:
-    """All the timings of the table, in this process; `clock` "cpu" (default with one thread) or "wall"."""
+            config: Path = EMULATOR_CONFIG, global_max: int = 512, clock: str | None = None,
+            bbm_dx: Sequence[float] = ()) -> Timings:
+    """All the timings of the table, in this process; `clock` "cpu" (default with one thread) or "wall";
+    `bbm_dx` other cell sizes (m) at which the BBM truth is timed too."""
     clock = clock or ("cpu" if n_threads == 1 else "wall")
     pick = (lambda cw: cw[0]) if clock == "cpu" else (lambda cw: cw[1])  # noqa: E731
     rest = (lambda cw: cw[1]) if clock == "cpu" else (lambda cw: cw[0])  # noqa: E731
@@ -305,17 +322,22 @@ def measure(sizes: Sequence[int] = SIZES, members: int = 4, n_threads: int = 1, 
     with threads(n_threads):
         emulator = time_emulator(sizes, members, repeat, variants, config, global_max)
     raw: dict[str, dict[int, tuple[float, float]]] = {f"emulator, {k}": v for k, v in emulator.items()}
-    raw["bbm"], raw["mevp"] = {}, {}
+    bbm_names = {"bbm": dx} | {f"bbm at {d / 1e3:g} km": d for d in bbm_dx if d != dx}
+    raw["mevp"] = {}
+    raw |= {name: {} for name in bbm_names}
+    t.bbm_info = {name: {} for name in bbm_names}
     for n in sizes:
         raw["mevp"][n] = time_mevp(n, dx, repeat=repeats_for(n, repeat))
         print(f"  mevp {n}²: CPU {raw['mevp'][n][0]:.3f} s, wall {raw['mevp'][n][1]:.3f} s", flush=True)
-        if n <= bbm_max:
-            raw["bbm"][n], t.bbm_info[n] = time_bbm(n, dx)
-            print(f"  bbm {n}²: CPU {raw['bbm'][n][0]:.2f} s, wall {raw['bbm'][n][1]:.2f} s {t.bbm_info[n]}",
-                  flush=True)
+        for name, d in bbm_names.items():
+            if n <= bbm_max:
+                raw[name][n], t.bbm_info[name][n] = time_bbm(n, d)
+                print(f"  {name} {n}²: CPU {raw[name][n][0]:.2f} s, wall {raw[name][n][1]:.2f} s "
+                      f"{t.bbm_info[name][n]}", flush=True)
     t.emulator = {k: {n: pick(cw) for n, cw in emulator[k].items()} for k in emulator}
     t.bbm = {n: pick(cw) for n, cw in raw["bbm"].items()}
     t.mevp = {n: pick(cw) for n, cw in raw["mevp"].items()}
+    t.bbm_extra = {name: {n: pick(cw) for n, cw in raw[name].items()} for name in bbm_names if name != "bbm"}
     t.other = {name: {n: rest(cw) for n, cw in s.items()} for name, s in raw.items()}
     return t
 
@@ -329,7 +351,7 @@ def to_json(t: Timings) -> dict:
 def rows(sizes: Sequence[int] = SIZES, members: int = 4, n_threads: int | None = None, repeat: int = 3,
          bbm_max: int = 512) -> Table:
     """The measured table (for `python -m benchmarks`; `n_threads` None = 1)."""
-    return build_table(measure(sizes, members, n_threads or 1, repeat, bbm_max))
+    return build_table(measure(sizes, members, n_threads or 1, repeat, bbm_max, bbm_dx=BBM_DX))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,13 +368,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bbm-max", type=int, default=512, help="largest grid side on which the BBM truth is timed")
     ap.add_argument("--global-max", type=int, default=512, help="largest grid side with global attention timed")
     ap.add_argument("--dx", type=float, default=TRUTH_DX, help="cell size (m) of the physics models' grids")
+    ap.add_argument("--bbm-dx", type=float, nargs="*", default=list(BBM_DX),
+                    help="other cell sizes (m) at which the BBM is timed too (its elastic substep grows with dx)")
     ap.add_argument("--config", type=Path, default=EMULATOR_CONFIG, help="training YAML of the emulator")
     ap.add_argument("--json", type=Path, default=None, help="also write the timings and fits here")
     a = ap.parse_args(argv)
     print(machine_line(), flush=True)
     t0 = time.perf_counter()
     t = measure(a.sizes, a.members, a.threads, a.repeat, a.bbm_max, dx=a.dx, config=a.config,
-                global_max=a.global_max, clock=a.clock)
+                global_max=a.global_max, clock=a.clock, bbm_dx=a.bbm_dx)
     table = build_table(t)
     print()
     print(f"python -m benchmarks.emulator_scaling {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())

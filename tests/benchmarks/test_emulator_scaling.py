@@ -60,6 +60,19 @@ def test_table_from_synthetic_timings():
     assert len(es.per_grid_summary(t).splitlines()) == 2 + 4
 
 
+def test_bbm_at_another_cell_size_gets_rows_a_fit_and_a_speed_up():
+    t = synthetic(slope=1.0)
+    t.bbm_extra = {"bbm at 25 km": {n: v / 3 for n, v in t.bbm.items()}}
+    table = es.build_table(t)
+    assert [r.section for r in table.rows].count("bbm") == 6
+    assert any(r.section == "slope" and "bbm at 25 km" in r.what and r.value.startswith("1.00") for r in table.rows)
+    speed = [r.value for r in table.rows if r.section == "speed-up"]
+    assert all("BBM at 25 km: 33×" in v for v in speed)
+    summary = es.per_grid_summary(t).splitlines()
+    assert "BBM at 25 km (s)" in summary[0] and len(summary) == 6
+    assert len({line.count("|") for line in summary}) == 1  # every line has the header's columns
+
+
 def test_super_linear_emulator_misses_the_slope_goal():
     table = es.build_table(synthetic(slope=1.4))
     goal_rows = [r for r in table.rows if r.section == "slope" and r.goal]
@@ -75,6 +88,6 @@ def test_tiny_measured_run(tmp_path):
     assert set(timings["emulator"]) == {"1 member", "2 members", "1 member, no attention",
                                         "1 member, global attention"}
     assert all(set(v) == {"16", "32"} for v in timings["emulator"].values())
-    assert set(timings["bbm"]) == set(timings["mevp"]) == {"16", "32"}
+    assert set(timings["bbm"]) == set(timings["mevp"]) == set(timings["bbm_extra"]["bbm at 25 km"]) == {"16", "32"}
     assert all(v > 0 for v in timings["bbm"].values())
-    assert {"emulator, 1 member", "bbm", "mevp"} <= set(data["fits"])
+    assert {"emulator, 1 member", "bbm", "mevp", "bbm at 25 km"} <= set(data["fits"])
