@@ -138,6 +138,11 @@ class Timings:
         return "" if sec is None else f"{self.other_clock} {sec:.3g} s"
 
 
+def ratio(x: float) -> str:
+    """A speed-up as text: two significant digits below 10 (0.68×, 3.4×), whole numbers above (27×)."""
+    return f"{x:.2g}×" if x < 10 else f"{x:.0f}×"
+
+
 def _paren(*parts: str) -> str:
     """" (a; b)" of the non-empty parts, or ""."""
     parts = tuple(p for p in parts if p)
@@ -172,7 +177,7 @@ def build_table(t: Timings) -> Table:
                 detail = ", ".join(f"{k} {v:g}" for k, v in t.bbm_info.get(name, {}).get(n, {}).items())
                 at = f"at {t.dx / 1e3:g} km" if name == "bbm" else name.removeprefix("bbm ")
                 table.add("bbm", f"{n}² BBM truth {at}, one 12 h step",
-                          f"{s[n]:.2f} s" + _paren(detail, t.other_text(name, n)))
+                          f"{s[n]:.3g} s" + _paren(detail, t.other_text(name, n)))
         if n in t.mevp:
             table.add("mevp", f"{n}² coarse mEVP model, one 12 h step",
                       f"{t.mevp[n] * 1e3:.1f} ms" + _paren(t.other_text("mevp", n)))
@@ -186,13 +191,13 @@ def build_table(t: Timings) -> Table:
     emu1, emum = t.emulator.get(one, {}), t.emulator.get(many, {})
     for n in sorted(t.bbm):
         if n in emu1:
-            extra = f"; {t.bbm[n] / (emum[n] / t.members):.0f}× per member with {t.members} members" \
+            extra = f"; {ratio(t.bbm[n] / (emum[n] / t.members))} per member with {t.members} members" \
                 if n in emum else ""
-            mevp = f"; mEVP/emulator {t.mevp[n] / emu1[n]:.2f}×" if n in t.mevp else ""
-            others = "".join(f"; {k.replace('bbm', 'BBM')}: {s[n] / emu1[n]:.0f}×" for k, s in t.bbm_extra.items()
+            mevp = f"; mEVP/emulator {ratio(t.mevp[n] / emu1[n])}" if n in t.mevp else ""
+            others = "".join(f"; {k.replace('bbm', 'BBM')}: {ratio(s[n] / emu1[n])}" for k, s in t.bbm_extra.items()
                              if n in s)
             table.add("speed-up", f"{n}² BBM at {t.dx / 1e3:g} km / emulator, time per 12 h step",
-                      f"{t.bbm[n] / emu1[n]:.0f}× (1 member){extra}{others}{mevp}")
+                      f"{ratio(t.bbm[n] / emu1[n])} (1 member){extra}{others}{mevp}")
     for n in sorted(emu1):
         total = emu1[n] * STEPS_3_YEARS
         ens = f"; {t.members} members {emum[n] * STEPS_3_YEARS / 60:.1f} min" if n in emum else ""
@@ -212,8 +217,8 @@ def per_grid_summary(t: Timings) -> str:
     lines = [f"| grid | emulator 1 member (s) | emulator {t.members} members (s/member) | {' | '.join(heads)} | "
              f"mEVP (s) | 3 years, 1 member (min) |", "|" + "---|" * (5 + 2 * len(bbm))]
     for n in sorted(set(one).union(t.mevp, *bbm.values())):
-        physics = " | ".join(f"{cell(s, n, lambda x: f'{x:.2f}')} | "
-                             + (f"{s[n] / one[n]:.0f}×" if n in s and n in one else "–") for s in bbm.values())
+        physics = " | ".join(f"{cell(s, n, lambda x: f'{x:.3g}')} | "
+                             + (ratio(s[n] / one[n]) if n in s and n in one else "–") for s in bbm.values())
         lines.append(f"| {n}² | {cell(one, n, lambda x: f'{x:.3f}')} | "
                      f"{cell(many, n, lambda x: f'{x / t.members:.3f}')} | {physics} | "
                      f"{cell(t.mevp, n, lambda x: f'{x:.3f}')} | "
