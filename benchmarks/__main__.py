@@ -5,6 +5,8 @@ Rows come from the benchmark scripts' own functions, run in this one process (on
               in cells, mEVP Fortran vs vectorised NumPy, and 3 years of coarse physics on the default grid
   coupling    coupled-step overhead and MPI exchange bandwidth (benchmarks.coupling: mpiexec -n 3)
   scaling, members, efficiency, emulator, quality   the corrector (benchmarks.performance)
+  emulator_scaling  the demo emulator vs the BBM truth and the mEVP model per 12 h step on 64²…512² at 8 km, their
+              log-log slopes in cells, speed-ups and 3-year rollout estimates (benchmarks.emulator_scaling)
 Shared 2-core machine: the figures are minima over repeats; compare ratios measured in the same run. The machine's
 core count and load average are printed with the table. Without --quality, the few-step quality rows score the
 demo's runs/demo/train/diffusion/best.pt on runs/demo/data/test.nc when both exist (--no-quality skips them).
@@ -24,11 +26,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.append(str(ROOT))
 
-from benchmarks import performance  # noqa: E402
+from benchmarks import emulator_scaling, performance  # noqa: E402
 from benchmarks.performance import STEPS_3_YEARS  # noqa: E402
 from benchmarks.timing import Table, machine_line  # noqa: E402
 
-PARTS = ("fortran", "coupling") + performance.SECTIONS
+PARTS = ("fortran", "coupling") + performance.SECTIONS + ("emulator_scaling",)
 
 
 def fortran_rows(sizes=(32, 64, 128), repeats: int = 3, mevp_size: int = 64, mevp_iterations: int = 200) -> Table:
@@ -131,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     sections = [s for s in performance.SECTIONS if s in parts]
     table.extend(performance.run(sections, a.quick, a.threads, a.compile, a.emulator_steps, a.quality,
                                  a.quality_members, a.quality_windows, performance.extra_schedules(a)))
+    if "emulator_scaling" in parts:
+        print("== emulator_scaling", flush=True)
+        table.extend(emulator_scaling.rows((64, 128) if a.quick else emulator_scaling.SIZES, n_threads=a.threads,
+                                           repeat=2 if a.quick else 3))
     print()
     print(f"python -m benchmarks {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
     print(machine_line() + f"; total {time.perf_counter() - t0:.0f} s")
