@@ -1,0 +1,76 @@
+"""The `conserve` bounds: states stay within the bounds, and symmetric noise around a state at the bound gives no mean
+gain of area or volume (plain clipping turns it into a gain)."""
+from __future__ import annotations
+
+import numpy as np
+
+from corrector.bounds import RANGES, apply_bounds, conserve_totals
+
+
+def antithetic(rng, shape):
+    """Noise for sic and sit in 4 members: (ds, dh), (−ds, dh), (ds, −dh), (−ds, −dh) — symmetric, and the products
+    ds·dh cancel too."""
+    ds, dh = rng.normal(size=shape), rng.normal(size=shape)
+    return np.stack([ds, -ds, ds, -ds]), np.stack([dh, dh, -dh, -dh])
+
+
+def state_half_at_the_bound(n=16):
+    """Open water (sic = sit = snt = 0, at the lower bound) in the left half, pack ice in the right half."""
+    sic, sit, snt = np.zeros((n, n)), np.zeros((n, n)), np.zeros((n, n))
+    sic[:, n // 2:], sit[:, n // 2:], snt[:, n // 2:] = 0.7, 1.5, 0.2
+    return {"sic": sic, "sit": sit, "snt": snt}
+
+
+def corrected(state, ds, dh):
+    """The unbounded corrected members (4, n, n) and their bounded copies."""
+    raw = {"sic": state["sic"] + 0.05 * ds, "sit": state["sit"] + 0.3 * dh,
+           "snt": np.broadcast_to(state["snt"], ds.shape).copy()}
+    return raw, apply_bounds(raw)[0]
+
+
+def totals(f):
+    """Domain totals of area, ice volume and snow volume per member."""
+    return np.stack([f["sic"].sum((-2, -1)), (f["sic"] * f["sit"]).sum((-2, -1)), (f["sic"] * f["snt"]).sum((-2, -1))])
+
+
+def test_conserve_keeps_the_bounds_and_the_rules():
+    rng = np.random.default_rng(0)
+    state = state_half_at_the_bound()
+    raw, clipped = corrected(state, *antithetic(rng, (16, 16)))
+    raw["sic"][0, :, 10] += 0.5                              # pushes pack cells above 1: a loss to give back
+    clipped = apply_bounds(raw)[0]
+    out = conserve_totals(raw, clipped)
+    for v, (lo, hi) in RANGES.items():
+        if v in out:
+            assert out[v].min() >= lo and (hi is None or out[v].max() <= hi)
+    no_area = out["sic"] <= 0
+    assert np.all(out["sit"][no_area] == 0) and np.all(out["sic"][~(out["sit"] > 0)] == 0)
+    _, counts = apply_bounds(out)                            # nothing left for the bounds to change
+    assert sum(counts.values()) == 0
+
+
+def test_symmetric_noise_at_the_bound_gives_no_mean_gain_with_conserve_but_a_gain_with_clip():
+    rng = np.random.default_rng(1)
+    state = state_half_at_the_bound()
+    gains_clip, gains_conserve = [], []
+    for _ in range(5):
+        raw, clipped = corrected(state, *antithetic(rng, (16, 16)))
+        before = totals({k: v[None] for k, v in state.items()})[:, 0]
+        np.testing.assert_allclose(totals(raw).mean(axis=1), before, rtol=1e-12)   # the noise itself: no gain
+        gains_clip.append(totals(clipped).mean(axis=1) - before)
+        gains_conserve.append(totals(conserve_totals(raw, clipped)).mean(axis=1) - before)
+    np.testing.assert_allclose(np.mean(gains_conserve, axis=0), 0.0, atol=1e-9)
+    assert np.mean(gains_clip, axis=0)[0] > 0.5              # area gained in open water: ~ n²/2 · 0.05 · E|N|/2
+
+
+def test_land_and_items_stay_separate():
+    rng = np.random.default_rng(2)
+    state = state_half_at_the_bound(8)
+    mask = np.ones((8, 8))
+    mask[:, 7] = 0
+    raw, clipped = corrected(state, *antithetic(rng, (8, 8)))
+    raw = {k: v * mask for k, v in raw.items()}
+    clipped = apply_bounds(raw)[0]
+    out = conserve_totals(raw, clipped, mask)
+    assert np.all(out["sic"][..., 7] == 0)
+    np.testing.assert_allclose(out["sic"].sum((-2, -1)), raw["sic"].sum((-2, -1)), rtol=1e-12)  # member by member
