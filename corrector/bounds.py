@@ -196,10 +196,11 @@ class TorchBounds:
 # ----------------------------------------------------------------------------------------------------------------
 
 #: how a corrected state is bounded: `clip` (`apply_bounds` alone: noise clipped at a bound is rectified into a gain
-#: or loss of ice) or `conserve` (`conserve_totals` after it: the clipping gain of the area and of the ice and snow
-#: volumes is taken back from, or given to, the cells that hold ice, so each member's domain totals are those of the
-#: unbounded corrected state)
-BOUNDS_MODES = ("clip", "conserve")
+#: or loss of ice), `ridge` (`ridge_excess` after it: a concentration clipped at 1 keeps its ice and snow volume in a
+#: thicker cover, as ridging does, cell by cell) or `conserve` (`conserve_totals` after it: the clipping gain of the
+#: area and of the ice and snow volumes is taken back from, or given to, the cells that hold ice, so each member's
+#: domain totals are those of the unbounded corrected state)
+BOUNDS_MODES = ("clip", "ridge", "conserve")
 #: the volume per cell area (m) made of a thickness over the ice-covered part: volume = sic × thickness
 THICKNESS_OF_VOLUME = {"sivol": VOLUME, "snvol": "snt"}
 
@@ -255,3 +256,17 @@ def conserve_totals(raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndar
     for k, a in cur.items():
         out[k] = np.where(ocean, a.reshape(shape), out[k])
     return apply_bounds(out)[0]
+
+
+def ridge_excess(raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`bounded` with the thickness (sit, snt) of every cell whose concentration was clipped down to 1 scaled by the
+    unbounded concentration, so that the cell keeps the volumes sic·sit and sic·snt of the unbounded state (the
+    excess area is ridged into thickness). raw, bounded: {variable: (…, ny, nx)}; other cells are unchanged."""
+    out = {k: np.array(v, copy=True) for k, v in bounded.items()}
+    if AREA not in out or AREA not in raw:
+        return out
+    over = (np.asarray(raw[AREA]) > 1.0) & (out[AREA] >= 1.0)
+    for h in ON_ICE:
+        if h in out:
+            out[h] = np.where(over, out[h] * np.asarray(raw[AREA]), out[h])
+    return out

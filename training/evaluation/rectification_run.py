@@ -3,7 +3,7 @@ truth's per-step change, the coarse model's 12 h error and the run's drift from 
 
     python -m training.evaluation.rectification_run --pairs runs/demo/data/test.nc \\
         --checkpoint runs/demo/train/diffusion/best.pt --windows 4 --days 15 --members 4 --out rect.json \\
-        [--bounds clip|conserve (corrector.bounds.BOUNDS_MODES)] [--train-pairs train.nc] [--sampler-steps N] [--seed S]
+        [--bounds clip|ridge|conserve (corrector.bounds.BOUNDS_MODES)] [--train-pairs train.nc] [--sampler-steps N] [--seed S]
 
 Writes `--out` (JSON, all numbers) and prints a table. Everything is a domain mean over ocean cells per 12 h step:
   * rectification (`training.evaluation.rectification`): raw correction and bounded − raw, by ice state and lead;
@@ -91,7 +91,7 @@ def run(pairs: Path, checkpoint: Path | None, starts: list[int], steps: int, mem
     corrector = load_corrector(str(checkpoint) if checkpoint else None, "residual", (ny, nx))
     rebound = None
     if bounds != "clip":
-        from corrector.bounds import BOUNDS_MODES, conserve_totals
+        from corrector.bounds import BOUNDS_MODES, conserve_totals, ridge_excess
 
         if bounds not in BOUNDS_MODES:
             raise SystemExit(f"--bounds {bounds!r}: choose from {BOUNDS_MODES}")
@@ -99,13 +99,38 @@ def run(pairs: Path, checkpoint: Path | None, starts: list[int], steps: int, mem
 
         def rebound(base, sample, out, mask):
             raw = {v: np.asarray(base[v], dtype=np.float64)[:, None] + sample[:, :, k] for k, v in enumerate(names)}
-            return {**out, **conserve_totals(raw, {v: out[v] for v in names}, mask)}
+            fix = conserve_totals if bounds == "conserve" else lambda r, b, _: ridge_excess(r, b)
+            return {**out, **fix(raw, {v: out[v] for v in names}, mask)}
     probe = RectificationProbe(corrector, rebound)
     cfg = CoupleConfig(members=members, n_steps=steps, start_indices=starts, seed=seed,
                        sampler_steps=sampler_steps, output=str(out_nc), restart_interval=0)
     run_couple(cfg, pairs, FileForcing(pairs), out_nc, comm=None, grid=grid,
                physics=CoarsePhysicsConfig(), corrector=probe, command="training.evaluation.rectification_run")
     return probe
+
+
+def skill(pairs: Path, out_nc: Path, starts: list[int], steps: int) -> dict:
+    """{variable: {"rmse": [...], "spread": [...]}} per output record (lead 0 … steps): the RMSE of the ensemble mean
+    against the truth and the ensemble spread (√ of the mean member variance, ddof 1; 0 for one member) over ocean
+    cells, pooled over the windows (root of the mean square)."""
+    from coupling.ensemble_output import output_paths
+
+    se: dict = {}
+    with open_netcdf(pairs, "pair file") as ds:
+        ocean = (ds["mask"].values > 0.5) if "mask" in ds else None
+        for start, path in zip(starts, output_paths(out_nc, starts)):
+            with open_netcdf(path, "run output") as run_ds:
+                for v in ("sic", "sit", "snt", "siu", "siv"):
+                    truth = np.concatenate([ds[f"initial_{v}"].isel(time=slice(start, start + steps)).values,
+                                            ds[f"reference_{v}"].isel(time=[start + steps - 1]).values])
+                    ens = run_ds[v].values.astype(np.float64)           # (time, member, y, x)
+                    sel = np.ones(truth.shape[-2:], bool) if ocean is None else ocean
+                    err = ((ens.mean(axis=1) - truth) ** 2)[:, sel].mean(axis=-1)
+                    var = (ens.var(axis=1, ddof=1) if ens.shape[1] > 1 else np.zeros_like(truth))[:, sel].mean(-1)
+                    acc = se.setdefault(v, [0.0, 0.0])
+                    acc[0] = acc[0] + err / len(starts)
+                    acc[1] = acc[1] + var / len(starts)
+    return {v: {"rmse": np.sqrt(a[0]).tolist(), "spread": np.sqrt(a[1]).tolist()} for v, a in se.items()}
 
 
 def drift_and_monthly(probe: RectificationProbe, truth: dict, times: np.ndarray, members: int,
@@ -150,6 +175,10 @@ def print_table(res: dict) -> None:
         d = res["drift"][q]
         print(f"{q:8s} truth Δ mean {t['mean']:.2e} |Δ| {t['mean_abs']:.2e}; coarse err mean {c['mean']:.2e} "
               f"|err| {c['mean_abs']:.2e}; drift day1 {d[1]:.3e} end {d[-1]:.3e}")
+    leads = sorted({min(n, res["steps"]) for n in (2, 10, 30, res["steps"])})
+    for v, sk in res["skill"].items():
+        print(f"{v:8s} RMSE/spread at records {leads}: " +
+              "  ".join(f"{sk['rmse'][n]:.4g}/{sk['spread'][n]:.3g}" for n in leads))
 
 
 def main(argv=None) -> int:
@@ -179,7 +208,7 @@ def main(argv=None) -> int:
     res = {"label": a.label or (a.checkpoint.name if a.checkpoint else "coarse"), "checkpoint": str(a.checkpoint),
            "pairs": str(a.pairs), "starts": starts, "steps": steps, "members": a.members, "seed": a.seed,
            "bounds": a.bounds, "rectification": summarise(probe.records, LEADS), **stats, "drift": drift,
-           "monthly": monthly}
+           "monthly": monthly, "skill": skill(a.pairs, a.out.with_suffix(".nc"), starts, steps)}
     write_text_atomic(json.dumps(res, indent=1), a.out)
     print_table(res)
     return 0

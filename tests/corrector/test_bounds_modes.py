@@ -1,10 +1,11 @@
-"""The `conserve` bounds: states stay within the bounds, and symmetric noise around a state at the bound gives no mean
-gain of area or volume (plain clipping turns it into a gain)."""
+"""The bounding modes beside plain clipping: `conserve` (states stay within the bounds, and symmetric noise around a
+state at the bound gives no mean gain of area or volume, where plain clipping turns it into a gain) and `ridge` (a
+concentration clipped at 1 keeps its volume: no mean volume loss from symmetric noise around compact ice)."""
 from __future__ import annotations
 
 import numpy as np
 
-from corrector.bounds import RANGES, apply_bounds, conserve_totals
+from corrector.bounds import RANGES, apply_bounds, conserve_totals, ridge_excess
 
 
 def antithetic(rng, shape):
@@ -74,3 +75,19 @@ def test_land_and_items_stay_separate():
     out = conserve_totals(raw, clipped, mask)
     assert np.all(out["sic"][..., 7] == 0)
     np.testing.assert_allclose(out["sic"].sum((-2, -1)), raw["sic"].sum((-2, -1)), rtol=1e-12)  # member by member
+
+
+def test_ridge_keeps_the_volume_of_compact_ice_under_symmetric_noise():
+    rng = np.random.default_rng(3)
+    n = 12
+    ds = rng.normal(scale=0.03, size=(n, n))
+    sit = rng.uniform(0.5, 2.0, size=(n, n))
+    raw = {"sic": np.stack([1.0 + ds, 1.0 - ds]), "sit": np.stack([sit, sit]), "snt": np.stack([0.1 * sit] * 2)}
+    clipped = apply_bounds(raw)[0]
+    out = ridge_excess(raw, clipped)
+    volume = {k: (f["sic"] * f["sit"]).mean(axis=0) for k, f in (("raw", raw), ("clip", clipped), ("ridge", out))}
+    np.testing.assert_allclose(volume["ridge"], sit, rtol=1e-12)            # the members' mean volume: unchanged
+    assert (volume["clip"] - sit).mean() < -0.005                          # clipping alone loses volume
+    assert out["sic"].max() <= 1.0 and out["sit"].min() >= 0.0
+    under = raw["sic"] <= 1.0                                              # cells not clipped: untouched
+    np.testing.assert_array_equal(out["sit"][under], clipped["sit"][under])
