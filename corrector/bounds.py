@@ -270,3 +270,17 @@ def ridge_excess(raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndarray
         if h in out:
             out[h] = np.where(over, out[h] * np.asarray(raw[AREA]), out[h])
     return out
+
+
+def rebound(mode: str, raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndarray],
+            mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The state bounded in `mode` (BOUNDS_MODES) from `raw`, the unbounded corrected state, and `bounded`, its
+    `zero_walls` + `apply_bounds` copy: `clip` returns `bounded` itself; `ridge` and `conserve` fix it up
+    (`ridge_excess`, `conserve_totals`). Fields other than sic, sit, snt pass through from `bounded`."""
+    if mode == "clip":
+        return dict(bounded)
+    if mode == "ridge":
+        return {**bounded, **ridge_excess(raw, bounded)}
+    if mode == "conserve":
+        return {**bounded, **conserve_totals(raw, bounded, mask)}
+    raise ValueError(f"bounds mode {mode!r}: choose from {BOUNDS_MODES}")

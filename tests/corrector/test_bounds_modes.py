@@ -91,3 +91,19 @@ def test_ridge_keeps_the_volume_of_compact_ice_under_symmetric_noise():
     assert out["sic"].max() <= 1.0 and out["sit"].min() >= 0.0
     under = raw["sic"] <= 1.0                                              # cells not clipped: untouched
     np.testing.assert_array_equal(out["sit"][under], clipped["sit"][under])
+
+
+def test_rebound_dispatches_on_the_mode():
+    from corrector.bounds import rebound
+
+    rng = np.random.default_rng(4)
+    raw, clipped = corrected(state_half_at_the_bound(8), *antithetic(rng, (8, 8)))
+    assert rebound("clip", raw, clipped) == clipped
+    np.testing.assert_array_equal(rebound("ridge", raw, clipped)["sit"], ridge_excess(raw, clipped)["sit"])
+    np.testing.assert_array_equal(rebound("conserve", raw, clipped)["sic"], conserve_totals(raw, clipped)["sic"])
+    try:
+        rebound("reflect", raw, clipped)
+    except ValueError as exc:
+        assert "clip" in str(exc)
+    else:
+        raise AssertionError("an unknown mode must raise")

@@ -31,16 +31,12 @@ TERMS = ("raw", "rectified", "applied", "needed", "bias")
 
 def bounded_in_mode(mode: str, corrector, forecast: dict, sample: np.ndarray, mask) -> dict:
     """`corrector.apply` of `sample` to `forecast`, then the mode's fix (`clip`: none)."""
-    from corrector.bounds import conserve_totals, ridge_excess
+    from corrector.bounds import rebound
 
     out = corrector.apply(forecast, sample, mask=mask)
-    if mode == "clip":
-        return out
     names = list(corrector.variables)
     raw = {v: forecast[v][:, None] + sample[:, :, k] for k, v in enumerate(names)}
-    fixed = conserve_totals(raw, {v: out[v] for v in names}, mask) if mode == "conserve" else \
-        ridge_excess(raw, {v: out[v] for v in names})
-    return {**out, **fixed}
+    return rebound(mode, raw, out, mask)
 
 
 def by_state(diff: np.ndarray, state: np.ndarray, ocean: np.ndarray) -> np.ndarray:
@@ -82,7 +78,7 @@ def offline(pairs: Path, checkpoint: Path, stride: int, members: int, seed: int,
                 q_out = quantities({v: out[v] for v in names})
                 per = {t: {} for t in TERMS}
                 for q in q_fc:
-                    for b, t in enumerate(idx):
+                    for b in range(len(idx)):
                         st, oc = state[b], ocean
                         per["applied"].setdefault(q, []).append(by_state(q_out[q][b] - q_fc[q][b], st, oc))
                         per["needed"].setdefault(q, []).append(by_state(

@@ -91,16 +91,13 @@ def run(pairs: Path, checkpoint: Path | None, starts: list[int], steps: int, mem
     corrector = load_corrector(str(checkpoint) if checkpoint else None, "residual", (ny, nx))
     rebound = None
     if bounds != "clip":
-        from corrector.bounds import BOUNDS_MODES, conserve_totals, ridge_excess
+        from corrector.bounds import rebound as rebound_in_mode
 
-        if bounds not in BOUNDS_MODES:
-            raise SystemExit(f"--bounds {bounds!r}: choose from {BOUNDS_MODES}")
         names = list(corrector.variables)
 
         def rebound(base, sample, out, mask):
             raw = {v: np.asarray(base[v], dtype=np.float64)[:, None] + sample[:, :, k] for k, v in enumerate(names)}
-            fix = conserve_totals if bounds == "conserve" else lambda r, b, _: ridge_excess(r, b)
-            return {**out, **fix(raw, {v: out[v] for v in names}, mask)}
+            return rebound_in_mode(bounds, raw, out, mask)
     probe = RectificationProbe(corrector, rebound)
     cfg = CoupleConfig(members=members, n_steps=steps, start_indices=starts, seed=seed,
                        sampler_steps=sampler_steps, output=str(out_nc), restart_interval=0)
