@@ -199,8 +199,9 @@ class TorchBounds:
 #: or loss of ice), `ridge` (`ridge_excess` after it: a concentration clipped at 1 keeps its ice and snow volume in a
 #: thicker cover, as ridging does, cell by cell) or `conserve` (`conserve_totals` after it: the clipping gain of the
 #: area and of the ice and snow volumes is taken back from, or given to, the cells that hold ice, so each member's
-#: domain totals are those of the unbounded corrected state)
-BOUNDS_MODES = ("clip", "ridge", "conserve")
+#: domain totals are those of the unbounded corrected state) or `conserve_area` (the area total alone; the thickness
+#: of each cell stays as bounded, so the volume follows the area)
+BOUNDS_MODES = ("clip", "ridge", "conserve", "conserve_area")
 #: the volume per cell area (m) made of a thickness over the ice-covered part: volume = sic × thickness
 THICKNESS_OF_VOLUME = {"sivol": VOLUME, "snvol": "snt"}
 
@@ -227,15 +228,15 @@ def _restore_total(a: np.ndarray, target: np.ndarray, room: np.ndarray | None) -
 
 
 def conserve_totals(raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndarray],
-                    mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                    mask: np.ndarray | None = None, volumes: bool = True) -> dict[str, np.ndarray]:
     """`bounded` with each item's domain totals of sic and of the volumes sic·sit, sic·snt set back to those of
     `raw`, the unbounded corrected state, as far as the bounds allow; still within the bounds.
 
     raw, bounded: {variable: (…, ny, nx)} (`bounded` = `apply_bounds`/`zero_walls` of `raw`); every leading index
     (batch item, member) is its own domain. The area surplus of the clipping is taken from the ice cells in
     proportion to their concentration, a deficit given to cells with ice in proportion to their room below 1; then
-    the thickness is scaled where there is ice so that the volume totals match. Only ocean cells (mask > 0.5) count
-    and change. The bounds are applied again at the end (an area scaled to 0 loses its volume).
+    (`volumes`) the thickness is scaled where there is ice so that the volume totals match. Only ocean cells count
+    (mask > 0.5) and change. The bounds are applied again at the end (an area scaled to 0 loses its volume).
     """
     out = {k: np.array(v, dtype=np.float64, copy=True) for k, v in bounded.items()}
     if AREA not in out:
@@ -248,7 +249,7 @@ def conserve_totals(raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndar
     has_ice = (cur[AREA] > 0) & (cur.get(VOLUME, cur[AREA]) > 0)
     cur[AREA] = _restore_total(cur[AREA], flat[AREA].sum(axis=1), np.where(has_ice, 1.0 - cur[AREA], 0.0))
     for volume, h in THICKNESS_OF_VOLUME.items():
-        if h not in cur:
+        if h not in cur or not volumes:
             continue
         v_now = cur[AREA] * cur[h]
         v_new = _restore_total(v_now, (flat[AREA] * flat[h]).sum(axis=1), None)
@@ -275,12 +276,12 @@ def ridge_excess(raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndarray
 def rebound(mode: str, raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndarray],
             mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The state bounded in `mode` (BOUNDS_MODES) from `raw`, the unbounded corrected state, and `bounded`, its
-    `zero_walls` + `apply_bounds` copy: `clip` returns `bounded` itself; `ridge` and `conserve` fix it up
-    (`ridge_excess`, `conserve_totals`). Fields other than sic, sit, snt pass through from `bounded`."""
+    `zero_walls` + `apply_bounds` copy: `clip` returns `bounded` itself; the others fix it up (`ridge_excess`,
+    `conserve_totals`). Fields other than sic, sit, snt pass through from `bounded`."""
     if mode == "clip":
         return dict(bounded)
     if mode == "ridge":
         return {**bounded, **ridge_excess(raw, bounded)}
-    if mode == "conserve":
-        return {**bounded, **conserve_totals(raw, bounded, mask)}
+    if mode in ("conserve", "conserve_area"):
+        return {**bounded, **conserve_totals(raw, bounded, mask, volumes=mode == "conserve")}
     raise ValueError(f"bounds mode {mode!r}: choose from {BOUNDS_MODES}")
