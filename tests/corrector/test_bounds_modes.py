@@ -107,3 +107,25 @@ def test_rebound_dispatches_on_the_mode():
         assert "clip" in str(exc)
     else:
         raise AssertionError("an unknown mode must raise")
+
+
+def test_corrector_apply_bounds_in_the_configured_mode():
+    from corrector.config import SamplerConfig
+    from corrector.inference import Corrector
+
+    rng = np.random.default_rng(5)
+    names = ["sic", "sit", "snt"]
+    state = state_half_at_the_bound(8)
+    base = {v: state[v][None] for v in names}                         # (B=1, ny, nx)
+    sample = np.zeros((1, 4, 3, 8, 8))
+    ds, dh = antithetic(rng, (8, 8))
+    sample[0, :, 0], sample[0, :, 1] = 0.05 * ds, 0.3 * dh
+    c = Corrector.zero(variables=names)
+    clipped = c.apply(base, sample)
+    assert c.config.sampler.bounds == "clip"                            # the default: unchanged behaviour
+    c.config = c.config.model_copy(update={"sampler": SamplerConfig(bounds="conserve_area")})
+    out = c.apply(base, sample)
+    raw_area = base["sic"][:, None] + sample[:, :, 0]
+    np.testing.assert_allclose(out["sic"].sum((-2, -1)), raw_area.sum((-2, -1)), rtol=1e-12)
+    assert clipped["sic"].sum() > out["sic"].sum()                     # clipping gained area in open water
+    assert out["sic"].min() >= 0 and out["sic"].max() <= 1 and out["sit"].min() >= 0
