@@ -12,7 +12,9 @@ cells per 12 h step, averaged over records and members, by ice state of the fore
   applied    bounded − forecast (what reaches the model);
   needed     reference − forecast (the truth's residual; its negative is the coarse model's 12 h error);
   bias       applied − needed (its mean is the systematic gain a coupled run gets per step on truth-like states),
-and the RMSE of the ensemble mean against the reference, with the ensemble spread, per variable.
+and the RMSE of the ensemble mean against the reference, with the ensemble spread, per variable. (`raw` and
+`rectified` are pooled over chunks of records, so their monthly values mix neighbouring months; the others are exact
+per record.)
 """
 from __future__ import annotations
 
