@@ -189,3 +189,99 @@ class TorchBounds:
             if name in ch:
                 ch[name] = ch[name] * face
         return torch.stack([ch[v] for v in self.variables])
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# bounds that keep the domain totals of the unbounded state (an option of `Corrector.apply`'s callers)
+# ----------------------------------------------------------------------------------------------------------------
+
+#: how a corrected state is bounded: `clip` (`apply_bounds` alone: noise clipped at a bound is rectified into a gain
+#: or loss of ice), `ridge` (`ridge_excess` after it: a concentration clipped at 1 keeps its ice and snow volume in a
+#: thicker cover, as ridging does, cell by cell) or `conserve` (`conserve_totals` after it: the clipping gain of the
+#: area and of the ice and snow volumes is taken back from, or given to, the cells that hold ice, so each member's
+#: domain totals are those of the unbounded corrected state) or `conserve_area` (the area total alone; the thickness
+#: of each cell stays as bounded, so the volume follows the area)
+BOUNDS_MODES = ("clip", "ridge", "conserve", "conserve_area")
+#: the volume per cell area (m) made of a thickness over the ice-covered part: volume = sic × thickness
+THICKNESS_OF_VOLUME = {"sivol": VOLUME, "snvol": "snt"}
+
+
+def _restore_total(a: np.ndarray, target: np.ndarray, room: np.ndarray | None) -> np.ndarray:
+    """`a` (N, cells) ≥ 0 changed row by row so that its sum is `target` (N,) where possible: a surplus is taken
+    from every cell in proportion to its value (a factor ≥ 0), a deficit given in proportion to `room` (the most a
+    cell may gain; None = in proportion to its value, without limit). Rows with nothing to scale stay as they are."""
+    total = a.sum(axis=1)
+    gap = target - total
+    out = a.copy()
+    take = (gap < 0) & (total > 0)
+    out[take] *= np.maximum(target[take] / total[take], 0.0)[:, None]
+    give = gap > 0
+    if room is None:
+        give &= total > 0
+        out[give] *= (target[give] / np.where(total[give] > 0, total[give], 1.0))[:, None]
+    else:
+        free = room.sum(axis=1)
+        give &= free > 0
+        share = np.minimum(gap[give] / np.where(free[give] > 0, free[give], 1.0), 1.0)
+        out[give] += room[give] * share[:, None]
+    return out
+
+
+def conserve_totals(raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndarray],
+                    mask: np.ndarray | None = None, volumes: bool = True) -> dict[str, np.ndarray]:
+    """`bounded` with each item's domain totals of sic and of the volumes sic·sit, sic·snt set back to those of
+    `raw`, the unbounded corrected state, as far as the bounds allow; still within the bounds.
+
+    raw, bounded: {variable: (…, ny, nx)} (`bounded` = `apply_bounds`/`zero_walls` of `raw`); every leading index
+    (batch item, member) is its own domain. The area surplus of the clipping is taken from the ice cells in
+    proportion to their concentration, a deficit given to cells with ice in proportion to their room below 1; then
+    (`volumes`) the thickness is scaled where there is ice so that the volume totals match. Only ocean cells count
+    (mask > 0.5) and change. The bounds are applied again at the end (an area scaled to 0 loses its volume).
+    """
+    out = {k: np.array(v, dtype=np.float64, copy=True) for k, v in bounded.items()}
+    if AREA not in out:
+        return out
+    shape = out[AREA].shape
+    ocean = np.broadcast_to(np.ones(shape[-2:], bool) if mask is None else np.asarray(mask) > 0.5, shape)
+    flat = {k: np.where(ocean, np.asarray(v, dtype=np.float64), 0.0).reshape(-1, shape[-2] * shape[-1])
+            for k, v in raw.items() if k in out and np.shape(v) == shape}
+    cur = {k: np.where(ocean, out[k], 0.0).reshape(flat[AREA].shape) for k in flat}
+    has_ice = (cur[AREA] > 0) & (cur.get(VOLUME, cur[AREA]) > 0)
+    cur[AREA] = _restore_total(cur[AREA], flat[AREA].sum(axis=1), np.where(has_ice, 1.0 - cur[AREA], 0.0))
+    for volume, h in THICKNESS_OF_VOLUME.items():
+        if h not in cur or not volumes:
+            continue
+        v_now = cur[AREA] * cur[h]
+        v_new = _restore_total(v_now, (flat[AREA] * flat[h]).sum(axis=1), None)
+        cur[h] = np.where(v_now > 0, cur[h] * v_new / np.where(v_now > 0, v_now, 1.0), cur[h])
+    for k, a in cur.items():
+        out[k] = np.where(ocean, a.reshape(shape), out[k])
+    return apply_bounds(out)[0]
+
+
+def ridge_excess(raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`bounded` with the thickness (sit, snt) of every cell whose concentration was clipped down to 1 scaled by the
+    unbounded concentration, so that the cell keeps the volumes sic·sit and sic·snt of the unbounded state (the
+    excess area is ridged into thickness). raw, bounded: {variable: (…, ny, nx)}; other cells are unchanged."""
+    out = {k: np.array(v, copy=True) for k, v in bounded.items()}
+    if AREA not in out or AREA not in raw:
+        return out
+    over = (np.asarray(raw[AREA]) > 1.0) & (out[AREA] >= 1.0)
+    for h in ON_ICE:
+        if h in out:
+            out[h] = np.where(over, out[h] * np.asarray(raw[AREA]), out[h])
+    return out
+
+
+def rebound(mode: str, raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndarray],
+            mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The state bounded in `mode` (BOUNDS_MODES) from `raw`, the unbounded corrected state, and `bounded`, its
+    `zero_walls` + `apply_bounds` copy: `clip` returns `bounded` itself; the others fix it up (`ridge_excess`,
+    `conserve_totals`). Fields other than sic, sit, snt pass through from `bounded`."""
+    if mode == "clip":
+        return dict(bounded)
+    if mode == "ridge":
+        return {**bounded, **ridge_excess(raw, bounded)}
+    if mode in ("conserve", "conserve_area"):
+        return {**bounded, **conserve_totals(raw, bounded, mask, volumes=mode == "conserve")}
+    raise ValueError(f"bounds mode {mode!r}: choose from {BOUNDS_MODES}")

@@ -115,6 +115,12 @@ class SamplerConfig(StrictConfig):
         "12 h spread matches the ensemble-mean error (the stochastic baselines of anchors §1.2 inflate their std "
         "the same way); null = 1")
 
+    bounds: Literal["clip", "ridge", "conserve", "conserve_area"] = Field(
+        "clip", description="how `Corrector.apply` bounds a corrected state (corrector.bounds.BOUNDS_MODES): clip = "
+        "clip to the physical ranges (noise clipped at sic = 1 is rectified into a loss of area and volume); "
+        "conserve_area = clip, then give each member's clipped area back to its ice cells with room below 1; "
+        "conserve = also the ice and snow volume totals; ridge = a cell clipped at sic = 1 keeps its volume")
+
     @model_validator(mode="after")
     def _check(self) -> "SamplerConfig":
         if self.spread_inflation is not None and any(k <= 0 for k in self.spread_inflation):

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from .bounds import apply_bounds, guard_thin_forecast, zero_walls
+from .bounds import apply_bounds, guard_thin_forecast, rebound, zero_walls
 from .checkpoint import CheckpointData, CheckpointError, load_checkpoint, mask_hash
 from icecorr.base.variables import ML_VARIABLES
 from .config import CorrectorConfig, SamplerConfig
@@ -209,7 +209,8 @@ class Corrector:
         """base + sample — the sample itself for `state_variables` (emulator mode: predicted as the next state, the
         base is ignored; residual mode: no forecast thickness where the forecast has almost no ice,
         `bounds.guard_thin_forecast`, except for the zero corrector, which stays the identity) — then closed walls
-        (C-grid velocities; land faces if `mask` (ny, nx) is given) and physical bounds. base: {variable: (B, M, ny, nx) or (B, ny, nx)} (the coarse forecast in residual mode, the
+        (C-grid velocities; land faces if `mask` (ny, nx) is given) and physical bounds in the mode
+        `config.sampler.bounds` (corrector.bounds.rebound). base: {variable: (B, M, ny, nx) or (B, ny, nx)} (the coarse forecast in residual mode, the
         initial state in emulator mode); sample: (B, M, n_vars, ny, nx). Returns {variable: (B, M, ny, nx)} plus
         any other base entries unchanged. Counts of clipped values are left in `last_bounds_counts`.
         """
@@ -232,7 +233,10 @@ class Corrector:
                 raise ValueError(f"field '{v}': base shape {np.shape(base[v])} does not fit sample shape "
                                  f"{sample.shape} (expected (B, M, ny, nx) or (B, ny, nx))")
             out[v] = sample[:, :, k].astype(np.result_type(a, sample)) if v in states else a + sample[:, :, k]
+        unbounded = out
         out, wall_counts = zero_walls(out, mask)
         out, counts = apply_bounds(out)
+        if self.config.sampler.bounds != "clip":  # keep the totals the clipping changed (corrector.bounds)
+            out = rebound(self.config.sampler.bounds, unbounded, out, mask)
         self.last_bounds_counts = {**wall_counts, **counts, "thin_forecast_thickness": thin}
         return out
