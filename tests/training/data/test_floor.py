@@ -153,7 +153,7 @@ def test_report_shows_the_floor(floor_file):
         assert f"| siu | **floor** | {float(ds['siu_floor_ratio'][1]):.2f} |" in table
 
 
-def test_evaluate_finds_the_floor_beside_the_reference(scenario, floor_file, tmp_path):
+def test_evaluate_finds_the_floor_beside_the_reference(scenario, floor_file, tmp_path):  # noqa: F811
     """`icecorr evaluate`: floor.nc beside the reference (or `evaluate.floor`) → metrics, report row and plot."""
     shutil.copy(floor_file[1], scenario["dir"] / "floor.nc")
     report = run_evaluate(runs(scenario), scenario["ref"], tmp_path / "report", leads=(12, 72))
