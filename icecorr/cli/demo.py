@@ -3,7 +3,8 @@
 with the sizes; a region's grid.yaml and forcing.yaml are passed to generate as absolute paths).
 
 Stages (each one an `icecorr` command, printed and logged to `commands.log`, so any stage can be re-run by hand):
-1. generate   — BBM truth (64², 8 km) vs coarse mEVP (32², 16 km) training pairs, over MPI ranks;
+1. generate   — BBM truth (64², 8 km) vs coarse mEVP (32², 16 km) training pairs, over MPI ranks; then the
+                twin's predictability floor (`icecorr floor`: truth ensembles, data/floor.nc) on the test seed;
 2. train      — deterministic residual corrector (the baseline, and the regression stage of the diffusion
                 corrector) in parallel with the diffusion emulator, one core each; then the diffusion residual
                 corrector on top of the frozen regression stage (CorrDiff-style) on both cores;
@@ -28,6 +29,8 @@ from pathlib import Path
 import xarray as xr
 
 from icecorr.base.mpi import LAUNCH_ENV
+from icecorr.base.variables import ML_VARIABLES
+from training.evaluation.floor_file import floor_scores
 from training.evaluation.offline_skill import offline_skill
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "demo"
@@ -48,6 +51,8 @@ class DemoPlan:
     windows: int = 12
     window_days: float = 15.0
     generate_ranks: int = 2
+    # the predictability floor: start dates × members of truth ensembles of window_days (~5 min on 2 cores)
+    floor_overrides: list[str] = field(default_factory=lambda: ["floor.starts=6", "floor.members=8"])
 
 
 def plan(quick: bool, config_dir: Path = CONFIG_DIR) -> DemoPlan:
@@ -64,7 +69,7 @@ def plan(quick: bool, config_dir: Path = CONFIG_DIR) -> DemoPlan:
         generate_overrides=["grid.nx=16", "grid.ny=16", "generate.run_days=20", "generate.spinup_days=2",
                             "generate.seeds.train=[1]", "generate.seeds.val=[2]", "generate.seeds.test=[3]"],
         train_overrides={k: small for k in ("diffusion", "deterministic", "emulator")},
-        members=4, windows=1, window_days=3.0)
+        members=4, windows=1, window_days=3.0, floor_overrides=["floor.starts=2", "floor.members=3"])
 
 
 def folder_plan(path: Path, quick: bool) -> DemoPlan:
@@ -103,7 +108,7 @@ class Demo:
     def command(self, *args: str, ranks: int = 1, threads: int | None = None) -> tuple[list[str], dict]:
         """The `icecorr` command line (under mpiexec for ranks > 1) and its environment; logged."""
         cmd = [sys.executable, "-m", "icecorr.cli", *args]
-        if not self.progress and args[0] in ("generate", "train"):
+        if not self.progress and args[0] in ("generate", "train", "floor"):
             cmd.append("--no-progress")
         env = dict(self.env)
         if threads is not None:
@@ -149,12 +154,21 @@ class Demo:
         """The directory of the generated pair files (train.nc, val.nc, test.nc)."""
         return self.out / "data"
 
-    def generate(self) -> None:
-        """Stage 1: the training pairs of the twin experiment, over `generate_ranks` MPI ranks."""
+    def twin_args(self) -> list[str]:
+        """The twin experiment's config and overrides (of `generate` and `floor`)."""
         region = [f"{key}={self.config_dir / f'{name}.yaml'}" for key, name in (("region", "grid"), ("forcing", "forcing"))
                   if (self.config_dir / f"{name}.yaml").is_file()]
-        self.icecorr("generate", str(self.config_dir / "generate.yaml"), *region, *self.plan.generate_overrides,
-                     "--out", str(self.data), ranks=self.plan.generate_ranks, threads=1)
+        return [str(self.config_dir / "generate.yaml"), *region, *self.plan.generate_overrides]
+
+    def generate(self) -> None:
+        """Stage 1: the training pairs of the twin experiment, over `generate_ranks` MPI ranks."""
+        self.icecorr("generate", *self.twin_args(), "--out", str(self.data), ranks=self.plan.generate_ranks, threads=1)
+
+    def floor(self) -> None:
+        """Stage 1b: the predictability floor beside the pair files (data/floor.nc; evaluate finds it there)."""
+        self.icecorr("floor", *self.twin_args(), f"floor.lead_days={self.plan.window_days:g}",
+                     *self.plan.floor_overrides, "--out", str(self.data / "floor.nc"), "--overwrite",
+                     ranks=self.plan.generate_ranks, threads=1)
 
     def train_args(self, name: str, threads: int, *extra: str) -> tuple[str, ...]:
         """The `icecorr train` arguments of the corrector `name` (a key of TRAIN_CONFIGS) on this run's data."""
@@ -254,15 +268,20 @@ class Demo:
             return float("nan")
 
         last = self.plan.window_days * 24
+        floor = floor_scores(self.data / "floor.nc", ML_VARIABLES, [12.0]) if (self.data / "floor.nc").is_file() \
+            else {}  # the truth ensembles' spread / coarse RMSE: no corrector's ratio can be below it
         lines += ["", "## Coupled runs (ensemble mean for ensembles)", "",
-                  "| variable | 12 h RMSE hybrid / coarse | 12 h RMSE deterministic / coarse | spread/RMSE range "
-                  f"(all leads) | {last:g} h RMSE hybrid / deterministic |", "|---|---|---|---|---|"]
+                  "| variable | 12 h RMSE hybrid / coarse | 12 h RMSE deterministic / coarse | 12 h floor (truth "
+                  f"spread / coarse) | spread/RMSE range (all leads) | {last:g} h RMSE hybrid / deterministic |",
+                  "|---|---|---|---|---|---|"]
         leads = sorted({float(r["lead_hours"]) for r in rows if r["lead_hours"] and float(r["lead_hours"]) > 0})
         for v in ("sic", "sit", "snt", "siu", "siv"):
             coarse = value("coarse", v, 12.0, "rmse")
             ss = [value("diffusion", v, lead, "spread_skill_ratio") for lead in leads]
             lines.append(f"| {v} | {value('diffusion', v, 12.0, 'rmse') / coarse:.2f} | "
-                         f"{value('deterministic', v, 12.0, 'rmse') / coarse:.2f} | {min(ss):.2f}–{max(ss):.2f} | "
+                         f"{value('deterministic', v, 12.0, 'rmse') / coarse:.2f} | "
+                         f"{float(floor['floor_ratio'].sel(variable=v, lead=12.0)) if floor else float('nan'):.2f} | "
+                         f"{min(ss):.2f}–{max(ss):.2f} | "
                          f"{value('diffusion', v, last, 'rmse') / value('deterministic', v, last, 'rmse'):.2f} |")
         if any(r["metric"] == "rmse_coastal" for r in rows):
             lines += ["", "Coastal band (ocean cells within 2 cells of land) and open sea, 12 h RMSE hybrid / coarse "
@@ -293,6 +312,7 @@ class Demo:
         (self.out / "runs").mkdir(exist_ok=True)
         t0 = time.perf_counter()
         self.stage("generate", self.data / "test.nc", self.generate)
+        self.stage("predictability floor", self.data / "floor.nc", self.floor)
         self.stage("train deterministic corrector and emulator", self.out / "train" / "emulator" / "last.pt",
                    self.train_first_stage)
         self.stage("train diffusion corrector", self.out / "train" / "diffusion" / "last.pt",
