@@ -37,7 +37,6 @@ from training.data.pairs import state_arrays
 from training.data.ranks import finish
 from training.data.region_forcing import RegionForcing
 from training.data.region_twin import TwinGrids
-from training.evaluation.scores import variable_weights
 
 PRODUCER = "icecorr floor"
 
@@ -74,6 +73,15 @@ def ml_fields(state: Mapping[str, np.ndarray]) -> np.ndarray:
     return np.stack([np.asarray(state[v], dtype=np.float64) for v in ML_VARIABLES])
 
 
+def score_weights(ocean: np.ndarray) -> np.ndarray:
+    """(variable, y, x) weights of the ML variables: the coarse ocean cells, without siu's east wall column and
+    siv's north wall row (always 0), as `icecorr evaluate` scores them."""
+    w = np.stack([np.asarray(ocean, dtype=np.float64)] * len(ML_VARIABLES))
+    w[ML_VARIABLES.index("siu"), :, -1] = 0.0
+    w[ML_VARIABLES.index("siv"), -1, :] = 0.0
+    return w
+
+
 def spatial_mean(field: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Weighted mean over (y, x) of (…, variable, y, x) with per-variable weights (variable, y, x)."""
     return (field * weights).sum(axis=(-2, -1)) / weights.sum(axis=(-2, -1))
@@ -91,8 +99,7 @@ class FloorRank:
         self.coarse_cls, self.truth_cls = models or default_models()
         self.n_steps = self.gen.n_spinup + self.gen.n_windows + 1
         self.forcing = twin_forcing(cfg, self.grids, self.spec, self.n_steps, self.spec.seed)
-        base = self.grids.coarse.ocean_mask().astype(np.float64)
-        self.weights = np.stack([np.asarray(variable_weights(v, base.copy())) for v in ML_VARIABLES])
+        self.weights = score_weights(self.grids.coarse.ocean_mask())
 
     def run(self, starts: list[int], mine: list[int], progress: Callable[[int], None] | None = None
             ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
