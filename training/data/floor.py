@@ -7,10 +7,12 @@ coarse block). Every member is coarse-grained as `icecorr generate` does. Per va
 
 * floor_spread: the ensemble spread, √ of the unbiased variance over members, ocean-area-weighted mean over space
   (siu/siv wall faces excluded, as `icecorr evaluate`), mean over start dates before the square root;
-* coarse_rmse: the RMSE of the uncorrected coarse model started from C(truth) at the same start dates (zero
-  stresses, block-mean forcing: a fresh model as in generate's re-forecasts and the demo's 'coarse' runs), pooled
-  the same way;
-* floor_ratio = floor_spread / coarse_rmse. Its 12 h value is the RMSE/coarse-RMSE a perfect corrector cannot beat.
+* coarse_rmse: the RMSE of the uncorrected coarse model started from C(truth) at the same start dates with the
+  block-mean forcing, as the demo's 'coarse' runs start it (a fresh model, zero stresses, the ML variables), pooled
+  the same way; coarse_rmse_pairs: the same for the coarse model as generate's re-forecasts start it (in carry mode
+  with the stresses of the coarse model cycled along the truth: its 12 h forecast is the pair files' `forecast_*`);
+* floor_ratio = floor_spread / coarse_rmse (and floor_ratio_pairs). The 12 h value is the RMSE / coarse RMSE a
+  perfect corrector cannot beat: floor_ratio for coupled runs, floor_ratio_pairs for offline 12 h corrections.
 
 Start dates go round-robin over MPI ranks; each rank runs the deterministic truth from the spin-up through its own
 starts (the truth trajectory is the truth's, whoever runs it), members draw from (seed, start, member), and rank 0
@@ -24,6 +26,7 @@ from typing import Callable, Mapping
 import numpy as np
 import xarray as xr
 
+from coupling.member_fields import hidden_state, restore_state, set_hidden_state
 from icecorr.base.files import write_dataset_atomic
 from icecorr.base.variables import ML_VARIABLES, STEP_HOURS, attrs
 from icecorr.base.version import package_version
@@ -102,55 +105,83 @@ class FloorRank:
         self.weights = score_weights(self.grids.coarse.ocean_mask())
 
     def run(self, starts: list[int], mine: list[int], progress: Callable[[int], None] | None = None
-            ) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """{position in `starts`: (spread variance, coarse squared error), each (lead, variable)} of the starts
-        at positions `mine`, from one pass of the deterministic truth through them."""
+            ) -> dict[int, tuple[np.ndarray, ...]]:
+        """{position in `starts`: (spread variance, coarse squared error of the 'coarse' runs, of the pairs' coarse
+        model), each (lead, variable)} of the starts at positions `mine`, from one pass of the deterministic truth
+        (and, in carry mode, of the coarse model cycled along it as in generate) through them."""
         n0, L = self.gen.n_spinup, self.fl.n_lead
         todo = {n0 + starts[i]: i for i in mine}
         if not todo:
             return {}
         truth = self.truth_cls(self.grids.fine, self.cfg.truth, self.spec.seed)
         truth.set_state(initial_truth_state(self.gen.initial, self.grids.fine, self.spec.seed))
-        open_: dict[int, dict] = {}  # start step -> its saved state, forcing and coarse-grained truth so far
-        out: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-        f_now = None
+        carry = self.gen.coarse_stress_start == "carry"
+        cycled = self.coarse_cls(self.grids.coarse, self.cfg.physics) if carry else None
+        first_cycled = n0 - min(self.gen.coarse_spinup_steps, n0)
+        open_: dict[int, dict] = {}  # start step -> its saved states, forcing and coarse-grained truth so far
+        out: dict[int, tuple[np.ndarray, ...]] = {}
+        f_now, noise = self.truth_forcing(0)
         for k in range(max(todo) + L + 1):
-            resolved, noise = self.forcing.resolved_at(k), self.forcing.noise_at(k)
-            f_next = dict(resolved, uas=resolved["uas"] + noise["uas_noise"], vas=resolved["vas"] + noise["vas_noise"])
-            if f_now is not None:
-                truth.step(f_now, f_next)
-                if progress:
-                    progress(1)
-            f_now = f_next
+            current = coarse_grained(truth.get_state(), self.r, self.fine_mask)
             if k in todo:
                 state = truth.get_state()
                 open_[k] = {"state": {n: state[n].values for n in state.data_vars}, "forcing": [], "noise": [],
-                            "truth": []}
+                            "truth": [], "start": current,
+                            "cycled": (state_arrays(cycled.get_state()), hidden_state(cycled)) if carry else None}
             for k0, w in open_.items():
                 if k - k0 <= L:
                     w["forcing"].append(f_now)
                     w["noise"].append(noise)
-                    w["truth"].append(ml_fields(coarse_grained(truth.get_state(), self.r, self.fine_mask)))
+                    w["truth"].append(ml_fields(current))
             for k0 in [k0 for k0 in open_ if k - k0 == L]:
                 out[todo[k0]] = self.window(todo[k0], open_.pop(k0), progress)
+            if k == max(todo) + L:
+                break
+            f_next, noise = self.truth_forcing(k + 1)
+            if carry and first_cycled <= k < max(todo):  # generate's re-forecast of this window: stresses carried
+                cycled.set_state(self.coarse_start(current, cycled, with_stresses=False))
+                cycled.step(*({n: block_mean(a, self.r) for n, a in f.items()} for f in (f_now, f_next)))
+            truth.step(f_now, f_next)
+            f_now = f_next
+            if progress:
+                progress(1)
         return out
 
-    def window(self, position: int, w: dict, progress: Callable[[int], None] | None
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """(spread variance, coarse squared error), each (lead, variable), of one start date."""
-        truth = np.stack(w["truth"])  # (lead, variable, y, x)
-        coarse = self.coarse_forecast(w)
-        coarse_sq = spatial_mean((coarse - truth) ** 2, self.weights)
-        members = np.stack([self.member(position, m, w, progress) for m in range(self.fl.members)])
-        spread_var = spatial_mean(members.var(axis=0, ddof=1), self.weights)
-        return spread_var, coarse_sq
+    def truth_forcing(self, k: int) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """(the truth's forcing, its subgrid wind noise) at step k; the sum as `SyntheticForcing.truth_at` makes it."""
+        resolved, noise = self.forcing.resolved_at(k), self.forcing.noise_at(k)
+        return dict(resolved, uas=resolved["uas"] + noise["uas_noise"], vas=resolved["vas"] + noise["vas_noise"]), noise
 
-    def coarse_forecast(self, w: dict) -> np.ndarray:
-        """The uncorrected coarse model from C(truth) at the start: fresh (zero stresses), block-mean forcing;
-        (lead, variable, y, x)."""
+    def window(self, position: int, w: dict, progress: Callable[[int], None] | None) -> tuple[np.ndarray, ...]:
+        """(spread variance, squared error of the 'coarse' runs, of the pairs' coarse model), each (lead, variable),
+        of one start date."""
+        truth = np.stack(w["truth"])  # (lead, variable, y, x)
+        errors = [spatial_mean((self.coarse_forecast(w, pairs) - truth) ** 2, self.weights) for pairs in (False, True)]
+        members = np.stack([self.member(position, m, w, progress) for m in range(self.fl.members)])
+        return spatial_mean(members.var(axis=0, ddof=1), self.weights), *errors
+
+    def coarse_start(self, current: Mapping[str, np.ndarray], model, with_stresses: bool) -> dict[str, np.ndarray]:
+        """generate's re-forecast start state from C(truth) `current` (zero stresses, or none: the model's own)."""
+        start = coarse_start_state(current, set(model.get_state().data_vars))
+        return start if with_stresses else {k: v for k, v in start.items() if not k.startswith("sig")}
+
+    def coarse_forecast(self, w: dict, pairs: bool) -> np.ndarray:
+        """The uncorrected coarse model from C(truth) at the start with block-mean forcing; (lead, variable, y, x).
+
+        pairs False, as the demo's 'coarse' runs (`icecorr couple` without a corrector): a fresh model (zero
+        stresses) set to the ML variables of the pair file (in its storage dtype). pairs True, as generate's
+        re-forecasts (the pair files' `forecast_*` at lead 12 h): in carry mode the model cycled along the truth
+        with its stresses, in zero mode a fresh model; C(truth) with surface and ocean temperatures."""
         model = self.coarse_cls(self.grids.coarse, self.cfg.physics)
-        start = coarse_grained(w["state"], self.r, self.fine_mask)
-        model.set_state(coarse_start_state(start, set(model.get_state().data_vars)))
+        if not pairs:
+            model.set_state({v: np.asarray(w["start"][v], dtype=self.gen.dtype).astype(np.float64)
+                             for v in ML_VARIABLES})
+        elif w["cycled"] is not None:
+            restore_state(model, w["cycled"][0])
+            set_hidden_state(model, w["cycled"][1])
+            model.set_state(self.coarse_start(w["start"], model, with_stresses=False))
+        else:
+            model.set_state(self.coarse_start(w["start"], model, with_stresses=True))
         fc = [{n: block_mean(a, self.r) for n, a in f.items()} for f in w["forcing"]]
         out = [ml_fields(state_arrays(model.get_state()))]
         for k in range(self.fl.n_lead):
@@ -181,15 +212,23 @@ class FloorRank:
         return start_windows(self.gen.n_windows, self.fl.starts, self.fl.n_lead)
 
 
-def floor_dataset(cfg: FloorRunConfig, starts: list[int], results: Mapping[int, tuple[np.ndarray, np.ndarray]],
+def _ratio(spread: np.ndarray, rmse: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(rmse > 0, spread / np.where(rmse > 0, rmse, 1.0), np.nan)
+
+
+#: the two coarse references of the floor: (suffix, what the coarse model is)
+COARSE_RUNS = (("", "the uncorrected coarse model as the demo's 'coarse' runs (fresh, zero stresses)"),
+               ("_pairs", "the coarse model as generate's re-forecasts (the pair files' forecast_* at 12 h)"))
+
+
+def floor_dataset(cfg: FloorRunConfig, starts: list[int], results: Mapping[int, tuple[np.ndarray, ...]],
                   start_times: list[np.datetime64], spec: RunSpec) -> xr.Dataset:
     """The CF dataset of `floor.nc` from the per-start results (pooled in start order)."""
     fl = cfg.floor
-    spread_var = np.stack([results[i][0] for i in range(len(starts))])  # (start, lead, variable)
-    coarse_sq = np.stack([results[i][1] for i in range(len(starts))])
-    spread, rmse = np.sqrt(spread_var.mean(axis=0)), np.sqrt(coarse_sq.mean(axis=0))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(rmse > 0, spread / np.where(rmse > 0, rmse, 1.0), np.nan)
+    per_start = [np.stack([results[i][j] for i in range(len(starts))]) for j in range(3)]  # (start, lead, variable)
+    spread_var, squared = per_start[0], per_start[1:]
+    spread = np.sqrt(spread_var.mean(axis=0))
     lead = xr.DataArray(np.arange(fl.n_lead + 1, dtype=np.float64) * STEP_HOURS, dims="lead_time",
                         attrs={"units": "hours", "standard_name": "forecast_period", "long_name": "lead time"})
     ds = xr.Dataset(coords={"lead_time": lead, "start_time": ("start", np.array(start_times, dtype="datetime64[ns]"),
@@ -200,15 +239,17 @@ def floor_dataset(cfg: FloorRunConfig, starts: list[int], results: Mapping[int, 
         ds[f"{v}_floor_spread"] = ("lead_time", spread[:, j], {
             "units": units, "long_name": f"spread of the truth ensemble: {name}",
             "cell_methods": "member: standard_deviation (unbiased) area: mean where sea start: mean (of variance)"})
-        ds[f"{v}_coarse_rmse"] = ("lead_time", rmse[:, j], {
-            "units": units, "long_name": f"RMSE of the uncorrected coarse model: {name}",
-            "cell_methods": "area: mean where sea start: mean (of squared error)"})
-        ds[f"{v}_floor_ratio"] = ("lead_time", ratio[:, j], {
-            "units": "1", "long_name": f"predictability floor (truth-ensemble spread / coarse RMSE): {name}"})
         ds[f"{v}_floor_spread_by_start"] = (("start", "lead_time"), np.sqrt(spread_var[:, :, j]), {
             "units": units, "long_name": f"spread of the truth ensemble of each start date: {name}"})
-        ds[f"{v}_coarse_rmse_by_start"] = (("start", "lead_time"), np.sqrt(coarse_sq[:, :, j]), {
-            "units": units, "long_name": f"RMSE of the uncorrected coarse model of each start date: {name}"})
+        for (suffix, what), sq in zip(COARSE_RUNS, squared):
+            rmse = np.sqrt(sq[:, :, j].mean(axis=0))
+            ds[f"{v}_coarse_rmse{suffix}"] = ("lead_time", rmse, {
+                "units": units, "long_name": f"RMSE of {what}: {name}",
+                "cell_methods": "area: mean where sea start: mean (of squared error)"})
+            ds[f"{v}_floor_ratio{suffix}"] = ("lead_time", _ratio(spread[:, j], rmse), {
+                "units": "1", "long_name": f"predictability floor, truth-ensemble spread / RMSE of {what}: {name}"})
+            ds[f"{v}_coarse_rmse{suffix}_by_start"] = (("start", "lead_time"), np.sqrt(sq[:, :, j]), {
+                "units": units, "long_name": f"RMSE of {what} at each start date: {name}"})
     redrawn = [k for k, on in fl.redraw.model_dump().items() if on]
     ds.attrs.update({
         "Conventions": "CF-1.10", "title": "icecorr twin predictability floor", "producer": PRODUCER,
@@ -216,10 +257,12 @@ def floor_dataset(cfg: FloorRunConfig, starts: list[int], results: Mapping[int, 
         "start_dates": ", ".join(str(np.datetime_as_string(t, unit="m")) for t in start_times),
         "start_windows": np.array(starts, dtype=np.int32), "seed": fl.seed, "split": fl.split,
         "run_seed": spec.seed, "refinement": cfg.generate.refinement, "lead_days": fl.lead_days,
-        "redrawn": ", ".join(redrawn) or "nothing",
+        "coarse_stress_start": cfg.generate.coarse_stress_start, "redrawn": ", ".join(redrawn) or "nothing",
         "comment": "floor_ratio at 12 h is the RMSE / coarse RMSE a perfect corrector cannot beat: the truth's "
-                   "own spread given the coarse-grained state and forcing. Stresses and the sub-block structure "
-                   "other than damage are not perturbed, so it is a lower bound of the irreducible error.",
+                   "own spread given the coarse-grained state and forcing (floor_ratio: against the coupled "
+                   "'coarse' runs of `icecorr couple`; floor_ratio_pairs: against the pair files' coarse forecasts, "
+                   "the denominator of offline 12 h scores). Stresses and the sub-block structure other than damage "
+                   "are not perturbed, so it is a lower bound of the irreducible error.",
         "config": cfg.model_dump_json(),
     })
     return ds

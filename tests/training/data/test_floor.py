@@ -12,8 +12,9 @@ import xarray as xr
 
 from icecorr.base.variables import ML_VARIABLES
 from training.data.coarsegrain import block_mean
-from training.data.floor import FloorRank, run_floor, start_windows
+from training.data.floor import FloorRank, floor_run, run_floor, start_windows
 from training.data.floor_config import FloorRunConfig
+from training.data.generate import simulate_run
 from training.data.floor_members import member_forcing, shuffled_within_blocks
 from training.evaluation.config import EvaluateConfig
 from training.evaluation.evaluate import evaluate, run_evaluate
@@ -74,6 +75,26 @@ def test_each_redrawn_part_alone_makes_members_differ(part):
     assert not np.array_equal(members[0][-1], members[1][-1])
 
 
+def test_pairs_coarse_forecast_is_the_pair_files_forecast():
+    """The coarse model of floor_ratio_pairs, 12 h after each start: generate's forecast_* of that window."""
+    cfg = _config(starts=2, members=2)
+    pairs = simulate_run(cfg, floor_run(cfg))
+    worker = FloorRank(cfg)
+    forecasts = {}
+
+    def window(position, w, progress):
+        forecasts[position] = worker.coarse_forecast(w, pairs=True)[1]
+        return FloorRank.window(worker, position, w, progress)
+
+    worker.window = window
+    starts = worker.floor_starts()
+    worker.run(starts, [0, 1])
+    for position, s in enumerate(starts):
+        for j, v in enumerate(ML_VARIABLES):
+            stored = pairs[f"forecast_{v}"].isel(time=s).values
+            np.testing.assert_array_equal(forecasts[position][j].astype(stored.dtype), stored)
+
+
 def test_redrawn_parts_keep_what_the_coarse_model_knows():
     rng = np.random.default_rng(0)
     damage = rng.uniform(0.5, 1.0, (8, 8))
@@ -116,9 +137,10 @@ def test_floor_file_spread_grows_from_zero(floor_file):
             spread = ds[f"{v}_floor_spread"].values
             assert spread[0] < 1e-12 and np.all(spread[1:] > 0), (v, spread)
             assert np.all(ds[f"{v}_coarse_rmse"].values[1:] > 0)
-            ratio = ds[f"{v}_floor_ratio"].values
-            assert np.isnan(ratio[0]) or ratio[0] < 1e-6
-            assert np.allclose(ratio[1:], spread[1:] / ds[f"{v}_coarse_rmse"].values[1:])
+            for suffix in ("", "_pairs"):
+                ratio = ds[f"{v}_floor_ratio{suffix}"].values
+                assert np.isnan(ratio[0]) or ratio[0] < 1e-6
+                assert np.allclose(ratio[1:], spread[1:] / ds[f"{v}_coarse_rmse{suffix}"].values[1:])
             assert ds[f"{v}_floor_spread"].attrs["units"]
 
 
