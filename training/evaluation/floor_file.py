@@ -37,14 +37,15 @@ def floor_path(explicit: str | Path | None, reference_files: Sequence[str | Path
 
 
 def floor_scores(path: str | Path, variables: Sequence[str], leads: Sequence[float]) -> xr.Dataset:
-    """`floor_ratio` and `floor_spread` (variable, lead) of the floor file on `leads` (hours): NaN where the floor
-    has no such lead or variable."""
+    """`floor_ratio`, `floor_ratio_pairs` and `floor_spread` (variable, lead) of the floor file on `leads` (hours):
+    NaN where the floor has no such lead or variable. floor_ratio is against the coupled 'coarse' runs,
+    floor_ratio_pairs against the pair files' coarse forecasts (the denominator of offline scores)."""
     with xr.open_dataset(path) as ds:
         ds = ds.load()
     if "lead_time" not in ds.dims:
         raise InputError(str(path), "lead_time", "not a floor file of `icecorr floor` (no lead_time)")
     out = {}
-    for kind in ("ratio", "spread"):
+    for kind in ("ratio", "ratio_pairs", "spread"):
         rows = []
         for v in variables:
             name = f"{v}_floor_{kind}"
@@ -54,7 +55,7 @@ def floor_scores(path: str | Path, variables: Sequence[str], leads: Sequence[flo
                 rows.append(np.full(len(leads), np.nan))
         out[f"floor_{kind}"] = (("variable", "lead"), np.array(rows, dtype=float), {
             "long_name": f"predictability floor of the twin ({kind})", "source": str(path),
-            **({"units": "1"} if kind == "ratio" else {"units": "variable units"})})
+            "units": "variable units" if kind == "spread" else "1"})
     return xr.Dataset(out, coords={"variable": list(variables), "lead": np.asarray(leads, dtype=float)})
 
 
