@@ -3,7 +3,8 @@
 with the sizes; a region's grid.yaml and forcing.yaml are passed to generate as absolute paths).
 
 Stages (each one an `icecorr` command, printed and logged to `commands.log`, so any stage can be re-run by hand):
-1. generate   — BBM truth (64², 8 km) vs coarse mEVP (32², 16 km) training pairs, over MPI ranks;
+1. generate   — BBM truth (64², 8 km) vs coarse mEVP (32², 16 km) training pairs, over MPI ranks; then the
+                twin's predictability floor (`icecorr floor`: truth ensembles, data/floor.nc) on the test seed;
 2. train      — deterministic residual corrector (the baseline, and the regression stage of the diffusion
                 corrector) in parallel with the diffusion emulator, one core each; then the diffusion residual
                 corrector on top of the frozen regression stage (CorrDiff-style) on both cores;
@@ -28,7 +29,9 @@ from pathlib import Path
 import xarray as xr
 
 from icecorr.base.mpi import LAUNCH_ENV
+from icecorr.base.variables import ML_VARIABLES
 from training.evaluation.calibration_check import calibration_markdown
+from training.evaluation.floor_file import floor_scores
 from training.evaluation.metrics_file import read_metrics_netcdf
 from training.evaluation.offline_skill import offline_skill
 
@@ -50,6 +53,9 @@ class DemoPlan:
     windows: int = 12
     window_days: float = 15.0
     generate_ranks: int = 2
+    # the predictability floor: start dates × members of truth ensembles of window_days; a 64² truth step costs
+    # ~0.45 s and the rank with the last start also runs the truth up to it (420 steps): ~6 min on 2 quiet cores
+    floor_overrides: list[str] = field(default_factory=lambda: ["floor.starts=6", "floor.members=4"])
 
 
 def plan(quick: bool, config_dir: Path = CONFIG_DIR) -> DemoPlan:
@@ -66,7 +72,7 @@ def plan(quick: bool, config_dir: Path = CONFIG_DIR) -> DemoPlan:
         generate_overrides=["grid.nx=16", "grid.ny=16", "generate.run_days=20", "generate.spinup_days=2",
                             "generate.seeds.train=[1]", "generate.seeds.val=[2]", "generate.seeds.test=[3]"],
         train_overrides={k: small for k in ("diffusion", "deterministic", "emulator")},
-        members=4, windows=1, window_days=3.0)
+        members=4, windows=1, window_days=3.0, floor_overrides=["floor.starts=2", "floor.members=3"])
 
 
 def folder_plan(path: Path, quick: bool) -> DemoPlan:
@@ -105,7 +111,7 @@ class Demo:
     def command(self, *args: str, ranks: int = 1, threads: int | None = None) -> tuple[list[str], dict]:
         """The `icecorr` command line (under mpiexec for ranks > 1) and its environment; logged."""
         cmd = [sys.executable, "-m", "icecorr.cli", *args]
-        if not self.progress and args[0] in ("generate", "train"):
+        if not self.progress and args[0] in ("generate", "train", "floor"):
             cmd.append("--no-progress")
         env = dict(self.env)
         if threads is not None:
@@ -151,12 +157,21 @@ class Demo:
         """The directory of the generated pair files (train.nc, val.nc, test.nc)."""
         return self.out / "data"
 
-    def generate(self) -> None:
-        """Stage 1: the training pairs of the twin experiment, over `generate_ranks` MPI ranks."""
+    def twin_args(self) -> list[str]:
+        """The twin experiment's config and overrides (of `generate` and `floor`)."""
         region = [f"{key}={self.config_dir / f'{name}.yaml'}" for key, name in (("region", "grid"), ("forcing", "forcing"))
                   if (self.config_dir / f"{name}.yaml").is_file()]
-        self.icecorr("generate", str(self.config_dir / "generate.yaml"), *region, *self.plan.generate_overrides,
-                     "--out", str(self.data), ranks=self.plan.generate_ranks, threads=1)
+        return [str(self.config_dir / "generate.yaml"), *region, *self.plan.generate_overrides]
+
+    def generate(self) -> None:
+        """Stage 1: the training pairs of the twin experiment, over `generate_ranks` MPI ranks."""
+        self.icecorr("generate", *self.twin_args(), "--out", str(self.data), ranks=self.plan.generate_ranks, threads=1)
+
+    def floor(self) -> None:
+        """Stage 1b: the predictability floor beside the pair files (data/floor.nc; evaluate finds it there)."""
+        self.icecorr("floor", *self.twin_args(), f"floor.lead_days={self.plan.window_days:g}",
+                     *self.plan.floor_overrides, "--out", str(self.data / "floor.nc"), "--overwrite",
+                     ranks=self.plan.generate_ranks, threads=1)
 
     def train_args(self, name: str, threads: int, *extra: str) -> tuple[str, ...]:
         """The `icecorr train` arguments of the corrector `name` (a key of TRAIN_CONFIGS) on this run's data."""
@@ -241,13 +256,20 @@ class Demo:
                  "Full report: `report/report.md`.", ""]
         skill = {name: offline_skill(self.checkpoint(name), self.data / "test.nc", members=self.plan.members)
                  for name in ("deterministic", "diffusion")}
+        # the truth ensembles' spread / coarse RMSE (icecorr floor): no corrector's ratio can be below it
+        floor = floor_scores(self.data / "floor.nc", ML_VARIABLES, [12.0]) if (self.data / "floor.nc").is_file() else {}
+
+        def at12(name: str, v: str) -> float:
+            return float(floor[name].sel(variable=v, lead=12.0)) if floor else float("nan")
+
         lines += ["## Offline 12 h correction of every test window (ensemble mean of the diffusion corrector)", "",
                   "| variable | RMSE coarse | RMSE deterministic | RMSE diffusion | reduction det. | reduction diff. "
-                  "| CRPS diff. | MAE det. |", "|---|---|---|---|---|---|---|---|"]
+                  "| max. reduction (floor) | CRPS diff. | MAE det. |", "|---|---|---|---|---|---|---|---|---|"]
         for v, d in skill["diffusion"].items():
             det = skill["deterministic"][v]
             lines.append(f"| {v} | {d['rmse_forecast']:.4g} | {det['rmse_corrected']:.4g} | {d['rmse_corrected']:.4g} "
-                         f"| {det['reduction']:.0%} | {d['reduction']:.0%} | {d['crps']:.4g} | {det['mae_corrected']:.4g} |")
+                         f"| {det['reduction']:.0%} | {d['reduction']:.0%} | {1 - at12('floor_ratio_pairs', v):.0%} "
+                         f"| {d['crps']:.4g} | {det['mae_corrected']:.4g} |")
         rows = list(csv.DictReader((self.out / "report" / "metrics.csv").open()))
 
         def value(model, variable, lead, metric):
@@ -259,17 +281,21 @@ class Demo:
 
         last = self.plan.window_days * 24
         lines += ["", "## Coupled runs (ensemble mean for ensembles)", "",
-                  "| variable | 12 h RMSE hybrid / coarse | 12 h RMSE deterministic / coarse | spread/RMSE range "
-                  f"(all leads) | {last:g} h RMSE hybrid / deterministic |", "|---|---|---|---|---|"]
+                  "| variable | 12 h RMSE hybrid / coarse | 12 h RMSE deterministic / coarse | 12 h floor (truth "
+                  f"spread / coarse) | spread/RMSE range (all leads) | {last:g} h RMSE hybrid / deterministic |",
+                  "|---|---|---|---|---|---|"]
         leads = sorted({float(r["lead_hours"]) for r in rows if r["lead_hours"] and float(r["lead_hours"]) > 0})
         for v in ("sic", "sit", "snt", "siu", "siv"):
             coarse = value("coarse", v, 12.0, "rmse")
             ss = [value("diffusion", v, lead, "spread_skill_ratio") for lead in leads]
             lines.append(f"| {v} | {value('diffusion', v, 12.0, 'rmse') / coarse:.2f} | "
-                         f"{value('deterministic', v, 12.0, 'rmse') / coarse:.2f} | {min(ss):.2f}–{max(ss):.2f} | "
+                         f"{value('deterministic', v, 12.0, 'rmse') / coarse:.2f} | "
+                         f"{at12('floor_ratio', v):.2f} | "
+                         f"{min(ss):.2f}–{max(ss):.2f} | "
                          f"{value('diffusion', v, last, 'rmse') / value('deterministic', v, last, 'rmse'):.2f} |")
         lines += ["", "## Ensemble calibration goals (diffusion hybrid; `training.evaluation.calibration_check`)", ""]
-        lines += calibration_markdown(read_metrics_netcdf(self.out / "report" / "metrics.nc"))
+        lines += calibration_markdown(read_metrics_netcdf(self.out / "report" / "metrics.nc"),
+                                      floor_ratio_12h={v: at12("floor_ratio", v) for v in ML_VARIABLES} if floor else None)
         if any(r["metric"] == "rmse_coastal" for r in rows):
             lines += ["", "Coastal band (ocean cells within 2 cells of land) and open sea, 12 h RMSE hybrid / coarse "
                       "and spread/RMSE of the hybrid:", "", "| variable | coastal | open | spread/RMSE coastal | "
@@ -317,6 +343,7 @@ class Demo:
         (self.out / "runs").mkdir(exist_ok=True)
         t0 = time.perf_counter()
         self.stage("generate", self.data / "test.nc", self.generate)
+        self.stage("predictability floor", self.data / "floor.nc", self.floor)
         self.stage("train deterministic corrector and emulator", self.out / "train" / "emulator" / "last.pt",
                    self.train_first_stage)
         self.stage("train diffusion corrector", self.out / "train" / "diffusion" / "last.pt",

@@ -1,7 +1,7 @@
 """`icecorr` — the command line. It only parses, loads configs and calls the packages.
 
-Verbs: demo | cyclone | generate | prepare | observations | train | correct | couple | serve | emulate | evaluate |
-assimilate |
+Verbs: demo | cyclone | generate | floor | prepare | observations | train | correct | couple | serve | emulate |
+evaluate | assimilate |
 checkpoint {inspect,validate} | config {dump,validate}.
 
 Under `mpiexec`, an error on any rank prints one message naming the rank and aborts the whole job
@@ -357,7 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: verbs that parse their own arguments (argparse cannot pass `--help` etc. through a REMAINDER)
 PASSTHROUGH = {"observations": ("training.data.observations", "main"), "assimilate": ("training.assimilation.runner", "main"),
-               "calibrate": ("training.evaluation.calibrate", "main"), "serve": ("icecorr.cli.serve", "main")}
+               "calibrate": ("training.evaluation.calibrate", "main"), "serve": ("icecorr.cli.serve", "main"),
+               "floor": ("icecorr.cli.floor", "main")}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

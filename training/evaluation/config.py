@@ -49,4 +49,6 @@ class EvaluateConfig(BaseModel):
     coastal_band_cells: float = Field(2.0, ge=0, description="on a grid with land, also score the ocean cells "
                                       "within this many cells of land (rmse_coastal, …) apart from the rest "
                                       "(rmse_open, …); 0 = off")
+    floor: str | None = Field(None, description="floor file of `icecorr floor`; None = floor.nc beside the "
+                              "reference if there is one")
     plots: bool = True

@@ -35,6 +35,7 @@ from training.evaluation.alignment import Aligned, PathLike, align, grid_spacing
 from training.evaluation.coastal import region_masks, region_scores
 from training.evaluation.config import EvaluateConfig
 from training.evaluation.field_stats import FieldStats, field_stats, nearest_leads, small_scale_ratio, stats_dataset
+from training.evaluation.floor_file import floor_path, floor_scores
 from training.evaluation.metrics_file import write_metrics_netcdf
 from training.evaluation.scores import (climatology, climatology_baseline, drop_strawman_scores, persistence,
                                         score_label)
@@ -108,6 +109,9 @@ def evaluate(run_paths: Mapping[str, PathLike | Sequence[PathLike]],
     metrics = xr.merge([scores, stats], join="outer", compat="override")
     if spectrum_leads:
         metrics["small_scale_ratio"] = small_scale_ratio(sources, labels, spectrum_leads, cfg)
+    floor = floor_path(cfg.floor, ref_files)
+    if floor is not None:  # the twin's predictability floor beside the pair files (`icecorr floor`)
+        metrics = xr.merge([metrics, floor_scores(floor, cfg.variables, metrics["lead"].values)], join="left")
     _annotate(metrics, cfg, dx, run_paths, aligned, ref_files)
     return Evaluation(metrics=metrics, aligned=aligned, dx=dx, ocean=ocean)
 

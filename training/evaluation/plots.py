@@ -86,6 +86,9 @@ def plot_scores_vs_lead(metrics: xr.Dataset, path: Path) -> Path:
             if "spread" in metrics and np.isfinite(metrics["spread"].sel(model=m, variable=v)).any():
                 s = metrics["spread"].sel(model=m, variable=v)
                 ax.plot(_days(s["lead"]), s, color=col[m], ls="--", label=f"{m} spread")
+        if "floor_ratio" in metrics and "coarse" in models:  # the floor ratio times this coarse RMSE
+            floor = metrics["floor_ratio"].sel(variable=v) * metrics["rmse"].sel(model="coarse", variable=v)
+            ax.plot(_days(floor["lead"]), floor, color="k", ls="--", lw=1.5, label="predictability floor")
         ax.set_title(v)
         ax.set_xlabel("lead (days)")
         ax.set_ylabel(f"({units_label(v)})")

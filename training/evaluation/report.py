@@ -10,6 +10,7 @@ import xarray as xr
 
 from icecorr.base.files import write_text_atomic
 from training.evaluation.coastal import coastal_table
+from training.evaluation.floor_file import floor_section
 
 CAPTIONS = {
     "scores": "RMSE (solid; of the ensemble mean for ensembles) and ensemble spread (dashed) against lead.",
@@ -179,6 +180,7 @@ def report_text(m: xr.Dataset, figures: Mapping[str, Path], md_dir: Path,
         variable_table(m, short, long),
         "",
     ]
+    parts += floor_section(m)
     coastal = coastal_table(m, short)
     if coastal is not None:
         parts += ["## Coastal band and open sea", "", coastal, ""]
