@@ -60,6 +60,15 @@ class Landmark(StrictConfig):
     surface: Literal["land", "ocean"]
 
 
+class Wall(StrictConfig):
+    """A closed strait: a polyline of (lon, lat) points (degrees); every cell it crosses is land before the mask is
+    cleaned (e.g. Fram Strait, the Barents Sea opening, Bering Strait on the Arctic grid). The crossed cells form
+    an 8-connected chain, which 4-connected ocean (ice moves across faces) cannot pass."""
+
+    name: str
+    points: list[tuple[float, float]] = Field(..., min_length=2, description="(lon, lat) vertices in degrees")
+
+
 class RegionGrid(StrictConfig):
     """A rectangular regional grid on EPSG:3413: centre (lon, lat), size (km along x, y) and cell size (km)."""
 
@@ -72,6 +81,7 @@ class RegionGrid(StrictConfig):
     ocean_threshold: float = Field(0.5, gt=0, le=1, description="ocean fraction at or above which a cell is ocean")
     landmarks: list[Landmark] = Field(default_factory=list, description="known points the mask must get right "
                                                                          "(tests, the region's map)")
+    walls: list[Wall] = Field(default_factory=list, description="closed straits: cells on these lines are land")
 
     @model_validator(mode="after")
     def _at_least_four_cells(self) -> "RegionGrid":
@@ -190,10 +200,32 @@ class Geography:
         flags = is_ocean(lat, lon).reshape(ny, n, nx, n)
         return flags.mean(axis=(1, 3))
 
+    def wall_cells(self) -> np.ndarray:
+        """Cells crossed by the region's walls (bool (ny, nx)): each segment sampled every quarter cell in x/y."""
+        out = np.zeros(self.shape, dtype=bool)
+        fwd = transformer()
+        ny, nx = self.shape
+        for wall in self.region.walls:
+            xs, ys = fwd.transform(*np.array(wall.points, dtype=np.float64).T)
+            for (xa, ya), (xb, yb) in zip(zip(xs[:-1], ys[:-1]), zip(xs[1:], ys[1:])):
+                n = int(np.ceil(4 * np.hypot(xb - xa, yb - ya) / self.region.dx)) + 1
+                t = np.linspace(0.0, 1.0, n)
+                i = np.floor((xa + t * (xb - xa) - self.x0) / self.region.dx).astype(int)
+                j = np.floor((ya + t * (yb - ya) - self.y0) / self.region.dx).astype(int)
+                inside = (i >= 0) & (i < nx) & (j >= 0) & (j < ny)
+                out[j[inside], i[inside]] = True
+        return out
+
+    @property
+    def raw_ocean(self) -> np.ndarray:
+        """Step 1 of the mask rule plus the walls: ocean fraction >= threshold and not on a wall (bool (ny, nx))."""
+        ocean = self.ocean_fraction >= self.region.ocean_threshold
+        return ocean & ~self.wall_cells() if self.region.walls else ocean
+
     @cached_property
     def mask(self) -> np.ndarray:
-        """Cleaned ocean mask (ny, nx), 1.0 = ocean, 0.0 = land (the module's four-step rule)."""
-        ocean = self.ocean_fraction >= self.region.ocean_threshold
+        """Cleaned ocean mask (ny, nx), 1.0 = ocean, 0.0 = land (the module's four-step rule; walls are land)."""
+        ocean = self.raw_ocean.copy()
         ocean[0, :] = ocean[-1, :] = ocean[:, 0] = ocean[:, -1] = False
         ocean = fill_dead_ends(ocean)
         ny, nx = self.shape
