@@ -47,14 +47,18 @@ def ice_on_land(ds: xr.Dataset, mask: np.ndarray) -> float:
     land = np.asarray(mask) <= 0.5
     if not land.any():
         return 0.0
-    sic = ds["sic"].values
-    return float(np.nanmax(np.abs(sic[..., land]))) if sic.size else 0.0
+    on_land = np.abs(ds["sic"].values[..., land])
+    return float(np.nanmax(on_land)) if np.isfinite(on_land).any() else 0.0  # NaN/fill on land: no ice there
 
 
 def seasonal_cycle(series: np.ndarray, days: np.ndarray) -> dict[str, float]:
     """Annual harmonic of `series` at times `days` (days since the run's start): {mean, amplitude, min_day} with
-    min_day the day (since the start, modulo the year) of the harmonic's minimum."""
+    min_day the day (since the start, modulo the year) of the harmonic's minimum; amplitude and min_day are NaN
+    for less than a year of data (no cycle to fit)."""
     ok = np.isfinite(series)
+    if not ok.any() or days[ok].max() - days[ok].min() < YEAR_DAYS - 1:
+        return {"mean": float(np.nanmean(series)) if ok.any() else float("nan"), "amplitude": float("nan"),
+                "min_day": float("nan")}
     w = 2 * np.pi * days[ok] / YEAR_DAYS
     design = np.stack([np.ones_like(w), np.cos(w), np.sin(w)], axis=1)
     (mean, a, b), *_ = np.linalg.lstsq(design, series[ok], rcond=None)
