@@ -13,7 +13,8 @@ Mask (1 = ocean, 0 = land; float64), built by `ocean_mask` in four steps:
    (`global-land-mask`, lakes count as land), ocean where the fraction is >= `ocean_threshold` (0.5): a cell-centre
    sample alone would let a narrow spit or strait decide a 25 km cell;
 2. a closed frame: the outer ring of cells is land. Where the real sea continues past the frame (e.g. Hudson
-   Strait, Foxe Channel) this is a wall: the stated simplification of a closed regional box;
+   Strait, Foxe Channel) this is a wall: the stated simplification of a closed regional box; the region's
+   `walls` (polylines, e.g. Fram Strait on the Arctic grid) close straits inside the frame the same way;
 3. dead ends filled, repeatedly: an ocean cell with at most one ocean neighbour across its four faces (an isolated
    cell or the end of a one-cell-wide inlet) becomes land. Such cells trap ice that grows spuriously thick (MOM6 #59);
    one-cell-wide channels between two water bodies stay (a C-grid moves ice through them);
