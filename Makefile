@@ -7,7 +7,7 @@ PY := .venv/bin/python
 # the editable install rebuilds the Fortran extension on import with meson/ninja from the venv
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: setup demo test bench longrun
+.PHONY: setup demo test bench longrun arctic
 setup:
 	./scripts/setup.sh
 
@@ -22,3 +22,7 @@ bench: setup
 
 longrun: setup
 	./scripts/longrun.sh
+
+# Arctic emulator: BBM pairs on the Arctic grid over MPI, patch training, 3-year rollouts, report (docs/arctic.md)
+arctic: setup
+	./scripts/arctic.sh

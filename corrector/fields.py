@@ -18,6 +18,22 @@ from icecorr.base.variables import FORCING_VARIABLES, ML_VARIABLES
 MASK = "mask"
 #: conditioning channel: 12 h steps since the state was last the reference (`CorrectorConfig.max_drift_steps`)
 DRIFT_STEPS = "drift_steps"
+#: static geography channels (y, x): latitude (degrees north, a file's 2-D `lat`) and the cell centre's projection
+#: coordinates (m, a file's 1-D `x`/`y` broadcast), so that a network trained on patches knows where each patch lies
+LATITUDE, X_POSITION, Y_POSITION = "lat", "x_position", "y_position"
+GEOGRAPHY_CHANNELS = (LATITUDE, X_POSITION, Y_POSITION)
+
+
+def geography_fields(source) -> dict[str, np.ndarray]:
+    """The geography channels `source` (an xarray Dataset or a mapping with `lat` (y, x), `x` (x,) and `y` (y,))
+    provides, as float64 (ny, nx) arrays; those it lacks are left out."""
+    out = {}
+    if LATITUDE in source and np.ndim(source[LATITUDE]) == 2:
+        out[LATITUDE] = np.asarray(source[LATITUDE], np.float64)
+    if "x" in source and "y" in source and np.ndim(source["x"]) == 1 and np.ndim(source["y"]) == 1:
+        yy, xx = np.meshgrid(np.asarray(source["y"], np.float64), np.asarray(source["x"], np.float64), indexing="ij")
+        out[X_POSITION], out[Y_POSITION] = xx, yy
+    return out
 
 
 def _check_mode(mode: str) -> None:
@@ -117,9 +133,10 @@ def drift_steps_field(steps, shape: tuple[int, int], max_steps: int | None = Non
 def build_conditioning(names: Sequence[str], variables: Sequence[str], initial: np.ndarray,
                        forecast: np.ndarray | None, forcing_t0: Mapping[str, np.ndarray],
                        forcing_t1: Mapping[str, np.ndarray], mask: np.ndarray | None,
-                       drift_steps=0) -> dict[str, np.ndarray]:
+                       drift_steps=0, geography: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """Conditioning fields by name from (B, n_vars, ny, nx) states and (B, ny, nx) forcing; `drift_steps`
-    (scalar or (B,)): 12 h steps since the states were last the reference (the corrector clamps them).
+    (scalar or (B,)): 12 h steps since the states were last the reference (the corrector clamps them);
+    `geography`: the static (ny, nx) geography channels (`geography_fields` of the forcing file).
     A name the inputs cannot provide raises InputError naming it."""
     ny, nx = initial.shape[-2:]
     out = {}
@@ -137,6 +154,8 @@ def build_conditioning(names: Sequence[str], variables: Sequence[str], initial: 
             out[name] = forcing_t1[name[:-3]]
         elif name == MASK:
             out[name] = np.ones((ny, nx)) if mask is None else mask
+        elif name in GEOGRAPHY_CHANNELS and geography and name in geography:
+            out[name] = geography[name]
         else:
             raise InputError(None, name, "the checkpoint conditions on this field but the run does not provide it "
                                          f"(forcing has {sorted(forcing_t0)})")
@@ -155,6 +174,8 @@ def pair_file_field(name: str, fields: Mapping, n_records: int, shape: tuple[int
     if name == DRIFT_STEPS:
         steps = np.asarray(fields[name]) if name in fields else np.zeros(n_records)
         return drift_steps_field(steps, shape)
+    if name in GEOGRAPHY_CHANNELS:
+        return geography_fields(fields).get(name)
     if name not in fields:
         return None
     return np.asarray(fields[name], np.float64)

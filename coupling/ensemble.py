@@ -89,11 +89,15 @@ class EnsembleCorrection:
 
     def __call__(self, step: int, slots: range, initial: np.ndarray, forecast: np.ndarray | None) -> np.ndarray:
         """The corrected (residual) or next (emulator) states (B, n_vars, ny, nx) of `slots` after `step`."""
-        from corrector.fields import build_conditioning
+        from corrector.fields import build_conditioning, geography_fields
 
         f0, f1 = self._forcing(slots, step)
+        if not hasattr(self, "_geography"):  # static lat/position channels of the forcing file (if it has them)
+            ds = getattr(self.forcing, "ds", None)
+            self._geography = geography_fields(ds) if ds is not None else {}
         cond = build_conditioning(self.c.conditioning_names, self.variables, initial, forecast, f0, f1, self.mask,
-                                  drift_steps=step)  # the run started from the reference (or an analysis)
+                                  drift_steps=step,  # the run started from the reference (or an analysis)
+                                  geography=self._geography)
         sample = self.c.sample(cond, members=1, steps=self.steps, seeds=self.seeds(slots, step))
         base_arr = forecast if self.c.mode == "residual" else initial
         base = {v: base_arr[:, i] for i, v in enumerate(self.variables)}

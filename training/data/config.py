@@ -140,6 +140,11 @@ class GenerateConfig(StrictConfig):
     run_days: float = Field(180.0, gt=0.5, description="retained length of every run (days); windows = 2 per day. "
                             "Default: 4 runs of 30 + 180 days (Oct-Apr) ≈ 6 min on 2 cores")
     initial: InitialIceConfig = Field(default_factory=InitialIceConfig)
+    forecast: Literal["coarse", "persistence"] = Field(
+        "coarse", description="the pairs' forecast_*: coarse = the coarse model's 12 h forecast from C(truth) (twin "
+        "pairs for a corrector); persistence = initial_* itself, no coarse model runs (emulator pairs: an emulator "
+        "reads only initial_*, reference_* and the forcing; with refinement 1 the BBM learns the BBM on its own grid "
+        "and generation costs the truth alone, docs/arctic.md)")
     coarse_stress_start: Literal["carry", "zero"] = Field(
         "carry", description="coarse stresses at each re-forecast start. carry: the coarse model's own stresses from "
         "its previous 12 h forecast (the state is reset to C(truth), the mEVP stresses are kept) — exactly what a "

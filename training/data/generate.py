@@ -186,6 +186,7 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
     truth = truth_cls(fine, cfg.truth, spec.seed)
     truth.set_state(initial_truth_state(gen.initial, fine, spec.seed))
     carry = gen.coarse_stress_start == "carry"
+    persistence = gen.forecast == "persistence"  # emulator pairs: no coarse model runs
     coarse = coarse_cls(grid, cfg.physics)
     coarse_vars = set(coarse.get_state().data_vars)
 
@@ -206,7 +207,7 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
     first_cycled = gen.n_spinup - min(gen.coarse_spinup_steps, gen.n_spinup) if carry else gen.n_spinup
     for k in range(gen.n_spinup):
         f_next = forcing.truth_at(k + 1)
-        if k >= first_cycled:  # develop the coarse model's stresses before the first recorded window
+        if k >= first_cycled and not persistence:  # develop the coarse model's stresses before the first recorded window
             coarse_forecast(coarse_grained(truth.get_state(), r, fine_mask), {n: block_mean(a, r) for n, a in f_now.items()},
                             {n: block_mean(a, r) for n, a in f_next.items()})
         truth.step(f_now, f_next)
@@ -224,7 +225,7 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
         truth.step(f_now, f_next)
         state = truth.get_state()
         reference = coarse_grained(state, r, fine_mask)
-        forecast = coarse_forecast(current, fc_now, fc_next)
+        forecast = current if persistence else coarse_forecast(current, fc_now, fc_next)
         buf.put(w, current, forecast, reference, fc_now, fc_next, window_mean_velocity(truth, state, r, fine_mask)
                 if with_mean else None)
         current, f_now, fc_now = reference, f_next, fc_next
@@ -248,7 +249,8 @@ def _file_attrs(cfg, split: str) -> dict[str, object]:
     attrs = pair_file_attrs(cfg, split, PRODUCER, TWIN_SECTIONS)
     gen = getattr(cfg, "generate", None)
     if gen is not None:
-        attrs.update(refinement=int(gen.refinement), coarse_stress_start=gen.coarse_stress_start)
+        attrs.update(refinement=int(gen.refinement), coarse_stress_start=gen.coarse_stress_start,
+                     forecast=gen.forecast)
     return attrs
 
 

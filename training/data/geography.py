@@ -13,7 +13,8 @@ Mask (1 = ocean, 0 = land; float64), built by `ocean_mask` in four steps:
    (`global-land-mask`, lakes count as land), ocean where the fraction is >= `ocean_threshold` (0.5): a cell-centre
    sample alone would let a narrow spit or strait decide a 25 km cell;
 2. a closed frame: the outer ring of cells is land. Where the real sea continues past the frame (e.g. Hudson
-   Strait, Foxe Channel) this is a wall: the stated simplification of a closed regional box;
+   Strait, Foxe Channel) this is a wall: the stated simplification of a closed regional box; the region's
+   `walls` (polylines, e.g. Fram Strait on the Arctic grid) close straits inside the frame the same way;
 3. dead ends filled, repeatedly: an ocean cell with at most one ocean neighbour across its four faces (an isolated
    cell or the end of a one-cell-wide inlet) becomes land. Such cells trap ice that grows spuriously thick (MOM6 #59);
    one-cell-wide channels between two water bodies stay (a C-grid moves ice through them);
@@ -60,6 +61,15 @@ class Landmark(StrictConfig):
     surface: Literal["land", "ocean"]
 
 
+class Wall(StrictConfig):
+    """A closed strait: a polyline of (lon, lat) points (degrees); every cell it crosses is land before the mask is
+    cleaned (e.g. Fram Strait, the Barents Sea opening, Bering Strait on the Arctic grid). The crossed cells form
+    an 8-connected chain, which 4-connected ocean (ice moves across faces) cannot pass."""
+
+    name: str
+    points: list[tuple[float, float]] = Field(..., min_length=2, description="(lon, lat) vertices in degrees")
+
+
 class RegionGrid(StrictConfig):
     """A rectangular regional grid on EPSG:3413: centre (lon, lat), size (km along x, y) and cell size (km)."""
 
@@ -72,6 +82,7 @@ class RegionGrid(StrictConfig):
     ocean_threshold: float = Field(0.5, gt=0, le=1, description="ocean fraction at or above which a cell is ocean")
     landmarks: list[Landmark] = Field(default_factory=list, description="known points the mask must get right "
                                                                          "(tests, the region's map)")
+    walls: list[Wall] = Field(default_factory=list, description="closed straits: cells on these lines are land")
 
     @model_validator(mode="after")
     def _at_least_four_cells(self) -> "RegionGrid":
@@ -190,10 +201,32 @@ class Geography:
         flags = is_ocean(lat, lon).reshape(ny, n, nx, n)
         return flags.mean(axis=(1, 3))
 
+    def wall_cells(self) -> np.ndarray:
+        """Cells crossed by the region's walls (bool (ny, nx)): each segment sampled every quarter cell in x/y."""
+        out = np.zeros(self.shape, dtype=bool)
+        fwd = transformer()
+        ny, nx = self.shape
+        for wall in self.region.walls:
+            xs, ys = fwd.transform(*np.array(wall.points, dtype=np.float64).T)
+            for (xa, ya), (xb, yb) in zip(zip(xs[:-1], ys[:-1]), zip(xs[1:], ys[1:])):
+                n = int(np.ceil(4 * np.hypot(xb - xa, yb - ya) / self.region.dx)) + 1
+                t = np.linspace(0.0, 1.0, n)
+                i = np.floor((xa + t * (xb - xa) - self.x0) / self.region.dx).astype(int)
+                j = np.floor((ya + t * (yb - ya) - self.y0) / self.region.dx).astype(int)
+                inside = (i >= 0) & (i < nx) & (j >= 0) & (j < ny)
+                out[j[inside], i[inside]] = True
+        return out
+
+    @property
+    def raw_ocean(self) -> np.ndarray:
+        """Step 1 of the mask rule plus the walls: ocean fraction >= threshold and not on a wall (bool (ny, nx))."""
+        ocean = self.ocean_fraction >= self.region.ocean_threshold
+        return ocean & ~self.wall_cells() if self.region.walls else ocean
+
     @cached_property
     def mask(self) -> np.ndarray:
-        """Cleaned ocean mask (ny, nx), 1.0 = ocean, 0.0 = land (the module's four-step rule)."""
-        ocean = self.ocean_fraction >= self.region.ocean_threshold
+        """Cleaned ocean mask (ny, nx), 1.0 = ocean, 0.0 = land (the module's four-step rule; walls are land)."""
+        ocean = self.raw_ocean.copy()
         ocean[0, :] = ocean[-1, :] = ocean[:, 0] = ocean[:, -1] = False
         ocean = fill_dead_ends(ocean)
         ny, nx = self.shape

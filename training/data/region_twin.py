@@ -79,7 +79,7 @@ def region_twin_grids(region: RegionGrid, r: int, fine_ocean: np.ndarray | None 
         raise ValueError(f"region {region.name}: size_km {region.size_km} is not a whole number of "
                          f"{fine_reg.resolution_km} km truth cells ({fine_reg.shape} != {(ny * r, nx * r)})")
     if fine_ocean is None:
-        fine_ocean = Geography(fine_reg).ocean_fraction >= region.ocean_threshold
+        fine_ocean = Geography(fine_reg).raw_ocean  # the coastline data's ocean flag, walls closed
     fine_mask, coarse_mask = consistent_masks(fine_ocean, r)
     coarse_geo = GivenMaskGeography(region, coarse_mask)
     fine_geo = GivenMaskGeography(fine_reg, fine_mask)

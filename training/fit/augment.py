@@ -103,3 +103,36 @@ def _flip(a: np.ndarray, bases: Sequence[str], axis: int, is_mask: bool) -> np.n
         if base in normal and not is_mask:
             out[..., c, :, :] *= -1.0
     return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Random crops (patches of a large domain)
+# ----------------------------------------------------------------------------------------------------------------
+
+def crop_origins(ocean: np.ndarray, size: int, stride: int, min_ocean: float) -> np.ndarray:
+    """(n, 2) int64 lower-left corners (j0, i0) of the `size` × `size` patches of an (ny, nx) domain on a lattice of
+    `stride` cells (the last row/column of patches touches the far edges), keeping those whose ocean share
+    (`ocean` bool (ny, nx)) is at least `min_ocean`: a patch of land alone teaches nothing."""
+    ny, nx = ocean.shape
+    if size > min(ny, nx):
+        raise ValueError(f"crop size {size} exceeds the domain ny×nx = {ny}×{nx}")
+
+    def starts(n: int) -> np.ndarray:
+        return np.unique(np.append(np.arange(0, n - size + 1, stride), n - size))
+
+    js, is_ = np.meshgrid(starts(ny), starts(nx), indexing="ij")
+    corners = np.stack([js.ravel(), is_.ravel()], axis=1).astype(np.int64)
+    share = np.array([ocean[j:j + size, i:i + size].mean() for j, i in corners])
+    keep = corners[share >= min_ocean]
+    if not len(keep):
+        raise ValueError(f"no {size}×{size} patch has an ocean share >= {min_ocean}")
+    return keep
+
+
+def crop_fields(fields: np.ndarray, origin: tuple[int, int], size: int) -> np.ndarray:
+    """The `size` × `size` patch at `origin` (j0, i0) of fields (..., ny, nx), a copy. Face-staggered velocities
+    (siu on east faces, siv on north faces) keep the faces of the patch's cells; the patch's west/south faces are
+    implicit, as the domain's walls are (a flip of a patch then puts 0 on its new far faces: exact on walls and
+    land, an approximation of one row of faces in open water)."""
+    j0, i0 = (int(x) for x in origin)
+    return np.array(fields[..., j0:j0 + size, i0:i0 + size], copy=True)

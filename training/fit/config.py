@@ -32,6 +32,12 @@ class DataConfig(StrictConfig):
     cache_max_mb: float = Field(
         1024.0, ge=0.0, description="files whose needed variables fit in this many MiB are read into memory once; "
                                     "larger files are read item by item")
+    crop: Optional[int] = Field(
+        None, ge=4, description="train on random crop × crop patches of the domain (training.fit.dataset: items are "
+        "(window, patch) pairs; the mask and geography channels are cut with the state), validate on whole windows; "
+        "a multiple of 2**network.downsamplings. null = whole windows")
+    crop_stride: Optional[int] = Field(None, ge=1, description="lattice of patch corners (cells); null = crop // 4")
+    crop_min_ocean: float = Field(0.1, ge=0.0, le=1.0, description="patches with less ocean are skipped")
 
     @model_validator(mode="after")
     def _separate_validation(self) -> "DataConfig":

@@ -9,6 +9,12 @@ An item (a dict of float32 tensors) holds
 * `cond` (C, ny, nx): the conditioning channels in the corrector's order, normalised, 0 (the mean) on land;
 * `labels` (3,): augmentation flags (flip_x, flip_y, rot90); zeros for unaugmented items and at inference.
 
+Random crops (`crop`: patch size in cells, `train.data.crop`): the items are (window, patch) pairs, patches of
+`crop` × `crop` cells on a lattice of `crop_stride` cells with at least `crop_min_ocean` ocean
+(`training.fit.augment.crop_origins`); target, mask, land and every conditioning channel (the geography channels
+`lat`, `x_position`, `y_position` of `corrector.fields` included) are cut at the same place, so a network trained
+on patches of a large domain runs convolutionally on the whole of it. The statistics are fitted on whole windows.
+
 Augmentation (flips and rot90, §1.1 of the anchors) acts on physical values before normalisation and treats C-grid
 velocities exactly (`training.fit.augment`). Files are read lazily through xarray; a file whose needed variables fit in
 `cache_max_mb` is read into memory once. Keys are plain indices or `(index, flip_x, flip_y, rot90)` tuples, so the
@@ -26,13 +32,14 @@ import torch
 import xarray as xr
 
 from corrector.config import CorrectorConfig
-from corrector.fields import DRIFT_STEPS, MASK, drift_steps_field, target_names, target_terms
+from corrector.fields import (DRIFT_STEPS, GEOGRAPHY_CHANNELS, MASK, drift_steps_field, geography_fields, target_names,
+                              target_terms)
 from corrector.normalization import Normalization, NormalizationAccumulator
 from coupling.checks import check_pair_times, check_units
 from icecorr.base.files import describe_open_error
 from icecorr.base.errors import InputError
 from icecorr.inputs.regrid import projection_coordinate
-from training.fit.augment import Flags, augment_fields
+from training.fit.augment import Flags, augment_fields, crop_fields, crop_origins
 
 
 def epoch_batches(n_items: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
@@ -76,12 +83,14 @@ class PairDataset(torch.utils.data.Dataset):
     The conditioning channel `mask` is the file's (y, x) ocean mask (all ocean if the file has none).
     Drift windows (`training.data.drift`: the file's `drift_steps` > 0) are used only by a corrector with the
     `drift_steps` channel, which reads the file's counts (0 without the variable) clamped at `max_drift_steps`.
+    crop, crop_stride, crop_min_ocean: random patches (module docstring); None = whole windows.
     """
 
     def __init__(self, path: str | Path, variables: Sequence[str], cond_names: Sequence[str], mode: str,
                  indices: Iterable[int] | None = None, normalization: Normalization | None = None,
                  cache_max_mb: float = 1024.0, state_variables: Sequence[str] | None = None,
-                 max_drift_steps: int = 0):
+                 max_drift_steps: int = 0, crop: int | None = None, crop_stride: int | None = None,
+                 crop_min_ocean: float = 0.1):
         self.path, self.variables, self.cond_names, self.mode = Path(path), list(variables), list(cond_names), mode
         self.max_drift_steps = max_drift_steps
         self.target_names = target_names(mode, self.variables, state_variables)
@@ -99,6 +108,10 @@ class PairDataset(torch.utils.data.Dataset):
             self.indices = self.indices[np.asarray(ds[DRIFT_STEPS].values)[self.indices] == 0]
         self.ny, self.nx = ds.sizes["y"], ds.sizes["x"]
         self.ocean = self._ocean_mask(ds)
+        self.geography = geography_fields(ds)
+        self.crop = crop
+        self.origins = (crop_origins(self.ocean, crop, crop_stride or max(crop // 4, 1), crop_min_ocean)
+                        if crop else np.zeros((1, 2), dtype=np.int64))
         self.runs = (np.asarray(ds["run"].values) if "run" in ds.variables else np.zeros(n_time, dtype=np.int64))
         self.grid_dx = pair_grid_dx(ds, self.path)
         self.times = ds["time"].values if "time" in ds.variables else np.arange(n_time)
@@ -145,6 +158,11 @@ class PairDataset(torch.utils.data.Dataset):
         for name in self._target_sources() + self.cond_names:
             if name in (MASK, DRIFT_STEPS):
                 continue
+            if name in GEOGRAPHY_CHANNELS:
+                if name not in geography_fields(ds):
+                    raise InputError(str(self.path), name, "geography channel: the file needs a 2-D `lat` "
+                                                           "coordinate (lat) or 1-D `x` and `y` (x/y_position)")
+                continue
             if name not in ds.variables:
                 if name.startswith("residual_") and {f"reference_{name[9:]}", f"forecast_{name[9:]}"} <= set(ds.variables):
                     continue  # formed as reference − forecast
@@ -166,6 +184,8 @@ class PairDataset(torch.utils.data.Dataset):
         if name == DRIFT_STEPS:
             steps = ds[name].values[idx] if name in ds.variables else np.zeros(len(idx))
             return drift_steps_field(steps, (self.ny, self.nx), self.max_drift_steps)
+        if name in GEOGRAPHY_CHANNELS:  # static: the same field in every window
+            return np.broadcast_to(self.geography[name].astype(np.float32), (len(idx), self.ny, self.nx))
         if name.startswith("residual_") and name not in ds.variables:
             v = name[9:]
             return self._var(ds, f"reference_{v}", idx) - self._var(ds, f"forecast_{v}", idx)
@@ -200,6 +220,12 @@ class PairDataset(torch.utils.data.Dataset):
 
     # --- items -------------------------------------------------------------------------------------------------
     def __len__(self) -> int:
+        """Items: windows, or (window, patch) pairs with crops."""
+        return len(self.indices) * len(self.origins)
+
+    @property
+    def n_windows(self) -> int:
+        """Windows (time records) of this dataset."""
         return len(self.indices)
 
     def __getitem__(self, key) -> dict[str, torch.Tensor]:
@@ -209,28 +235,34 @@ class PairDataset(torch.utils.data.Dataset):
         """Items for a list of keys (int or (index, flip_x, flip_y, rot90)); one file read per variable."""
         keys = [(int(k), 0, 0, 0) if np.isscalar(k) or isinstance(k, torch.Tensor) and k.ndim == 0 else
                 tuple(int(x) for x in k) for k in keys]
-        raw = self.read_physical(np.array([k[0] for k in keys]))
+        n_o = len(self.origins)
+        raw = self.read_physical(np.array([k[0] // n_o for k in keys]))
         items = []
-        for b, (_, fx, fy, rot) in enumerate(keys):
-            items.append(self._item(raw["target"][b], raw["cond"][b], Flags(bool(fx), bool(fy), bool(rot))))
+        for b, (p, fx, fy, rot) in enumerate(keys):
+            target, cond, ocean = raw["target"][b], raw["cond"][b], self.ocean
+            if self.crop:
+                origin = self.origins[p % n_o]
+                target, cond, ocean = (crop_fields(a, origin, self.crop) for a in (target, cond, ocean))
+            items.append(self._item(target, cond, Flags(bool(fx), bool(fy), bool(rot)), ocean))
         return items
 
-    def _item(self, target: np.ndarray, cond: np.ndarray, flags: Flags) -> dict[str, torch.Tensor]:
-        observed = np.isfinite(target) & self.ocean
-        bad = ~np.isfinite(cond) & self.ocean
+    def _item(self, target: np.ndarray, cond: np.ndarray, flags: Flags, ocean: np.ndarray
+              ) -> dict[str, torch.Tensor]:
+        observed = np.isfinite(target) & ocean
+        bad = ~np.isfinite(cond) & ocean
         if bad.any():
             c = int(np.argwhere(bad)[0][0])
             raise InputError(str(self.path), self.cond_names[c], "NaN/inf in an ocean cell of a conditioning field")
         target = np.where(observed, target, 0.0).astype(np.float32)
-        cond = np.where(self.ocean, cond, 0.0).astype(np.float32)
+        cond = np.where(ocean, cond, 0.0).astype(np.float32)
         if flags != Flags():
             target = augment_fields(target, self.variables, flags)
             cond = augment_fields(cond, self.cond_names, flags)
             observed = augment_fields(observed.astype(np.float32), self.variables, flags, is_mask=True) > 0.5
-            land = augment_fields(np.broadcast_to(~self.ocean, cond.shape[-2:])[None].astype(np.float32),
+            land = augment_fields(np.broadcast_to(~ocean, cond.shape[-2:])[None].astype(np.float32),
                                   ["mask"], flags, is_mask=True)[0] > 0.5
         else:
-            land = ~self.ocean
+            land = ~ocean
         if self.normalization is not None:
             n = self.normalization
             target = (target - n.target_mean[:, None, None]) / n.target_std[:, None, None]
@@ -252,8 +284,8 @@ class PairDataset(torch.utils.data.Dataset):
         """
         acc = NormalizationAccumulator(self.cond_names, self.variables, self.ocean.astype(np.float32))
         observed = np.zeros(len(self.variables))
-        for start in range(0, len(self), chunk):
-            raw = self.read_physical(np.arange(start, min(start + chunk, len(self))))
+        for start in range(0, self.n_windows, chunk):
+            raw = self.read_physical(np.arange(start, min(start + chunk, self.n_windows)))
             bad = ~np.isfinite(raw["cond"]) & self.ocean
             if bad.any():
                 c = int(np.argwhere(bad)[0][1])
@@ -264,7 +296,7 @@ class PairDataset(torch.utils.data.Dataset):
         for v, n in zip(self.variables, observed):
             if n == 0:
                 raise InputError(str(self.path), f"reference_{v}", "no observed (finite) value in the train split")
-        coverage = observed / max(len(self) * int(self.ocean.sum()), 1)
+        coverage = observed / max(self.n_windows * int(self.ocean.sum()), 1)
         return acc.result(), coverage
 
     def _check_normalization(self, n: Normalization) -> None:

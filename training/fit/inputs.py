@@ -45,7 +45,8 @@ def build_data(cfg: TrainRunConfig, env: Env, normalization: Optional[Normalizat
                          f"{len(train_idx)} training window(s){held}, fewer than train.batch_size "
                          f"({cfg.train.batch_size}): one batch needs that many; lower train.batch_size or give more "
                          f"windows")
-    train = PairDataset.for_config(c, d.train_file, indices=train_idx, cache_max_mb=d.cache_max_mb)
+    train = PairDataset.for_config(c, d.train_file, indices=train_idx, cache_max_mb=d.cache_max_mb, crop=d.crop,
+                                   crop_stride=d.crop_stride, crop_min_ocean=d.crop_min_ocean)
     if d.val_file is not None:
         val = PairDataset.for_config(c, d.val_file, cache_max_mb=0.0)
         val_idx = np.arange(len(val))
