@@ -109,6 +109,11 @@ class SamplerConfig(StrictConfig):
                                                    "size makes each member bitwise independent of how many members "
                                                    "or batch items run (CPU kernels pick batch-size-dependent "
                                                    "algorithms); on CPU per-member cost flattens out by ~8")
+    noise_decorrelation_days: float = Field(
+        0.0, ge=0, description="coupled and emulator runs: decorrelation time τ (days) of each member's initial "
+        "latent noise over 12 h steps, an AR(1) process with ρ = exp(−0.5/τ) (`corrector.seeding.ar1_weights`), so "
+        "that a member's corrections keep a sign for days like the hidden causes of the model error (static "
+        "cohesion, slowly healing damage); 0 = independent noise at every step")
     spread_inflation: Optional[list[float]] = Field(
         None, description="per-variable factor k on the generated part of a model with a regression stage, "
         "x = base + k·(x − base): a post-hoc calibration fitted on validation data by `icecorr calibrate` so that "

@@ -25,7 +25,7 @@ from .config import CorrectorConfig, SamplerConfig
 from .fields import DRIFT_STEPS, MASK, stack
 from .model import CorrectorModel
 from .normalization import Normalization
-from .seeding import generators, randn_per_generator
+from .seeding import filtered_noise, generators
 
 
 def _padded(items: list, size: int) -> list:
@@ -147,12 +147,16 @@ class Corrector:
 
     @torch.inference_mode()
     def sample(self, conditioning: Mapping[str, np.ndarray], members: int, steps: int | None = None,
-               seeds: np.ndarray | None = None, sampler: SamplerConfig | None = None) -> np.ndarray:
+               seeds: np.ndarray | None = None, sampler: SamplerConfig | None = None,
+               noise_weights: np.ndarray | None = None) -> np.ndarray:
         """Corrections (residual mode) or, emulator mode, 12 h tendencies and next states (`state_variables`), in
         physical units.
 
         conditioning: {name: (B, ny, nx)} for every name in `conditioning_names` (`mask` may be (ny, nx)).
         seeds: (B, members) int64, e.g. `member_seeds(...)`; required for the diffusion kind.
+        noise_weights: (L,) weights of a linear filter of per-step white noise (`seeding.ar1_weights`): seeds is then
+        (B, members, L), [..., l] the seed of the draw l steps back, and the initial latent noise is
+        Σ_l w_l ε(seeds[..., l]) (`seeding.filtered_noise`); the churn noise still comes from seeds[..., 0].
         Returns float32 (B, members, n_vars, ny, nx); land cells are 0. The deterministic kind returns the same
         field for every member.
         """
@@ -180,16 +184,19 @@ class Corrector:
             raise ValueError("sample: `seeds` (B, members) int64 is required for a diffusion corrector "
                              "(use corrector.seeding.member_seeds)")
         seeds = np.asarray(seeds)
-        if seeds.shape != (b, members) or not np.issubdtype(seeds.dtype, np.integer):
-            raise ValueError(f"seeds: shape {seeds.shape} dtype {seeds.dtype}, expected ({b}, {members}) integers")
+        want = (b, members) if noise_weights is None else (b, members, len(noise_weights))
+        if seeds.shape != want or not np.issubdtype(seeds.dtype, np.integer):
+            raise ValueError(f"seeds: shape {seeds.shape} dtype {seeds.dtype}, expected {want} integers")
+        lagged = seeds.reshape(b, members, -1)
         pairs = [(i, k) for i in range(b) for k in range(members)]
         shape = (len(self.variables), ny, nx)
         for lo in range(0, len(pairs), q):
             chunk = pairs[lo:lo + q]
             full = _padded(chunk, q)  # padding repeats the last pair; its result is discarded
             idx = [i for i, _ in full]
-            gens = generators(np.array([seeds[i, k] for i, k in full]), device=self.device)
-            noise = randn_per_generator(shape, gens, device=self.device)
+            gens = generators(np.array([lagged[i, k, 0] for i, k in full]), device=self.device)
+            noise = filtered_noise(shape, gens, np.array([lagged[i, k, 1:] for i, k in full]), noise_weights,
+                                   device=self.device)
             y = self.model.sample_normalised(cond_n[idx].to(self.device), None, noise, steps, gens, sampler)
             y = self._finish(y, ocean, idx)
             for j, (i, k) in enumerate(chunk):

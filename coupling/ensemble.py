@@ -53,24 +53,40 @@ class EnsembleCorrection:
 
     Residual mode corrects the physics forecast; emulator mode advances the initial state by the sampled 12 h
     tendency, or replaces it by the sampled next state for the corrector's `state_variables` (`Corrector.apply`).
-    Member k of window w at step n uses seed member_seeds(seed, start_w, n, members)[k].
+    Member k of window w at step n uses seed member_seeds(seed, start_w, n, members)[k]. With the corrector's
+    `sampler.noise_decorrelation_days` τ > 0 the member's initial latent noise is the AR(1) combination of its
+    draws at steps n, n−1, … (`corrector.seeding.ar1_weights`), still a function of the seeds alone.
     """
 
     def __init__(self, corrector, forcing: ForcingSource, start_indices: Sequence[int], members: int, seed: int,
                  sampler_steps: int | None, mask: np.ndarray | None = None):
+        from corrector.seeding import ar1_coefficient
+
         self.c, self.forcing = corrector, forcing
         self.starts, self.members, self.seed, self.steps = list(start_indices), members, seed, sampler_steps
         self.mask = mask if mask is not None else forcing.mask
         self.variables = list(corrector.variables)
         self.bounds_counts: dict[str, int] = {}
+        sampler = getattr(getattr(corrector, "config", None), "sampler", None)
+        self.rho = ar1_coefficient(float(getattr(sampler, "noise_decorrelation_days", 0.0) or 0.0))
+
+    def noise_weights(self, step: int) -> np.ndarray | None:
+        """AR(1) weights of the draws at `step`, `step`−1, … (None: white noise, the sampler's own draw)."""
+        from corrector.seeding import ar1_weights
+
+        return None if self.rho == 0.0 else ar1_weights(self.rho, step)
 
     def seeds(self, slots: range, step: int) -> np.ndarray:
-        """Sampler seeds (len(slots), 1) of `slots` at `step`: member_seeds(seed, window start, step, members)."""
-        from corrector.seeding import member_seeds
+        """Sampler seeds of `slots` at `step`: (len(slots), 1) member_seeds(seed, window start, step, members), or
+        with correlated noise (len(slots), 1, L), [..., l] the seed of step − l (L = len(noise_weights(step)))."""
+        from corrector.seeding import lagged_member_seeds
 
-        per_window = {w: member_seeds(self.seed, self.starts[w], step, self.members)
+        weights = self.noise_weights(step)
+        lags = 1 if weights is None else len(weights)
+        per_window = {w: lagged_member_seeds(self.seed, self.starts[w], step, self.members, lags)
                       for w in sorted({s // self.members for s in slots})}
-        return np.array([[per_window[s // self.members][s % self.members]] for s in slots], dtype=np.int64)
+        out = np.array([[per_window[s // self.members][s % self.members]] for s in slots], dtype=np.int64)
+        return out[..., 0] if weights is None else out
 
     def prefetch(self, slots: range, step: int) -> None:
         """Read the forcing `slots` need at `step` now (an ML rank calls it while the physics ranks compute), so
@@ -98,7 +114,9 @@ class EnsembleCorrection:
         cond = build_conditioning(self.c.conditioning_names, self.variables, initial, forecast, f0, f1, self.mask,
                                   drift_steps=step,  # the run started from the reference (or an analysis)
                                   geography=self._geography)
-        sample = self.c.sample(cond, members=1, steps=self.steps, seeds=self.seeds(slots, step))
+        weights = self.noise_weights(step)
+        extra = {} if weights is None else {"noise_weights": weights}  # white noise: the plain call of old
+        sample = self.c.sample(cond, members=1, steps=self.steps, seeds=self.seeds(slots, step), **extra)
         base_arr = forecast if self.c.mode == "residual" else initial
         base = {v: base_arr[:, i] for i, v in enumerate(self.variables)}
         new = self.c.apply(base, sample, mask=self.mask)

@@ -2,7 +2,9 @@
 
 Randomness is stateless (`corrector.seeding.member_seeds(seed, start_index, step, members)`), so the base seed,
 the window start indices and the number of completed steps are all a continuation needs besides the states:
-a restarted run is bit-identical to an uninterrupted one. Files are CF NetCDF4 written atomically. The file records
+a restarted run is bit-identical to an uninterrupted one. Noise correlated over steps
+(`sampler.noise_decorrelation_days`) is a sum of those per-step draws (`corrector.seeding.ar1_weights`), so it
+needs no saved state either. Files are CF NetCDF4 written atomically. The file records
 the corrector's id (`checkpoint_file_id`), so a restart with another corrector is refused (`check_same_checkpoint`).
 """
 from __future__ import annotations
@@ -23,7 +25,8 @@ from icecorr.base.files import write_dataset_atomic
 
 FORMAT = "icecorr-restart-1"
 EXTRAS = "restart_extras"
-SEEDING = "corrector.seeding.member_seeds(seed, window start index, step index, members)[member]"
+SEEDING = ("corrector.seeding.member_seeds(seed, window start index, step index, members)[member]; with "
+           "sampler.noise_decorrelation_days > 0 the AR(1) sum of the draws of steps n, n-1, ... (ar1_weights)")
 
 
 @dataclass

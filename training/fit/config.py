@@ -97,8 +97,9 @@ class TrainConfig(StrictConfig):
     skill_members: int = Field(4, ge=1, description="ensemble members for the diffusion skill estimate")
     skill_steps: Optional[int] = Field(None, ge=1, description="sampler steps for the diffusion skill estimate "
                                                                "(null = the corrector's sampler setting)")
-    best_metric: Literal["val_skill", "val_loss"] = Field(
-        "val_skill", description="selects best.pt: val_skill (higher is better) or val_loss (lower is better)")
+    best_metric: Literal["val_skill", "val_loss", "val_crps"] = Field(
+        "val_skill", description="selects best.pt: val_skill (higher is better), val_loss or val_crps (fair CRPS of "
+                                 "the skill_members samples relative to the uncorrected MAE; lower is better)")
     checkpoint_every: int = Field(500, ge=1, description="write last.pt + resume.pt every N steps")
     log_every: int = Field(20, ge=1, description="metrics-CSV row (train loss averaged over the interval) every N steps")
     amp: Literal["auto", "off", "bf16", "fp16"] = Field(
