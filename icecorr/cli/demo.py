@@ -6,8 +6,9 @@ Stages (each one an `icecorr` command, printed and logged to `commands.log`, so 
 1. generate   — BBM truth (64², 8 km) vs coarse mEVP (32², 16 km) training pairs, over MPI ranks; then the
                 twin's predictability floor (`icecorr floor`: truth ensembles, data/floor.nc) on the test seed;
 2. train      — deterministic residual corrector (the baseline, and the regression stage of the diffusion
-                corrector) in parallel with the diffusion emulator, one core each; then the diffusion residual
-                corrector on top of the frozen regression stage (CorrDiff-style) on both cores;
+                corrector) in parallel with the deterministic emulator (the emulator's regression stage), one core
+                each; then the diffusion residual corrector on top of its frozen regression stage (CorrDiff-style)
+                on both cores; then the diffusion emulator on top of its own, a fixed number of steps;
 3. runs       — over held-out 15-day windows: the uncorrected coarse model, the coupled hybrid with the deterministic
                 correction, the coupled MPI diffusion ensemble (2 physics ranks + 1 ML rank), the emulator ensemble;
 4. evaluate   — metrics, spectra, deformation, plots and `report/report.md`;
@@ -38,7 +39,7 @@ from training.evaluation.offline_skill import offline_skill
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "demo"
 TRAIN_CONFIGS = {name: CONFIG_DIR.parent / f"train_{file}.yaml" for name, file in
                  (("diffusion", "diffusion_residual"), ("deterministic", "deterministic"),
-                  ("emulator", "diffusion_emulator"))}
+                  ("emulator_base", "deterministic_emulator"), ("emulator", "diffusion_emulator"))}
 
 
 @dataclass
@@ -181,8 +182,15 @@ class Demo:
                 f"train.threads={threads}", *self.plan.train_overrides.get(name, []), *extra)
 
     def train_first_stage(self) -> None:
-        """The deterministic corrector and the emulator, one core each (small networks use one core well)."""
-        self.parallel((self.train_args("deterministic", 1), 1), (self.train_args("emulator", 1), 1))
+        """The deterministic corrector and the emulator's regression stage, one core each (small networks use one
+        core well)."""
+        self.parallel((self.train_args("deterministic", 1), 1), (self.train_args("emulator_base", 1), 1))
+
+    def train_emulator(self, threads: int) -> None:
+        """The diffusion emulator on top of its frozen regression stage (the deterministic emulator), a fixed
+        number of steps (configs/train_diffusion_emulator.yaml)."""
+        base = f"train.base_checkpoint={self.checkpoint('emulator_base')}"
+        self.icecorr(*self.train_args("emulator", threads, base), threads=threads)
 
     def train_diffusion(self, threads: int) -> None:
         """The diffusion corrector on top of the frozen deterministic one (its regression stage)."""
@@ -344,10 +352,12 @@ class Demo:
         t0 = time.perf_counter()
         self.stage("generate", self.data / "test.nc", self.generate)
         self.stage("predictability floor", self.data / "floor.nc", self.floor)
-        self.stage("train deterministic corrector and emulator", self.out / "train" / "emulator" / "last.pt",
-                   self.train_first_stage)
+        self.stage("train deterministic corrector and emulator regression stage",
+                   self.out / "train" / "emulator_base" / "last.pt", self.train_first_stage)
         self.stage("train diffusion corrector", self.out / "train" / "diffusion" / "last.pt",
                    lambda: self.train_diffusion(threads=os.cpu_count() or 2))
+        self.stage("train diffusion emulator", self.out / "train" / "emulator" / "last.pt",
+                   lambda: self.train_emulator(threads=os.cpu_count() or 2))
         self.stage("coarse runs", None, lambda: self.run("coarse", None, members=1))
         self.stage("deterministic-corrected runs", None,
                    lambda: self.run("deterministic", self.checkpoint("deterministic"), members=1))
