@@ -8,6 +8,7 @@ import xarray as xr
 import numpy as np
 
 from icecorr.cli.demo import CONFIG_DIR, Demo, DemoPlan, TRAIN_CONFIGS, plan
+from icecorr.cli.demo_summary import training_steps
 from icecorr.cli.main import build_parser
 
 REGION = Path(__file__).resolve().parents[2] / "configs" / "region" / "hudson_bay"
@@ -29,13 +30,12 @@ def test_demo_trainings_stop_at_fixed_step_counts():
 
 
 def test_summary_flags_a_training_stopped_by_its_time_guard(tmp_path):
-    demo = Demo(tmp_path, quick=False, progress=False, reuse=False)
     for name, done in (("deterministic", 2000), ("diffusion", 1200)):
         folder = tmp_path / "train" / name
         folder.mkdir(parents=True)
         (folder / "metrics.csv").write_text(f"step,val_skill\n{done // 2},0.1\n{done},0.2\n")
         (folder / "config.yaml").write_text("train:\n  max_steps: 2000\n")
-    assert sorted(demo.training_steps()) == ["deterministic 2000/2000", "diffusion 1200/2000 (STOPPED BY THE TIME GUARD)"]
+    assert training_steps(tmp_path / "train") == ["deterministic 2000/2000", "diffusion 1200/2000 (STOPPED BY THE TIME GUARD)"]
 
 
 def test_region_plan_from_demo_yaml():
