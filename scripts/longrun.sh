@@ -17,12 +17,14 @@ data="train.data.train_file=$OUT/data/train.nc train.data.val_file=$OUT/data/val
 [ -f "$OUT/truth/manifest.json" ] || icecorr generate configs/longrun/truth.yaml --out "$OUT/truth" --no-progress &
 wait
 
-# 2. models, as in the demo: deterministic residual ‖ diffusion emulator, then a deterministic emulator
+# 2. models, as in the demo: deterministic residual ‖ deterministic emulator, then the diffusion emulator on top of
+#    the deterministic one (its frozen regression stage: docs/emulator.md)
 train() { [ -f "$2/best.pt" ] || icecorr train "$1" "${@:3}" train.out_dir="$2" train.threads=1 --no-progress; }
 train configs/train_deterministic.yaml "$OUT/train/deterministic" $data &
-train configs/train_diffusion_emulator.yaml "$OUT/train/emulator" $data &
+train configs/train_deterministic_emulator.yaml "$OUT/train/emulator_deterministic" $data &
 wait
-train configs/train_diffusion_emulator.yaml "$OUT/train/emulator_deterministic" $data corrector.kind=deterministic &
+train configs/train_diffusion_emulator.yaml "$OUT/train/emulator" $data \
+  train.base_checkpoint="$OUT/train/emulator_deterministic/best.pt" &
 
 # 3. DAgger for the coupled corrector (training.data.drift): a corrector trained on re-forecasts from the truth alone
 #    runs away in a 1-year coupled run (melt season), so each round adds the states a coupled run visits, labelled
