@@ -26,7 +26,8 @@ from icecorr.base.errors import InputError
 from icecorr.base.units import is_length, unit_conversion
 from icecorr.inputs.mapping import VariableSource, only_forcing_accumulates
 from icecorr.inputs.model_units import MODEL_UNITS, check_units_attribute, model_unit_conversion
-from icecorr.inputs.reference import checked_field, decoded_times, model_state, open_input, resolve_input
+from icecorr.inputs.land import ocean_from_mask_variable
+from icecorr.inputs.reference import checked_field, decoded_times, decreasing_axis, model_state, open_input, resolve_input
 
 SECTION = "initial_state"
 #: relative tolerance of the file's x/y spacing against the run's dx
@@ -118,16 +119,13 @@ class StateFile:
         if name not in ds.coords or ds[name].ndim != 1 or ds.sizes[name] < 2 \
                 or not np.issubdtype(ds[name].dtype, np.number):
             return ds
-        c = np.asarray(ds[name].values, dtype=np.float64)
-        step = np.diff(c)
-        if (step < 0).all():
+        if decreasing_axis(self.path, ds, name):
             if self.cfg.velocity_points != "centre":
                 raise InputError(str(self.path), name, f"{axis} decreases: reversing it moves {self.cfg.velocity_points}"
                                  " velocities onto other faces; reverse the file first (velocity_points centre is "
                                  "reversed here)")
-            ds, step = ds.isel({name: slice(None, None, -1)}), -step[::-1]
-        elif not (step > 0).all():
-            raise InputError(str(self.path), name, f"{axis} coordinate is not monotonic")
+            ds = ds.isel({name: slice(None, None, -1)})
+        step = np.diff(np.asarray(ds[name].values, dtype=np.float64))
         units = ds[name].attrs.get("units", "m")
         if is_length(units):
             spacing = step * unit_conversion(units, "m")[0]
@@ -147,7 +145,7 @@ class StateFile:
         m = m.isel(time=0) if "time" in m.dims else m
         if m.shape != self.ocean.shape:
             raise InputError(str(self.path), name, f"mask shape {m.shape}, expected (ny, nx) = {self.ocean.shape}")
-        differ = (np.nan_to_num(np.asarray(m.values, dtype=np.float64)) != 0) != self.ocean
+        differ = ocean_from_mask_variable(self.path, m, f"{SECTION}.mask_variable") != self.ocean
         if differ.any():
             j, i = np.argwhere(differ)[0]
             raise InputError(str(self.path), name, f"ocean mask differs from the run's grid mask (grid.mask) at "
