@@ -69,6 +69,7 @@ class EnsembleCorrection:
         self.bounds_counts: dict[str, int] = {}
         sampler = getattr(getattr(corrector, "config", None), "sampler", None)
         self.rho = ar1_coefficient(float(getattr(sampler, "noise_decorrelation_days", 0.0) or 0.0))
+        self._geography: dict[str, np.ndarray] | None = None  # read from the forcing at the first call
 
     def noise_weights(self, step: int) -> np.ndarray | None:
         """AR(1) weights of the draws at `step`, `step`−1, … (None: white noise, the sampler's own draw)."""
@@ -108,7 +109,7 @@ class EnsembleCorrection:
         from corrector.fields import build_conditioning, geography_fields
 
         f0, f1 = self._forcing(slots, step)
-        if not hasattr(self, "_geography"):  # static lat/position channels of the forcing file (if it has them)
+        if self._geography is None:  # static lat/position channels of the forcing file (if it has them)
             ds = getattr(self.forcing, "ds", None)
             self._geography = geography_fields(ds) if ds is not None else {}
         cond = build_conditioning(self.c.conditioning_names, self.variables, initial, forecast, f0, f1, self.mask,
