@@ -12,8 +12,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
+EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
 
@@ -43,6 +44,28 @@ def known_errors() -> tuple[type[BaseException], ...]:
         except Exception:  # noqa: BLE001 - a broken optional import must not hide the real error
             pass
     return tuple(errors)
+
+
+def run_mpi_verb(verb: str, run: Callable[[argparse.Namespace, object], int], args: argparse.Namespace, world,
+                 also_known: tuple[type[BaseException], ...] = ()) -> int:
+    """`run(args, world)` of a verb launched under mpiexec (`serve`, `floor`): any failure becomes one message
+    naming the rank (a traceback too unless it is bad input: `known_errors` + `also_known`) and an MPI abort, so no
+    rank waits for ever on a failed one; exit 2 for bad input, 1 otherwise."""
+    try:
+        return run(args, world)
+    except BaseException as exc:  # noqa: BLE001 - every failure becomes one message and an MPI abort
+        if isinstance(exc, SystemExit):
+            raise
+        known = isinstance(exc, (*known_errors(), *also_known))
+        if not known:
+            import traceback
+
+            traceback.print_exc()
+        where = f" (rank {world.Get_rank()} of {world.Get_size()})" if world is not None else ""
+        print(f"icecorr {verb}: error{where}: {exc}", file=sys.stderr, flush=True)
+        if world is not None:
+            world.Abort(EXIT_USAGE if known else EXIT_FAILURE)
+        return EXIT_USAGE if known else EXIT_FAILURE
 
 
 def announce_written(paths: Iterable[object], world) -> None:

@@ -15,9 +15,7 @@ import time
 from typing import Sequence
 
 from icecorr.base.mpi import world_if_parallel
-
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
+from icecorr.cli.finish import run_mpi_verb
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -77,20 +75,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`icecorr floor …`: 0 when the floor is written; any failure aborts the MPI job (exit 2 bad input, 1 other)."""
     args = build_parser().parse_args(argv)
     world = world_if_parallel()
-    try:
-        return floor(args, world)
-    except BaseException as exc:  # noqa: BLE001 - every failure becomes one message and an MPI abort
-        if isinstance(exc, SystemExit):
-            raise
-        from icecorr.cli.finish import known_errors
-
-        known = isinstance(exc, (*known_errors(), ValueError))
-        if not known:
-            import traceback
-
-            traceback.print_exc()
-        where = f" (rank {world.Get_rank()} of {world.Get_size()})" if world is not None else ""
-        print(f"icecorr floor: error{where}: {exc}", file=sys.stderr, flush=True)
-        if world is not None:
-            world.Abort(EXIT_USAGE if known else EXIT_FAILURE)
-        return EXIT_USAGE if known else EXIT_FAILURE
+    return run_mpi_verb("floor", floor, args, world, also_known=(ValueError,))
