@@ -136,12 +136,14 @@ class CorrectorModel(nn.Module):
     # ----------------------------------------------------------------------------------------------- training
     def loss(self, target: torch.Tensor, cond: torch.Tensor, labels: torch.Tensor | None = None,
              target_mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
-             return_stats: bool = False):
+             return_stats: bool = False, base: torch.Tensor | None = None):
         """Scalar training loss (normalised units), averaged over valid target values only.
 
         Valid = ocean × target_mask (1 = observed; (B, 1 or C, H, W)) × finite(target). Diffusion: EDM loss
         λ(σ)‖D(y + σn; σ) − y‖² with ln σ ~ N(P_mean, P_std²). Deterministic: MSE.
         return_stats=True → (loss, {"coverage": share of valid target values}).
+        base: the regression-stage prediction to learn on top of, instead of this model's own stage (cross-fitted
+        stages: `train.cross_fit`).
         """
         labels = self._check(cond, labels, target)
         ocean = self.ocean(cond)
@@ -152,7 +154,10 @@ class CorrectorModel(nn.Module):
             loss = self._mean(err, valid)
         else:
             d = self.cfg.diffusion
-            base = self.base_prediction(cond, labels)
+            if base is None:
+                base = self.base_prediction(cond, labels)
+            elif self.base is None:
+                raise ValueError("loss: `base` given to a model without a regression stage")
             if base is not None:  # the diffusion learns what the regression stage leaves
                 y = (y - base) * valid
             gdev = generator.device if generator is not None else y.device

@@ -33,6 +33,7 @@ import xarray as xr
 
 from icecorr.base.files import atomic_path, open_netcdf, write_text_atomic
 from icecorr.base.variables import ML_VARIABLES, STEP_HOURS
+from training.evaluation.longrun_seasons import seasonal_markdown, seasonal_scores
 
 #: one 12 h step in days
 STEP_DAYS = STEP_HOURS / 24
@@ -229,6 +230,9 @@ def write_report(out: Path, summary: dict) -> Path:
         if not c:
             continue
         lines.append(f"| {name} | " + " | ".join(f"{_fmt(c['min'][v])} … {_fmt(c['max'][v])}" for v in ML_VARIABLES) + " |")
+    if summary.get("seasons"):
+        lines += ["", "## Coupled runs by season against the uncorrected coarse model "
+                  "(`training.evaluation.longrun_seasons`)", "", *seasonal_markdown(summary["seasons"])]
     lines += ["", "## Figures", ""]
     for caption, fig in summary["figures"].items():
         lines += [f"![{caption}]({Path(fig).name})", "", f"*{caption}*", ""]
@@ -346,6 +350,7 @@ def main(argv=None) -> int:
                            "thickness over ice (sic > 0.15)"] = str(plot_zoomed(
             {k: v[1] for k, v in results.items()}, truth_means, a.out / "long_run_zoomed.png"))
     summary["truth_domain_means"] = {k: [float(x) for x in v] for k, v in truth_means.items()}
+    summary["seasons"] = {k: seasonal_scores(results[k][0], truth, mask) for k in coupled}
     write_text_atomic(json.dumps(summary, indent=1, default=str), a.out / "longrun.json")
     report = write_report(a.out, summary)
     print(f"wrote {report}")

@@ -27,6 +27,9 @@ class DataConfig(StrictConfig):
     val_fraction: float = Field(0.1, ge=0.0, lt=1.0,
                                 description="share of train_file windows held out when val_file is null (last runs)")
     max_train_samples: Optional[int] = Field(None, ge=1, description="use only the first N training windows")
+    runs: Optional[list[int]] = Field(
+        None, description="train only on the windows of these runs (the pair file's `run` index); null = all. "
+                          "For the folds of a cross-fitted regression stage (`train.cross_fit`)")
     max_val_samples: Optional[int] = Field(None, ge=1, description="use only the first N validation windows")
     augment: bool = Field(True, description="random x/y flips and rot90 (square grids), flags fed as labels")
     cache_max_mb: float = Field(
@@ -108,6 +111,11 @@ class TrainConfig(StrictConfig):
         None, description="diffusion kind: a trained deterministic checkpoint (same mode, variables, conditioning and "
         "training data) used as the frozen regression stage; the diffusion then learns only what it leaves "
         "(corrector.base_network, CorrDiff-style)")
+    cross_fit: Optional[dict[int, Path]] = Field(
+        None, description="with base_checkpoint: {run: deterministic checkpoint trained without that run's windows}; "
+        "each training window's regression prediction comes from the checkpoint that never saw it, so the diffusion "
+        "stage learns residuals as wide as the ones it meets on new data (in-sample ones are narrower); every run "
+        "of the training file needs an entry. Validation and sampling use base_checkpoint")
     channels_last: bool = Field(True, description="NHWC memory format for the network (≈0.7× step time on CPU "
                                                    "here: oneDNN convolutions avoid layout reorders)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -124,3 +132,10 @@ class TrainRunConfig(StrictConfig):
 
     corrector: CorrectorConfig = CorrectorConfig()
     train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _cross_fit_needs_a_stage(self) -> "TrainRunConfig":
+        if self.train.cross_fit and self.train.base_checkpoint is None:
+            raise ValueError("train.cross_fit: needs train.base_checkpoint (the regression stage used for "
+                             "validation and sampling)")
+        return self

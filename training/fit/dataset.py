@@ -243,7 +243,9 @@ class PairDataset(torch.utils.data.Dataset):
             if self.crop:
                 origin = self.origins[p % n_o]
                 target, cond, ocean = (crop_fields(a, origin, self.crop) for a in (target, cond, ocean))
-            items.append(self._item(target, cond, Flags(bool(fx), bool(fy), bool(rot)), ocean))
+            item = self._item(target, cond, Flags(bool(fx), bool(fy), bool(rot)), ocean)
+            item["run"] = torch.tensor(int(self.runs[self.indices[p // n_o]]))  # picks a cross-fitted stage
+            items.append(item)
         return items
 
     def _item(self, target: np.ndarray, cond: np.ndarray, flags: Flags, ocean: np.ndarray

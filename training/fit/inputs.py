@@ -36,6 +36,11 @@ def build_data(cfg: TrainRunConfig, env: Env, normalization: Optional[Normalizat
     train_idx, val_idx = np.arange(len(train)), None
     if d.val_file is None:
         train_idx, val_idx = split_windows(train.runs, d.val_fraction)
+    if d.runs is not None:
+        train_idx = train_idx[np.isin(train.runs[train_idx], d.runs)]
+        if not len(train_idx):
+            raise InputError(str(d.train_file), "train.data.runs", f"no training window of runs {d.runs} (the file "
+                                                                    f"has runs {sorted(set(train.runs.tolist()))})")
     if d.max_train_samples:
         train_idx = train_idx[: d.max_train_samples]
     if len(train_idx) < cfg.train.batch_size:

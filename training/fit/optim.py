@@ -82,7 +82,7 @@ def batch_loss(net: nn.Module, batch: dict, world: int, generator: Optional[torc
     global batch — the same as one process on that batch.
     """
     loss, stats = net(batch["target"], batch["cond"], batch["labels"], target_mask=batch["target_mask"],
-                      generator=generator, return_stats=True)
+                      generator=generator, return_stats=True, base=batch.get("base"))
     if world == 1:
         return loss, loss
     local = torch.tensor([float(stats["coverage"])], dtype=torch.float64, device=loss.device)

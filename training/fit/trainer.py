@@ -21,6 +21,7 @@ from icecorr.base.files import write_text_atomic
 from icecorr.base.progress import is_terminal, progress
 from training.fit.checkpoints import load_base_stage, save_corrector
 from training.fit.config import TrainRunConfig
+from training.fit.cross_fit import CrossFittedStages
 from training.fit.dataset import epoch_batches
 from training.fit.inputs import build_data, loader, to_device
 from training.fit.optim import EMA, autocast_context, batch_loss, learning_rate, param_groups
@@ -128,6 +129,12 @@ class Trainer:
             model.base.load_state_dict(base_weights["weights"])
             model.set_base_adapter(*base_weights["adapter"])
             self.say(f"regression stage: {t.base_checkpoint} (frozen)")
+        self.cross_fit = None
+        if t.cross_fit:  # its stages' random initial weights are overwritten, and the global seed is reset below
+            train = self.data.train
+            self.cross_fit = CrossFittedStages(cfg, self.data.normalization, self.factory, env.device,
+                                               train.runs[train.indices])
+            self.say("cross-fitted regression stages: " + ", ".join(f"run {r}: {p}" for r, p in t.cross_fit.items()))
         if t.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.model = model
@@ -206,6 +213,8 @@ class Trainer:
         for g in opt.param_groups:
             g["lr"] = lr
         model.train()
+        if self.cross_fit is not None:
+            batch = {**batch, "base": self.cross_fit(batch)}
         with self.autocast():
             scaled, loss = batch_loss(self.net, batch, self.env.world, self.loss_gen)
         self.stop_if_diverged(loss, lr)
