@@ -164,9 +164,14 @@ class Demo:
         self.icecorr("generate", *self.twin_args(), "--out", str(self.data), ranks=self.plan.generate_ranks, threads=1)
 
     def floor(self) -> None:
-        """Stage 1b: the predictability floor beside the pair files (data/floor.nc; evaluate finds it there)."""
+        """Stage 1b: the predictability floor beside the pair files (data/floor.nc; evaluate finds it there), at the
+        coupled windows' own start dates when they all lie in the test split's first run (the floor's run)."""
+        starts = self.window_starts()
+        with xr.open_dataset(self.data / "test.nc") as ds:
+            runs = ds["run"].values if "run" in ds else [0] * ds.sizes["time"]
+        same = [f"floor.start_windows={json.dumps(starts)}"] if all(runs[s] == runs[0] for s in starts) else []
         self.icecorr("floor", *self.twin_args(), f"floor.lead_days={self.plan.window_days:g}",
-                     *self.plan.floor_overrides, "--out", str(self.data / "floor.nc"), "--overwrite",
+                     *self.plan.floor_overrides, *same, "--out", str(self.data / "floor.nc"), "--overwrite",
                      ranks=self.plan.generate_ranks, threads=1)
 
     def train_args(self, name: str, threads: int, *extra: str) -> tuple[str, ...]:

@@ -209,7 +209,15 @@ class FloorRank:
 
     def floor_starts(self) -> list[int]:
         """Window indices of every start date of the floor."""
-        return start_windows(self.gen.n_windows, self.fl.starts, self.fl.n_lead)
+        given = self.fl.start_windows
+        if given is None:
+            return start_windows(self.gen.n_windows, self.fl.starts, self.fl.n_lead)
+        last = self.gen.n_windows - self.fl.n_lead
+        bad = [s for s in given if not 0 <= s <= last]
+        if bad or len(set(given)) != len(given):
+            raise ValueError(f"floor.start_windows {given}: need distinct windows in 0..{last} (the run has "
+                             f"{self.gen.n_windows} windows, each ensemble {self.fl.n_lead} steps)")
+        return sorted(given)
 
 
 def _ratio(spread: np.ndarray, rmse: np.ndarray) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Config of `icecorr floor` (training.data.floor): the twin's generate config plus a `floor:` section."""
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Optional
 
 from pydantic import Field
 
@@ -26,6 +26,10 @@ class FloorConfig(StrictConfig):
     split: Literal["train", "val", "test"] = Field("test", description="split whose run is used")
     run: int = Field(0, ge=0, description="which seed of that split (position in generate.seeds.<split>)")
     starts: int = Field(6, ge=1, description="start dates, evenly spread over the run's retained windows")
+    start_windows: Optional[list[int]] = Field(
+        None, description="explicit start windows (12 h steps after the spin-up, as `couple.start_indices` on the "
+                          "split's pair file), e.g. a demo's coupled windows, so that floor and hybrid are scored at "
+                          "the same dates; replaces `starts`")
     members: int = Field(8, ge=2, description="truth members per start date")
     lead_days: float = Field(15.0, gt=0, description="length of every truth ensemble (days; 12 h steps)")
     seed: int = Field(0, ge=0, description="seed of the redrawn parts (member m of start i: seed, i, m)")

@@ -190,3 +190,12 @@ def test_evaluate_finds_the_floor_beside_the_reference(scenario, floor_file, tmp
     explicit = evaluate(runs(scenario), scenario["ref"], config=EvaluateConfig(floor=str(floor_file[1]), plots=False))
     assert "floor_ratio" in explicit.metrics
     assert "floor_ratio" not in evaluate(runs(scenario), scenario["ref"], config=EvaluateConfig(plots=False)).metrics
+
+
+def test_explicit_start_windows_replace_the_even_spread():
+    """`floor.start_windows` (e.g. the demo's coupled windows) are the floor's starts; outside the run: an error."""
+    n_windows = FloorRank(_config()).gen.n_windows  # 3 days after a 0.5-day spin-up: 5 windows
+    assert FloorRank(_config(start_windows=[3, 0])).floor_starts() == [0, 3]
+    for bad in ([0, n_windows], [1, 1], [-1]):
+        with pytest.raises(ValueError, match="floor.start_windows"):
+            FloorRank(_config(start_windows=bad)).floor_starts()
