@@ -49,9 +49,12 @@ class DemoPlan:
     windows: int = 12
     window_days: float = 15.0
     generate_ranks: int = 2
-    # the predictability floor: start dates × members of truth ensembles of window_days; a 64² truth step costs
-    # ~0.45 s and the rank with the last start also runs the truth up to it (420 steps): ~6 min on 2 quiet cores
+    # the predictability floor: start dates × members of truth ensembles of window_days, at the coupled windows'
+    # dates (`floor.starts` only when they cannot be used); a 64² truth step costs ~0.45 s: ~12 min on 2 quiet cores
     floor_overrides: list[str] = field(default_factory=lambda: ["floor.starts=6", "floor.members=4"])
+    # the diffusion corrector learns on cross-fitted regression residuals (train.cross_fit): two more deterministic
+    # trainings, each on half of the training runs (skipped when the train split has a single run)
+    cross_fit: bool = False
 
 
 def plan(quick: bool, config_dir: Path = CONFIG_DIR) -> DemoPlan:
@@ -174,11 +177,13 @@ class Demo:
                      *self.plan.floor_overrides, *same, "--out", str(self.data / "floor.nc"), "--overwrite",
                      ranks=self.plan.generate_ranks, threads=1)
 
-    def train_args(self, name: str, threads: int, *extra: str) -> tuple[str, ...]:
-        """The `icecorr train` arguments of the corrector `name` (a key of TRAIN_CONFIGS) on this run's data."""
+    def train_args(self, name: str, threads: int, *extra: str, out_name: str | None = None) -> tuple[str, ...]:
+        """The `icecorr train` arguments of the corrector `name` (a key of TRAIN_CONFIGS) on this run's data, into
+        train/<out_name or name>."""
         own = self.config_dir / TRAIN_CONFIGS[name].name
+        out = self.out / "train" / (out_name or name)
         return ("train", str(own if own.is_file() else TRAIN_CONFIGS[name]), f"train.data.train_file={self.data / 'train.nc'}",
-                f"train.data.val_file={self.data / 'val.nc'}", f"train.out_dir={self.out / 'train' / name}",
+                f"train.data.val_file={self.data / 'val.nc'}", f"train.out_dir={out}",
                 f"train.threads={threads}", *self.plan.train_overrides.get(name, []), *extra)
 
     def train_first_stage(self) -> None:
@@ -192,10 +197,32 @@ class Demo:
         base = f"train.base_checkpoint={self.checkpoint('emulator_base')}"
         self.icecorr(*self.train_args("emulator", threads, base), threads=threads)
 
+    def fold_runs(self) -> list[list[int]]:
+        """The training runs in two folds (alternate runs), or [] when cross-fitting is off or impossible."""
+        if not self.plan.cross_fit:
+            return []
+        with xr.open_dataset(self.data / "train.nc") as ds:
+            runs = sorted({int(r) for r in ds["run"].values}) if "run" in ds else [0]
+        if len(runs) < 2:
+            print("[demo] one training run: the diffusion corrector learns on in-sample residuals")
+            return []
+        return [runs[0::2], runs[1::2]]
+
+    def train_folds(self) -> None:
+        """The cross-fitted regression stages: the deterministic corrector trained on each fold, one core each."""
+        self.parallel(*((self.train_args("deterministic", 1, f"train.data.runs={json.dumps(fold)}",
+                                         out_name=f"fold{k}"), 1) for k, fold in enumerate(self.fold_runs())))
+
     def train_diffusion(self, threads: int) -> None:
-        """The diffusion corrector on top of the frozen deterministic one (its regression stage)."""
-        base = f"train.base_checkpoint={self.checkpoint('deterministic')}"
-        self.icecorr(*self.train_args("diffusion", threads, base), threads=threads)
+        """The diffusion corrector on top of the frozen deterministic one (its regression stage); with folds, each
+        training window learns on the residual of the fold stage that never saw its run."""
+        args = [f"train.base_checkpoint={self.checkpoint('deterministic')}"]
+        folds = self.fold_runs()
+        if folds:
+            # the stage for a run of fold k is the one trained on the other fold
+            stages = {r: str(self.checkpoint(f"fold{1 - k}")) for k, fold in enumerate(folds) for r in fold}
+            args.append(f"train.cross_fit={json.dumps(stages)}")
+        self.icecorr(*self.train_args("diffusion", threads, *args), threads=threads)
 
     def checkpoint(self, name: str) -> Path:
         """The best (else the last) checkpoint of the corrector `name`; FileNotFoundError if neither exists."""
@@ -269,6 +296,9 @@ class Demo:
         self.stage("predictability floor", self.data / "floor.nc", self.floor)
         self.stage("train deterministic corrector and emulator regression stage",
                    self.out / "train" / "emulator_base" / "last.pt", self.train_first_stage)
+        if self.fold_runs():
+            self.stage("train cross-fitted regression stages", self.out / "train" / "fold1" / "last.pt",
+                       self.train_folds)
         self.stage("train diffusion corrector", self.out / "train" / "diffusion" / "last.pt",
                    lambda: self.train_diffusion(threads=os.cpu_count() or 2))
         self.stage("train diffusion emulator", self.out / "train" / "emulator" / "last.pt",
