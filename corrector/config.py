@@ -190,6 +190,11 @@ class CorrectorConfig(StrictConfig):
         "gradients then equal one process exactly) or per_variable (each variable's mean over its own observed "
         "cells, then the mean over variables: for gappy observations, where variables are observed on different "
         "shares of the cells; identical on complete data)")
+    loss_window_floor: Optional[float] = Field(
+        None, gt=0, description="weight each window's and variable's loss by (1 + f) / (v + f), v the mean square of "
+        "its normalised target over valid cells: a calm window (v ≈ 0, where the coarse model is already right) "
+        "counts (1 + f) / f times, a storm (v ≫ 1) less, so that the corrector learns to stay quiet where nothing "
+        "needs correcting; null = the plain mean (storm windows dominate)")
     base_network: Optional[NetworkConfig] = Field(
         None, description="diffusion kind only: the network of a frozen deterministic regression stage (same mode, "
         "variables; its conditioning may be a subset, `base_conditioning`, and its normalisation statistics its own) "

@@ -150,7 +150,7 @@ class CorrectorModel(nn.Module):
         valid = valid_mask(target, ocean, target_mask)
         y = torch.where(valid > 0, target, torch.zeros_like(target))  # gaps/NaN never reach the network
         if self.kind == "deterministic":
-            err = (self.predict(cond, labels) - y) ** 2
+            err = (self.predict(cond, labels) - y) ** 2 * self._window_weights(y, valid)
             loss = self._mean(err, valid)
         else:
             d = self.cfg.diffusion
@@ -166,13 +166,22 @@ class CorrectorModel(nn.Module):
             x = y + sigma[:, None, None, None] * noise
             if ocean is not None:
                 x = x * ocean
-            err = (self.denoise(x, sigma, cond, labels, base) - y) ** 2
+            err = (self.denoise(x, sigma, cond, labels, base) - y) ** 2 * self._window_weights(y, valid)
             loss = self._mean(err, valid, loss_weight(sigma, d.sigma_data))
         if return_stats:
             return loss, {"coverage": coverage(valid)}
         return loss
 
     forward = loss
+
+    def _window_weights(self, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | float:
+        """(B, C, 1, 1) loss weights (1 + f) / (v + f) of `loss_window_floor` f, v = each window's and variable's
+        mean square target over valid cells; 1 without the option."""
+        f = self.cfg.loss_window_floor
+        if f is None:
+            return 1.0
+        v = (y * y * valid).sum((2, 3), keepdim=True) / valid.sum((2, 3), keepdim=True).clamp_min(1.0)
+        return ((1.0 + f) / (v + f)).detach()
 
     def _mean(self, err: torch.Tensor, valid: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         if self.cfg.loss_balance == "per_variable":

@@ -70,7 +70,7 @@ def plan(quick: bool, config_dir: Path = CONFIG_DIR) -> DemoPlan:
     return DemoPlan(
         generate_overrides=["grid.nx=16", "grid.ny=16", "generate.run_days=20", "generate.spinup_days=2",
                             "generate.seeds.train=[1]", "generate.seeds.val=[2]", "generate.seeds.test=[3]"],
-        train_overrides={k: small for k in ("diffusion", "deterministic", "emulator")},
+        train_overrides={k: small for k in TRAIN_CONFIGS},
         members=4, windows=1, window_days=3.0, floor_overrides=["floor.starts=2", "floor.members=3"])
 
 

@@ -65,7 +65,8 @@ def floor(args: argparse.Namespace, world) -> int:
         with xr.open_dataset(path) as ds:
             at12 = ", ".join(f"{v} {float(ds[f'{v}_floor_ratio'].sel(lead_time=12.0)):.3f}" for v in ML_VARIABLES)
         size = world.Get_size() if world is not None else 1
-        print(f"floor: 12 h spread / coarse RMSE {at12} ({cfg.floor.starts} starts × {cfg.floor.members} members, "
+        n_starts = len(cfg.floor.start_windows) if cfg.floor.start_windows else cfg.floor.starts
+        print(f"floor: 12 h spread / coarse RMSE {at12} ({n_starts} starts × {cfg.floor.members} members, "
               f"{time.perf_counter() - t0:.0f} s on {size} rank(s))", flush=True)
         print(f"wrote {path}", flush=True)
     return 0

@@ -240,3 +240,23 @@ def test_per_variable_loss_balance_weights_sparsely_observed_variables_equally()
     assert float(masked_mean(err, mask)) == pytest.approx(8 / (8 + 32))  # drowned by the well-observed variable
     full = torch.ones_like(err)
     assert float(variable_balanced_mean(err, full)) == pytest.approx(float(masked_mean(err, full)))
+
+
+def test_window_floor_weights_calm_windows_up_and_storms_down():
+    """`loss_window_floor` f: each window's and variable's squared error counts (1 + f) / (v + f) times, v its mean
+    square target; without it the plain mean. Checked on the deterministic loss with a known prediction (0)."""
+    cfg = tiny_cfg(kind="deterministic", mode="residual")
+    model = CorrectorModel(cfg, len(cfg.conditioning)).eval()  # zero-initialised head: predicts exactly 0
+    cond = torch.zeros(2, len(cfg.conditioning), N, N)
+    cond[:, list(cfg.conditioning).index("mask")] = 1.0
+    target = torch.full((2, len(cfg.variables), N, N), 0.1)  # window 0 calm (v = 0.01) …
+    target[1] = 3.0                                           # … window 1 a storm (v = 9)
+    with torch.no_grad():
+        plain = float(model.loss(target, cond))
+        weighted_model = CorrectorModel(tiny_cfg(kind="deterministic", mode="residual", loss_window_floor=0.1),
+                                        len(cfg.conditioning)).eval()
+        weighted = float(weighted_model.loss(target, cond))
+    assert plain == pytest.approx((0.01 + 9.0) / 2, rel=1e-5)
+    assert weighted == pytest.approx((0.01 * 1.1 / 0.11 + 9.0 * 1.1 / 9.1) / 2, rel=1e-5)  # 0.1 + 1.088
+    with pytest.raises(ValueError):
+        tiny_cfg(loss_window_floor=0.0)
