@@ -1,6 +1,7 @@
 """`icecorr floor` on the command line (a tiny twin) and the demo's floor stage and summary column."""
 from __future__ import annotations
 
+import numpy as np
 import xarray as xr
 
 from icecorr.cli.demo import CONFIG_DIR, Demo
@@ -30,10 +31,12 @@ def test_floor_cli_writes_the_file_and_refuses_to_overwrite(tmp_path, capsys):
 
 def test_demo_runs_the_floor_beside_the_pairs(tmp_path, monkeypatch):
     demo = Demo(tmp_path, quick=True, progress=False, reuse=False)
+    demo.data.mkdir(parents=True)  # the floor stage follows generate: the test split is there
+    xr.Dataset({"run": ("time", np.zeros(20, np.int32))}).to_netcdf(demo.data / "test.nc")
     calls = []
     monkeypatch.setattr(Demo, "icecorr", lambda self, *args, **kw: calls.append((args, kw)))
     demo.floor()
     args, kw = calls[-1]
     assert args[:2] == ("floor", str(CONFIG_DIR / "generate.yaml")) and "grid.nx=16" in args
-    assert "floor.lead_days=3" in args and "floor.members=3" in args
+    assert "floor.lead_days=3" in args and "floor.members=3" in args and "floor.start_windows=[0]" in args
     assert args[args.index("--out") + 1] == str(demo.data / "floor.nc") and kw["ranks"] == 2
