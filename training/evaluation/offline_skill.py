@@ -8,6 +8,7 @@ The corrected state is the forecast plus the correction after physical bounds (`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -19,16 +20,15 @@ from corrector.seeding import member_seeds
 from training.evaluation.metrics import crps_fair_pointwise
 
 
-def offline_skill(checkpoint: Path, pair_file: Path, members: int = 8, batch: int = 16, seed: int = 2024,
-                  max_windows: int | None = None) -> dict[str, dict[str, float]]:
-    """{variable: {rmse_forecast, rmse_corrected, mae_corrected, crps, reduction}} over the file's windows
-    (ensemble mean for a diffusion corrector; crps = MAE for a deterministic one)."""
+def corrected_windows(checkpoint: Path, pair_file: Path, members: int = 8, batch: int = 16, seed: int = 2024,
+                      max_windows: int | None = None) -> Iterator[tuple[dict, dict, dict, np.ndarray]]:
+    """Batches of the file's windows corrected by `checkpoint` (a residual corrector; one member if deterministic):
+    ({v: forecast (B, cells)}, {v: corrected ensemble (B, M, cells)}, {v: reference (B, cells)}, window indices),
+    ocean cells only, physical units, float64."""
     c = Corrector.load(checkpoint)
     if c.mode != "residual":
         raise ValueError(f"{checkpoint}: offline skill needs a residual corrector, not mode {c.mode!r}")
     m = 1 if c.kind == "deterministic" else members
-    sums = {v: np.zeros(4) for v in c.variables}  # Σ forecast², Σ corrected², Σ |corrected|, Σ crps
-    count = 0
     ds = open_netcdf(pair_file, "pair file")
     with ds:
         ocean = np.asarray(ds[MASK].values) > 0.5 if MASK in ds else np.ones(ds["initial_sic"].shape[-2:], bool)
@@ -39,18 +39,30 @@ def offline_skill(checkpoint: Path, pair_file: Path, members: int = 8, batch: in
             forecast = {v: np.asarray(ds[f"forecast_{v}"][sl].values, np.float64) for v in c.variables}
             reference = {v: np.asarray(ds[f"reference_{v}"][sl].values, np.float64) for v in c.variables}
             seeds = member_seeds(seed, np.arange(sl.start, sl.stop), 0, m)
-            sample = c.sample(cond, m, seeds=seeds)
-            corrected = c.apply({v: np.repeat(forecast[v][:, None], m, axis=1) for v in c.variables}, sample)
-            for v in c.variables:
-                ens = corrected[v][..., ocean]                      # (B, M, cells)
-                ref = reference[v][..., ocean]
-                mean = ens.mean(axis=1)
-                s = sums[v]
-                s[0] += np.sum((forecast[v][..., ocean] - ref) ** 2)
-                s[1] += np.sum((mean - ref) ** 2)
-                s[2] += np.sum(np.abs(mean - ref))
-                s[3] += np.sum(crps_fair_pointwise(ens, ref, axis=1)) if m > 1 else np.sum(np.abs(mean - ref))
-            count += (sl.stop - sl.start) * int(ocean.sum())
+            corrected = c.apply({v: np.repeat(forecast[v][:, None], m, axis=1) for v in c.variables},
+                                c.sample(cond, m, seeds=seeds))
+            yield ({v: forecast[v][..., ocean] for v in c.variables},
+                   {v: np.asarray(corrected[v], np.float64)[..., ocean] for v in c.variables},
+                   {v: reference[v][..., ocean] for v in c.variables}, np.arange(sl.start, sl.stop))
+
+
+def offline_skill(checkpoint: Path, pair_file: Path, members: int = 8, batch: int = 16, seed: int = 2024,
+                  max_windows: int | None = None) -> dict[str, dict[str, float]]:
+    """{variable: {rmse_forecast, rmse_corrected, mae_corrected, crps, reduction}} over the file's windows
+    (ensemble mean for a diffusion corrector; crps = MAE for a deterministic one)."""
+    sums: dict[str, np.ndarray] = {}  # Σ forecast², Σ corrected², Σ |corrected|, Σ crps
+    count = 0
+    for forecast, corrected, reference, _ in corrected_windows(checkpoint, pair_file, members, batch, seed,
+                                                                max_windows):
+        for v, ens in corrected.items():                            # (B, M, cells)
+            ref = reference[v]
+            mean = ens.mean(axis=1)
+            s = sums.setdefault(v, np.zeros(4))
+            s[0] += np.sum((forecast[v] - ref) ** 2)
+            s[1] += np.sum((mean - ref) ** 2)
+            s[2] += np.sum(np.abs(mean - ref))
+            s[3] += np.sum(crps_fair_pointwise(ens, ref, axis=1)) if ens.shape[1] > 1 else np.sum(np.abs(mean - ref))
+        count += ref.size
     out = {}
     for v, s in sums.items():
         rmse_f, rmse_c = np.sqrt(s[0] / count), np.sqrt(s[1] / count)
