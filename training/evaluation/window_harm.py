@@ -46,6 +46,7 @@ def harm_table(uncorrected: np.ndarray, corrected: np.ndarray,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m training.evaluation.window_harm …` (module docstring): one table per variable; returns 0."""
     ap = argparse.ArgumentParser(prog="python -m training.evaluation.window_harm", description=__doc__.split("\n\n")[0])
     ap.add_argument("checkpoint", type=Path, help="residual corrector")
     ap.add_argument("pairs", type=Path, help="held-out pair file (e.g. data/test.nc)")
