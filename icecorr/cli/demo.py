@@ -53,7 +53,8 @@ class DemoPlan:
     # dates (`floor.starts` only when they cannot be used); a 64² truth step costs ~0.45 s: ~12 min on 2 quiet cores
     floor_overrides: list[str] = field(default_factory=lambda: ["floor.starts=6", "floor.members=4"])
     # the diffusion corrector learns on cross-fitted regression residuals (train.cross_fit): two more deterministic
-    # trainings, each on half of the training runs (skipped when the train split has a single run)
+    # trainings, each on half of the training runs (skipped when the train split has a single run); off: measured
+    # no better coupled (docs/calibration.md)
     cross_fit: bool = False
 
 
