@@ -53,7 +53,8 @@ fi
 
 # 2. the diffusion emulator and a deterministic one of the same size, on random patches (one thread each, side by side)
 data=(train.data.train_file="$OUT/data/train.nc" train.data.val_file="$OUT/data/val.nc" train.data.crop="$CROP")
-train() { [ -f "$2/best.pt" ] || icecorr train "$CFG/train_emulator.yaml" "${data[@]}" "${train_sizes[@]}" \
+# always called: an interrupted training resumes from its resume.pt (best.pt is written mid-run)
+train() { icecorr train "$CFG/train_emulator.yaml" "${data[@]}" "${train_sizes[@]}" \
             train.out_dir="$2" train.threads=1 --no-progress "${@:3}"; }
 log "train: diffusion and deterministic emulators"
 train diffusion "$OUT/train/emulator" > "$OUT/train_emulator.log" 2>&1 &

@@ -19,7 +19,9 @@ wait
 
 # 2. models, as in the demo: deterministic residual ‖ deterministic emulator, then the diffusion emulator on top of
 #    the deterministic one (its frozen regression stage: docs/emulator.md)
-train() { [ -f "$2/best.pt" ] || icecorr train "$1" "${@:3}" train.out_dir="$2" train.threads=1 --no-progress; }
+# always called: an interrupted training resumes from its resume.pt and a finished one only re-validates (a best.pt
+# is written mid-run, so its presence does not mean the run finished)
+train() { icecorr train "$1" "${@:3}" train.out_dir="$2" train.threads=1 --no-progress; }
 train configs/train_deterministic.yaml "$OUT/train/deterministic" $data &
 train configs/train_deterministic_emulator.yaml "$OUT/train/emulator_deterministic" $data &
 wait
