@@ -170,9 +170,8 @@ class Demo:
     def floor(self) -> None:
         """Stage 1b: the predictability floor beside the pair files (data/floor.nc; evaluate finds it there), at the
         coupled windows' own start dates when they all lie in the test split's first run (the floor's run)."""
-        starts = self.window_starts()
-        with xr.open_dataset(self.data / "test.nc") as ds:
-            runs = ds["run"].values if "run" in ds else [0] * ds.sizes["time"]
+        runs = self.test_runs()
+        starts = self.window_starts(runs)
         same = [f"floor.start_windows={json.dumps(starts)}"] if all(runs[s] == runs[0] for s in starts) else []
         self.icecorr("floor", *self.twin_args(), f"floor.lead_days={self.plan.window_days:g}",
                      *self.plan.floor_overrides, *same, "--out", str(self.data / "floor.nc"), "--overwrite",
@@ -233,19 +232,20 @@ class Demo:
                 return p
         raise FileNotFoundError(f"no checkpoint in {self.out / 'train' / name}")
 
-    def window_starts(self) -> list[int]:
-        """Time indices of the test split where the held-out windows start: `windows` of them, evenly spread, each
-        inside one contiguous run."""
+    def test_runs(self) -> list[int]:
+        """The run index of every record of the test split (0 throughout for a file without `run`)."""
         with xr.open_dataset(self.data / "test.nc") as ds:
-            n_time = ds.sizes["time"]
-            runs = ds["run"].values if "run" in ds else None
             self.has_geography = "lat" in ds
+            return [int(r) for r in ds["run"].values] if "run" in ds else [0] * ds.sizes["time"]
+
+    def window_starts(self, runs: list[int] | None = None) -> list[int]:
+        """Time indices of the test split where the held-out windows start: `windows` of them, evenly spread, each
+        inside one contiguous run (`runs`: `test_runs()`, read when not given)."""
+        runs = self.test_runs() if runs is None else runs
         steps = round(self.plan.window_days * 2)
         starts: list[int] = []
         # evenly spread windows that stay inside one contiguous run
-        candidates = list(range(0, n_time - steps))
-        if runs is not None:
-            candidates = [s for s in candidates if runs[s] == runs[s + steps - 1]]
+        candidates = [s for s in range(0, len(runs) - steps) if runs[s] == runs[s + steps - 1]]
         if not candidates:
             raise RuntimeError(f"test split too short for {self.plan.window_days}-day windows")
         k = self.plan.windows

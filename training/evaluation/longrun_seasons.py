@@ -28,12 +28,13 @@ def seasonal_scores(run: xr.Dataset, truth: xr.Dataset, mask: np.ndarray | None)
         a = ds[v].isel(time=slice(0, n))
         return (a.mean("member") if "member" in a.dims else a).values[:, ocean].astype(np.float64)
 
+    def mean_volume(ds: xr.Dataset) -> np.ndarray:
+        # the volume of each member, then the mean over members and cells (not the volume of the mean state)
+        cells = (ds["sic"] * ds["sit"]).isel(time=slice(0, n)).values[..., ocean]
+        return cells.astype(np.float64).reshape(n, -1).mean(axis=1)
+
     fields = {v: (ens_mean(run, v), ens_mean(truth, v)) for v in ML_VARIABLES}
-    volume = {k: np.mean(fields["sic"][i] * fields["sit"][i], axis=1) for i, k in enumerate(("run", "truth"))}
-    if "member" in run["sic"].dims:  # volume of each member, then the mean (not the volume of the mean state)
-        sic = run["sic"].isel(time=slice(0, n)).values[..., ocean]
-        sit = run["sit"].isel(time=slice(0, n)).values[..., ocean]
-        volume["run"] = np.mean(sic * sit, axis=(1, 2))
+    volume = {"run": mean_volume(run), "truth": mean_volume(truth)}
     out: dict[str, dict[str, float]] = {}
     for season, in_season in SEASONS.items():
         sel = np.isin(months, in_season)
