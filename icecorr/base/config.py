@@ -177,3 +177,17 @@ def load_config(schema: type[T], path: str | Path | None = None, overrides: Iter
 def dump_config(config: BaseModel) -> str:
     """The fully resolved config as YAML text (saved with every output and checkpoint)."""
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def with_defaults(saved: dict, current: BaseModel) -> dict:
+    """`saved` (a config stored by an earlier run, as plain data) with every field it lacks and `current`'s model
+    defines with a default filled in at that default, recursively, so that a field added since is no difference."""
+    out = dict(saved)
+    for name, field in type(current).model_fields.items():
+        value = getattr(current, name)
+        if name not in out and not field.is_required():
+            default = field.get_default(call_default_factory=True)
+            out[name] = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+        elif isinstance(value, BaseModel) and isinstance(out.get(name), dict):
+            out[name] = with_defaults(out[name], value)
+    return out

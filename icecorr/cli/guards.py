@@ -12,6 +12,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
+from icecorr.base.config import with_defaults
 from icecorr.base.errors import InputError
 from icecorr.base.mpi import world_if_parallel
 from icecorr.base.outputs import OutputError, OutputLock, check_name, check_parent, guarded_outputs
@@ -93,7 +94,8 @@ def _resume_refusal(out: Path, cfg, held: list[str]) -> str | None:
         stored = yaml.safe_load((out / "config.yaml").read_text())
     except (OSError, yaml.YAMLError):
         return "its config.yaml is missing or unreadable, so a resume cannot be checked"
-    diff = _first_difference(stored, cfg.model_dump(mode="json"))
+    diff = _first_difference(with_defaults(stored, cfg) if isinstance(stored, dict) else stored,
+                             cfg.model_dump(mode="json"))
     return f"its config differs at {diff}" if diff else None
 
 

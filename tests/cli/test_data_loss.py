@@ -236,6 +236,14 @@ def test_training_resume_of_the_same_config_is_allowed(base, tmp_path, capsys):
     assert run_cli(argv, capsys)[0] == 0
     rc, err = run_cli([*argv[:-1], "train.progress=false", argv[-1]], capsys)  # a run-time key may differ
     assert rc == 0, err
+    # a folder written before a config field existed (its config.yaml lacks it) is the same config
+    import yaml
+
+    stored = yaml.safe_load((out / "config.yaml").read_text())
+    del stored["corrector"]["loss_window_floor"]
+    (out / "config.yaml").write_text(yaml.safe_dump(stored))
+    rc, err = run_cli(argv, capsys)
+    assert rc == 0, err
 
 
 # ---------------------------------------------------------------------------------------- silent wrong results

@@ -4,11 +4,14 @@ schedule horizon and the RNG states of every rank), checked on load against the 
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from corrector.config import CorrectorConfig
+from icecorr.base.config import with_defaults
 from icecorr.base.errors import InputError, RunError
 from icecorr.base.files import atomic_path
 from training.fit.config import TrainRunConfig
@@ -55,7 +58,7 @@ def load_resume(path: Path, cfg: TrainRunConfig, env: Env) -> dict:
                                           f"or set train.resume=false to start afresh") from None
     if state.get("format") != RESUME_FORMAT:
         raise InputError(str(path), "format", f"resume format {state.get('format')!r}, expected {RESUME_FORMAT}")
-    if state["corrector_config"] != cfg.corrector.model_dump_json():
+    if not _same_corrector(state["corrector_config"], cfg.corrector):
         raise InputError(str(path), "corrector", "the corrector config differs from the one this run was started "
                                                  "with; use a new train.out_dir or train.resume=false")
     if state["world"] != env.world:
@@ -63,6 +66,10 @@ def load_resume(path: Path, cfg: TrainRunConfig, env: Env) -> dict:
                                              f"needs the same number of ranks")
     return state
 
+
+def _same_corrector(saved_json: str, current: CorrectorConfig) -> bool:
+    """Whether the saved corrector config is `current`'s (a field added since, at its default, is no difference)."""
+    return with_defaults(json.loads(saved_json), current) == json.loads(current.model_dump_json())
 
 
 class MetricsLog:

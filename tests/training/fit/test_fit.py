@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -106,6 +107,18 @@ def test_resume_rejects_a_different_corrector(files, tmp_path):
     with pytest.raises(ValueError, match=r"resume\.pt.*'corrector'.*differs"):
         run_train(tiny(files, tmp_path / "c", "train.max_steps=4", "corrector.network.base_channels=4"),
                   verbose=False)
+
+
+def test_resume_of_a_run_saved_before_a_config_field_existed(files, tmp_path):
+    """Was: a corrector field added with a default (here loss_window_floor) refused every older resume state."""
+    run_train(tiny(files, tmp_path / "o", "train.max_steps=2"), verbose=False)
+    state = _resume_state(tmp_path / "o")
+    old = json.loads(state["corrector_config"])
+    del old["loss_window_floor"]
+    state["corrector_config"] = json.dumps(old)
+    torch.save(state, tmp_path / "o" / "resume.pt")
+    run_train(tiny(files, tmp_path / "o", "train.max_steps=4"), verbose=False)
+    assert _resume_state(tmp_path / "o")["step"] == 4
 
 
 def test_gappy_targets_are_excluded_from_the_loss_and_coverage_is_reported(tmp_path):
