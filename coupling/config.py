@@ -63,6 +63,11 @@ class CoupleConfig(StrictConfig):
                                       description="diffusion sampler steps (None = checkpoint default)")
     initial_perturbation: float = Field(0.0, ge=0, description="std of the initial-state perturbation per member: "
                                                                "absolute for sic (1), relative for sit/snt")
+    physics_perturbation: dict[str, float] = Field(
+        default_factory=dict, description="per-member parameters of the built-in coarse model: {parameter of the "
+        "physics section: σ}, member k runs for the whole window with parameter × exp(σ z − σ²/2), z ~ N(0, 1) "
+        "drawn from (seed, k) (the mean kept): a model error that persists in time, as the "
+        "stochastic ice-strength ensembles of Juricke et al. (2013); e.g. {p_star: 0.3, c_air: 0.1}")
     ml_ranks: int = Field(1, ge=1, description="ranks that hold the corrector when the role is not given per rank")
     model: str | None = Field(None, description="Python model of `icecorr couple`: 'package.module:Class' or an entry "
                                                 "point of the group icecorr.models, built per member as "
@@ -82,6 +87,19 @@ class CoupleConfig(StrictConfig):
     @classmethod
     def _days_bounded(cls, value: float | None) -> float | None:
         return check_window_length("days", value, value)
+
+    @field_validator("physics_perturbation")
+    @classmethod
+    def _perturbable(cls, value: dict[str, float]) -> dict[str, float]:
+        from fortran_stub.config import CoarsePhysicsConfig
+
+        fields = CoarsePhysicsConfig.model_fields
+        for name, sigma in value.items():
+            if name not in fields or fields[name].annotation is not float:
+                raise ValueError(f"physics_perturbation: {name!r} is not a real parameter of the coarse physics")
+            if not 0 <= sigma <= 2:  # `not` also catches NaN
+                raise ValueError(f"physics_perturbation.{name}: σ = {sigma} outside [0, 2] (a log-normal std)")
+        return value
 
     @model_validator(mode="after")
     def _one_length(self) -> "CoupleConfig":

@@ -30,6 +30,7 @@ from .ensemble_output import output_paths
 from .forcing import open_forcing
 from .layout import WORLD, Layout
 from .member_fields import restore_state, set_hidden_state
+from .member_physics import member_physics
 from .model_protocol import model_factory as load_factory, model_hello
 from .pairs import preflight_inputs, state_arrays, window_states
 from .serve import read_run_restart, serve_ranks
@@ -64,12 +65,12 @@ def run_couple(cfg: CoupleConfig, initial_state, forcing_source, out_path: str |
 
 
 def _member_models(slots: range, members: int, model_factory, states, rstate) -> list:
-    """One model per slot from `model_factory()`, set to its window's initial state (`states[window]`) or, when
-    continuing, to its member's state in the restart `rstate` (with the hidden state an exact restart needs)."""
+    """One model per slot from `model_factory(member)`, set to its window's initial state (`states[window]`) or,
+    when continuing, to its member's state in the restart `rstate` (with the hidden state an exact restart needs)."""
     models = []
     for slot in slots:
-        model = model_factory()
         w, k = divmod(slot, members)
+        model = model_factory(k)
         if rstate is not None:
             restore_state(model, rstate.member_state(w, k))
             if rstate.extras is not None:
@@ -81,14 +82,17 @@ def _member_models(slots: range, members: int, model_factory, states, rstate) ->
 
 
 def _factory(cfg: CoupleConfig, grid, physics, model_factory):
-    """The model factory of a run: the caller's, else `cfg.model` (Class(grid, **model_options)), else CoarseModel."""
-    if model_factory is not None:
-        return model_factory
-    if cfg.model is not None:
-        return load_factory(cfg.model, grid, cfg.model_options)
+    """The model factory of a run, called with the member index: the caller's, else `cfg.model`
+    (Class(grid, **model_options)), else CoarseModel with the member's parameters (`cfg.physics_perturbation`)."""
+    if model_factory is not None or cfg.model is not None:
+        if cfg.physics_perturbation:
+            raise InputError(None, "couple.physics_perturbation", "perturbs the built-in coarse model's parameters; "
+                                   "a model of your own (couple.model) perturbs its own")
+        factory = model_factory if model_factory is not None else load_factory(cfg.model, grid, cfg.model_options)
+        return lambda member=0: factory()
 
-    def coarse():
-        return CoarseModel(grid, physics)
+    def coarse(member: int = 0):
+        return CoarseModel(grid, member_physics(physics, cfg.physics_perturbation, cfg.seed, member))
 
     return coarse
 

@@ -1,0 +1,78 @@
+"""Perturbed-parameter ensembles (`couple.physics_perturbation`): per-member coarse physics."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import xarray as xr
+from pydantic import ValidationError
+
+from corrector.inference import Corrector
+from coupling.bridge import CoarseModel
+from coupling.config import CoupleConfig
+from coupling.couple import run_couple
+from coupling.member_physics import member_physics
+from fortran_stub.config import CoarsePhysicsConfig
+from icecorr.base.errors import InputError
+from tests.mpi_scripts import case
+
+FORCING = case.forcing(16, 12)
+
+
+def run(tmp_path, name, **cfg):
+    cfg = CoupleConfig(**{"members": 3, "n_steps": 3, "output_options": {"precision": "float64"}, **cfg})
+    return xr.load_dataset(run_couple(cfg, case.initial_state(), FORCING, tmp_path / f"{name}.nc", comm=None,
+                                      grid=case.grid(), corrector=Corrector.zero(grid={"ny": 16, "nx": 16}))[0])
+
+
+def test_member_parameters_are_seeded_lognormal_with_the_mean_kept():
+    base = CoarsePhysicsConfig()
+    draws = np.array([member_physics(base, {"p_star": 0.3}, 0, k).p_star for k in range(4000)])
+    assert draws.mean() == pytest.approx(base.p_star, rel=0.02)       # E[exp(σz − σ²/2)] = 1
+    assert np.log(draws).std() == pytest.approx(0.3, rel=0.05)
+    assert member_physics(base, {"p_star": 0.3}, 0, 5) == member_physics(base, {"p_star": 0.3}, 0, 5)
+    assert member_physics(base, {"p_star": 0.3}, 1, 5) != member_physics(base, {"p_star": 0.3}, 0, 5)
+    # a parameter's draw does not depend on which others are perturbed beside it
+    both = member_physics(base, {"c_air": 0.1, "p_star": 0.3}, 0, 5)
+    assert both.p_star == member_physics(base, {"p_star": 0.3}, 0, 5).p_star and both.c_air != base.c_air
+    assert member_physics(base, {}, 0, 5) is base
+
+
+def test_perturbed_members_run_their_own_physics_and_spread_apart(tmp_path):
+    plain = run(tmp_path, "plain")
+    siu = plain["siu"].values
+    assert np.array_equal(siu[:, 0], siu[:, 1]) and np.array_equal(siu[:, 0], siu[:, 2])  # one physics, no noise
+    sigma = {"p_star": 0.5, "c_air": 0.3}
+    pert = run(tmp_path, "pert", physics_perturbation=sigma, seed=3)
+    # member k is exactly the uncoupled coarse model with member k's parameters
+    for k in range(3):
+        model = CoarseModel(case.grid(), member_physics(None, sigma, 3, k))
+        model.set_state(case.initial_state())
+        for n in range(3):
+            model.step(*FORCING.pair(n))
+        np.testing.assert_array_equal(pert["siu"].values[-1, k], model.get_state()["siu"].values)
+    assert float(pert["siu"].isel(time=-1).std("member").max()) > 1e-4
+
+
+def test_bad_perturbations_are_refused():
+    with pytest.raises(ValidationError, match="'limiter' is not a real parameter"):
+        CoupleConfig(physics_perturbation={"limiter": 0.1})
+    with pytest.raises(ValidationError, match="'p_stars' is not a real parameter"):
+        CoupleConfig(physics_perturbation={"p_stars": 0.1})
+    with pytest.raises(ValidationError, match=r"σ = 3.0 outside \[0, 2\]"):
+        CoupleConfig(physics_perturbation={"p_star": 3.0})
+
+
+def test_a_model_of_your_own_is_not_silently_left_unperturbed(tmp_path):
+    cfg = CoupleConfig(members=2, n_steps=1, physics_perturbation={"p_star": 0.2})
+    with pytest.raises(InputError, match="couple.physics_perturbation.*a model of your own"):
+        run_couple(cfg, case.initial_state(), FORCING, tmp_path / "m.nc", comm=None, grid=case.grid(),
+                   model_factory=lambda: CoarseModel(case.grid()), corrector=Corrector.zero(grid={"ny": 16, "nx": 16}))
+
+
+def test_the_fortran_kit_refuses_what_its_driver_cannot_run(tmp_path):
+    from coupling.fortran_kit import write_kit
+
+    cfg = CoupleConfig(members=2, n_steps=1, physics_perturbation={"p_star": 0.2})
+    with pytest.raises(InputError, match="standalone Fortran driver runs every member"):
+        write_kit(case.grid(), CoarsePhysicsConfig(), cfg, case.initial_state(), FORCING, tmp_path / "kit")
+    assert not (tmp_path / "kit").exists()
