@@ -168,9 +168,13 @@ def default_models() -> tuple[type, type]:
 
 
 def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], None] | None = None,
-                 models: tuple[type, type] | None = None, grids: TwinGrids | None = None) -> xr.Dataset:
+                 models: tuple[type, type] | None = None, grids: TwinGrids | None = None, forcing=None,
+                 initial: Mapping[str, np.ndarray] | None = None) -> xr.Dataset:
     """Spin up one truth run and return its training pairs (time, y, x) as a Dataset in the storage dtype.
-    `grids`: the twin's grids (default `twin_grids(cfg)`)."""
+    `grids`: the twin's grids (default `twin_grids(cfg)`); `forcing`: the truth-grid forcing, any object with
+    `truth_at(k)` and `time(k)` (default: the synthetic or region forcing of `cfg`); `initial`: the truth's initial
+    state (default `initial_truth_state`). The last two let analytic cases (training.evaluation.idealised) run
+    through the same twin."""
     gen: GenerateConfig = cfg.generate
     r = gen.refinement
     grids = grids or twin_grids(cfg)
@@ -178,13 +182,13 @@ def simulate_run(cfg: TwinConfigLike, spec: RunSpec, progress: Callable[[int], N
     fine_mask = fine.ocean_mask() if fine.has_land() else None
     coarse_cls, truth_cls = models or default_models()
     n_total = gen.n_spinup + gen.n_windows + 1
-    if grids.fine_geo is not None:
+    if forcing is None and grids.fine_geo is not None:
         forcing = RegionForcing(cfg.forcing, grids.fine_geo, spec.start, n_total, spec.seed)
-    else:
+    elif forcing is None:
         forcing = SyntheticForcing(cfg.forcing, fine, spec.start, n_total, spec.seed)
 
     truth = truth_cls(fine, cfg.truth, spec.seed)
-    truth.set_state(initial_truth_state(gen.initial, fine, spec.seed))
+    truth.set_state(initial_truth_state(gen.initial, fine, spec.seed) if initial is None else initial)
     carry = gen.coarse_stress_start == "carry"
     persistence = gen.forecast == "persistence"  # emulator pairs: no coarse model runs
     coarse = coarse_cls(grid, cfg.physics)
