@@ -19,8 +19,11 @@ def demo_summary(self) -> str:
     (markdown), from the test split, the floor and the report."""
     lines = ["# icecorr demo: headline figures", "",
              f"Twin experiment in `{self.out}`; held-out test split `{self.data / 'test.nc'}`; "
-             f"{self.plan.windows} windows of {self.plan.window_days:g} days, {self.plan.members} members. "
-             "Full report: `report/report.md`.", ""]
+             f"{self.plan.windows} windows of {self.plan.window_days:g} days, {self.plan.members} members"
+             + (f" (the diffusion ensemble's coarse physics perturbed per member: log-normal σ "
+                f"{', '.join(f'{k} {v:g}' for k, v in self.plan.physics_perturbation.items())})"
+                if self.plan.physics_perturbation else "")
+             + ". Full report: `report/report.md`.", ""]
     skill = {name: offline_skill(self.checkpoint(name), self.data / "test.nc", members=self.plan.members)
              for name in ("deterministic", "diffusion")}
     # the truth ensembles' spread / coarse RMSE (icecorr floor): no corrector's ratio can be below it

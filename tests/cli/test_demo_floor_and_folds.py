@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from pathlib import Path
 
 import numpy as np
 import xarray as xr
@@ -55,3 +56,28 @@ def test_cross_fitted_stages_for_alternate_runs(tmp_path, monkeypatch):
     assert stages == {"0": fold[1], "2": fold[1], "1": fold[0]}
     xr.Dataset({"run": ("time", np.zeros(4, np.int32))}).to_netcdf(demo.data / "train.nc", mode="w")
     assert demo.fold_runs() == []
+
+
+def test_only_the_diffusion_ensemble_runs_perturbed_physics(tmp_path, monkeypatch):
+    """The coarse and deterministic baselines keep one physics; the diffusion ensemble gets the plan's
+    couple.physics_perturbation (and none when the plan's is empty)."""
+    for perturbation in ({"p_star": 0.5, "c_air": 0.1}, {}):
+        demo = Demo(tmp_path, quick=True, progress=False, reuse=False)
+        demo.plan = dataclasses.replace(demo.plan, physics_perturbation=perturbation)
+        calls = []
+        monkeypatch.setattr(Demo, "window_starts", lambda self, runs=None: [0])
+        monkeypatch.setattr(Demo, "icecorr", lambda self, *args, **kw: calls.append(args))
+        monkeypatch.setattr(Demo, "summary", lambda self: "")
+        monkeypatch.setattr(Demo, "fold_runs", lambda self: [])
+        monkeypatch.setattr(Demo, "checkpoint", lambda self, name: tmp_path / name / "best.pt")
+        ran = []
+        monkeypatch.setattr(Demo, "stage", lambda self, name, done, func: (ran.append(name), func())
+                            if name.endswith(("runs", "ensemble")) else None)
+        demo.main()
+        outputs = [next(a for a in args if a.startswith("couple.output=")) for args in calls]
+        by_label = {Path(out.split("=", 1)[1]).stem: [a for a in args if a.startswith("couple.physics_perturbation=")]
+                    for out, args in zip(outputs, calls)}
+        assert ran == ["coarse runs", "deterministic-corrected runs", "diffusion-corrected MPI ensemble",
+                       "emulator ensemble"]
+        assert by_label["coarse"] == by_label["deterministic"] == by_label["emulator"] == []
+        assert by_label["diffusion"] == [f"couple.physics_perturbation={json.dumps(perturbation)}"]
