@@ -200,8 +200,9 @@ class TorchBounds:
 #: thicker cover, as ridging does, cell by cell) or `conserve` (`conserve_totals` after it: the clipping gain of the
 #: area and of the ice and snow volumes is taken back from, or given to, the cells that hold ice, so each member's
 #: domain totals are those of the unbounded corrected state) or `conserve_area` (the area total alone; the thickness
-#: of each cell stays as bounded, so the volume follows the area)
-BOUNDS_MODES = ("clip", "ridge", "conserve", "conserve_area")
+#: of each cell stays as bounded, so the volume follows the area) or `conserve_physics` (the same fix-up towards the
+#: totals of the physics forecast itself: the correction moves ice, the physics alone makes or melts it)
+BOUNDS_MODES = ("clip", "ridge", "conserve", "conserve_area", "conserve_physics")
 #: the volume per cell area (m) made of a thickness over the ice-covered part: volume = sic × thickness
 THICKNESS_OF_VOLUME = {"sivol": VOLUME, "snvol": "snt"}
 
@@ -274,10 +275,15 @@ def ridge_excess(raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndarray
 
 
 def rebound(mode: str, raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndarray],
-            mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+            mask: np.ndarray | None = None, physics: Mapping[str, np.ndarray] | None = None) -> dict[str, np.ndarray]:
     """The state bounded in `mode` (BOUNDS_MODES) from `raw`, the unbounded corrected state, and `bounded`, its
     `zero_walls` + `apply_bounds` copy: `clip` returns `bounded` itself; the others fix it up (`ridge_excess`,
-    `conserve_totals`). Fields other than sic, sit, snt pass through from `bounded`."""
+    `conserve_totals`; `conserve_physics` towards the totals of `physics`, the uncorrected forecast in the shape of
+    `bounded`). Fields other than sic, sit, snt pass through from `bounded`."""
+    if mode == "conserve_physics":
+        if physics is None:
+            raise ValueError("bounds mode 'conserve_physics' needs the physics forecast (residual mode)")
+        return {**bounded, **conserve_totals(physics, bounded, mask)}
     if mode == "clip":
         return dict(bounded)
     if mode == "ridge":

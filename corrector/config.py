@@ -120,11 +120,13 @@ class SamplerConfig(StrictConfig):
         "12 h spread matches the ensemble-mean error (the stochastic baselines of anchors §1.2 inflate their std "
         "the same way); null = 1")
 
-    bounds: Literal["clip", "ridge", "conserve", "conserve_area"] = Field(
+    bounds: Literal["clip", "ridge", "conserve", "conserve_area", "conserve_physics"] = Field(
         "clip", description="how `Corrector.apply` bounds a corrected state (corrector.bounds.BOUNDS_MODES): clip = "
         "clip to the physical ranges (noise clipped at sic = 1 is rectified into a loss of area and volume); "
         "conserve_area = clip, then give each member's clipped area back to its ice cells with room below 1; "
-        "conserve = also the ice and snow volume totals; ridge = a cell clipped at sic = 1 keeps its volume")
+        "conserve = also the ice and snow volume totals; ridge = a cell clipped at sic = 1 keeps its volume; "
+        "conserve_physics (residual mode) = each member's area, ice and snow volume totals are the physics "
+        "forecast's: the correction only moves ice (a coupled year otherwise accumulates the corrections' mean)")
 
     @model_validator(mode="after")
     def _check(self) -> "SamplerConfig":
@@ -209,6 +211,9 @@ class CorrectorConfig(StrictConfig):
     def _resolve(self) -> "CorrectorConfig":
         if len(set(self.variables)) != len(self.variables):
             raise ValueError(f"variables has duplicates: {self.variables}")
+        if self.sampler.bounds == "conserve_physics" and self.mode != "residual":
+            raise ValueError("sampler.bounds 'conserve_physics' keeps the physics forecast's totals: residual mode "
+                             "only (an emulator has no physics forecast)")
         unknown = [f for f in self.forcing_variables if f not in FORCING_VARIABLES]
         if unknown:
             raise ValueError(f"forcing_variables: unknown {unknown}; choose from {list(FORCING_VARIABLES)}")

@@ -229,6 +229,7 @@ class Corrector:
         if self.mode == "residual" and not self.is_zero:
             base, thin = guard_thin_forecast(base)
         out: dict[str, np.ndarray] = {k: v for k, v in base.items() if k not in self.variables}
+        physics: dict[str, np.ndarray] = {}  # the uncorrected forecast, (B, M, ny, nx) views
         states = self.state_variables
         for k, v in enumerate(self.variables):
             if v not in base:
@@ -240,10 +241,11 @@ class Corrector:
                 raise ValueError(f"field '{v}': base shape {np.shape(base[v])} does not fit sample shape "
                                  f"{sample.shape} (expected (B, M, ny, nx) or (B, ny, nx))")
             out[v] = sample[:, :, k].astype(np.result_type(a, sample)) if v in states else a + sample[:, :, k]
+            physics[v] = np.broadcast_to(a, out[v].shape)
         unbounded = out
         out, wall_counts = zero_walls(out, mask)
         out, counts = apply_bounds(out)
         if self.config.sampler.bounds != "clip":  # keep the totals the clipping changed (corrector.bounds)
-            out = rebound(self.config.sampler.bounds, unbounded, out, mask)
+            out = rebound(self.config.sampler.bounds, unbounded, out, mask, physics)
         self.last_bounds_counts = {**wall_counts, **counts, "thin_forecast_thickness": thin}
         return out

@@ -129,3 +129,34 @@ def test_corrector_apply_bounds_in_the_configured_mode():
     np.testing.assert_allclose(out["sic"].sum((-2, -1)), raw_area.sum((-2, -1)), rtol=1e-12)
     assert clipped["sic"].sum() > out["sic"].sum()                     # clipping gained area in open water
     assert out["sic"].min() >= 0 and out["sic"].max() <= 1 and out["sit"].min() >= 0
+
+
+def test_conserve_physics_keeps_the_forecast_totals_through_apply():
+    """`conserve_physics`: every member's corrected state has the area, ice- and snow-volume totals of the physics
+    forecast (the correction moves ice, it does not make it), within the bounds; `conserve` keeps those of the
+    unbounded corrected state instead, which a biased correction changes."""
+    import pytest
+
+    from corrector.config import CorrectorConfig
+    from tests.mpi_scripts.tiny import tiny_corrector
+
+    rng = np.random.default_rng(3)
+    n = 16
+    forecast = {k: v[None] for k, v in state_half_at_the_bound(n).items()}          # (B=1, ny, nx)
+    forecast.update(siu=np.zeros((1, n, n)), siv=np.zeros((1, n, n)))
+    sample = np.zeros((1, 4, 5, n, n))
+    sample[:, :, 0] = 0.05 * rng.normal(size=(4, n, n)) + 0.02                    # a biased correction: adds area
+    sample[:, :, 1] = 0.3 * rng.normal(size=(4, n, n)) + 0.1                      # … and thickness
+    c = tiny_corrector(n, n)
+    for mode in ("conserve", "conserve_physics"):
+        c.config = c.config.model_copy(update={"sampler": c.config.sampler.model_copy(update={"bounds": mode})})
+        out = c.apply(forecast, sample)
+        assert out["sic"].min() >= 0 and out["sic"].max() <= 1 and out["sit"].min() >= 0
+        kept = totals(out)[:2]                                 # (area, volume) × (B = 1) × 4 members
+        physics = totals(forecast)[:2, :, None]                # (area, volume) × (B = 1) × 1
+        if mode == "conserve_physics":
+            np.testing.assert_allclose(kept, np.broadcast_to(physics, kept.shape), rtol=1e-9)
+        else:
+            assert np.all(kept[1] > physics[1] * 1.05)         # the bias made ice
+    with pytest.raises(ValueError, match="residual mode only"):
+        CorrectorConfig(mode="emulator", sampler={"bounds": "conserve_physics"})
