@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError, ValidationInfo, field_validator
 
 T = TypeVar("T", bound=BaseModel)
 
@@ -186,8 +186,9 @@ def with_defaults(saved: dict, current: BaseModel) -> dict:
     for name, field in type(current).model_fields.items():
         value = getattr(current, name)
         if name not in out and not field.is_required():
-            default = field.get_default(call_default_factory=True)
-            out[name] = default.model_dump(mode="json") if isinstance(default, BaseModel) else default
+            # as plain data, as the saved config holds it (a nested model, a date → their JSON form)
+            out[name] = TypeAdapter(field.annotation).dump_python(field.get_default(call_default_factory=True),
+                                                                  mode="json")
         elif isinstance(value, BaseModel) and isinstance(out.get(name), dict):
             out[name] = with_defaults(out[name], value)
     return out
