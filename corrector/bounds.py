@@ -229,15 +229,19 @@ def _restore_total(a: np.ndarray, target: np.ndarray, room: np.ndarray | None) -
 
 
 def conserve_totals(raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndarray],
-                    mask: np.ndarray | None = None, volumes: bool = True) -> dict[str, np.ndarray]:
+                    mask: np.ndarray | None = None, volumes: bool = True,
+                    ceiling: bool = False) -> dict[str, np.ndarray]:
     """`bounded` with each item's domain totals of sic and of the volumes sic·sit, sic·snt set back to those of
     `raw`, the unbounded corrected state, as far as the bounds allow; still within the bounds.
 
     raw, bounded: {variable: (…, ny, nx)} (`bounded` = `apply_bounds`/`zero_walls` of `raw`); every leading index
     (batch item, member) is its own domain. The area surplus of the clipping is taken from the ice cells in
     proportion to their concentration, a deficit given to cells with ice in proportion to their room below 1; then
-    (`volumes`) the thickness is scaled where there is ice so that the volume totals match. Only ocean cells count
-    (mask > 0.5) and change. The bounds are applied again at the end (an area scaled to 0 loses its volume).
+    (`volumes`) the thickness is scaled where there is ice so that the volume totals match. With `ceiling` a deficit
+    goes back only where `raw` holds more (area, volume) than the bounded state, up to `raw`'s cell value: the totals
+    of a reference state are then restored where it has them, instead of piling them onto the ice that is left. Only
+    ocean cells count (mask > 0.5) and change. The bounds are applied again at the end (an area scaled to 0 loses its
+    volume).
     """
     out = {k: np.array(v, dtype=np.float64, copy=True) for k, v in bounded.items()}
     if AREA not in out:
@@ -248,11 +252,19 @@ def conserve_totals(raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndar
             for k, v in raw.items() if k in out and np.shape(v) == shape}
     cur = {k: np.where(ocean, out[k], 0.0).reshape(flat[AREA].shape) for k in flat}
     has_ice = (cur[AREA] > 0) & (cur.get(VOLUME, cur[AREA]) > 0)
-    cur[AREA] = _restore_total(cur[AREA], flat[AREA].sum(axis=1), np.where(has_ice, 1.0 - cur[AREA], 0.0))
+    area_room = np.maximum(flat[AREA] - cur[AREA], 0.0) if ceiling else np.where(has_ice, 1.0 - cur[AREA], 0.0)
+    cur[AREA] = _restore_total(cur[AREA], flat[AREA].sum(axis=1), area_room)
     for volume, h in THICKNESS_OF_VOLUME.items():
         if h not in cur or not volumes:
             continue
         v_now = cur[AREA] * cur[h]
+        if ceiling:  # give back where the reference holds more, at most its thickness over the area a cell has
+            cap = np.minimum(flat[AREA] * flat[h], cur[AREA] * np.maximum(flat[h], cur[h]))
+            room = np.maximum(cap - v_now, 0.0)
+            v_new = _restore_total(v_now, (flat[AREA] * flat[h]).sum(axis=1), room)
+            cur[h] = np.where(v_new > v_now, v_new / np.where(cur[AREA] > 0, cur[AREA], 1.0), cur[h] * np.where(
+                v_now > 0, v_new / np.where(v_now > 0, v_now, 1.0), 1.0))
+            continue
         v_new = _restore_total(v_now, (flat[AREA] * flat[h]).sum(axis=1), None)
         cur[h] = np.where(v_now > 0, cur[h] * v_new / np.where(v_now > 0, v_now, 1.0), cur[h])
     for k, a in cur.items():
@@ -283,7 +295,7 @@ def rebound(mode: str, raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.n
     if mode == "conserve_physics":
         if physics is None:
             raise ValueError("bounds mode 'conserve_physics' needs the physics forecast (residual mode)")
-        return {**bounded, **conserve_totals(physics, bounded, mask)}
+        return {**bounded, **conserve_totals(physics, bounded, mask, ceiling=True)}
     if mode == "clip":
         return dict(bounded)
     if mode == "ridge":

@@ -160,3 +160,21 @@ def test_conserve_physics_keeps_the_forecast_totals_through_apply():
             assert np.all(kept[1] > physics[1] * 1.05)         # the bias made ice
     with pytest.raises(ValueError, match="residual mode only"):
         CorrectorConfig(mode="emulator", sampler={"bounds": "conserve_physics"})
+
+
+def test_conserve_physics_gives_a_deficit_back_where_the_physics_had_it():
+    """A correction that removes the ice of half the pack (thickness clipped at 0): the volume goes back to those
+    cells, up to the physics' own thickness, not onto the ice that is left (which would pile it up summer after
+    summer in a coupled year)."""
+    from corrector.bounds import rebound
+
+    n = 8
+    physics = {"sic": np.full((1, n, n), 0.8), "sit": np.full((1, n, n), 1.0), "snt": np.full((1, n, n), 0.1)}
+    raw = {k: v.copy() for k, v in physics.items()}
+    raw["sit"][:, :, : n // 2] -= 1.5                                      # removes the ice of the west half
+    bounded = apply_bounds(raw)[0]
+    out = rebound("conserve_physics", raw, bounded, physics=physics)
+    np.testing.assert_allclose(totals(out), totals(physics), rtol=1e-12)
+    assert out["sit"].max() <= 1.0 + 1e-12                                 # nothing thicker than the physics made
+    piled = rebound("conserve", physics, bounded)                          # the old rule: onto the ice that is left
+    assert piled["sit"].max() > 1.5
