@@ -192,3 +192,17 @@ def with_defaults(saved: dict, current: BaseModel) -> dict:
         elif isinstance(value, BaseModel) and isinstance(out.get(name), dict):
             out[name] = with_defaults(out[name], value)
     return out
+
+
+def first_difference(stored, current, free: dict[str, set] | None = None, prefix: str = "") -> str | None:
+    """The first dotted key where two config trees (plain data) differ, as 'key (stored there, current now)', or None;
+    `free`: {dotted section: keys that may differ} (run-time keys of a resume)."""
+    if isinstance(stored, dict) and isinstance(current, dict):
+        skip = (free or {}).get(prefix.rstrip("."), set())
+        for key in sorted(set(stored) | set(current)):
+            if key not in skip:
+                found = first_difference(stored.get(key), current.get(key), free, f"{prefix}{key}.")
+                if found:
+                    return found
+        return None
+    return None if stored == current else f"{prefix.rstrip('.')} ({stored!r} there, {current!r} now)"

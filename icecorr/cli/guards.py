@@ -12,7 +12,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Iterator, Mapping
 
-from icecorr.base.config import with_defaults
+from icecorr.base.config import first_difference, with_defaults
 from icecorr.base.errors import InputError
 from icecorr.base.mpi import world_if_parallel
 from icecorr.base.outputs import OutputError, OutputLock, check_name, check_parent, guarded_outputs
@@ -70,20 +70,6 @@ def user_input_files(inputs, base: Path) -> dict[str, str]:
     return {role: str(Path(f) if Path(f).is_absolute() else base / f) for role, f in files.items()}
 
 
-def _first_difference(stored, current, prefix: str = "") -> str | None:
-    """The first dotted key where two config trees differ (keys in RESUME_FREE_KEYS ignored), or None."""
-    if isinstance(stored, dict) and isinstance(current, dict):
-        free = RESUME_FREE_KEYS.get(prefix.rstrip("."), set())
-        for key in sorted(set(stored) | set(current)):
-            if key in free:
-                continue
-            found = _first_difference(stored.get(key), current.get(key), f"{prefix}{key}.")
-            if found:
-                return found
-        return None
-    return None if stored == current else f"{prefix.rstrip('.')} ({stored!r} there, {current!r} now)"
-
-
 def _resume_refusal(out: Path, cfg, held: list[str]) -> str | None:
     """Why this run may not continue the one in `out` (None: it is a resume of the same config)."""
     import yaml
@@ -94,8 +80,8 @@ def _resume_refusal(out: Path, cfg, held: list[str]) -> str | None:
         stored = yaml.safe_load((out / "config.yaml").read_text())
     except (OSError, yaml.YAMLError):
         return "its config.yaml is missing or unreadable, so a resume cannot be checked"
-    diff = _first_difference(with_defaults(stored, cfg) if isinstance(stored, dict) else stored,
-                             cfg.model_dump(mode="json"))
+    diff = first_difference(with_defaults(stored, cfg) if isinstance(stored, dict) else stored,
+                            cfg.model_dump(mode="json"), RESUME_FREE_KEYS)
     return f"its config differs at {diff}" if diff else None
 
 

@@ -10,8 +10,7 @@ from typing import Optional
 
 import torch
 
-from corrector.config import CorrectorConfig
-from icecorr.base.config import with_defaults
+from icecorr.base.config import first_difference, with_defaults
 from icecorr.base.errors import InputError, RunError
 from icecorr.base.files import atomic_path
 from training.fit.config import TrainRunConfig
@@ -50,7 +49,7 @@ def save_resume(path: Path, env: Env, state: dict, rng_states: list[dict]) -> No
 
 
 def load_resume(path: Path, cfg: TrainRunConfig, env: Env) -> dict:
-    """The resume state, checked against this run (same corrector config and world size)."""
+    """The resume state, checked against this run's world size (its corrector: `check_resume_corrector`)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -58,18 +57,22 @@ def load_resume(path: Path, cfg: TrainRunConfig, env: Env) -> dict:
                                           f"or set train.resume=false to start afresh") from None
     if state.get("format") != RESUME_FORMAT:
         raise InputError(str(path), "format", f"resume format {state.get('format')!r}, expected {RESUME_FORMAT}")
-    if not _same_corrector(state["corrector_config"], cfg.corrector):
-        raise InputError(str(path), "corrector", "the corrector config differs from the one this run was started "
-                                                 "with; use a new train.out_dir or train.resume=false")
     if state["world"] != env.world:
         raise InputError(str(path), "world", f"saved with {state['world']} ranks, now {env.world}: exact resume "
                                              f"needs the same number of ranks")
     return state
 
 
-def _same_corrector(saved_json: str, current: CorrectorConfig) -> bool:
-    """Whether the saved corrector config is `current`'s (a field added since, at its default, is no difference)."""
-    return with_defaults(json.loads(saved_json), current) == json.loads(current.model_dump_json())
+def check_resume_corrector(path: Path, state: dict, cfg: TrainRunConfig) -> None:
+    """InputError naming the first differing key unless the resume state's corrector config is this run's, once
+    resolved (a regression stage's network filled in from train.base_checkpoint); a field added since is no
+    difference."""
+    differs = first_difference(with_defaults(json.loads(state["corrector_config"]), cfg.corrector),
+                               json.loads(cfg.corrector.model_dump_json()), prefix="corrector.")
+    if differs:
+        raise InputError(str(path), "corrector", f"the corrector config differs from the one this run was started "
+                                                 f"with at {differs[:300]}; use a new train.out_dir or "
+                                                 f"train.resume=false")
 
 
 class MetricsLog:

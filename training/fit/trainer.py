@@ -26,7 +26,7 @@ from training.fit.dataset import epoch_batches
 from training.fit.inputs import build_data, loader, to_device
 from training.fit.optim import EMA, autocast_context, batch_loss, learning_rate, param_groups
 from training.fit.runtime import Env, all_reduce, gather
-from training.fit.state import MetricsLog, load_resume, restore_rng_state, rng_state, save_resume
+from training.fit.state import MetricsLog, check_resume_corrector, load_resume, restore_rng_state, rng_state, save_resume
 from training.fit.validation import validate
 
 ModelFactory = Callable[[CorrectorConfig, int], nn.Module]
@@ -102,6 +102,8 @@ class Trainer:
         t, env = self.t, self.env
         self.data = build_data(self.cfg, env, Normalization.from_dict(state["normalization"]) if state else None)
         self.cfg, base_weights = load_base_stage(self.cfg, self.data.normalization)
+        if state is not None:  # the corrector as resolved (a regression stage's network filled in), as it was saved
+            check_resume_corrector(self.resume_path, state, self.cfg)
         if env.main:
             self.out.mkdir(parents=True, exist_ok=True)
             write_text_atomic(config_text or dump_config(self.cfg), self.out / "config.yaml")

@@ -104,7 +104,7 @@ def test_resume_is_bit_identical(files, tmp_path):
 
 def test_resume_rejects_a_different_corrector(files, tmp_path):
     run_train(tiny(files, tmp_path / "c", "train.max_steps=2"), verbose=False)
-    with pytest.raises(ValueError, match=r"resume\.pt.*'corrector'.*differs"):
+    with pytest.raises(ValueError, match=r"resume\.pt.*'corrector'.*differs.*at corrector\.network\.base_channels \(8 there, 4 now\)"):
         run_train(tiny(files, tmp_path / "c", "train.max_steps=4", "corrector.network.base_channels=4"),
                   verbose=False)
 

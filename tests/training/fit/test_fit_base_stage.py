@@ -94,3 +94,15 @@ def test_mismatched_stage_is_rejected_naming_the_field(stages, files, tmp_path):
     with pytest.raises(InputError, match="conditioning"):
         run_train(tiny(files, tmp_path / "y", "train.max_steps=2", f"train.base_checkpoint={det}",
                        "corrector.conditioning=[initial_sic,forecast_sic,mask]"), verbose=False)
+
+
+def test_a_two_stage_run_resumes(stages, files, tmp_path):  # noqa: F811
+    """Was: the resume state holds the corrector with the stage's network filled in, the new invocation's config not
+    yet, so every interrupted two-stage run was refused as 'differs'; the stage is resolved before the check now."""
+    det, _ = stages
+    args = ["train.max_steps=6", "train.val_every=3", "train.checkpoint_every=3", f"train.base_checkpoint={det}"]
+    run_train(tiny(files, tmp_path / "r", *args), verbose=False, stop_after_steps=3)
+    run_train(tiny(files, tmp_path / "r", *args), verbose=False)
+    assert torch.load(tmp_path / "r" / "resume.pt", weights_only=True)["step"] == 6
+    with pytest.raises(InputError, match=r"differs .*at corrector\.network\.base_channels"):
+        run_train(tiny(files, tmp_path / "r", *args, "corrector.network.base_channels=4"), verbose=False)
