@@ -48,7 +48,7 @@ def save_resume(path: Path, env: Env, state: dict, rng_states: list[dict]) -> No
         raise RunError(f"{path}: the resume state cannot be written (disk full or not writable?): {text}") from None
 
 
-def load_resume(path: Path, cfg: TrainRunConfig, env: Env) -> dict:
+def load_resume(path: Path, env: Env) -> dict:
     """The resume state, checked against this run's world size (its corrector: `check_resume_corrector`)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

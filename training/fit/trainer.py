@@ -85,7 +85,7 @@ class Trainer:
 
         stop_after_steps ends this invocation after that many steps (resume state written), like an interruption."""
         t = self.t
-        state = load_resume(self.resume_path, self.cfg, self.env) if (t.resume and self.resume_path.exists()) else None
+        state = load_resume(self.resume_path, self.env) if (t.resume and self.resume_path.exists()) else None
         self.resumed = state is not None
         # the data are checked (and the statistics fitted) before anything is written: bad input leaves no files
         base_weights = self.prepare_data(state, config_text)
