@@ -1,6 +1,6 @@
 """`QUICK=1 scripts/arctic.sh`: the whole Arctic path at tiny size (200 km grid, a few days, a few training steps):
-emulator pairs over 2 MPI ranks, the BBM run, patch training of both emulators, whole-domain rollouts, the report
-and `icecorr evaluate`."""
+emulator pairs over 2 MPI ranks, the BBM run, patch training of the deterministic emulator and of the diffusion
+emulator on top of it, whole-domain rollouts, the BBM timed on the same grid, the report and `icecorr evaluate`."""
 from __future__ import annotations
 
 import json
@@ -10,6 +10,7 @@ import subprocess
 import pytest
 import xarray as xr
 
+from corrector.checkpoint import load_checkpoint
 from tests.helpers.paths import REPO
 
 
@@ -26,7 +27,13 @@ def test_quick_arctic_path_end_to_end(tmp_path):
         assert ds.attrs["forecast"] == "persistence" and int(ds.attrs["refinement"]) == 1
         assert (ds.sizes["y"], ds.sizes["x"]) == (16, 24) and "lat" in ds.coords
         assert ds["initial_sic"].shape[0] == 12  # 2 train runs x 3 days x 2 windows
+    # the diffusion emulator sits on the deterministic one (its frozen regression stage), as on the box
+    diffusion = load_checkpoint(out / "train" / "emulator" / "best.pt")
+    assert diffusion.config.kind == "diffusion" and diffusion.config.base_network is not None
+    assert load_checkpoint(out / "train" / "emulator_deterministic" / "best.pt").config.kind == "deterministic"
     summary = json.loads((out / "report" / "arctic.json").read_text())
+    assert summary["bbm_cost"]["truth_s"] > 0 and summary["bbm_cost"]["cells"] == 16 * 24
+    assert "speed-up over the BBM" in (out / "report" / "report.md").read_text()
     for label in ("diffusion", "deterministic"):
         run = summary["runs"][label]
         assert "error" not in run, run

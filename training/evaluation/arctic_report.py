@@ -10,13 +10,16 @@ first state for `--days` (`training.evaluation.longrun.run_emulator`: `icecorr e
 pass), forced by the truth's forcing. Extent = area of ocean cells with sic > 0.15 (10^6 km2); volume = sum of
 sic·sit·dx² (10^3 km3). The seasonal cycle of a series is its annual harmonic, fitted by least squares over whole
 years: amplitude (half the peak-to-trough range of the harmonic) and phase (day of year of its minimum); the report
-gives each run's amplitude as a ratio to the BBM's and its phase lag in days. Writes `report.md`, `arctic.json`
-and `seasonal_cycle.png` in `--out`.
+gives each run's amplitude as a ratio to the BBM's and its phase lag in days. With `--region` (and `--forcing`) the
+BBM and the mEVP model are also timed on the same grid in the same process (`training.data.arctic_cost.step_costs`:
+mid-winter, compact ice, their costliest dynamics), so the speed-up of each emulator is measured in one run under
+one load. Writes `report.md`, `arctic.json` and `seasonal_cycle.png` in `--out`.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
@@ -125,12 +128,40 @@ def write_report(out: Path, summary: dict) -> Path:
                      f"| {sum(v['count'] for v in r['checks']['hard_violations'].values())} | {r['ice_on_land']:.3g} "
                      f"| {c['extent']['amplitude_ratio']:.3f} | {c['extent']['phase_lag_days']:+.1f} "
                      f"| {c['volume']['amplitude_ratio']:.3f} | {c['volume']['phase_lag_days']:+.1f} |")
+    cost = summary.get("bbm_cost")
+    if cost:
+        lines += ["", f"Cost in this run (load average {cost['load_before'][0]:.1f} before, {cost['load_after'][0]:.1f} "
+                  f"after): the BBM {cost['truth_s']:.3f} s and the mEVP model {cost['coarse_s']:.3f} s per 12 h step "
+                  f"on this grid (one thread, mid-winter, {cost['steps']} timed steps); emulators on "
+                  f"{cost['torch_threads']} torch thread(s), whole rollout including its file output:"]
+        for label, r in summary["runs"].items():
+            if not r.get("error"):
+                lines.append(f"- {label}: {r['seconds_per_step']:.3f} s per step, speed-up over the BBM "
+                             f"{cost['truth_s'] / r['seconds_per_step']:.1f}x")
     t = summary["truth_cycle"]
     lines += ["", f"BBM: extent mean {t['extent']['mean']:.3f}, amplitude {t['extent']['amplitude']:.3f} 10^6 km2, "
               f"minimum on day {t['extent']['min_day']:.0f}; volume mean {t['volume']['mean']:.3f}, amplitude "
               f"{t['volume']['amplitude']:.3f} 10^3 km3, minimum on day {t['volume']['min_day']:.0f} (days since "
               "the start).", "", "![seasonal cycle](seasonal_cycle.png)", ""]
     return write_text_atomic("\n".join(lines), out / "report.md")
+
+
+def bbm_cost(region_file: Path, forcing_file: Path, steps: int) -> dict:
+    """Seconds per 12 h step of the BBM and the mEVP model on the region's grid (one untimed step first), with the
+    load average around the measurement and the torch thread count the emulators ran with."""
+    import torch
+
+    from icecorr.base.config import load_config
+    from training.data.arctic_cost import step_costs
+    from training.data.config import RegionForcingConfig
+    from training.data.geography import RegionGrid
+
+    region = load_config(RegionGrid, region_file)
+    forcing = load_config(RegionForcingConfig, forcing_file)
+    before = os.getloadavg()
+    cost = step_costs(region, forcing, "2001-01-15T00:00", steps, warmup=1)
+    return {**cost, "steps": steps, "load_before": before, "load_after": os.getloadavg(),
+            "torch_threads": torch.get_num_threads()}
 
 
 def main(argv=None) -> int:
@@ -141,6 +172,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--days", type=float, default=1095.0)
     ap.add_argument("--sampler-steps", type=int, default=None)
+    ap.add_argument("--region", type=Path, help="the region's grid YAML: also time the BBM on this grid")
+    ap.add_argument("--forcing", type=Path, default=Path("configs/region/arctic/forcing.yaml"),
+                    help="the region's forcing YAML (with --region)")
+    ap.add_argument("--bbm-steps", type=int, default=3, help="timed BBM steps (with --region)")
     a = ap.parse_args(argv)
     a.out.mkdir(parents=True, exist_ok=True)
     with open_netcdf(a.truth, "truth file") as ds:
@@ -169,6 +204,8 @@ def main(argv=None) -> int:
     summary = {"truth": str(a.truth), "grid": grid, "days": steps * STEP_DAYS, "runs": runs,
                "truth_cycle": {k: seasonal_cycle(truth[k], np.arange(len(truth[k])) * STEP_DAYS)
                                for k in ("extent", "volume")}}
+    if a.region is not None:
+        summary["bbm_cost"] = bbm_cost(a.region, a.forcing, a.bbm_steps)
     write_text_atomic(json.dumps(summary, indent=1, default=float), a.out / "arctic.json")
     plot(series, a.out / "seasonal_cycle.png")
     print(write_report(a.out, summary).read_text())

@@ -1,6 +1,7 @@
 """Score emulators on analytic idealised cases they never saw (training.evaluation.idealised_cases).
 
     python -m training.evaluation.idealised --out DIR --emulator NAME=CHECKPOINT [--emulator …] [--cases a,b]
+        [--hybrid NAME=CHECKPOINT --hybrid-physics rheology_on=false …]
         [--days 10] [--members 4] [--reuse] [--nx 32 --ny 32 --dx 16000 --refinement 2] [--sampler-steps N]
 
 For every case, in `DIR/<case>/`:
@@ -13,6 +14,9 @@ For every case, in `DIR/<case>/`:
   * `coarse.nc`: the coarse mEVP model's free run from the same initial state (`icecorr couple` without corrector);
   * `emulator_<NAME>.nc`: each emulator's autoregressive run (`icecorr emulate`; `--members` members for a diffusion
     checkpoint, one for a deterministic one), forced by the same coarse forcing;
+  * `hybrid_<NAME>.nc`: each `--hybrid` residual corrector coupled to the coarse model (`icecorr couple`) whose
+    physics takes the `--hybrid-physics` overrides (e.g. `rheology_on=false`: a free-drift model whose missing
+    rheology the corrector learnt, docs/emulator.md);
 then `DIR/report.md` and `DIR/scores.json` (training.evaluation.idealised_scores). `--reuse` keeps a case's
 pairs/reference/forcing and coarse files when they were made with the same grid and length.
 """
@@ -30,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 import yaml
+from pydantic import ValidationError
 
 from fortran_stub.config import GridConfig
 from icecorr.base.errors import InputError
@@ -140,19 +145,23 @@ def _config_text(run_cfg, identity: dict) -> str:
     return yaml.safe_dump({"couple": run_cfg.model_dump(mode="json"), "idealised": identity}, sort_keys=False)
 
 
-def run_coarse(pairs: Path, cfg: TwinConfig, out: Path, steps: int, identity: dict) -> Path:
-    """The coarse model's free run of `steps` 12 h steps from the pairs' first state (`icecorr couple`, zero
-    corrector, one member), on the twin's coarse grid and physics; returns its trajectory file."""
+def run_coupled(pairs: Path, cfg: TwinConfig, out: Path, steps: int, identity: dict, physics=None,
+                checkpoint: Path | None = None, members: int = 1, sampler_steps: int | None = None) -> Path:
+    """The coarse model (the twin's physics, or `physics`) from the pairs' first state for `steps` 12 h steps
+    (`icecorr couple`), free (no checkpoint: the baseline) or coupled to a residual corrector (a hybrid), `members`
+    members; returns its trajectory file."""
     from coupling.config import CoupleConfig
     from coupling.couple import run_couple
     from coupling.forcing import FileForcing
 
-    run_cfg = CoupleConfig(members=1, n_steps=steps, start_indices=[0], seed=0, checkpoint=None, output=str(out),
-                           restart_interval=0)
+    run_cfg = CoupleConfig(members=members, n_steps=steps, start_indices=[0], seed=0,
+                           checkpoint=None if checkpoint is None else str(checkpoint), sampler_steps=sampler_steps,
+                           output=str(out), restart_interval=0)
     forcing = FileForcing(pairs)
     try:
-        return run_couple(run_cfg, pairs, forcing, out, comm=None, grid=cfg.grid, physics=cfg.physics,
-                          command=f"{PRODUCER} (coarse)", config_text=_config_text(run_cfg, identity))[0]
+        return run_couple(run_cfg, pairs, forcing, out, comm=None, grid=cfg.grid, physics=physics or cfg.physics,
+                          command=f"{PRODUCER} ({'coarse' if checkpoint is None else 'hybrid'})",
+                          config_text=_config_text(run_cfg, identity))[0]
     finally:
         forcing.ds.close()
 
@@ -175,19 +184,37 @@ def run_emulator(pairs: Path, corrector, checkpoint: Path, out: Path, steps: int
         forcing.ds.close()
 
 
-def load_emulator(spec: str, grid: GridConfig):
-    """(label, checkpoint path, Corrector) of `--emulator NAME=CHECKPOINT`, checked before any run: an emulator-mode
-    checkpoint trained on `grid` (cells and spacing) with an all-ocean mask. CheckpointError for a missing or
-    unreadable file, InputError naming the checkpoint and the field otherwise."""
+def hybrid_physics(cfg: TwinConfig, overrides: list[str]):
+    """The twin's coarse physics with `--hybrid-physics KEY=VALUE` overrides (YAML values); InputError naming the
+    option for a malformed or unknown one."""
+    values = {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InputError(None, "--hybrid-physics", f"{item!r}: expected KEY=VALUE")
+        values[key.strip()] = yaml.safe_load(value)
+    try:
+        return type(cfg.physics).model_validate({**cfg.physics.model_dump(), **values})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        what = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
+        raise InputError(None, "--hybrid-physics", f"{'.'.join(map(str, err['loc']))}: {what}") from None
+
+
+def load_model(spec: str, grid: GridConfig, mode: str = "emulator"):
+    """(label, checkpoint path, Corrector) of `--emulator`/`--hybrid NAME=CHECKPOINT`, checked before any run: a
+    checkpoint of `mode` trained on `grid` (cells and spacing) with an all-ocean mask. CheckpointError for a missing
+    or unreadable file, InputError naming the checkpoint and the field otherwise."""
     from corrector.inference import Corrector
     from coupling.checks import check_mask
     from coupling.ensemble import check_mode
 
+    option = "--emulator" if mode == "emulator" else "--hybrid"
     label, sep, path = spec.partition("=")
     if not sep or not label or not path or re.fullmatch(r"[A-Za-z0-9_.-]+", label) is None:
-        raise InputError(None, "--emulator", f"{spec!r}: expected NAME=CHECKPOINT (NAME of letters, digits, _ . -)")
+        raise InputError(None, option, f"{spec!r}: expected NAME=CHECKPOINT (NAME of letters, digits, _ . -)")
     corrector = Corrector.load(path)
-    check_mode(corrector, "emulator", PRODUCER)
+    check_mode(corrector, mode, PRODUCER)
     g = corrector.grid or {}
     trained = (int(g.get("ny", grid.ny)), int(g.get("nx", grid.nx)), float(g.get("dx", grid.dx)))
     if trained[:2] != (grid.ny, grid.nx) or not np.isclose(trained[2], grid.dx, rtol=1e-6):
@@ -211,9 +238,10 @@ def _timed(fn, *args) -> tuple[Path | None, float, str | None]:
         return None, time.perf_counter() - t0, f"{type(exc).__name__}: {exc}"
 
 
-def run_case(case: IdealisedCase, cfg: TwinConfig, folder: Path, emulators, members: int, sampler_steps, reuse: bool
-             ) -> dict:
-    """All runs of one case (reference, coarse, every emulator) and their scores (idealised_scores.score_case)."""
+def run_case(case: IdealisedCase, cfg: TwinConfig, folder: Path, emulators, members: int, sampler_steps, reuse: bool,
+             hybrids=(), physics=None) -> dict:
+    """All runs of one case (reference, coarse, every emulator and hybrid) and their scores
+    (idealised_scores.score_case)."""
     from coupling.output import open_trajectory
 
     steps = cfg.generate.n_windows
@@ -225,11 +253,15 @@ def run_case(case: IdealisedCase, cfg: TwinConfig, folder: Path, emulators, memb
         reference_files(case, cfg, folder)
         print(f"idealised: {case.name}: truth and pairs {time.perf_counter() - t0:.0f} s", flush=True)
     identity = case_identity(case, cfg)
-    plan = {"coarse": (folder / "coarse.nc", 1, lambda out: run_coarse(pairs, cfg, out, steps, identity))}
+    plan = {"coarse": (folder / "coarse.nc", 1, lambda out: run_coupled(pairs, cfg, out, steps, identity))}
     for label, path, corrector in emulators:
         m = 1 if corrector.kind == "deterministic" else members
         plan[f"emulator {label}"] = (folder / f"emulator_{label}.nc", m, lambda out, c=corrector, p=path, m=m:
                                      run_emulator(pairs, c, p, out, steps, m, sampler_steps, identity))
+    for label, path, corrector in hybrids:
+        m = 1 if corrector.kind == "deterministic" else members
+        plan[f"hybrid {label}"] = (folder / f"hybrid_{label}.nc", m, lambda out, p=path, m=m:
+                                   run_coupled(pairs, cfg, out, steps, identity, physics, p, m, sampler_steps))
     runs, info = {}, {}
     for name, (out, m, fn) in plan.items():
         reused = name == "coarse" and reuse and reusable(out, case, cfg, steps + 1)
@@ -254,6 +286,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog=f"python -m {PRODUCER}", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, required=True, help="output folder")
     ap.add_argument("--emulator", action="append", default=[], help="NAME=CHECKPOINT of an emulator (repeatable)")
+    ap.add_argument("--hybrid", action="append", default=[],
+                    help="NAME=CHECKPOINT of a residual corrector coupled to the coarse model (repeatable)")
+    ap.add_argument("--hybrid-physics", action="append", default=[],
+                    help="KEY=VALUE override of the coarse physics under every --hybrid (repeatable), e.g. "
+                         "rheology_on=false")
     ap.add_argument("--cases", default=",".join(CASES), help=f"comma-separated case names (default: {','.join(CASES)})")
     ap.add_argument("--days", type=float, default=10.0, help="length of every case (days; 2 steps per day)")
     ap.add_argument("--members", type=int, default=4, help="members of a diffusion emulator (deterministic: 1)")
@@ -273,8 +310,10 @@ def main(argv=None) -> int:
         cases = [get_case(name.strip()) for name in a.cases.split(",") if name.strip()]
         grid = GridConfig(nx=a.nx, ny=a.ny, dx=a.dx)
         cfg = twin_config(grid, a.days, a.refinement)
-        emulators = [load_emulator(spec, grid) for spec in a.emulator]
-        labels = [e[0] for e in emulators]
+        emulators = [load_model(spec, grid, "emulator") for spec in a.emulator]
+        hybrids = [load_model(spec, grid, "residual") for spec in a.hybrid]
+        physics = hybrid_physics(cfg, a.hybrid_physics)
+        labels = [e[0] for e in emulators + hybrids]
         if len(set(labels)) < len(labels):
             raise InputError(None, "--emulator", f"a NAME is given twice: {labels}")
     except ValueError as exc:  # InputError, CheckpointError, an invalid grid: one line, nothing written
@@ -284,14 +323,16 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     try:
         results = {case.name: run_case(case, cfg, a.out / case.name, emulators, a.members, a.sampler_steps,
-                                       a.reuse) for case in cases}
+                                       a.reuse, hybrids, physics) for case in cases}
     except InputError as exc:  # found only while running (e.g. by icecorr emulate's checks)
         print(f"{PRODUCER}: error: {exc}", file=sys.stderr)
         return 2
     summary = {"command": " ".join([f"python -m {PRODUCER}", *(argv if argv is not None else sys.argv[1:])]),
                "grid": grid.model_dump(mode="json"), "refinement": a.refinement, "days": a.days,
                "steps": cfg.generate.n_windows, "step_hours": STEP_HOURS, "winter_thermodynamics": WINTER,
-               "emulators": {label: str(path) for label, path, _ in emulators}, "cases": results,
+               "emulators": {label: str(path) for label, path, _ in emulators},
+               "hybrids": {label: str(path) for label, path, _ in hybrids}, "hybrid_physics": a.hybrid_physics,
+               "cases": results,
                "wall_seconds": time.perf_counter() - t0}
     write_text_atomic(json.dumps(summary, indent=1, default=str), a.out / "scores.json")
     print(f"wrote {write_report(a.out / 'report.md', summary)}")

@@ -164,6 +164,10 @@ def write_report(path: Path, summary: Mapping) -> Path:
              "spread/RMSE with the finite-ensemble factor √((M+1)/M) (1 = calibrated). Δ volume: run − reference "
              "domain-mean ice volume per area sic·sit (member mean), the mass-conservation proxy. Max speed: at "
              "cell centres, over cells and members."), ""]
+    if summary.get("hybrids"):
+        lines += [f"Hybrids (residual correctors coupled to the coarse model with the physics overrides "
+                  f"{', '.join(summary.get('hybrid_physics') or []) or 'none'}): "
+                  + ", ".join(f"{k} = `{v}`" for k, v in summary["hybrids"].items()) + ".", ""]
     for name, case in summary["cases"].items():
         lines += case_markdown(name, case)
     return write_text_atomic("\n".join(lines) + "\n", path)

@@ -113,18 +113,30 @@ def test_perfect_run_scores_zero(calm_reference):
 
 
 def test_command_end_to_end_and_reuse(tmp_path, capsys):
+    """An emulator and a hybrid: a residual corrector coupled to the free-drift coarse model (`--hybrid-physics
+    rheology_on=false`)."""
     ckpt = tiny_checkpoint(tmp_path / "emu.pt", ny=8, nx=8, mode="emulator")
+    residual = tiny_checkpoint(tmp_path / "res.pt", ny=8, nx=8, mode="residual")
     args = ["--out", str(tmp_path / "out"), "--emulator", f"tiny={ckpt}", "--cases", "calm,uniform_wind_wall",
+            "--hybrid", f"fd={residual}", "--hybrid-physics", "rheology_on=false",
             "--nx", "8", "--ny", "8", "--days", str(DAYS), "--members", "2"]
     assert main(args) == 0
     scores = json.loads((tmp_path / "out" / "scores.json").read_text())
     assert set(scores["cases"]) == {"calm", "uniform_wind_wall"}
+    assert scores["hybrid_physics"] == ["rheology_on=false"] and set(scores["hybrids"]) == {"fd"}
     wall = scores["cases"]["uniform_wind_wall"]
-    assert set(wall["scores"]) == {"coarse", "emulator tiny"} and wall["scores"]["emulator tiny"]["members"] == 2
+    assert set(wall["scores"]) == {"coarse", "emulator tiny", "hybrid fd"}
+    assert wall["scores"]["emulator tiny"]["members"] == 2 and wall["scores"]["hybrid fd"]["members"] == 2
     report = (tmp_path / "out" / "report.md").read_text()
     assert "## calm" in report and "emulator tiny beats coarse at 12 h for every variable:" in report
+    assert "rheology_on=false" in report and "hybrid fd beats coarse at 12 h" in report
     with xr.open_dataset(tmp_path / "out" / "calm" / "emulator_tiny.nc") as ds:
         assert ds.sizes["member"] == 2 and ds.sizes["time"] == 4
+    folder = tmp_path / "out" / "uniform_wind_wall"
+    with xr.open_dataset(folder / "hybrid_fd.nc") as hybrid, xr.open_dataset(folder / "coarse.nc") as coarse:
+        assert hybrid.sizes["member"] == 2 and hybrid.sizes["time"] == 4
+        # the hybrid's physics is the free-drift model: under 15 m/s it runs far faster than the plastic mEVP ice
+        assert float(abs(hybrid["siu"].isel(time=1)).max()) > 1.5 * float(abs(coarse["siu"].isel(time=1)).max())
     capsys.readouterr()
     assert main(args + ["--reuse"]) == 0
     assert capsys.readouterr().out.count("reusing") == 4  # pairs and coarse of both cases
@@ -134,6 +146,9 @@ def test_command_end_to_end_and_reuse(tmp_path, capsys):
     (["--cases", "calm,storm"], "field '--cases': unknown idealised case 'storm'"),
     (["--emulator", "x=/nonexistent/emu.pt"], "checkpoint /nonexistent/emu.pt: no such file"),
     (["--emulator", "no-label.pt"], "field '--emulator'"),
+    (["--hybrid-physics", "rheology_on"], "field '--hybrid-physics': 'rheology_on': expected KEY=VALUE"),
+    (["--hybrid-physics", "no_such_knob=1"], "field '--hybrid-physics': no_such_knob: unknown key"),
+    (["--hybrid-physics", "p_star=-3"], "field '--hybrid-physics': p_star: Input should be greater than or equal to 0"),
 ])
 def test_bad_input_is_one_line(tmp_path, capsys, bad, message):
     assert main(["--out", str(tmp_path / "out"), "--nx", "8", "--ny", "8", *bad]) == 2
