@@ -137,7 +137,7 @@ def write_report(out: Path, summary: dict) -> Path:
         for label, r in summary["runs"].items():
             if not r.get("error"):
                 lines.append(f"- {label}: {r['seconds_per_step']:.3f} s per step, speed-up over the BBM "
-                             f"{cost['truth_s'] / r['seconds_per_step']:.1f}x")
+                             f"{cost['truth_s'] / r['seconds_per_step']:.2g}x (below 1: slower than the BBM)")
     t = summary["truth_cycle"]
     lines += ["", f"BBM: extent mean {t['extent']['mean']:.3f}, amplitude {t['extent']['amplitude']:.3f} 10^6 km2, "
               f"minimum on day {t['extent']['min_day']:.0f}; volume mean {t['volume']['mean']:.3f}, amplitude "
