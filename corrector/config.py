@@ -16,6 +16,8 @@ from icecorr.base.variables import FORCING_VARIABLES, ML_VARIABLES
 from .fields import DRIFT_STEPS, conditioning_names
 from .schedule import FEW_STEP_SIGMAS, explicit_sigmas, karras_sigmas
 
+#: physical range of the next state of the emulator's tendency variables (`loss_bounded`): (lower, upper or None)
+BOUNDED_TENDENCIES = {"sic": (0.0, 1.0), "sit": (0.0, None), "snt": (0.0, None)}
 # Emulator-mode variables predicted as the state at t+12 h rather than as a 12 h tendency (see CorrectorConfig).
 DEFAULT_STATE_VARIABLES: tuple[str, ...] = ("siu", "siv")
 # Default forcing subset fed to the network: wind and ocean current drive the 12 h drift/deformation errors that a
@@ -192,6 +194,12 @@ class CorrectorConfig(StrictConfig):
         "gradients then equal one process exactly) or per_variable (each variable's mean over its own observed "
         "cells, then the mean over variables: for gappy observations, where variables are observed on different "
         "shares of the cells; identical on complete data)")
+    loss_bounded: bool = Field(
+        False, description="emulator mode, deterministic kind: the loss on the bounded next state (initial + predicted "
+        "tendency of sic, sit, snt clamped to 0 ≤ sic ≤ 1, sit, snt ≥ 0), the state a rollout sees, instead of on the "
+        "raw tendency. With the raw loss a small positive sic tendency over compact ice costs almost nothing, and the "
+        "clip at sic = 1 then removes its volume every step (docs/arctic.md); a clamped value has no gradient, so "
+        "the loss neither rewards nor punishes what the bounds remove. Training only: running is unchanged")
     loss_window_floor: Optional[float] = Field(
         None, gt=0, description="weight each window's and variable's loss by (1 + f) / (v + f), v the mean square of "
         "its normalised target over valid cells: a calm window (v ≈ 0, where the coarse model is already right) "
@@ -248,6 +256,13 @@ class CorrectorConfig(StrictConfig):
             if self.base_network is None or extra:
                 raise ValueError(f"base_conditioning: needs base_network and channels among conditioning "
                                  f"(not among them: {extra})")
+        if self.loss_bounded:
+            missing = [f"initial_{v}" for v in BOUNDED_TENDENCIES
+                       if v in self.variables and v not in states and f"initial_{v}" not in self.conditioning]
+            if self.mode != "emulator" or self.kind != "deterministic" or missing:
+                raise ValueError(f"loss_bounded: needs an emulator-mode deterministic corrector with the initial "
+                                 f"state of its bounded tendencies among its conditioning (mode {self.mode!r}, kind "
+                                 f"{self.kind!r}, missing {missing})")
         if self.mode == "emulator":
             forecast = [n for n in self.conditioning if n.startswith("forecast_")]
             if forecast:

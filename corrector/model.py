@@ -150,7 +150,7 @@ class CorrectorModel(nn.Module):
         valid = valid_mask(target, ocean, target_mask)
         y = torch.where(valid > 0, target, torch.zeros_like(target))  # gaps/NaN never reach the network
         if self.kind == "deterministic":
-            err = (self.predict(cond, labels) - y) ** 2 * self._window_weights(y, valid)
+            err = (self.bounded(self.predict(cond, labels), cond) - y) ** 2 * self._window_weights(y, valid)
             loss = self._mean(err, valid)
         else:
             d = self.cfg.diffusion
@@ -173,6 +173,37 @@ class CorrectorModel(nn.Module):
         return loss
 
     forward = loss
+
+    def set_loss_bounds(self, normalization) -> None:
+        """For `cfg.loss_bounded`: the normalisation (corrector.normalization.Normalization) that maps the
+        conditioning's initial state and the predicted tendency to physical units, kept as (target channel, cond
+        channel, cond mean, cond std, target mean, target std, lower, upper) per bounded tendency."""
+        from .config import BOUNDED_TENDENCIES
+
+        cond, target = list(normalization.cond_names), list(normalization.target_names)
+        states = self.cfg.emulator_state_variables or []
+        self._loss_bounds = [
+            (target.index(v), cond.index(f"initial_{v}"), float(normalization.cond_mean[cond.index(f"initial_{v}")]),
+             float(normalization.cond_std[cond.index(f"initial_{v}")]), float(normalization.target_mean[target.index(v)]),
+             float(normalization.target_std[target.index(v)]), lo, hi)
+            for v, (lo, hi) in BOUNDED_TENDENCIES.items() if v in target and v not in states]
+
+    def bounded(self, pred: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        """`pred` (normalised tendencies) with each bounded tendency clamped so that initial + tendency stays in its
+        physical range (`cfg.loss_bounded`, after `set_loss_bounds`); `pred` itself otherwise."""
+        if not self.cfg.loss_bounded:
+            return pred
+        if getattr(self, "_loss_bounds", None) is None:
+            raise RuntimeError("loss_bounded: call set_loss_bounds(normalization) before training")
+        channels = list(pred.unbind(1))
+        for c, k, cm, cs, tm, ts, lo, hi in self._loss_bounds:
+            initial = cond[:, k] * cs + cm                     # physical initial state
+            # initial + (p·ts + tm) within [lo, hi]  ⇔  p within [(lo − initial − tm)/ts, (hi − initial − tm)/ts]
+            low = (lo - initial - tm) / ts
+            high = None if hi is None else (hi - initial - tm) / ts
+            channels[c] = torch.maximum(channels[c], low) if high is None else \
+                torch.minimum(torch.maximum(channels[c], low), high)
+        return torch.stack(channels, 1)
 
     def _window_weights(self, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | float:
         """(B, C, 1, 1) loss weights (1 + f) / (v + f) of `loss_window_floor` f, v = each window's and variable's

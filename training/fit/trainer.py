@@ -127,6 +127,8 @@ class Trainer:
         t, env, cfg = self.t, self.env, self.cfg
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         model = self.factory(cfg.corrector, len(cfg.corrector.conditioning)).to(env.device)
+        if cfg.corrector.loss_bounded:
+            model.set_loss_bounds(self.data.normalization)
         if base_weights is not None:
             model.base.load_state_dict(base_weights["weights"])
             model.set_base_adapter(*base_weights["adapter"])

@@ -63,6 +63,8 @@ def validate(model: nn.Module, data: Data, cfg: TrainRunConfig, env: Env, autoca
             noise = torch.randn(cond.shape[0], n_vars, *cond.shape[-2:], generator=gen, device=env.device)
             with autocast():
                 pred = model.sample_normalised(cond, labels, noise, t.skill_steps)
+                if cfg.corrector.loss_bounded:  # scored as trained: on the bounded state
+                    pred = model.bounded(pred, cond)
             ens = pred.float().reshape(n, members, n_vars, *cond.shape[-2:]) * std + mean
             pred = ens.mean(1)
             m = batch["target_mask"]

@@ -63,6 +63,20 @@ def test_deterministic_corrector_learns_and_beats_uncorrected_forecast(files, tm
     assert (tmp_path / "det" / "config.yaml").read_text().startswith("corrector:")
 
 
+
+def test_emulator_trained_on_the_bounded_state(files, tmp_path):
+    """`corrector.loss_bounded`: the trainer hands the normalisation to the model (else the loss refuses), the run
+    learns, and the checkpoint records the option (corrector/model.py `bounded`; tests/corrector/test_loss_bounded.py)."""
+    cfg = tiny(files, tmp_path / "emu", "corrector.mode=emulator", "corrector.kind=deterministic",
+               "corrector.loss_bounded=true", "train.max_steps=60", "train.val_every=30", "train.log_every=10",
+               "train.skill_batches=2")
+    best = run_train(cfg, verbose=False)
+    losses = [float(x["train_loss"]) for x in rows(tmp_path / "emu")]
+    assert np.mean(losses[-2:]) < np.mean(losses[:2])
+    skills = [float(x["val_skill"]) for x in rows(tmp_path / "emu") if x["val_skill"]]
+    assert len(skills) == 2 and all(np.isfinite(skills))
+    assert load_checkpoint(best).config.loss_bounded is True
+
 def test_diffusion_loss_decreases(files, tmp_path):
     cfg = tiny(files, tmp_path / "dif", "train.max_steps=60", "train.log_every=20", "train.val_every=60")
     run_train(cfg, verbose=False)
