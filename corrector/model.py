@@ -180,13 +180,15 @@ class CorrectorModel(nn.Module):
         channel, cond mean, cond std, target mean, target std, lower, upper) per bounded tendency."""
         from .config import BOUNDED_TENDENCIES
 
-        cond, target = list(normalization.cond_names), list(normalization.target_names)
+        n = normalization
+        cond, target = list(n.cond_names), list(n.target_names)
         states = self.cfg.emulator_state_variables or []
-        self._loss_bounds = [
-            (target.index(v), cond.index(f"initial_{v}"), float(normalization.cond_mean[cond.index(f"initial_{v}")]),
-             float(normalization.cond_std[cond.index(f"initial_{v}")]), float(normalization.target_mean[target.index(v)]),
-             float(normalization.target_std[target.index(v)]), lo, hi)
-            for v, (lo, hi) in BOUNDED_TENDENCIES.items() if v in target and v not in states]
+        self._loss_bounds = []
+        for v, (lo, hi) in BOUNDED_TENDENCIES.items():
+            if v in target and v not in states:
+                c, k = target.index(v), cond.index(f"initial_{v}")
+                self._loss_bounds.append((c, k, float(n.cond_mean[k]), float(n.cond_std[k]), float(n.target_mean[c]),
+                                          float(n.target_std[c]), lo, hi))
 
     def bounded(self, pred: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """`pred` (normalised tendencies) with each bounded tendency clamped so that initial + tendency stays in its
