@@ -258,15 +258,12 @@ def conserve_totals(raw: Mapping[str, np.ndarray], bounded: Mapping[str, np.ndar
         if h not in cur or not volumes:
             continue
         v_now = cur[AREA] * cur[h]
+        room = None
         if ceiling:  # give back where the reference holds more, at most its thickness over the area a cell has
-            cap = np.minimum(flat[AREA] * flat[h], cur[AREA] * np.maximum(flat[h], cur[h]))
-            room = np.maximum(cap - v_now, 0.0)
-            v_new = _restore_total(v_now, (flat[AREA] * flat[h]).sum(axis=1), room)
-            cur[h] = np.where(v_new > v_now, v_new / np.where(cur[AREA] > 0, cur[AREA], 1.0), cur[h] * np.where(
-                v_now > 0, v_new / np.where(v_now > 0, v_now, 1.0), 1.0))
-            continue
-        v_new = _restore_total(v_now, (flat[AREA] * flat[h]).sum(axis=1), None)
-        cur[h] = np.where(v_now > 0, cur[h] * v_new / np.where(v_now > 0, v_now, 1.0), cur[h])
+            room = np.maximum(np.minimum(flat[AREA] * flat[h], cur[AREA] * np.maximum(flat[h], cur[h])) - v_now, 0.0)
+        v_new = _restore_total(v_now, (flat[AREA] * flat[h]).sum(axis=1), room)
+        # the thickness that carries the new volume on the cell's area (no area: no volume, thickness kept)
+        cur[h] = np.where(cur[AREA] > 0, v_new / np.where(cur[AREA] > 0, cur[AREA], 1.0), cur[h])
     for k, a in cur.items():
         out[k] = np.where(ocean, a.reshape(shape), out[k])
     return apply_bounds(out)[0]

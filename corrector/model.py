@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import CorrectorConfig, SamplerConfig
+from .config import BOUNDED_TENDENCIES, CorrectorConfig, SamplerConfig
 from .fields import MASK
 from .loss import coverage, masked_mean, valid_mask, variable_balanced_mean
 from .network import N_LABELS, UNet
@@ -178,8 +178,6 @@ class CorrectorModel(nn.Module):
         """For `cfg.loss_bounded`: the normalisation (corrector.normalization.Normalization) that maps the
         conditioning's initial state and the predicted tendency to physical units, kept as (target channel, cond
         channel, cond mean, cond std, target mean, target std, lower, upper) per bounded tendency."""
-        from .config import BOUNDED_TENDENCIES
-
         n = normalization
         cond, target = list(n.cond_names), list(n.target_names)
         states = self.cfg.emulator_state_variables or []
