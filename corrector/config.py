@@ -11,13 +11,11 @@ from typing import Literal, Optional
 from pydantic import Field, field_validator, model_validator
 
 from icecorr.base.config import StrictConfig
-from icecorr.base.variables import FORCING_VARIABLES, ML_VARIABLES
+from icecorr.base.variables import FORCING_VARIABLES, ML_VARIABLES, RANGES
 
 from .fields import DRIFT_STEPS, conditioning_names
 from .schedule import FEW_STEP_SIGMAS, explicit_sigmas, karras_sigmas
 
-#: physical range of the next state of the emulator's tendency variables (`loss_bounded`): (lower, upper or None)
-BOUNDED_TENDENCIES = {"sic": (0.0, 1.0), "sit": (0.0, None), "snt": (0.0, None)}
 # Emulator-mode variables predicted as the state at t+12 h rather than as a 12 h tendency (see CorrectorConfig).
 DEFAULT_STATE_VARIABLES: tuple[str, ...] = ("siu", "siv")
 # Default forcing subset fed to the network: wind and ocean current drive the 12 h drift/deformation errors that a
@@ -108,9 +106,9 @@ class SamplerConfig(StrictConfig):
     s_noise: float = Field(1.0, gt=0, description="std multiplier of the churn noise")
     network_batch: int = Field(8, ge=1, description="exact size of every network batch: the B × members samples "
                                                    "run in chunks of this many, the last one padded. A fixed batch "
-                                                   "size makes each member bitwise independent of how many members "
-                                                   "or batch items run (CPU kernels pick batch-size-dependent "
-                                                   "algorithms); on CPU per-member cost flattens out by ~8")
+                                                   "size makes each member independent of how many members or batch "
+                                                   "items run, to float32 round-off (CPU kernels pick batch-size-"
+                                                   "dependent algorithms); on CPU per-member cost flattens out by ~8")
     noise_decorrelation_days: float = Field(
         0.0, ge=0, description="coupled and emulator runs: decorrelation time τ (days) of each member's initial "
         "latent noise over 12 h steps, an AR(1) process with ρ = exp(−0.5/τ) (`corrector.seeding.ar1_weights`), so "
@@ -257,7 +255,7 @@ class CorrectorConfig(StrictConfig):
                 raise ValueError(f"base_conditioning: needs base_network and channels among conditioning "
                                  f"(not among them: {extra})")
         if self.loss_bounded:
-            missing = [f"initial_{v}" for v in BOUNDED_TENDENCIES
+            missing = [f"initial_{v}" for v in RANGES
                        if v in self.variables and v not in states and f"initial_{v}" not in self.conditioning]
             if self.mode != "emulator" or self.kind != "deterministic" or missing:
                 raise ValueError(f"loss_bounded: needs an emulator-mode deterministic corrector with the initial "

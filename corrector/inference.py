@@ -6,9 +6,10 @@
 
 All B × members samples go through the network in batches of exactly `sampler.network_batch` (the last one padded),
 float32, under torch.inference_mode. Member (b, k) draws its noise from its own torch.Generator seeded with
-seeds[b, k], and the fixed network batch size keeps the arithmetic identical, so a member is bitwise the same
-whatever the number of members or batch items — on the same device with the same number of threads (across thread
-counts or devices it agrees to float round-off, ~1e-6 relative).
+seeds[b, k], so a member is the same sample whatever the number of members or batch items: bitwise for the same
+run on the same device and thread count, to float32 round-off (~1e-6 relative) otherwise — the fixed network batch
+size keeps the kernels' algorithms fixed, but a member's place in a batch moves with the member count, and
+vectorised CPU kernels (AVX-512) treat the tail of a tensor apart.
 """
 from __future__ import annotations
 

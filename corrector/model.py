@@ -14,13 +14,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .config import BOUNDED_TENDENCIES, CorrectorConfig, SamplerConfig
+from .config import CorrectorConfig, SamplerConfig
 from .fields import MASK
 from .loss import coverage, masked_mean, valid_mask, variable_balanced_mean
 from .network import N_LABELS, UNet
 from .preconditioning import edm_coefficients, loss_weight
 from .sampler import SAMPLERS
 from .schedule import training_sigmas
+from .state_feedback import StateFeedback
 
 
 class CorrectorModel(nn.Module):
@@ -136,7 +137,7 @@ class CorrectorModel(nn.Module):
     # ----------------------------------------------------------------------------------------------- training
     def loss(self, target: torch.Tensor, cond: torch.Tensor, labels: torch.Tensor | None = None,
              target_mask: torch.Tensor | None = None, generator: torch.Generator | None = None,
-             return_stats: bool = False, base: torch.Tensor | None = None):
+             return_stats: bool = False, base: torch.Tensor | None = None, rollout: dict | None = None):
         """Scalar training loss (normalised units), averaged over valid target values only.
 
         Valid = ocean × target_mask (1 = observed; (B, 1 or C, H, W)) × finite(target). Diffusion: EDM loss
@@ -144,14 +145,22 @@ class CorrectorModel(nn.Module):
         return_stats=True → (loss, {"coverage": share of valid target values}).
         base: the regression-stage prediction to learn on top of, instead of this model's own stage (cross-fitted
         stages: `train.cross_fit`).
+        rollout (deterministic emulators, `train.rollout_steps`): the following windows of the same trajectories,
+        {"target": (B, K−1, C, H, W), "cond": (B, K−1, Cc, H, W), "target_mask": same as target or None}; each step
+        starts from the previous step's prediction (`StateFeedback.step`) and the loss is the mean over the K steps,
+        back-propagated through the whole rollout.
         """
         labels = self._check(cond, labels, target)
         ocean = self.ocean(cond)
         valid = valid_mask(target, ocean, target_mask)
         y = torch.where(valid > 0, target, torch.zeros_like(target))  # gaps/NaN never reach the network
         if self.kind == "deterministic":
-            err = (self.bounded(self.predict(cond, labels), cond) - y) ** 2 * self._window_weights(y, valid)
-            loss = self._mean(err, valid)
+            pred = self.bounded(self.predict(cond, labels), cond)
+            loss = self._mean((pred - y) ** 2 * self._window_weights(y, valid), valid)
+            if rollout is not None:
+                loss = self._rollout_loss(loss, pred, cond, labels, rollout)
+        elif rollout is not None:
+            raise ValueError("loss: a multi-step rollout needs the deterministic kind")
         else:
             d = self.cfg.diffusion
             if base is None:
@@ -174,36 +183,38 @@ class CorrectorModel(nn.Module):
 
     forward = loss
 
-    def set_loss_bounds(self, normalization) -> None:
-        """For `cfg.loss_bounded`: the normalisation (corrector.normalization.Normalization) that maps the
-        conditioning's initial state and the predicted tendency to physical units, kept as (target channel, cond
-        channel, cond mean, cond std, target mean, target std, lower, upper) per bounded tendency."""
-        n = normalization
-        cond, target = list(n.cond_names), list(n.target_names)
-        states = self.cfg.emulator_state_variables or []
-        self._loss_bounds = []
-        for v, (lo, hi) in BOUNDED_TENDENCIES.items():
-            if v in target and v not in states:
-                c, k = target.index(v), cond.index(f"initial_{v}")
-                self._loss_bounds.append((c, k, float(n.cond_mean[k]), float(n.cond_std[k]), float(n.target_mean[c]),
-                                          float(n.target_std[c]), lo, hi))
+    def set_normalization(self, normalization) -> None:
+        """The training normalisation (corrector.normalization.Normalization), which `loss_bounded` and the
+        multi-step loss need to form the physical next state from a normalised prediction
+        (`corrector.state_feedback`)."""
+        self._feedback = StateFeedback(self.cfg, normalization)
+
+    def _state_feedback(self, why: str) -> StateFeedback:
+        if getattr(self, "_feedback", None) is None:
+            raise RuntimeError(f"{why}: call set_normalization(normalization) before training")
+        return self._feedback
 
     def bounded(self, pred: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         """`pred` (normalised tendencies) with each bounded tendency clamped so that initial + tendency stays in its
-        physical range (`cfg.loss_bounded`, after `set_loss_bounds`); `pred` itself otherwise."""
+        physical range (`cfg.loss_bounded`, after `set_normalization`); `pred` itself otherwise."""
         if not self.cfg.loss_bounded:
             return pred
-        if getattr(self, "_loss_bounds", None) is None:
-            raise RuntimeError("loss_bounded: call set_loss_bounds(normalization) before training")
-        channels = list(pred.unbind(1))
-        for c, k, cm, cs, tm, ts, lo, hi in self._loss_bounds:
-            initial = cond[:, k] * cs + cm                     # physical initial state
-            # initial + (p·ts + tm) within [lo, hi]  ⇔  p within [(lo − initial − tm)/ts, (hi − initial − tm)/ts]
-            low = (lo - initial - tm) / ts
-            high = None if hi is None else (hi - initial - tm) / ts
-            channels[c] = torch.maximum(channels[c], low) if high is None else \
-                torch.minimum(torch.maximum(channels[c], low), high)
-        return torch.stack(channels, 1)
+        return self._state_feedback("loss_bounded").bounded(pred, cond)
+
+    def _rollout_loss(self, loss: torch.Tensor, pred: torch.Tensor, cond: torch.Tensor, labels: torch.Tensor,
+                      rollout: dict) -> torch.Tensor:
+        """Mean of the first step's `loss` and the losses of the following steps, each started from the previous
+        prediction `pred` (see `loss`)."""
+        feedback = self._state_feedback("rollout")
+        masks = rollout.get("target_mask")
+        losses = [loss]
+        for k in range(rollout["cond"].shape[1]):
+            cond, target = feedback.step(pred, cond, rollout["cond"][:, k], rollout["target"][:, k])
+            valid = valid_mask(target, self.ocean(cond), None if masks is None else masks[:, k])
+            y = torch.where(valid > 0, target, torch.zeros_like(target))
+            pred = self.bounded(self.predict(cond, labels), cond)
+            losses.append(self._mean((pred - y) ** 2 * self._window_weights(y, valid), valid))
+        return torch.stack(losses).mean()
 
     def _window_weights(self, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | float:
         """(B, C, 1, 1) loss weights (1 + f) / (v + f) of `loss_window_floor` f, v = each window's and variable's

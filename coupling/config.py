@@ -67,7 +67,8 @@ class CoupleConfig(StrictConfig):
         default_factory=dict, description="per-member parameters of the built-in coarse model: {parameter of the "
         "physics section: σ}, member k runs for the whole window with parameter × exp(σ z − σ²/2), z ~ N(0, 1) "
         "drawn from (seed, k) (the mean kept): a model error that persists in time, as the "
-        "stochastic ice-strength ensembles of Juricke et al. (2013); e.g. {p_star: 0.3, c_air: 0.1}")
+        "stochastic ice-strength ensembles of Juricke et al. (2013); e.g. {p_star: 0.3, c_air: 0.1}; parameters of "
+        "a nested section dotted, e.g. {thermo.k_snow: 0.3}")
     ml_ranks: int = Field(1, ge=1, description="ranks that hold the corrector when the role is not given per rank")
     model: str | None = Field(None, description="Python model of `icecorr couple`: 'package.module:Class' or an entry "
                                                 "point of the group icecorr.models, built per member as "
@@ -93,9 +94,15 @@ class CoupleConfig(StrictConfig):
     def _perturbable(cls, value: dict[str, float]) -> dict[str, float]:
         from fortran_stub.config import CoarsePhysicsConfig
 
-        fields = CoarsePhysicsConfig.model_fields
         for name, sigma in value.items():
-            if name not in fields or fields[name].annotation is not float:
+            config, *sections, key = [CoarsePhysicsConfig, *name.split(".")]
+            for part in sections:  # "thermo.k_snow": a parameter of a nested section
+                field = config.model_fields.get(part)
+                config = field.annotation if field is not None else None
+                if not (isinstance(config, type) and hasattr(config, "model_fields")):
+                    break
+            fields = getattr(config, "model_fields", {})
+            if key not in fields or fields[key].annotation is not float:
                 raise ValueError(f"physics_perturbation: {name!r} is not a real parameter of the coarse physics")
             if not 0 <= sigma <= 2:  # `not` also catches NaN
                 raise ValueError(f"physics_perturbation.{name}: σ = {sigma} outside [0, 2] (a log-normal std)")

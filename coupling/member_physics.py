@@ -20,13 +20,18 @@ def member_physics(physics: CoarsePhysicsConfig | None, sigma: Mapping[str, floa
                    member: int) -> CoarsePhysicsConfig | None:
     """The coarse physics of `member`: each parameter p in `sigma` as p × exp(σ z − σ²/2), z ~ N(0, 1) from
     (seed, member, parameter name), so a member's parameters depend on nothing else (not the window, rank or order
-    of the names). `physics` itself (None = defaults) without perturbation."""
+    of the names). A name is a parameter of the physics section or, dotted, of one of its sections
+    ("thermo.k_snow"). `physics` itself (None = defaults) without perturbation."""
     if not sigma:
         return physics
     base = physics if physics is not None else CoarsePhysicsConfig()
-    update = {}
+    values = base.model_dump()
     for name, s in sigma.items():
         words = [seed, PHYSICS_STREAM, member, *name.encode()]
         z = np.random.default_rng(np.random.SeedSequence(words)).standard_normal()
-        update[name] = float(getattr(base, name) * np.exp(s * z - 0.5 * s * s))
-    return base.model_validate({**base.model_dump(), **update})
+        *sections, key = name.split(".")  # "thermo.k_ice": a parameter of a nested section
+        section = values
+        for part in sections:
+            section = section[part]
+        section[key] = float(section[key] * np.exp(s * z - 0.5 * s * s))
+    return base.model_validate(values)

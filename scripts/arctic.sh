@@ -6,16 +6,17 @@
 #   make arctic                       (or: scripts/arctic.sh [OUT], default runs/arctic)
 #   RES_KM=50 YEARS=2 scripts/arctic.sh runs/arctic50     coarser grid, fewer training years
 #   QUICK=1 scripts/arctic.sh runs/arctic_quick           smoke test: 200 km grid, a few days, a few steps
-# Sizes (env): RES_KM (25), YEARS of training runs (5), RANKS of generate (2), DET_STEPS and DIFF_STEPS of the two
-# trainings (3000, 2000: fixed counts, so the figures do not depend on the machine's load), THREADS of the trainings
-# and rollouts (all cores), TRAIN_MINUTES (a guard per training against a stalled machine, 240), ROLLOUT_DAYS (1095),
-# CROP (64 cells).
+# Sizes (env): RES_KM (25), YEARS of training runs (5), RANKS of generate (2), DET_STEPS, TUNE_STEPS and DIFF_STEPS
+# of the three trainings (3000, 1000, 2000: fixed counts, so the figures do not depend on the machine's load),
+# ROLLOUT_STEPS of the fine-tuning (8), THREADS of the trainings and rollouts (all cores), TRAIN_MINUTES (a guard per
+# training against a stalled machine, 240), ROLLOUT_DAYS (1095), CROP (64 cells).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/arctic}
 QUICK=${QUICK:-0}
 RES_KM=${RES_KM:-25}; YEARS=${YEARS:-5}; RANKS=${RANKS:-2}; TRAIN_MINUTES=${TRAIN_MINUTES:-240}
-DET_STEPS=${DET_STEPS:-3000}; DIFF_STEPS=${DIFF_STEPS:-2000}
+DET_STEPS=${DET_STEPS:-3000}; TUNE_STEPS=${TUNE_STEPS:-1000}; ROLLOUT_STEPS=${ROLLOUT_STEPS:-8}
+DIFF_STEPS=${DIFF_STEPS:-2000}
 ROLLOUT_DAYS=${ROLLOUT_DAYS:-1095}; CROP=${CROP:-64}
 export PATH="$PWD/.venv/bin:$PATH" OMP_NUM_THREADS=1
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
@@ -55,29 +56,38 @@ if [ ! -f "$OUT/truth/manifest.json" ]; then
   icecorr generate "$CFG/generate_longrun.yaml" "${region[@]}" "${truth_sizes[@]}" --out "$OUT/truth" --no-progress
 fi
 
-# 2. the deterministic emulator on random patches, then the diffusion emulator on top of it (its frozen regression
-# stage: trained alone the diffusion model learns the storm drift far too slowly, docs/emulator.md), on every core
+# 2. the deterministic emulator on random patches (one-step loss on the bounded state), fine-tuned on rollouts of
+# ROLLOUT_STEPS steps (the states its own rollouts reach: docs/arctic.md), then the diffusion emulator on top of it
+# (its frozen regression stage: trained alone the diffusion model learns the storm drift far too slowly,
+# docs/emulator.md), on every core
 data=(train.data.train_file="$OUT/data/train.nc" train.data.val_file="$OUT/data/val.nc" train.data.crop="$CROP")
 threads=${THREADS:-$(nproc)}
 # always called: an interrupted training resumes from its resume.pt (best.pt is written mid-run)
 train() { OMP_NUM_THREADS=$threads icecorr train "$CFG/train_emulator.yaml" "${data[@]}" "${train_sizes[@]}" \
             train.out_dir="$1" train.threads="$threads" --no-progress "${@:2}"; }
-if [ "$QUICK" = 1 ]; then DET_STEPS=4; DIFF_STEPS=4; fi
+if [ "$QUICK" = 1 ]; then DET_STEPS=4; TUNE_STEPS=2; ROLLOUT_STEPS=2; DIFF_STEPS=4; fi
 log "train: deterministic emulator ($DET_STEPS steps)"
-train "$OUT/train/emulator_deterministic" corrector.kind=deterministic train.max_steps="$DET_STEPS" \
-  train.optim.lr=2e-3 train.optim.min_lr=1e-5 train.optim.warmup_steps=100 \
-  > "$OUT/train_emulator_deterministic.log" 2>&1
+train "$OUT/train/emulator_one_step" corrector.kind=deterministic corrector.loss_bounded=true \
+  train.max_steps="$DET_STEPS" train.optim.lr=2e-3 train.optim.min_lr=1e-5 train.optim.warmup_steps=100 \
+  > "$OUT/train_emulator_one_step.log" 2>&1
+log "train: fine-tuning it on $ROLLOUT_STEPS-step rollouts ($TUNE_STEPS steps)"
+train "$OUT/train/emulator_deterministic" corrector.kind=deterministic corrector.loss_bounded=true \
+  train.max_steps="$TUNE_STEPS" train.rollout_steps="$ROLLOUT_STEPS" \
+  train.init_checkpoint="$OUT/train/emulator_one_step/best.pt" train.optim.lr=3e-4 train.optim.min_lr=1e-5 \
+  train.optim.warmup_steps=0 > "$OUT/train_emulator_deterministic.log" 2>&1
 log "train: diffusion emulator on the deterministic one ($DIFF_STEPS steps)"
 train "$OUT/train/emulator" train.max_steps="$DIFF_STEPS" \
-  train.base_checkpoint="$OUT/train/emulator_deterministic/best.pt" > "$OUT/train_emulator.log" 2>&1
+  train.base_checkpoint="$OUT/train/emulator_deterministic/last.pt" > "$OUT/train_emulator.log" 2>&1
 
 # 3. rollouts on the whole domain against the BBM run, and the report
 log "rollouts: $ROLLOUT_DAYS days"
 OMP_NUM_THREADS=$threads python -m training.evaluation.arctic_report --truth "$OUT/truth/train.nc" --out "$OUT/report" --days "$ROLLOUT_DAYS" \
   --region "$OUT/grid.yaml" --forcing "$CFG/forcing.yaml" \
   --emulator diffusion="$OUT/train/emulator/best.pt" \
-  --emulator deterministic="$OUT/train/emulator_deterministic/best.pt"
+  --emulator deterministic="$OUT/train/emulator_deterministic/last.pt" \
+  --emulator one_step="$OUT/train/emulator_one_step/best.pt"
 log "evaluate"
 icecorr evaluate diffusion="$OUT/report/emulator_diffusion.nc" deterministic="$OUT/report/emulator_deterministic.nc" \
+  one_step="$OUT/report/emulator_one_step.nc" \
   --reference "$OUT/truth/train.nc" -o "$OUT/report/evaluate" || log "icecorr evaluate failed (see above)"
 log "done: $OUT/report/report.md"

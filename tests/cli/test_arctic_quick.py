@@ -1,6 +1,6 @@
 """`QUICK=1 scripts/arctic.sh`: the whole Arctic path at tiny size (200 km grid, a few days, a few training steps):
-emulator pairs over 2 MPI ranks, the BBM run, patch training of the deterministic emulator and of the diffusion
-emulator on top of it, whole-domain rollouts, the BBM timed on the same grid, the report and `icecorr evaluate`."""
+emulator pairs over 2 MPI ranks, the BBM run, patch training of the deterministic emulator (one step, then
+fine-tuned on rollouts) and of the diffusion emulator on top of it, whole-domain rollouts, the BBM timed on the same grid, the report and `icecorr evaluate`."""
 from __future__ import annotations
 
 import json
@@ -30,11 +30,15 @@ def test_quick_arctic_path_end_to_end(tmp_path):
     # the diffusion emulator sits on the deterministic one (its frozen regression stage), as on the box
     diffusion = load_checkpoint(out / "train" / "emulator" / "best.pt")
     assert diffusion.config.kind == "diffusion" and diffusion.config.base_network is not None
-    assert load_checkpoint(out / "train" / "emulator_deterministic" / "best.pt").config.kind == "deterministic"
+    # the deterministic emulator: trained one step ahead on the bounded state, then fine-tuned on rollouts from it
+    one_step = load_checkpoint(out / "train" / "emulator_one_step" / "best.pt")
+    assert one_step.config.kind == "deterministic" and one_step.config.loss_bounded
+    tuned = (out / "train" / "emulator_deterministic" / "config.yaml").read_text()
+    assert "rollout_steps: 2" in tuned and f"init_checkpoint: {out / 'train' / 'emulator_one_step' / 'best.pt'}" in tuned
     summary = json.loads((out / "report" / "arctic.json").read_text())
     assert summary["bbm_cost"]["truth_s"] > 0 and summary["bbm_cost"]["cells"] == 16 * 24
     assert "speed-up over the BBM" in (out / "report" / "report.md").read_text()
-    for label in ("diffusion", "deterministic"):
+    for label in ("diffusion", "deterministic", "one_step"):
         run = summary["runs"][label]
         assert "error" not in run, run
         assert run["checks"]["nonfinite_first_step"] is None and run["ice_on_land"] == 0.0

@@ -34,7 +34,7 @@ def test_bounded_prediction_keeps_the_next_state_in_range():
     cfg = emulator()
     norm = normalization(cfg)
     model = CorrectorModel(cfg, len(cfg.conditioning))
-    model.set_loss_bounds(norm)
+    model.set_normalization(norm)
     cond = torch.zeros(1, len(cfg.conditioning), 2, 2)
     initial_sic = torch.tensor([[1.0, 1.0], [0.5, 0.0]])
     initial_sit = torch.tensor([[2.0, 0.2], [1.0, 0.0]])
@@ -55,7 +55,7 @@ def test_bounded_prediction_keeps_the_next_state_in_range():
 def test_positive_sic_tendency_on_compact_ice_costs_nothing_and_gets_no_gradient():
     cfg = emulator()
     model = CorrectorModel(cfg, len(cfg.conditioning))
-    model.set_loss_bounds(Normalization.identity(cfg.conditioning, cfg.variables))
+    model.set_normalization(Normalization.identity(cfg.conditioning, cfg.variables))
     cond = torch.zeros(1, len(cfg.conditioning), 2, 2)
     cond[0, cfg.conditioning.index("initial_sic")] = 1.0           # compact ice (identity scales: physical)
     pred = torch.zeros(1, len(cfg.variables), 2, 2)
@@ -76,7 +76,7 @@ def test_loss_bounded_refuses_what_it_cannot_do():
         CorrectorConfig(kind="diffusion", mode="emulator", network=TINY, loss_bounded=True)
     cfg = emulator()
     model = CorrectorModel(cfg, len(cfg.conditioning))
-    with pytest.raises(RuntimeError, match="set_loss_bounds"):
+    with pytest.raises(RuntimeError, match="set_normalization"):
         model.loss(torch.zeros(1, len(cfg.variables), 4, 4), torch.zeros(1, len(cfg.conditioning), 4, 4))
 
 

@@ -77,15 +77,17 @@ def test_seeds_determine_members_exactly():
     assert np.array_equal(single[0], a[1])
     assert not np.allclose(c.sample(cond, 4, steps=4, seeds=s4 + 1), a)
     # chunking: with network batches of 3 the (item, member) pairs are cut across items and members (the last
-    # batch padded); with the batch size fixed, every member is bitwise the same whatever the member count or
-    # batch composition, and it is the same sample as with batches of 8 up to float32 round-off (CPU kernels
-    # may pick another algorithm for another batch size)
+    # batch padded); a member is then the same sample whatever the member count or batch composition, and as with
+    # batches of 8, to float32 round-off: a member's place in a network batch changes with them, and vectorised
+    # CPU kernels (AVX-512 here) treat the tail of a tensor apart, so bitwise equality holds only for the same run
     for q in (3, 5):
         sampler = cfg.sampler.model_copy(update={"network_batch": q})
         aq = c.sample(cond, 4, steps=4, seeds=s4, sampler=sampler)
-        assert np.array_equal(c.sample(cond, 8, steps=4, seeds=s8, sampler=sampler)[:, :4], aq), q
-        assert np.array_equal(c.sample(one, 4, steps=4, seeds=s4[1:], sampler=sampler)[0], aq[1]), q
-        np.testing.assert_allclose(aq, a, rtol=1e-4, atol=1e-5 * np.abs(a).max(), err_msg=f"network_batch {q}")
+        assert np.array_equal(c.sample(cond, 4, steps=4, seeds=s4, sampler=sampler), aq), q
+        tol = {"rtol": 1e-4, "atol": 1e-5 * np.abs(a).max()}
+        np.testing.assert_allclose(c.sample(cond, 8, steps=4, seeds=s8, sampler=sampler)[:, :4], aq, **tol)
+        np.testing.assert_allclose(c.sample(one, 4, steps=4, seeds=s4[1:], sampler=sampler)[0], aq[1], **tol)
+        np.testing.assert_allclose(aq, a, **tol, err_msg=f"network_batch {q}")
 
 
 def test_grid_not_divisible_and_bad_inputs():

@@ -35,6 +35,10 @@ def test_member_parameters_are_seeded_lognormal_with_the_mean_kept():
     both = member_physics(base, {"c_air": 0.1, "p_star": 0.3}, 0, 5)
     assert both.p_star == member_physics(base, {"p_star": 0.3}, 0, 5).p_star and both.c_air != base.c_air
     assert member_physics(base, {}, 0, 5) is base
+    # a parameter of a nested section, by its dotted name; the rest of the section kept
+    snow = member_physics(base, {"thermo.k_snow": 0.3, "p_star": 0.3}, 0, 5)
+    assert snow.thermo.k_snow != base.thermo.k_snow and snow.thermo.k_ice == base.thermo.k_ice
+    assert snow.p_star == member_physics(base, {"p_star": 0.3}, 0, 5).p_star
 
 
 def test_perturbed_members_run_their_own_physics_and_spread_apart(tmp_path):
@@ -58,6 +62,10 @@ def test_bad_perturbations_are_refused():
         CoupleConfig(physics_perturbation={"limiter": 0.1})
     with pytest.raises(ValidationError, match="'p_stars' is not a real parameter"):
         CoupleConfig(physics_perturbation={"p_stars": 0.1})
+    for name in ("thermo.k_snows", "thermo", "grid.dx", "thermo.k_snow.x"):
+        with pytest.raises(ValidationError, match=f"'{name}' is not a real parameter"):
+            CoupleConfig(physics_perturbation={name: 0.1})
+    CoupleConfig(physics_perturbation={"thermo.k_snow": 0.1})
     with pytest.raises(ValidationError, match=r"σ = 3.0 outside \[0, 2\]"):
         CoupleConfig(physics_perturbation={"p_star": 3.0})
 

@@ -96,3 +96,19 @@ def load_base_stage(cfg: TrainRunConfig, normalization: Normalization) -> tuple[
     corrector = c.model_copy(update={"base_network": base.config.network,
                                      "base_conditioning": None if base_names == list(c.conditioning) else base_names})
     return cfg.model_copy(update={"corrector": corrector}), {"weights": weights, "adapter": adapter}
+
+
+def load_initial_weights(cfg: TrainRunConfig):
+    """The checkpoint named by `train.init_checkpoint` (`corrector.checkpoint.CheckpointData`) after checking that
+    this run builds the same network on the same channels; None without one."""
+    path = cfg.train.init_checkpoint
+    if path is None:
+        return None
+    data = load_checkpoint(path)
+    c, theirs = cfg.corrector, data.config
+    for what in ("kind", "mode", "variables", "emulator_state_variables", "conditioning", "network"):
+        if getattr(c, what) != getattr(theirs, what):
+            raise InputError(str(path), what, f"the checkpoint has {getattr(theirs, what)!r}, this run builds "
+                                              f"{getattr(c, what)!r}: train.init_checkpoint needs the same network")
+    return data
+

@@ -111,6 +111,15 @@ class TrainConfig(StrictConfig):
         None, description="diffusion kind: a trained deterministic checkpoint (same mode, variables, conditioning and "
         "training data) used as the frozen regression stage; the diffusion then learns only what it leaves "
         "(corrector.base_network, CorrDiff-style)")
+    init_checkpoint: Optional[Path] = Field(
+        None, description="start from this checkpoint's weights (EMA) and normalisation instead of random weights: "
+        "fine-tuning, e.g. a one-step emulator continued with rollout_steps > 1 (GraphCast-style). The corrector "
+        "config (kind, mode, variables, conditioning, network) must be the checkpoint's; the optimiser starts afresh")
+    rollout_steps: int = Field(
+        1, ge=1, le=16, description="deterministic emulators: the loss over K consecutive 12 h steps, each started "
+        "from the previous prediction (bounded as in a rollout) and scored against the reference state, "
+        "back-propagated through the K steps — so training sees the states its own rollouts reach. Items are "
+        "chains of K windows of one run; validation stays one-step. 1 = the one-step loss")
     cross_fit: Optional[dict[int, Path]] = Field(
         None, description="with base_checkpoint: {run: deterministic checkpoint trained without that run's windows}; "
         "each training window's regression prediction comes from the checkpoint that never saw it, so the diffusion "
@@ -133,6 +142,14 @@ class TrainRunConfig(StrictConfig):
 
     corrector: CorrectorConfig = CorrectorConfig()
     train: TrainConfig = TrainConfig()
+
+    @model_validator(mode="after")
+    def _rollout_needs_an_emulator(self) -> "TrainRunConfig":
+        c = self.corrector
+        if self.train.rollout_steps > 1 and (c.kind != "deterministic" or c.mode != "emulator"):
+            raise ValueError(f"train.rollout_steps={self.train.rollout_steps}: needs a deterministic emulator "
+                             f"(corrector.kind {c.kind!r}, mode {c.mode!r})")
+        return self
 
     @model_validator(mode="after")
     def _cross_fit_needs_a_stage(self) -> "TrainRunConfig":

@@ -84,13 +84,17 @@ class PairDataset(torch.utils.data.Dataset):
     Drift windows (`training.data.drift`: the file's `drift_steps` > 0) are used only by a corrector with the
     `drift_steps` channel, which reads the file's counts (0 without the variable) clamped at `max_drift_steps`.
     crop, crop_stride, crop_min_ocean: random patches (module docstring); None = whole windows.
+    rollout_steps K > 1 (emulator mode, `train.rollout_steps`): an item starts a chain of K consecutive windows of
+    one run (12 h apart, each starting from the previous one's reference: checked) and also holds the K − 1 windows
+    after the first as `rollout_target`, `rollout_target_mask` (K − 1, V, ny, nx) and `rollout_cond`
+    (K − 1, C, ny, nx), cut and augmented like the first; windows without K − 1 successors start no item.
     """
 
     def __init__(self, path: str | Path, variables: Sequence[str], cond_names: Sequence[str], mode: str,
                  indices: Iterable[int] | None = None, normalization: Normalization | None = None,
                  cache_max_mb: float = 1024.0, state_variables: Sequence[str] | None = None,
                  max_drift_steps: int = 0, crop: int | None = None, crop_stride: int | None = None,
-                 crop_min_ocean: float = 0.1):
+                 crop_min_ocean: float = 0.1, rollout_steps: int = 1):
         self.path, self.variables, self.cond_names, self.mode = Path(path), list(variables), list(cond_names), mode
         self.max_drift_steps = max_drift_steps
         self.target_names = target_names(mode, self.variables, state_variables)
@@ -120,6 +124,7 @@ class PairDataset(torch.utils.data.Dataset):
         self._memory = None
         if size_mb <= cache_max_mb:
             self._memory = self._read_file(self.indices)
+        self.chains = self._chains(rollout_steps)
 
     @classmethod
     def for_config(cls, corrector: CorrectorConfig, path: str | Path, **kw) -> "PairDataset":
@@ -127,6 +132,52 @@ class PairDataset(torch.utils.data.Dataset):
         return cls(path, corrector.variables, list(corrector.conditioning), corrector.mode,
                    state_variables=corrector.emulator_state_variables, max_drift_steps=corrector.max_drift_steps,
                    **kw)
+
+    def _chains(self, steps: int) -> np.ndarray:
+        """(items, steps) dataset positions of each chain of `steps` consecutive windows of one run (one column,
+        every window, for steps = 1); checks on a few chains that each window starts where the previous one ends."""
+        positions = np.arange(self.n_windows)[:, None]
+        if steps == 1:
+            return positions
+        if self.mode != "emulator":
+            raise ValueError(f"rollout_steps={steps}: multi-step items need emulator mode, not {self.mode!r}")
+        file_idx = self.indices
+        where = {int(i): p for p, i in enumerate(file_idx)}
+        twelve_h = np.timedelta64(43200, "s")
+        nxt = np.full(len(file_idx), -1)
+        for p, i in enumerate(file_idx):
+            q = where.get(int(i) + 1)
+            if q is not None and self.runs[i + 1] == self.runs[i] and self.times[i + 1] - self.times[i] == twelve_h:
+                nxt[p] = q
+        chains = [positions[:, 0]]
+        for _ in range(steps - 1):
+            last = chains[-1]
+            chains.append(np.where(last >= 0, nxt[np.maximum(last, 0)], -1))
+        chains = np.stack(chains, 1)
+        chains = chains[(chains >= 0).all(1)]
+        if not len(chains):
+            raise InputError(str(self.path), "time", f"rollout_steps={steps}: no run has {steps} consecutive 12 h "
+                                                     f"windows")
+        self._check_chain(chains[np.linspace(0, len(chains) - 1, min(8, len(chains))).astype(int)])
+        return chains
+
+    def _check_chain(self, chains: np.ndarray) -> None:
+        """Raise InputError unless window k + 1 of each chain starts from window k's reference state."""
+        states = {v for v, name in zip(self.variables, self.target_names) if name.startswith("next_")}
+        for first, second in zip(chains[:, 0], chains[:, 1]):
+            raw = self.read_physical(np.array([first, second]))
+            for k, v in enumerate(self.variables):
+                if f"initial_{v}" not in self.cond_names:
+                    continue
+                c = self.cond_names.index(f"initial_{v}")
+                reference = raw["target"][0, k] + (0 if v in states else raw["cond"][0, c])
+                gap = np.abs(raw["cond"][1, c] - reference)[self.ocean & np.isfinite(reference)]
+                scale = max(float(np.abs(reference[self.ocean & np.isfinite(reference)]).max(initial=0)), 1e-12)
+                if gap.size and float(gap.max()) > 1e-4 * scale:
+                    i, j = self.indices[first], self.indices[second]
+                    raise InputError(str(self.path), f"initial_{v}",
+                                     f"window {j} does not start from window {i}'s reference_{v} (max difference "
+                                     f"{float(gap.max()):.3g}): multi-step training needs trajectories")
 
     # --- file access -------------------------------------------------------------------------------------------
     def _open(self) -> xr.Dataset:
@@ -220,8 +271,8 @@ class PairDataset(torch.utils.data.Dataset):
 
     # --- items -------------------------------------------------------------------------------------------------
     def __len__(self) -> int:
-        """Items: windows, or (window, patch) pairs with crops."""
-        return len(self.indices) * len(self.origins)
+        """Items: windows (chains of windows with `rollout_steps`), or (window, patch) pairs with crops."""
+        return len(self.chains) * len(self.origins)
 
     @property
     def n_windows(self) -> int:
@@ -235,16 +286,24 @@ class PairDataset(torch.utils.data.Dataset):
         """Items for a list of keys (int or (index, flip_x, flip_y, rot90)); one file read per variable."""
         keys = [(int(k), 0, 0, 0) if np.isscalar(k) or isinstance(k, torch.Tensor) and k.ndim == 0 else
                 tuple(int(x) for x in k) for k in keys]
-        n_o = len(self.origins)
-        raw = self.read_physical(np.array([k[0] // n_o for k in keys]))
+        n_o, steps = len(self.origins), self.chains.shape[1]
+        raw = self.read_physical(self.chains[[k[0] // n_o for k in keys]].reshape(-1))
         items = []
         for b, (p, fx, fy, rot) in enumerate(keys):
-            target, cond, ocean = raw["target"][b], raw["cond"][b], self.ocean
-            if self.crop:
-                origin = self.origins[p % n_o]
-                target, cond, ocean = (crop_fields(a, origin, self.crop) for a in (target, cond, ocean))
-            item = self._item(target, cond, Flags(bool(fx), bool(fy), bool(rot)), ocean)
-            item["run"] = torch.tensor(int(self.runs[self.indices[p // n_o]]))  # picks a cross-fitted stage
+            flags = Flags(bool(fx), bool(fy), bool(rot))
+            windows = []
+            for w in range(b * steps, (b + 1) * steps):
+                target, cond, ocean = raw["target"][w], raw["cond"][w], self.ocean
+                if self.crop:
+                    origin = self.origins[p % n_o]
+                    target, cond, ocean = (crop_fields(a, origin, self.crop) for a in (target, cond, ocean))
+                windows.append(self._item(target, cond, flags, ocean))
+            item = windows[0]
+            if steps > 1:
+                for key in ("target", "target_mask", "cond"):
+                    item[f"rollout_{key}"] = torch.stack([w[key] for w in windows[1:]])
+            # the run picks a cross-fitted regression stage
+            item["run"] = torch.tensor(int(self.runs[self.indices[self.chains[p // n_o, 0]]]))
             items.append(item)
         return items
 

@@ -51,7 +51,8 @@ def build_data(cfg: TrainRunConfig, env: Env, normalization: Optional[Normalizat
                          f"({cfg.train.batch_size}): one batch needs that many; lower train.batch_size or give more "
                          f"windows")
     train = PairDataset.for_config(c, d.train_file, indices=train_idx, cache_max_mb=d.cache_max_mb, crop=d.crop,
-                                   crop_stride=d.crop_stride, crop_min_ocean=d.crop_min_ocean)
+                                   crop_stride=d.crop_stride, crop_min_ocean=d.crop_min_ocean,
+                                   rollout_steps=cfg.train.rollout_steps)
     if d.val_file is not None:
         val = PairDataset.for_config(c, d.val_file, cache_max_mb=0.0)
         val_idx = np.arange(len(val))

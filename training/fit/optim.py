@@ -81,8 +81,10 @@ def batch_loss(net: nn.Module, batch: dict, world: int, generator: Optional[torc
     equally; scaling by world × local / global count makes the averaged gradient that of the mean over the whole
     global batch — the same as one process on that batch.
     """
+    rollout = ({k: batch[f"rollout_{k}"] for k in ("target", "cond", "target_mask")}
+               if "rollout_target" in batch else None)
     loss, stats = net(batch["target"], batch["cond"], batch["labels"], target_mask=batch["target_mask"],
-                      generator=generator, return_stats=True, base=batch.get("base"))
+                      generator=generator, return_stats=True, base=batch.get("base"), rollout=rollout)
     if world == 1:
         return loss, loss
     local = torch.tensor([float(stats["coverage"])], dtype=torch.float64, device=loss.device)

@@ -19,7 +19,7 @@ from icecorr.base.config import dump_config
 from icecorr.base.errors import RunError
 from icecorr.base.files import write_text_atomic
 from icecorr.base.progress import is_terminal, progress
-from training.fit.checkpoints import load_base_stage, save_corrector
+from training.fit.checkpoints import load_base_stage, load_initial_weights, save_corrector
 from training.fit.config import TrainRunConfig
 from training.fit.cross_fit import CrossFittedStages
 from training.fit.dataset import epoch_batches
@@ -100,7 +100,10 @@ class Trainer:
         """Datasets and normalisation (the saved one when resuming), the regression stage if any, `config.yaml`;
         returns the stage's weights (None without one)."""
         t, env = self.t, self.env
-        self.data = build_data(self.cfg, env, Normalization.from_dict(state["normalization"]) if state else None)
+        self.initial = None if state else load_initial_weights(self.cfg)
+        normalization = Normalization.from_dict(state["normalization"]) if state else \
+            self.initial.normalization if self.initial is not None else None
+        self.data = build_data(self.cfg, env, normalization)
         self.cfg, base_weights = load_base_stage(self.cfg, self.data.normalization)
         if state is not None:  # the corrector as resolved (a regression stage's network filled in), as it was saved
             check_resume_corrector(self.resume_path, state, self.cfg)
@@ -127,8 +130,11 @@ class Trainer:
         t, env, cfg = self.t, self.env, self.cfg
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         model = self.factory(cfg.corrector, len(cfg.corrector.conditioning)).to(env.device)
-        if cfg.corrector.loss_bounded:
-            model.set_loss_bounds(self.data.normalization)
+        if self.initial is not None:  # fine-tuning: the checkpoint's (EMA) weights, a fresh optimiser
+            model.load_state_dict(self.initial.state(use_ema=True))
+            self.say(f"initial weights: {t.init_checkpoint}")
+        if cfg.corrector.loss_bounded or t.rollout_steps > 1:
+            model.set_normalization(self.data.normalization)
         if base_weights is not None:
             model.base.load_state_dict(base_weights["weights"])
             model.set_base_adapter(*base_weights["adapter"])
