@@ -40,6 +40,7 @@ from icecorr.base.files import describe_open_error
 from icecorr.base.errors import InputError
 from icecorr.inputs.regrid import projection_coordinate
 from training.fit.augment import Flags, augment_fields, crop_fields, crop_origins
+from training.fit.chains import rollout_chains
 
 
 def epoch_batches(n_items: int, batch_size: int, seed: int, epoch: int, rank: int = 0, world: int = 1,
@@ -124,7 +125,8 @@ class PairDataset(torch.utils.data.Dataset):
         self._memory = None
         if size_mb <= cache_max_mb:
             self._memory = self._read_file(self.indices)
-        self.chains = self._chains(rollout_steps)
+        # (items, K) dataset positions of the windows of each item: one column without rollouts
+        self.chains = np.arange(self.n_windows)[:, None] if rollout_steps == 1 else rollout_chains(self, rollout_steps)
 
     @classmethod
     def for_config(cls, corrector: CorrectorConfig, path: str | Path, **kw) -> "PairDataset":
@@ -132,52 +134,6 @@ class PairDataset(torch.utils.data.Dataset):
         return cls(path, corrector.variables, list(corrector.conditioning), corrector.mode,
                    state_variables=corrector.emulator_state_variables, max_drift_steps=corrector.max_drift_steps,
                    **kw)
-
-    def _chains(self, steps: int) -> np.ndarray:
-        """(items, steps) dataset positions of each chain of `steps` consecutive windows of one run (one column,
-        every window, for steps = 1); checks on a few chains that each window starts where the previous one ends."""
-        positions = np.arange(self.n_windows)[:, None]
-        if steps == 1:
-            return positions
-        if self.mode != "emulator":
-            raise ValueError(f"rollout_steps={steps}: multi-step items need emulator mode, not {self.mode!r}")
-        file_idx = self.indices
-        where = {int(i): p for p, i in enumerate(file_idx)}
-        twelve_h = np.timedelta64(43200, "s")
-        nxt = np.full(len(file_idx), -1)
-        for p, i in enumerate(file_idx):
-            q = where.get(int(i) + 1)
-            if q is not None and self.runs[i + 1] == self.runs[i] and self.times[i + 1] - self.times[i] == twelve_h:
-                nxt[p] = q
-        chains = [positions[:, 0]]
-        for _ in range(steps - 1):
-            last = chains[-1]
-            chains.append(np.where(last >= 0, nxt[np.maximum(last, 0)], -1))
-        chains = np.stack(chains, 1)
-        chains = chains[(chains >= 0).all(1)]
-        if not len(chains):
-            raise InputError(str(self.path), "time", f"rollout_steps={steps}: no run has {steps} consecutive 12 h "
-                                                     f"windows")
-        self._check_chain(chains[np.linspace(0, len(chains) - 1, min(8, len(chains))).astype(int)])
-        return chains
-
-    def _check_chain(self, chains: np.ndarray) -> None:
-        """Raise InputError unless window k + 1 of each chain starts from window k's reference state."""
-        states = {v for v, name in zip(self.variables, self.target_names) if name.startswith("next_")}
-        for first, second in zip(chains[:, 0], chains[:, 1]):
-            raw = self.read_physical(np.array([first, second]))
-            for k, v in enumerate(self.variables):
-                if f"initial_{v}" not in self.cond_names:
-                    continue
-                c = self.cond_names.index(f"initial_{v}")
-                reference = raw["target"][0, k] + (0 if v in states else raw["cond"][0, c])
-                gap = np.abs(raw["cond"][1, c] - reference)[self.ocean & np.isfinite(reference)]
-                scale = max(float(np.abs(reference[self.ocean & np.isfinite(reference)]).max(initial=0)), 1e-12)
-                if gap.size and float(gap.max()) > 1e-4 * scale:
-                    i, j = self.indices[first], self.indices[second]
-                    raise InputError(str(self.path), f"initial_{v}",
-                                     f"window {j} does not start from window {i}'s reference_{v} (max difference "
-                                     f"{float(gap.max()):.3g}): multi-step training needs trajectories")
 
     # --- file access -------------------------------------------------------------------------------------------
     def _open(self) -> xr.Dataset:
