@@ -34,7 +34,11 @@ from icecorr.cli.demo_summary import demo_summary
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs" / "demo"
 TRAIN_CONFIGS = {name: CONFIG_DIR.parent / f"train_{file}.yaml" for name, file in
                  (("diffusion", "diffusion_residual"), ("deterministic", "deterministic"),
-                  ("emulator_base", "deterministic_emulator"), ("emulator", "diffusion_emulator"))}
+                  ("emulator_base", "deterministic_emulator"), ("emulator_tuned", "deterministic_emulator"),
+                  ("emulator", "diffusion_emulator"))}
+# the emulator's regression stage fine-tuned on its own 4-step rollouts (train.rollout_steps; docs/emulator.md):
+# before any plan override, so a quick plan's step counts still apply
+ROLLOUT_TUNING = ("train.rollout_steps=4", "train.max_steps=500", "train.optim.lr=3e-4", "train.optim.warmup_steps=0")
 
 
 @dataclass
@@ -181,24 +185,32 @@ class Demo:
                      *self.plan.floor_overrides, *same, "--out", str(self.data / "floor.nc"), "--overwrite",
                      ranks=self.plan.generate_ranks, threads=1)
 
-    def train_args(self, name: str, threads: int, *extra: str, out_name: str | None = None) -> tuple[str, ...]:
+    def train_args(self, name: str, threads: int, *extra: str, out_name: str | None = None,
+                   defaults: tuple[str, ...] = ()) -> tuple[str, ...]:
         """The `icecorr train` arguments of the corrector `name` (a key of TRAIN_CONFIGS) on this run's data, into
-        train/<out_name or name>."""
+        train/<out_name or name>: `defaults`, the plan's overrides, then `extra`."""
         own = self.config_dir / TRAIN_CONFIGS[name].name
         out = self.out / "train" / (out_name or name)
         return ("train", str(own if own.is_file() else TRAIN_CONFIGS[name]), f"train.data.train_file={self.data / 'train.nc'}",
                 f"train.data.val_file={self.data / 'val.nc'}", f"train.out_dir={out}",
-                f"train.threads={threads}", *self.plan.train_overrides.get(name, []), *extra)
+                f"train.threads={threads}", *defaults, *self.plan.train_overrides.get(name, []), *extra)
 
     def train_first_stage(self) -> None:
         """The deterministic corrector and the emulator's regression stage, one core each (small networks use one
         core well)."""
         self.parallel((self.train_args("deterministic", 1), 1), (self.train_args("emulator_base", 1), 1))
 
+    def tune_emulator(self, threads: int) -> None:
+        """The emulator's regression stage fine-tuned on its own rollouts (ROLLOUT_TUNING): one-step training leaves
+        a model whose rollouts drift from the states it was trained on."""
+        init = f"train.init_checkpoint={self.checkpoint('emulator_base')}"
+        self.icecorr(*self.train_args("emulator_tuned", threads, init, defaults=ROLLOUT_TUNING), threads=threads)
+
     def train_emulator(self, threads: int) -> None:
-        """The diffusion emulator on top of its frozen regression stage (the deterministic emulator), a fixed
-        number of steps (configs/train_diffusion_emulator.yaml)."""
-        base = f"train.base_checkpoint={self.checkpoint('emulator_base')}"
+        """The diffusion emulator on top of its frozen regression stage (the rollout-tuned deterministic emulator,
+        its last weights: best.pt is chosen by one-step skill), a fixed number of steps
+        (configs/train_diffusion_emulator.yaml)."""
+        base = f"train.base_checkpoint={self.out / 'train' / 'emulator_tuned' / 'last.pt'}"
         self.icecorr(*self.train_args("emulator", threads, base), threads=threads)
 
     def fold_runs(self) -> list[list[int]]:
@@ -307,6 +319,9 @@ class Demo:
                        self.train_folds)
         self.stage("train diffusion corrector", self.out / "train" / "diffusion" / "last.pt",
                    lambda: self.train_diffusion(threads=os.cpu_count() or 2))
+        self.stage("fine-tune the emulator's regression stage on rollouts",
+                   self.out / "train" / "emulator_tuned" / "last.pt",
+                   lambda: self.tune_emulator(threads=os.cpu_count() or 2))
         self.stage("train diffusion emulator", self.out / "train" / "emulator" / "last.pt",
                    lambda: self.train_emulator(threads=os.cpu_count() or 2))
         perturbation = self.plan.physics_perturbation

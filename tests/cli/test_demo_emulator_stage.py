@@ -1,5 +1,5 @@
-"""The demo's emulator: a deterministic regression stage trained beside the deterministic corrector, then the
-diffusion emulator on top of it in its own stage, both with a fixed number of steps (the time budget only guards)."""
+"""The demo's emulator: a deterministic regression stage trained beside the deterministic corrector, fine-tuned on
+its own rollouts, then the diffusion emulator on top of it in its own stage, both with a fixed number of steps (the time budget only guards)."""
 from __future__ import annotations
 
 import yaml
@@ -25,11 +25,18 @@ def test_emulator_trains_on_its_regression_stage(tmp_path, monkeypatch):
     monkeypatch.setattr(Demo, "parallel", lambda self, *jobs: parallel.extend(jobs))
     demo.train_first_stage()
     assert [a[1] for a, _ in parallel] == [str(TRAIN_CONFIGS["deterministic"]), str(TRAIN_CONFIGS["emulator_base"])]
-    base = tmp_path / "train" / "emulator_base" / "best.pt"
-    base.parent.mkdir(parents=True)
-    base.write_bytes(b"")
+    one_step = tmp_path / "train" / "emulator_base" / "best.pt"
+    one_step.parent.mkdir(parents=True)
+    one_step.write_bytes(b"")
+    # the regression stage fine-tuned on its own rollouts, from the one-step checkpoint
+    demo.tune_emulator(threads=2)
+    args, kw = calls[-1]
+    assert args[1] == str(TRAIN_CONFIGS["emulator_tuned"]) and f"train.init_checkpoint={one_step}" in args
+    assert "train.rollout_steps=4" in args and f"train.out_dir={tmp_path / 'train' / 'emulator_tuned'}" in args
+    assert args.index("train.max_steps=30") > args.index("train.max_steps=500")  # the quick plan's count wins
     demo.train_emulator(threads=2)
     args, kw = calls[-1]
-    assert args[1] == str(TRAIN_CONFIGS["emulator"]) and f"train.base_checkpoint={base}" in args
+    tuned = tmp_path / "train" / "emulator_tuned" / "last.pt"  # not best.pt, chosen by one-step skill
+    assert args[1] == str(TRAIN_CONFIGS["emulator"]) and f"train.base_checkpoint={tuned}" in args
     assert f"train.out_dir={tmp_path / 'train' / 'emulator'}" in args and kw["threads"] == 2
     assert "train.max_steps=30" in args   # the quick plan shrinks every stage
