@@ -61,6 +61,10 @@ class CoupleConfig(StrictConfig):
     checkpoint: str | None = Field(None, description="corrector checkpoint; None = zero correction (pure physics)")
     sampler_steps: int | None = Field(None, ge=1, le=MAX_SAMPLER_STEPS,
                                       description="diffusion sampler steps (None = checkpoint default)")
+    sampler: dict[str, Any] = Field(
+        default_factory=dict, description="overrides of the checkpoint's sampler section for this run (keys of "
+        "corrector.config.SamplerConfig), e.g. {noise_decorrelation_days: 0.5, spread_inflation: [1.2, 1.5, 1.4, 1, "
+        "1]}: sampling choices tuned after training without rewriting the checkpoint")
     initial_perturbation: float = Field(0.0, ge=0, description="std of the initial-state perturbation per member: "
                                                                "absolute for sic (1), relative for sit/snt")
     physics_perturbation: dict[str, float] = Field(
@@ -88,6 +92,17 @@ class CoupleConfig(StrictConfig):
     @classmethod
     def _days_bounded(cls, value: float | None) -> float | None:
         return check_window_length("days", value, value)
+
+    @field_validator("sampler")
+    @classmethod
+    def _sampler_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        from corrector.config import SamplerConfig
+
+        unknown = sorted(set(value) - set(SamplerConfig.model_fields))
+        if unknown:
+            raise ValueError(f"sampler: {unknown} are not sampler settings (corrector.config.SamplerConfig: "
+                             f"{sorted(SamplerConfig.model_fields)})")
+        return value
 
     @field_validator("physics_perturbation")
     @classmethod

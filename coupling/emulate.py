@@ -17,7 +17,7 @@ from icecorr.base.mpi import resolve_comm
 from icecorr.inputs.state_file import StateFile
 from .checks import check_corrector_units, check_mask
 from .config import CoupleConfig
-from .ensemble import EnsembleCorrection, check_mode, load_corrector, make_perturbation
+from .ensemble import EnsembleCorrection, check_mode, load_corrector, make_perturbation, with_sampler
 from .ensemble_output import EnsembleOutput, checkpoint_attrs, global_attrs, output_paths
 from .forcing import open_forcing
 from .layout import WORLD, split_blocks
@@ -65,6 +65,7 @@ def _emulate(cfg, comm, rank, size, initial_state, forcing_source, paths, restar
     if corrector is None:
         corrector = load_corrector(cfg.checkpoint, "emulator")
     check_mode(corrector, "emulator", "icecorr emulate")
+    corrector = with_sampler(corrector, cfg.sampler)
     check_corrector_units(corrector)  # the checks of every verb (correct, couple): coupling.checks
     check_mask(getattr(forcing, "path", None), forcing.mask, corrector)
     variables = list(corrector.variables)

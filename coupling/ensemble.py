@@ -39,6 +39,23 @@ def load_corrector(checkpoint: str | None, mode: str, grid_shape: tuple[int, int
     return Corrector.load(checkpoint)
 
 
+def with_sampler(corrector, overrides: dict):
+    """`corrector` sampling with its checkpoint's sampler section updated by `overrides` (`couple.sampler`, e.g.
+    {noise_decorrelation_days: 0.5, spread_inflation: [...]}): a copy, validated as a SamplerConfig; `corrector`
+    itself without overrides or when it has no config (the zero corrector)."""
+    config = getattr(corrector, "config", None)
+    if not overrides or config is None:
+        return corrector
+    import copy
+
+    from corrector.config import SamplerConfig
+
+    sampler = SamplerConfig.model_validate({**config.sampler.model_dump(), **overrides})
+    out = copy.copy(corrector)
+    out.config = config.model_copy(update={"sampler": sampler})
+    return out
+
+
 def check_mode(corrector, mode: str, what: str) -> None:
     """InputError naming the checkpoint unless `corrector` works in `mode` ('residual' or 'emulator'), which the
     command `what` needs."""

@@ -16,7 +16,7 @@ from icecorr.base.mpi import resolve_comm
 from .checks import check_corrector_units, check_mask
 from .config import CoupleConfig
 from .coupler import LocalLink, Timings
-from .ensemble import EnsembleCorrection, check_mode, load_corrector, make_perturbation
+from .ensemble import EnsembleCorrection, check_mode, load_corrector, make_perturbation, with_sampler
 from .ensemble_output import EnsembleOutput, global_attrs, output_paths, table_attrs
 from .forcing import open_forcing
 from .handshake import HandshakeError, ServerTerms, check_hellos
@@ -78,6 +78,7 @@ def serve_ranks(cfg: CoupleConfig, lay: Layout, forcing, rstate, corrector, path
             h = hellos[min(hellos)]
             c = load_corrector(cfg.checkpoint, "residual", (h.ny, h.nx))
         check_mode(c, "residual", f"icecorr {verb}")
+        c = with_sampler(c, cfg.sampler)
         check_corrector_units(c)  # the checks of every verb (correct, emulate): coupling.checks
         check_mask(getattr(forcing, "path", None), forcing.mask, c)
         state["corrector"] = c

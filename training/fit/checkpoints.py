@@ -111,4 +111,3 @@ def load_initial_weights(cfg: TrainRunConfig):
             raise InputError(str(path), what, f"the checkpoint has {getattr(theirs, what)!r}, this run builds "
                                               f"{getattr(c, what)!r}: train.init_checkpoint needs the same network")
     return data
-
