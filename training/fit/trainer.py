@@ -35,9 +35,9 @@ ModelFactory = Callable[[CorrectorConfig, int], nn.Module]
 class Trainer:
     """One training run on this rank: `run` prepares the data, the model and the optimiser (restored from the resume
     state if there is one), then trains epoch by epoch until a stop condition; every piece of the run's state is an
-    attribute, and each step of the run is a method. `prepare_data` sets `data`, `n_train`, `square`, `ocean_share`;
-    `build` sets `model`, `ema`, `opt`, `autocast`, `needs_scaler`, `scaler`, `loss_gen`; `start_logging` sets `net`
-    (the model or its DDP wrapper) and `log`."""
+    attribute, and each step of the run is a method. `prepare_data` sets `init_checkpoint`, `data`, `n_train`,
+    `square`, `ocean_share`; `build` sets `model`, `ema`, `opt`, `autocast`, `needs_scaler`, `scaler`, `loss_gen`;
+    `start_logging` sets `net` (the model or its DDP wrapper) and `log`."""
 
     def __init__(self, cfg: TrainRunConfig, env: Env, factory: ModelFactory, progress: Optional[bool],
                  verbose: bool):
@@ -97,12 +97,12 @@ class Trainer:
         return self.finish(stop_after_steps)
 
     def prepare_data(self, state: Optional[dict], config_text: Optional[str]) -> Optional[dict]:
-        """Datasets and normalisation (the saved one when resuming), the regression stage if any, `config.yaml`;
-        returns the stage's weights (None without one)."""
+        """Datasets and normalisation (the saved one when resuming, else `train.init_checkpoint`'s if given, else
+        fitted), the regression stage if any, `config.yaml`; returns the stage's weights (None without one)."""
         t, env = self.t, self.env
-        self.initial = None if state else load_initial_weights(self.cfg)
+        self.init_checkpoint = None if state else load_initial_weights(self.cfg)
         normalization = Normalization.from_dict(state["normalization"]) if state else \
-            self.initial.normalization if self.initial is not None else None
+            self.init_checkpoint.normalization if self.init_checkpoint is not None else None
         self.data = build_data(self.cfg, env, normalization)
         self.cfg, base_weights = load_base_stage(self.cfg, self.data.normalization)
         if state is not None:  # the corrector as resolved (a regression stage's network filled in), as it was saved
@@ -130,8 +130,8 @@ class Trainer:
         t, env, cfg = self.t, self.env, self.cfg
         torch.manual_seed(t.seed)  # identical initial weights on every rank
         model = self.factory(cfg.corrector, len(cfg.corrector.conditioning)).to(env.device)
-        if self.initial is not None:  # fine-tuning: the checkpoint's (EMA) weights, a fresh optimiser
-            model.load_state_dict(self.initial.state(use_ema=True))
+        if self.init_checkpoint is not None:  # fine-tuning: the checkpoint's (EMA) weights, a fresh optimiser
+            model.load_state_dict(self.init_checkpoint.state(use_ema=True))
             self.say(f"initial weights: {t.init_checkpoint}")
         if cfg.corrector.loss_bounded or t.rollout_steps > 1:
             model.set_normalization(self.data.normalization)
