@@ -152,11 +152,9 @@ class CorrectorModel(nn.Module):
         """
         labels = self._check(cond, labels, target)
         ocean = self.ocean(cond)
-        valid = valid_mask(target, ocean, target_mask)
-        y = torch.where(valid > 0, target, torch.zeros_like(target))  # gaps/NaN never reach the network
+        valid, y = self._valid_target(target, ocean, target_mask)
         if self.kind == "deterministic":
-            pred = self.bounded(self.predict(cond, labels), cond)
-            loss = self._mean((pred - y) ** 2 * self._window_weights(y, valid), valid)
+            pred, loss = self._deterministic_loss(cond, labels, y, valid)
             if rollout is not None:
                 loss = self._rollout_loss(loss, pred, cond, labels, rollout)
         elif rollout is not None:
@@ -210,11 +208,23 @@ class CorrectorModel(nn.Module):
         losses = [loss]
         for k in range(rollout["cond"].shape[1]):
             cond, target = feedback.step(pred, cond, rollout["cond"][:, k], rollout["target"][:, k])
-            valid = valid_mask(target, self.ocean(cond), None if masks is None else masks[:, k])
-            y = torch.where(valid > 0, target, torch.zeros_like(target))
-            pred = self.bounded(self.predict(cond, labels), cond)
-            losses.append(self._mean((pred - y) ** 2 * self._window_weights(y, valid), valid))
+            valid, y = self._valid_target(target, self.ocean(cond), None if masks is None else masks[:, k])
+            pred, loss = self._deterministic_loss(cond, labels, y, valid)
+            losses.append(loss)
         return torch.stack(losses).mean()
+
+    @staticmethod
+    def _valid_target(target: torch.Tensor, ocean: torch.Tensor | None,
+                      target_mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(valid mask, target with 0 where not valid): gaps/NaN never reach the network."""
+        valid = valid_mask(target, ocean, target_mask)
+        return valid, torch.where(valid > 0, target, torch.zeros_like(target))
+
+    def _deterministic_loss(self, cond: torch.Tensor, labels: torch.Tensor, y: torch.Tensor,
+                            valid: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prediction, bounded when `loss_bounded`; its masked MSE against `y`) of one deterministic step."""
+        pred = self.bounded(self.predict(cond, labels), cond)
+        return pred, self._mean((pred - y) ** 2 * self._window_weights(y, valid), valid)
 
     def _window_weights(self, y: torch.Tensor, valid: torch.Tensor) -> torch.Tensor | float:
         """(B, C, 1, 1) loss weights (1 + f) / (v + f) of `loss_window_floor` f, v = each window's and variable's

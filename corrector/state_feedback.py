@@ -45,9 +45,13 @@ class StateFeedback:
             raise ValueError(f"normalisation channels {cond} / {target} do not match the corrector's "
                              f"{list(cfg.conditioning)} / {list(cfg.variables)}")
         states = cfg.emulator_state_variables or []
-        self.channels = [_Channel(v, target.index(v), cond.index(f"initial_{v}"), float(n.cond_mean[cond.index(
-            f"initial_{v}")]), float(n.cond_std[cond.index(f"initial_{v}")]), float(n.target_mean[target.index(v)]),
-            float(n.target_std[target.index(v)]), v in states) for v in cfg.variables if f"initial_{v}" in cond]
+        self.channels = []
+        for v in cfg.variables:
+            if f"initial_{v}" not in cond:
+                continue
+            t, c = target.index(v), cond.index(f"initial_{v}")
+            self.channels.append(_Channel(v, t, c, float(n.cond_mean[c]), float(n.cond_std[c]),
+                                          float(n.target_mean[t]), float(n.target_std[t]), v in states))
         self.mask_channel = cond.index("mask") if "mask" in cond else None
 
     def initial(self, cond: torch.Tensor, c: _Channel) -> torch.Tensor:
