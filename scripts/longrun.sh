@@ -25,8 +25,13 @@ train() { icecorr train "$1" "${@:3}" train.out_dir="$2" train.threads=1 --no-pr
 train configs/train_deterministic.yaml "$OUT/train/deterministic" $data &
 train configs/train_deterministic_emulator.yaml "$OUT/train/emulator_deterministic" $data &
 wait
-train configs/train_diffusion_emulator.yaml "$OUT/train/emulator" $data \
-  train.base_checkpoint="$OUT/train/emulator_deterministic/best.pt" &
+# the regression stage fine-tuned on its own 4-step rollouts (as the demo's, icecorr.cli.demo.ROLLOUT_TUNING), then the
+# diffusion emulator on its last weights, beside the DAgger rounds below
+( train configs/train_deterministic_emulator.yaml "$OUT/train/emulator_tuned" $data train.rollout_steps=4 \
+    train.max_steps=500 train.optim.lr=3e-4 train.optim.warmup_steps=0 \
+    train.init_checkpoint="$OUT/train/emulator_deterministic/best.pt"
+  train configs/train_diffusion_emulator.yaml "$OUT/train/emulator" $data \
+    train.base_checkpoint="$OUT/train/emulator_tuned/last.pt" ) &
 
 # 3. DAgger for the coupled corrector (training.data.drift): a corrector trained on re-forecasts from the truth alone
 #    runs away in a 1-year coupled run (melt season), so each round adds the states a coupled run visits, labelled
@@ -59,7 +64,8 @@ wait
 last=last.pt; [ "$DAGGER_ROUNDS" -gt 0 ] || last=best.pt
 python -m training.evaluation.longrun --truth "$OUT/truth/train.nc" --out "$OUT" --members 4 --reuse \
   --emulator diffusion="$OUT/train/emulator/best.pt" \
-  --emulator deterministic="$OUT/train/emulator_deterministic/best.pt" \
+  --emulator deterministic_tuned="$OUT/train/emulator_tuned/last.pt" \
+  --emulator deterministic_one_step="$OUT/train/emulator_deterministic/best.pt" \
   --coupled "diffusion (DAgger $DAGGER_ROUNDS)=$OUT/train/diffusion/$last" \
   --coupled "deterministic (DAgger $DAGGER_ROUNDS)=$base" \
   --coupled "diffusion (truth-started pairs only)=$OUT/train/diffusion_truth_started/best.pt"

@@ -28,9 +28,9 @@ import xarray as xr
 
 from icecorr.base.files import open_netcdf, write_text_atomic
 from training.evaluation.longrun import STEP_DAYS, check_records, run_emulator, truth_trajectory
+from training.evaluation.seasonal_cycle import annual_harmonic, compare_cycles
 
 EXTENT_THRESHOLD = 0.15
-YEAR_DAYS = 365.25
 
 
 def extent_volume(ds: xr.Dataset, mask: np.ndarray, dx: float) -> dict[str, np.ndarray]:
@@ -54,40 +54,9 @@ def ice_on_land(ds: xr.Dataset, mask: np.ndarray) -> float:
     return float(np.nanmax(on_land)) if np.isfinite(on_land).any() else 0.0  # NaN/fill on land: no ice there
 
 
-def seasonal_cycle(series: np.ndarray, days: np.ndarray) -> dict[str, float]:
-    """Annual harmonic of `series` at times `days` (days since the run's start): {mean, amplitude, min_day} with
-    min_day the day (since the start, modulo the year) of the harmonic's minimum; amplitude and min_day are NaN
-    for less than a year of data (no cycle to fit)."""
-    ok = np.isfinite(series)
-    if not ok.any() or days[ok].max() - days[ok].min() < YEAR_DAYS - 1:
-        return {"mean": float(np.nanmean(series)) if ok.any() else float("nan"), "amplitude": float("nan"),
-                "min_day": float("nan")}
-    w = 2 * np.pi * days[ok] / YEAR_DAYS
-    design = np.stack([np.ones_like(w), np.cos(w), np.sin(w)], axis=1)
-    (mean, a, b), *_ = np.linalg.lstsq(design, series[ok], rcond=None)
-    amp = float(np.hypot(a, b))
-    # a cos w + b sin w = amp cos(w − φ), φ = atan2(b, a): maximum at w = φ, minimum half a year later
-    phi = float(np.arctan2(b, a))
-    min_day = ((phi + np.pi) / (2 * np.pi) * YEAR_DAYS) % YEAR_DAYS
-    return {"mean": float(mean), "amplitude": amp, "min_day": float(min_day)}
-
-
-def phase_lag(run_day: float, truth_day: float) -> float:
-    """run − truth day of the minimum, wrapped to (−half a year, +half a year] (days)."""
-    d = (run_day - truth_day) % YEAR_DAYS
-    return d - YEAR_DAYS if d > YEAR_DAYS / 2 else d
-
-
 def compare(run: dict[str, np.ndarray], truth: dict[str, np.ndarray]) -> dict:
     """Seasonal cycles of extent and volume of a run against the truth's: amplitude ratio, phase lag (days)."""
-    n = min(len(run["extent"]), len(truth["extent"]))
-    days = np.arange(n) * STEP_DAYS
-    out = {}
-    for k in ("extent", "volume"):
-        r, t = seasonal_cycle(run[k][:n], days), seasonal_cycle(truth[k][:n], days)
-        out[k] = {"run": r, "truth": t, "amplitude_ratio": r["amplitude"] / max(t["amplitude"], 1e-12),
-                  "phase_lag_days": phase_lag(r["min_day"], t["min_day"])}
-    return out
+    return compare_cycles(run, truth, ("extent", "volume"), STEP_DAYS)
 
 
 def plot(series: dict[str, dict[str, np.ndarray]], path: Path) -> Path:
@@ -202,7 +171,7 @@ def main(argv=None) -> int:
         runs[label] = {"wall_s": wall, "seconds_per_step": wall / steps, "checks": check_records(ds, mask),
                        "ice_on_land": ice_on_land(ds, mask), "cycle": compare(s, truth)}
     summary = {"truth": str(a.truth), "grid": grid, "days": steps * STEP_DAYS, "runs": runs,
-               "truth_cycle": {k: seasonal_cycle(truth[k], np.arange(len(truth[k])) * STEP_DAYS)
+               "truth_cycle": {k: annual_harmonic(truth[k], np.arange(len(truth[k])) * STEP_DAYS)
                                for k in ("extent", "volume")}}
     if a.region is not None:
         summary["bbm_cost"] = bbm_cost(a.region, a.forcing, a.bbm_steps)

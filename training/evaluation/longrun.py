@@ -33,7 +33,9 @@ import xarray as xr
 
 from icecorr.base.files import atomic_path, open_netcdf, write_text_atomic
 from icecorr.base.variables import ML_VARIABLES, STEP_HOURS
+from training.evaluation.longrun_scaling import scaling_by_lead, scaling_markdown
 from training.evaluation.longrun_seasons import seasonal_markdown, seasonal_scores
+from training.evaluation.seasonal_cycle import compare_cycles
 
 #: one 12 h step in days
 STEP_DAYS = STEP_HOURS / 24
@@ -230,6 +232,19 @@ def write_report(out: Path, summary: dict) -> Path:
         if not c:
             continue
         lines.append(f"| {name} | " + " | ".join(f"{_fmt(c['min'][v])} … {_fmt(c['max'][v])}" for v in ML_VARIABLES) + " |")
+    cycles = [(name, r["cycle"]) for name, r in summary["runs"].items()
+              if r.get("cycle") and np.isfinite(r["cycle"]["sic"]["amplitude_ratio"])]
+    if cycles:
+        lines += ["", "Seasonal cycle of the domain means against the truth's (annual harmonic over the run, "
+                  "`training.evaluation.seasonal_cycle`; runs of at least a year; lag > 0: the run's minimum later):",
+                  "", "| run | sic amplitude run/truth | sic phase lag (d) | volume amplitude run/truth | "
+                  "volume phase lag (d) |", "|---|---|---|---|---|"]
+        lines += [f"| {name} | {c['sic']['amplitude_ratio']:.3f} | {c['sic']['phase_lag_days']:+.1f} | "
+                  f"{c['volume']['amplitude_ratio']:.3f} | {c['volume']['phase_lag_days']:+.1f} |" for name, c in cycles]
+    if summary.get("scaling"):
+        lines += ["", "Deformation scaling of the emulator runs against the truth over the same records "
+                  "(`training.evaluation.longrun_scaling`: records and members of each lead window pooled):", "",
+                  *scaling_markdown(summary["scaling"])]
     if summary.get("seasons"):
         lines += ["", "## Coupled runs by season against the uncorrected coarse model "
                   "(`training.evaluation.longrun_seasons`)", "", *seasonal_markdown(summary["seasons"])]
@@ -264,7 +279,8 @@ def main(argv=None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     with open_netcdf(a.truth, "truth file") as ds:
         n_windows = ds.sizes["time"]
-        grid = f"{ds.sizes['y']}×{ds.sizes['x']}, dx {float(ds.attrs.get('grid_dx', 0)) / 1e3:g} km"
+        dx = float(ds.attrs.get("grid_dx", 16_000.0))
+        grid = f"{ds.sizes['y']}×{ds.sizes['x']}, dx {dx / 1e3:g} km"
     em_steps = min(int(round(a.emulate_days / STEP_DAYS)), n_windows)
     cp_steps = min(int(round(a.couple_days / STEP_DAYS)), n_windows)
     truth = truth_trajectory(a.truth, max(em_steps, cp_steps))
@@ -328,6 +344,7 @@ def main(argv=None) -> int:
             entry["checks"] = check_records(ds, mask)
             means = domain_means(ds, mask)
             entry["stats"] = trajectory_stats(means, truth_means)
+            entry["cycle"] = compare_cycles(means, truth_means, ("sic", "volume"), STEP_DAYS)
             entry["domain_means"] = {k: [None if not np.isfinite(x) else float(x) for x in v]
                                      for k, v in means.items()}
             results[name] = (ds, means)
@@ -351,6 +368,8 @@ def main(argv=None) -> int:
             {k: v[1] for k, v in results.items()}, truth_means, a.out / "long_run_zoomed.png"))
     summary["truth_domain_means"] = {k: [float(x) for x in v] for k, v in truth_means.items()}
     summary["seasons"] = {k: seasonal_scores(results[k][0], truth, mask) for k in coupled}
+    summary["scaling"] = scaling_by_lead({k: results[k][0] for k in emulators if k in results}, truth, mask, dx,
+                                         STEP_DAYS)
     write_text_atomic(json.dumps(summary, indent=1, default=str), a.out / "longrun.json")
     report = write_report(a.out, summary)
     print(f"wrote {report}")
