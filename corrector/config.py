@@ -68,11 +68,20 @@ class DiffusionConfig(StrictConfig):
     sigma_min: float = Field(0.002, gt=0, description="smallest σ of the sampling schedule")
     sigma_max: float = Field(80.0, gt=0, description="largest σ of the sampling schedule")
     rho: float = Field(7.0, gt=0, description="Karras schedule curvature")
+    remainder_scale_cells: Optional[int] = Field(
+        None, ge=1, description="with a regression stage: learn (target − stage) / s, s the local rms of the stage's "
+                                "prediction over this odd window of cells (corrector.remainder_scale); None = off")
+    remainder_scale_floor: float = Field(0.01, gt=0, description="floor of that scale (normalised units)")
+    remainder_scale_variables: Optional[list[str]] = Field(
+        None, description="the variables whose remainder is scaled (None = all; the others keep scale 1)")
 
     @model_validator(mode="after")
     def _check(self) -> "DiffusionConfig":
         if self.sigma_min >= self.sigma_max:
             raise ValueError(f"sigma_min ({self.sigma_min}) must be below sigma_max ({self.sigma_max})")
+        if self.remainder_scale_cells is not None and self.remainder_scale_cells % 2 == 0:
+            raise ValueError(f"remainder_scale_cells must be odd (a window centred on its cell), got "
+                             f"{self.remainder_scale_cells}")
         return self
 
 
@@ -247,6 +256,10 @@ class CorrectorConfig(StrictConfig):
         if states and self.mode != "emulator":
             raise ValueError(f"emulator_state_variables {states}: only an emulator-mode corrector predicts states "
                              f"(set it to [] in {self.mode} mode)")
+        scaled = self.diffusion.remainder_scale_variables
+        if scaled is not None and [v for v in scaled if v not in self.variables]:
+            raise ValueError(f"diffusion.remainder_scale_variables: {[v for v in scaled if v not in self.variables]} "
+                             f"not among variables {self.variables}")
         if self.base_network is not None and self.kind != "diffusion":
             raise ValueError("base_network: only a diffusion corrector has a regression stage")
         if self.base_conditioning is not None:

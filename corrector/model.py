@@ -19,6 +19,7 @@ from .fields import MASK
 from .loss import coverage, masked_mean, valid_mask, variable_balanced_mean
 from .network import N_LABELS, UNet
 from .preconditioning import edm_coefficients, loss_weight
+from .remainder_scale import remainder_scale
 from .sampler import SAMPLERS
 from .schedule import training_sigmas
 from .state_feedback import StateFeedback
@@ -56,6 +57,10 @@ class CorrectorModel(nn.Module):
             self.register_buffer("base_cond_shift", torch.zeros(len(base_names)))
             self.register_buffer("base_out_scale", torch.ones(self.n_vars))
             self.register_buffer("base_out_shift", torch.zeros(self.n_vars))
+        if self.kind == "diffusion" and cfg.diffusion.remainder_scale_cells is not None:
+            if self.base is None:
+                raise ValueError("diffusion.remainder_scale_cells: scales the remainder of a regression stage, and "
+                                 "this model has none (train.base_checkpoint)")
         in_ch = self.n_cond + (self.n_vars if self.kind == "diffusion" else 0) + (self.n_vars if self.base is not None else 0)
         self.network = UNet(cfg.network, in_ch, self.n_vars)
 
@@ -102,6 +107,18 @@ class CorrectorModel(nn.Module):
             out = self.base(x, cond.new_zeros(cond.shape[0]), labels, ocean)
             out = out * self.base_out_scale.view(view) + self.base_out_shift.view(view)
             return out if ocean is None else out * ocean
+
+    def _remainder_scale(self, base: torch.Tensor, ocean: torch.Tensor | None) -> torch.Tensor | float:
+        """What the generated remainder is measured in (`diffusion.remainder_scale_cells`): the local scale on the
+        variables of `remainder_scale_variables` (all by default), 1 on the others and without the option."""
+        d = self.cfg.diffusion
+        if d.remainder_scale_cells is None:
+            return 1.0
+        s = remainder_scale(base, ocean, d.remainder_scale_cells, d.remainder_scale_floor)
+        if d.remainder_scale_variables is None:
+            return s
+        on = torch.tensor([v in d.remainder_scale_variables for v in self.cfg.variables], device=s.device)
+        return torch.where(on.view(1, -1, 1, 1), s, torch.ones_like(s))
 
     def set_base_adapter(self, cond_scale, cond_shift, out_scale, out_shift) -> None:
         """The affine maps between this model's normalisation and the regression stage's (see __init__)."""
@@ -166,7 +183,7 @@ class CorrectorModel(nn.Module):
             elif self.base is None:
                 raise ValueError("loss: `base` given to a model without a regression stage")
             if base is not None:  # the diffusion learns what the regression stage leaves
-                y = (y - base) * valid
+                y = (y - base) * valid / self._remainder_scale(base, ocean)
             gdev = generator.device if generator is not None else y.device
             sigma = training_sigmas(y.shape[0], d.P_mean, d.P_std, generator, gdev).to(y.device, y.dtype)
             noise = torch.randn(y.shape, generator=generator, device=gdev).to(y.device, y.dtype)
@@ -281,5 +298,5 @@ class CorrectorModel(nn.Module):
                                  f"factor per variable {self.cfg.variables}")
             out = out * torch.as_tensor(k, dtype=out.dtype, device=out.device)[None, :, None, None]
         if base is not None:
-            out = out + base
+            out = out * self._remainder_scale(base, ocean) + base
         return out if ocean is None else out * ocean
