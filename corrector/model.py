@@ -57,10 +57,9 @@ class CorrectorModel(nn.Module):
             self.register_buffer("base_cond_shift", torch.zeros(len(base_names)))
             self.register_buffer("base_out_scale", torch.ones(self.n_vars))
             self.register_buffer("base_out_shift", torch.zeros(self.n_vars))
-        if self.kind == "diffusion" and cfg.diffusion.remainder_scale_cells is not None:
-            if self.base is None:
-                raise ValueError("diffusion.remainder_scale_cells: scales the remainder of a regression stage, and "
-                                 "this model has none (train.base_checkpoint)")
+        if self.kind == "diffusion" and cfg.diffusion.remainder_scale_cells is not None and self.base is None:
+            raise ValueError("diffusion.remainder_scale_cells: scales the remainder of a regression stage, and this "
+                             "model has none (train.base_checkpoint)")
         in_ch = self.n_cond + (self.n_vars if self.kind == "diffusion" else 0) + (self.n_vars if self.base is not None else 0)
         self.network = UNet(cfg.network, in_ch, self.n_vars)
 

@@ -11,7 +11,9 @@ From its first state the script runs
   * the coarse model coupled to each residual corrector (`--diffusion`, `--coupled LABEL=PATH`; `--members`
     members, one for a deterministic corrector) for `--couple-days`,
   * the uncorrected coarse model (zero corrector, 1 member) for `--couple-days`,
-checks every record of every run for NaN/inf and for physical bounds, and writes
+checks every record of every run for NaN/inf and for physical bounds, compares the seasonal cycle of each run of a
+year or more with the truth's (`seasonal_cycle`: amplitude ratio and phase lag of domain-mean sic and volume) and
+the emulators' deformation scaling β(q) with the truth's over lead windows (`longrun_scaling`), and writes
 `<out>/report.md`, `<out>/longrun.json` (all numbers) and the figures `<out>/long_run_emulator.png`,
 `<out>/long_run_coupled.png` (domain-mean concentration and ice volume per area against the truth, with
 `training.evaluation.plots.plot_long_run`) plus `<out>/long_run_thickness.png` (domain-mean thickness over ice).
