@@ -107,18 +107,13 @@ class CoupleConfig(StrictConfig):
     @field_validator("physics_perturbation")
     @classmethod
     def _perturbable(cls, value: dict[str, float]) -> dict[str, float]:
-        from fortran_stub.config import CoarsePhysicsConfig
+        from fortran_stub.config import physics_parameter
 
         for name, sigma in value.items():
-            config, *sections, key = [CoarsePhysicsConfig, *name.split(".")]
-            for part in sections:  # "thermo.k_snow": a parameter of a nested section
-                field = config.model_fields.get(part)
-                config = field.annotation if field is not None else None
-                if not (isinstance(config, type) and hasattr(config, "model_fields")):
-                    break
-            fields = getattr(config, "model_fields", {})
-            if key not in fields or fields[key].annotation is not float:
-                raise ValueError(f"physics_perturbation: {name!r} is not a real parameter of the coarse physics")
+            try:
+                physics_parameter(name)
+            except ValueError as exc:
+                raise ValueError(f"physics_perturbation: {exc}") from None
             if not 0 <= sigma <= 2:  # `not` also catches NaN
                 raise ValueError(f"physics_perturbation.{name}: σ = {sigma} outside [0, 2] (a log-normal std)")
         return value

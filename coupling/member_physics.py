@@ -11,7 +11,7 @@ from typing import Mapping
 
 import numpy as np
 
-from fortran_stub.config import CoarsePhysicsConfig
+from fortran_stub.config import CoarsePhysicsConfig, physics_parameter
 
 PHYSICS_STREAM = 0x9A7A  # extra SeedSequence word: parameter draws never share a stream with the sampler or perturbation
 
@@ -29,7 +29,7 @@ def member_physics(physics: CoarsePhysicsConfig | None, sigma: Mapping[str, floa
     for name, s in sigma.items():
         words = [seed, PHYSICS_STREAM, member, *name.encode()]
         z = np.random.default_rng(np.random.SeedSequence(words)).standard_normal()
-        *sections, key = name.split(".")  # "thermo.k_ice": a parameter of a nested section
+        sections, key = physics_parameter(name)  # "thermo.k_ice": a parameter of a nested section
         section = values
         for part in sections:
             section = section[part]

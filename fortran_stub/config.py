@@ -217,3 +217,19 @@ class CoarsePhysicsConfig(StrictConfig):
         out = self.model_dump(exclude={"thermo"})
         out["limiter"] = LIMITER_NAMES.index(self.limiter)
         return out
+
+
+def physics_parameter(name: str) -> tuple[list[str], str]:
+    """(sections, key) of the real-valued coarse-physics parameter `name`: a field of CoarsePhysicsConfig ("p_star")
+    or, dotted, of one of its sections ("thermo.k_snow"). ValueError naming it otherwise."""
+    *sections, key = name.split(".")
+    config = CoarsePhysicsConfig
+    for part in sections:
+        field = config.model_fields.get(part)
+        config = field.annotation if field is not None else None
+        if not (isinstance(config, type) and hasattr(config, "model_fields")):
+            raise ValueError(f"{name!r} is not a real parameter of the coarse physics")
+    field = config.model_fields.get(key)
+    if field is None or field.annotation is not float:
+        raise ValueError(f"{name!r} is not a real parameter of the coarse physics")
+    return sections, key
