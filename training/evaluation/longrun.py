@@ -247,7 +247,7 @@ def write_report(out: Path, summary: dict) -> Path:
         lines += ["", "Deformation scaling of the emulator runs against the truth over the same records "
                   "(`training.evaluation.longrun_scaling`: records and members of each lead window pooled):", "",
                   *scaling_markdown(summary["scaling"])]
-    if summary.get("seasons"):
+    if seasonal_markdown(summary.get("seasons") or {}):
         lines += ["", "## Coupled runs by season against the uncorrected coarse model "
                   "(`training.evaluation.longrun_seasons`)", "", *seasonal_markdown(summary["seasons"])]
     lines += ["", "## Figures", ""]

@@ -50,7 +50,7 @@ def seasonal_scores(run: xr.Dataset, truth: xr.Dataset, mask: np.ndarray | None)
 def seasonal_markdown(scores: Mapping[str, dict], reference: str = "coarse uncorrected") -> list[str]:
     """Markdown: per run and season the RMSE ratios to the reference run (< 1 = better) and the volume errors;
     per run whether it beats the reference in every season for every variable and on volume."""
-    if reference not in scores:
+    if reference not in scores or len(scores) < 2:  # nothing to compare with the reference
         return []
     ref = scores[reference]
     cols = [*ML_VARIABLES, "volume"]
