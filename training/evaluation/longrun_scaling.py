@@ -41,8 +41,8 @@ def scaling_by_lead(runs: Mapping[str, xr.Dataset], truth: xr.Dataset, mask: np.
     out = {"windows": [list(w) for w in windows], "q": list(Q), "beta": {}}
     for name, ds in {"truth": truth, **runs}.items():
         betas = []
+        n = min(ds.sizes["time"], truth.sizes["time"])
         for lo, hi in windows:
-            n = min(ds.sizes["time"], truth.sizes["time"])
             records = slice(int(round(lo / step_days)), min(int(round(hi / step_days)) + 1, n))
             betas.append(_beta(ds, records, ocean, dx) if records.start < n else None)
         out["beta"][name] = betas
