@@ -256,10 +256,9 @@ class CorrectorConfig(StrictConfig):
         if states and self.mode != "emulator":
             raise ValueError(f"emulator_state_variables {states}: only an emulator-mode corrector predicts states "
                              f"(set it to [] in {self.mode} mode)")
-        scaled = self.diffusion.remainder_scale_variables
-        if scaled is not None and [v for v in scaled if v not in self.variables]:
-            raise ValueError(f"diffusion.remainder_scale_variables: {[v for v in scaled if v not in self.variables]} "
-                             f"not among variables {self.variables}")
+        unknown = [v for v in self.diffusion.remainder_scale_variables or [] if v not in self.variables]
+        if unknown:
+            raise ValueError(f"diffusion.remainder_scale_variables: {unknown} not among variables {self.variables}")
         if self.base_network is not None and self.kind != "diffusion":
             raise ValueError("base_network: only a diffusion corrector has a regression stage")
         if self.base_conditioning is not None:

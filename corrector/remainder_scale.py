@@ -22,8 +22,5 @@ def remainder_scale(base: torch.Tensor, ocean: torch.Tensor | None, cells: int, 
     pad = cells // 2
     pool = lambda f: F.avg_pool2d(f, cells, stride=1, padding=pad, count_include_pad=True)  # noqa: E731
     square = pool(base * base)
-    if ocean is None:
-        share = pool(torch.ones_like(base[:, :1]))
-    else:
-        share = pool(ocean.to(base.dtype))
+    share = pool(torch.ones_like(base[:, :1]) if ocean is None else ocean.to(base.dtype))
     return torch.sqrt(square / share.clamp_min(1.0 / (cells * cells)) + floor * floor)

@@ -6,6 +6,7 @@ run never need (≈ 2 s and 200 MB per rank at start-up).
 """
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Sequence
 
@@ -46,8 +47,6 @@ def with_sampler(corrector, overrides: dict):
     config = getattr(corrector, "config", None)
     if not overrides or config is None:
         return corrector
-    import copy
-
     from corrector.config import SamplerConfig
 
     sampler = SamplerConfig.model_validate({**config.sampler.model_dump(), **overrides})

@@ -228,8 +228,9 @@ def physics_parameter(name: str) -> tuple[list[str], str]:
         field = config.model_fields.get(part)
         config = field.annotation if field is not None else None
         if not (isinstance(config, type) and hasattr(config, "model_fields")):
-            raise ValueError(f"{name!r} is not a real parameter of the coarse physics")
-    field = config.model_fields.get(key)
-    if field is None or field.annotation is not float:
-        raise ValueError(f"{name!r} is not a real parameter of the coarse physics")
-    return sections, key
+            break
+    else:
+        field = config.model_fields.get(key)
+        if field is not None and field.annotation is float:
+            return sections, key
+    raise ValueError(f"{name!r} is not a real parameter of the coarse physics")

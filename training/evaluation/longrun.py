@@ -247,9 +247,10 @@ def write_report(out: Path, summary: dict) -> Path:
         lines += ["", "Deformation scaling of the emulator runs against the truth over the same records "
                   "(`training.evaluation.longrun_scaling`: records and members of each lead window pooled):", "",
                   *scaling_markdown(summary["scaling"])]
-    if seasonal_markdown(summary.get("seasons") or {}):
+    by_season = seasonal_markdown(summary.get("seasons") or {})
+    if by_season:
         lines += ["", "## Coupled runs by season against the uncorrected coarse model "
-                  "(`training.evaluation.longrun_seasons`)", "", *seasonal_markdown(summary["seasons"])]
+                  "(`training.evaluation.longrun_seasons`)", "", *by_season]
     lines += ["", "## Figures", ""]
     for caption, fig in summary["figures"].items():
         lines += [f"![{caption}]({Path(fig).name})", "", f"*{caption}*", ""]
