@@ -8,6 +8,8 @@ apart):
   histogram pooled over those leads; goal ≤ 0.3;
 - CRPS of the ensemble / MAE of the deterministic hybrid: the largest ratio over leads; goal < 1 at every lead;
 - ensemble-mean RMSE / deterministic RMSE at the last lead; goal ≤ 1;
+- (no goal: a diagnosis) spread/RMSE in the calmest and the most spread tenth of the points
+  (`training.evaluation.spread_reliability`): where the pooled ratio hides a spread that ignores the weather;
 - optionally, the 12 h RMSE of the ensemble mean relative to the uncorrected model's beside the predictability
   floor (the truth ensemble's spread relative to the same coarse error); goal: within 0.05 of the floor.
 """
@@ -55,6 +57,10 @@ def calibration_rows(metrics: xr.Dataset, ensemble: str = "diffusion", determini
             h = metrics["rank_histogram"].sel(model=ensemble, variable=v, lead=later).sum("lead").values
             if h.sum() > 0:
                 row["rank_deviation"] = float(np.max(np.abs(h / h.sum() * h.size - 1.0)))
+        for end in ("low", "high"):
+            key = f"spread_error_ratio_{end}"
+            row[f"reliability_{end}"] = (float(metrics[key].sel(model=ensemble, variable=v))
+                                         if key in metrics and ensemble in metrics["model"].values else np.nan)
         lo, hi = SPREAD_GOAL["slow" if v in SLOW_VARIABLES else "velocity"]
         row["spread_ok"] = lo <= row["spread_skill_min"] and row["spread_skill_max"] <= hi
         row["rank_ok"] = row["rank_deviation"] <= RANK_GOAL
@@ -77,17 +83,21 @@ def calibration_markdown(metrics: xr.Dataset, floor_ratio_12h: Mapping[str, floa
     last = rows[0]["last_lead"]
     with_floor = any("floor_12h" in r for r in rows)
     head = ("| variable | spread/RMSE 1 d–{:g} h (finite-M) | rank histogram max dev. | max CRPS / det. MAE "
-            "| {:g} h RMSE ens. mean / det. | 12 h RMSE / coarse".format(last, last))
+            "| {:g} h RMSE ens. mean / det. | spread/RMSE calmest / most spread class | 12 h RMSE / coarse"
+            .format(last, last))
     head += " | floor at 12 h |" if with_floor else " |"
     lines = [head, "|" + "---|" * (head.count("|") - 1)]
     for r in rows:
         line = (f"| {r['variable']} | {r['spread_skill_min']:.2f}–{r['spread_skill_max']:.2f} ({_ok(r['spread_ok'])}) "
                 f"| {r['rank_deviation']:.2f} ({_ok(r['rank_ok'])}) | {r['crps_over_mae_max']:.2f} ({_ok(r['crps_ok'])}) "
-                f"| {r['rmse_ratio_last']:.2f} ({_ok(r['rmse_ok'])}) | {r['rmse_12h_over_coarse']:.2f}")
+                f"| {r['rmse_ratio_last']:.2f} ({_ok(r['rmse_ok'])}) "
+                f"| {r['reliability_low']:.2f} / {r['reliability_high']:.2f} | {r['rmse_12h_over_coarse']:.2f}")
+        line = line.replace("nan / nan", "–")
         line += f" | {r['floor_12h']:.2f} ({_ok(r['floor_ok'])}) |" if "floor_12h" in r else (" | – |" if with_floor else " |")
         lines.append(line)
     lines += ["", f"Goals: spread/RMSE in {SPREAD_GOAL['slow']} for sic/sit/snt and {SPREAD_GOAL['velocity']} for "
               f"siu/siv at every lead from 1 day; rank-histogram bins within ±{RANK_GOAL:.0%} of flat; CRPS below the "
               f"deterministic MAE at every lead; ensemble-mean RMSE at the last lead ≤ the deterministic one's; 12 h "
-              f"RMSE ratio within {FLOOR_TOLERANCE} of the predictability floor."]
+              f"RMSE ratio within {FLOOR_TOLERANCE} of the predictability floor. The calmest / most spread class column is a "
+              "diagnosis (1 / 1 = the spread follows the error; report.md, spread–error reliability)."]
     return lines

@@ -17,7 +17,7 @@ from scipy import ndimage
 
 from training.evaluation.alignment import Aligned
 from training.evaluation.config import EvaluateConfig
-from training.evaluation.scores import score_label
+from training.evaluation.scores import score_labels
 
 #: scores computed again per region (suffix _coastal / _open); the others stay domain-wide
 REGION_SCORES = ("rmse", "bias", "crps", "spread", "spread_skill_ratio", "iiee")
@@ -46,12 +46,10 @@ def region_masks(ocean: xr.DataArray, band: float) -> dict[str, xr.DataArray] | 
 def region_scores(aligned: Mapping[str, Aligned], weights: xr.DataArray, masks: Mapping[str, xr.DataArray],
                   cfg: EvaluateConfig) -> xr.Dataset:
     """The REGION_SCORES of every label over each region, as `<score>_<region>` (model, variable, lead)."""
-    model = xr.DataArray(list(aligned), dims="model", name="model")
     out = {}
     for region, mask in masks.items():
         w = weights * mask
-        scores = xr.concat([score_label(a, w, cfg) for a in aligned.values()], dim=model, join="outer",
-                           data_vars="all")
+        scores = score_labels(list(aligned.values()), w, cfg)
         for name in REGION_SCORES:
             if name in scores:
                 out[f"{name}_{region}"] = scores[name].assign_attrs(

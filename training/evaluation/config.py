@@ -36,6 +36,8 @@ class EvaluateConfig(BaseModel):
     scaling_min_valid_fraction: float = Field(0.5, gt=0, le=1)
     pdf_range: tuple[float, float] = Field((1e-4, 10.0), description="deformation PDF bin range (day⁻¹)")
     pdf_bins: int = Field(40, ge=2)
+    spread_error_bins: int = Field(10, ge=2, description="equal-weight classes of ensemble spread in the spread–"
+                                   "error reliability of ensembles (training.evaluation.spread_reliability)")
     rank_seed: int = Field(0, description="seed of the random tie-breaking in rank histograms")
     map_window: int = Field(0, ge=0)
     map_member: int = Field(0, ge=0)

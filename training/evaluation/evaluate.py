@@ -38,7 +38,7 @@ from training.evaluation.field_stats import FieldStats, field_stats, nearest_lea
 from training.evaluation.floor_file import floor_path, floor_scores
 from training.evaluation.metrics_file import write_metrics_netcdf
 from training.evaluation.scores import (climatology, climatology_baseline, drop_strawman_scores, persistence,
-                                        score_label)
+                                        score_labels)
 
 
 @dataclass
@@ -84,10 +84,7 @@ def evaluate(run_paths: Mapping[str, PathLike | Sequence[PathLike]],
     sigma = climatology(list(aligned.values()), weights, cfg)
 
     labels = list(aligned)
-    model = xr.DataArray(labels, dims="model", name="model")
-    runs = progress(aligned.values(), desc="evaluate", unit="run")
-    scores = xr.concat([score_label(a, weights, cfg) for a in runs], dim=model, join="outer",
-                       data_vars="all")
+    scores = score_labels(list(progress(aligned.values(), desc="evaluate", unit="run")), weights, cfg)
     masks = region_masks(ocean, cfg.coastal_band_cells)
     if masks is not None:  # the coastal band apart from the open sea (training.evaluation.coastal)
         scores = xr.merge([scores, region_scores(aligned, weights, masks, cfg)], join="outer", compat="override")
@@ -159,6 +156,14 @@ def metrics_rows(metrics: xr.Dataset) -> list[dict[str, object]]:
                     if np.isfinite(value):
                         rows.append({"model": str(m), "variable": str(var), "lead_hours": float(lead),
                                      "metric": k, "value": float(value)})
+    for k in ("spread_error_slope", "spread_error_ratio_low", "spread_error_ratio_high"):  # (model, variable)
+        if k in metrics:
+            for m in metrics["model"].values:
+                for var in metrics["variable"].values:
+                    value = float(metrics[k].sel(model=m, variable=var))
+                    if np.isfinite(value):
+                        rows.append({"model": str(m), "variable": str(var), "lead_hours": "", "metric": k,
+                                     "value": value})
     for src in metrics["source"].values:
         for method in metrics["coarse_graining"].values:
             for q, b in zip(metrics["q"].values, metrics["beta"].sel(source=src, coarse_graining=method).values):

@@ -160,6 +160,31 @@ def plot_rank_histograms(metrics: xr.Dataset, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_spread_error(metrics: xr.Dataset, path: Path) -> Path | None:
+    """Binned RMSE against spread (log–log) per variable, one line per ensemble model, the diagonal in grey."""
+    if "spread_error_bin_spread" not in metrics:
+        return None
+    spread, err = metrics["spread_error_bin_spread"], metrics["spread_error_bin_rmse"]
+    ens = [str(m) for m in metrics["model"].values if np.isfinite(spread.sel(model=m)).any()]
+    if not ens:
+        return None
+    variables = [str(v) for v in metrics["variable"].values]
+    col = _colours(ens)
+    fig, axes = _subplots(1, len(variables), figsize=(2.8 * len(variables), 2.8), squeeze=False)
+    for ax, v in zip(axes[0], variables):
+        for m in ens:
+            ax.loglog(spread.sel(model=m, variable=v), err.sel(model=m, variable=v), marker="o", ms=3,
+                      color=col[m], label=m)
+        lo, hi = ax.get_xlim()
+        ax.plot([lo, hi], [lo, hi], color="grey", lw=0.8)
+        _tidy_log(ax)
+        ax.set_title(v, fontsize=9)
+        ax.set_xlabel("spread")
+    axes[0, 0].set_ylabel("RMSE of the ensemble mean")
+    axes[0, 0].legend(fontsize=7)
+    return _save(fig, path)
+
+
 def plot_spectra(metrics: xr.Dataset, path: Path) -> Path | None:
     """PSD against wavelength per field (rows) and lead (columns), truth in black."""
     if "spectrum_power" not in metrics:
@@ -353,6 +378,7 @@ def evaluation_figures(metrics: xr.Dataset, aligned: Mapping[str, Aligned], ocea
         "nrmse": plot_nrmse(m, out_dir / "nrmse_vs_lead.png"),
         "probabilistic_scores": plot_probabilistic_scores(m, out_dir / "spread_skill_crps_vs_lead.png"),
         "rank_histograms": plot_rank_histograms(m, out_dir / "rank_histograms.png"),
+        "spread_error": plot_spread_error(m, out_dir / "spread_error.png"),
         "spectra": plot_spectra(m, out_dir / "spectra.png"),
         "deformation_pdfs": plot_deformation_pdfs(m, out_dir / "deformation_pdfs.png"),
         "scaling": plot_scaling(m, out_dir / "deformation_scaling.png"),

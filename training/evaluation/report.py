@@ -11,6 +11,7 @@ import xarray as xr
 from icecorr.base.files import write_text_atomic
 from training.evaluation.coastal import coastal_table
 from training.evaluation.floor_file import floor_section
+from training.evaluation.spread_reliability import RELIABILITY_NOTE, reliability_table
 
 CAPTIONS = {
     "scores": "RMSE (solid; of the ensemble mean for ensembles) and ensemble spread (dashed) against lead.",
@@ -24,6 +25,8 @@ CAPTIONS = {
     "scaling": "Multifractal scaling ⟨ε̇_tot^q⟩ ∝ L^-β(q): moments against scale (gradient coarse-graining) "
                "and β(q) for gradient (solid) and block-mean-of-magnitude (dashed, Finn et al. 2024) "
                "coarse-graining.",
+    "spread_error": "Spread–error reliability: RMSE of the ensemble mean against the spread, per class of equal "
+                    "area by spread (leads ≥ 1 day); the diagonal is conditional calibration.",
     "shear_p90": "Spatial 90th percentile of shear against lead, mean over windows and members.",
 }
 
@@ -187,6 +190,9 @@ def report_text(m: xr.Dataset, figures: Mapping[str, Path], md_dir: Path,
     finite = finite_ensemble_table(m, short, long)
     if finite is not None:
         parts += ["## Finite-ensemble correction", "", FINITE_ENSEMBLE_NOTE, "", finite, ""]
+    reliability = reliability_table(m)
+    if reliability is not None:
+        parts += ["## Spread–error reliability", "", RELIABILITY_NOTE, "", reliability, ""]
     if figures:
         parts += ["## Figures", ""]
         for key, path in figures.items():

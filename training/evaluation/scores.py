@@ -11,6 +11,7 @@ from icecorr.base.errors import InputError
 from training.evaluation import metrics as M
 from training.evaluation.alignment import Aligned
 from training.evaluation.config import EvaluateConfig
+from training.evaluation.spread_reliability import spread_error_bins
 
 
 def variable_weights(name: str, base: xr.DataArray) -> xr.DataArray:
@@ -25,7 +26,8 @@ def variable_weights(name: str, base: xr.DataArray) -> xr.DataArray:
 
 
 def score_label(a: Aligned, weights: xr.DataArray, cfg: EvaluateConfig) -> xr.Dataset:
-    """Scores of one label: (variable, lead) arrays and the rank histogram (variable, lead, rank)."""
+    """Scores of one label: (variable, lead) arrays, the rank histogram (variable, lead, rank) and, for ensembles,
+    the spread–error reliability (variable, spread_bin)."""
     per_var = []
     keep = ("lead",)
     for v in cfg.variables:
@@ -33,6 +35,8 @@ def score_label(a: Aligned, weights: xr.DataArray, cfg: EvaluateConfig) -> xr.Da
         w = variable_weights(v, weights)
         if "member" in f.dims:
             s = M.ensemble_scores(f, r, w, keep, seed=cfg.rank_seed)
+            if f.sizes["member"] >= 4:  # the split-member classes need two members per half
+                s = xr.merge([s, spread_error_bins(f, r, w, cfg.spread_error_bins, seed=cfg.rank_seed)])
         else:
             s = M.deterministic_scores(f, r, w, keep)
         per_var.append(s)
@@ -42,6 +46,15 @@ def score_label(a: Aligned, weights: xr.DataArray, cfg: EvaluateConfig) -> xr.Da
     sic = sic.mean("member") if "member" in sic.dims else sic  # ice edge of the ensemble mean
     ds["iiee"] = M.iiee(sic, a.reference["sic"], weights, cfg.ice_threshold, keep)
     return ds
+
+
+def score_labels(aligned: Sequence[Aligned], weights: xr.DataArray, cfg: EvaluateConfig) -> xr.Dataset:
+    """`score_label` of every label along a `model` dim. Ensembles carry coordinates (rank, spread_bin) that
+    deterministic runs lack: coords="minimal" lets them be missing in any order of the labels (xarray's default
+    refuses an ensemble, a deterministic run and an ensemble in that order)."""
+    model = xr.DataArray([a.label for a in aligned], dims="model", name="model")
+    return xr.concat([score_label(a, weights, cfg) for a in aligned], dim=model, join="outer", data_vars="all",
+                     coords="minimal")
 
 
 #: variables whose initial value is a forecast worth beating; the ice velocity forgets its initial value within

@@ -163,6 +163,21 @@ def test_scores_reflect_the_constructed_errors(scenario):
     assert 0.9 < float((pdf * widths).sum()) <= 1.0 + 1e-9
 
 
+def test_spread_error_reliability_of_ensembles_in_any_order_of_labels(scenario):
+    """Ensembles carry coordinates (rank, spread_bin) deterministic runs lack; an ensemble, a deterministic run and
+    an ensemble in that order used to be refused by xarray's concat."""
+    s = scenario
+    m = evaluate({"ens_a": s["diffusion"], "coarse": s["coarse"], "ens_b": s["diffusion"]}, s["ref"],
+                 leads=(12, 72)).metrics
+    ratio = m["spread_error_bin_spread"] / m["spread_error_bin_rmse"]
+    assert ratio.dims == ("model", "variable", "spread_bin")
+    np.testing.assert_array_equal(ratio.sel(model="ens_a"), ratio.sel(model="ens_b"))  # same files, same seed
+    assert not np.isfinite(ratio.sel(model="coarse")).any()
+    # built calibrated (truth and members share the noise law): about 1 in the classes of the velocity
+    np.testing.assert_allclose(ratio.sel(model="ens_a", variable=["siu", "siv"]), 1.0, atol=0.35)
+    np.testing.assert_allclose(m["spread_error_bin_share"].sel(model="ens_a").sum("spread_bin"), 1.0)
+
+
 def test_run_evaluate_writes_report_metrics_and_plots(scenario):
     out = scenario["dir"] / "report"
     report = run_evaluate(runs(scenario), scenario["ref"], out, leads=(12, 72))
@@ -174,7 +189,7 @@ def test_run_evaluate_writes_report_metrics_and_plots(scenario):
     pngs = sorted(p.name for p in out.glob("*.png"))
     for name in ("rmse_spread_vs_lead.png", "nrmse_vs_lead.png", "spread_skill_crps_vs_lead.png", "spectra.png",
                  "deformation_pdfs.png", "deformation_scaling.png", "rank_histograms.png", "shear_p90.png",
-                 "maps_12h.png", "maps_72h.png"):
+                 "spread_error.png", "maps_12h.png", "maps_72h.png"):
         assert name in pngs
         assert f"]({name})" in text
     assert not list(out.glob("*.tmp-*"))
@@ -185,6 +200,8 @@ def test_run_evaluate_writes_report_metrics_and_plots(scenario):
     fair_rows = {r["model"] for r in rows if r["metric"] in ("ensemble_mean_rmse_fair", "spread_skill_ratio_raw")}
     assert fair_rows == {"diffusion"}
     assert "## Finite-ensemble correction" in text and "| sit | diffusion | 4 |" in text
+    assert "## Spread–error reliability" in text and "| siu | diffusion | " in text
+    assert {r["model"] for r in rows if r["metric"] == "spread_error_slope"} == {"diffusion"}
     reopened = read_metrics_netcdf(out / "metrics.nc")
     assert set(reopened["model"].values) == {"coarse", "deterministic", "diffusion", "persistence"}
     assert "fair" in reopened["crps"].attrs["estimator"]
