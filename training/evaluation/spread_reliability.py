@@ -21,8 +21,8 @@ ensemble a fixed half of the members keeps its own parameter draws in every wind
 
 Summaries: `ratio_low`/`ratio_high`, spread/rmse in the lowest and highest class; `slope`, the least-squares slope
 of log rmse on log spread over the classes (those with spread and rmse > 0) — about 1 for a calibrated ensemble
-whose spread varies much more than across its classes' width, below 1 when its spread varies more than its error
-does (over-dispersive where calm), above 1 when less.
+whose spread varies much more than across its classes' width; above 1 when the error varies more than the spread
+(a spread floor: over-dispersive where calm), below 1 when less (under-dispersive where calm).
 """
 from __future__ import annotations
 
