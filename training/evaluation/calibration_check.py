@@ -26,6 +26,10 @@ RANK_GOAL = 0.3
 FLOOR_TOLERANCE = 0.05
 
 
+def _pair(low: float, high: float) -> str:
+    return "–" if not (np.isfinite(low) and np.isfinite(high)) else f"{low:.2f} / {high:.2f}"
+
+
 def _ok(flag: bool) -> str:
     return "yes" if flag else "**no**"
 
@@ -91,13 +95,12 @@ def calibration_markdown(metrics: xr.Dataset, floor_ratio_12h: Mapping[str, floa
         line = (f"| {r['variable']} | {r['spread_skill_min']:.2f}–{r['spread_skill_max']:.2f} ({_ok(r['spread_ok'])}) "
                 f"| {r['rank_deviation']:.2f} ({_ok(r['rank_ok'])}) | {r['crps_over_mae_max']:.2f} ({_ok(r['crps_ok'])}) "
                 f"| {r['rmse_ratio_last']:.2f} ({_ok(r['rmse_ok'])}) "
-                f"| {r['reliability_low']:.2f} / {r['reliability_high']:.2f} | {r['rmse_12h_over_coarse']:.2f}")
-        line = line.replace("nan / nan", "–")
+                f"| {_pair(r['reliability_low'], r['reliability_high'])} | {r['rmse_12h_over_coarse']:.2f}")
         line += f" | {r['floor_12h']:.2f} ({_ok(r['floor_ok'])}) |" if "floor_12h" in r else (" | – |" if with_floor else " |")
         lines.append(line)
     lines += ["", f"Goals: spread/RMSE in {SPREAD_GOAL['slow']} for sic/sit/snt and {SPREAD_GOAL['velocity']} for "
               f"siu/siv at every lead from 1 day; rank-histogram bins within ±{RANK_GOAL:.0%} of flat; CRPS below the "
               f"deterministic MAE at every lead; ensemble-mean RMSE at the last lead ≤ the deterministic one's; 12 h "
-              f"RMSE ratio within {FLOOR_TOLERANCE} of the predictability floor. The calmest / most spread class column is a "
-              "diagnosis (1 / 1 = the spread follows the error; report.md, spread–error reliability)."]
+              f"RMSE ratio within {FLOOR_TOLERANCE} of the predictability floor. The calmest / most spread class "
+              "column is a diagnosis (1 / 1 = the spread follows the error; report.md, spread–error reliability)."]
     return lines

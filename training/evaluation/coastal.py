@@ -49,7 +49,8 @@ def region_scores(aligned: Mapping[str, Aligned], weights: xr.DataArray, masks: 
     out = {}
     for region, mask in masks.items():
         w = weights * mask
-        scores = score_labels(list(aligned.values()), w, cfg)
+        # only REGION_SCORES are kept: the domain-wide spread–error reliability is not recomputed per region
+        scores = score_labels(list(aligned.values()), w, cfg, reliability=False)
         for name in REGION_SCORES:
             if name in scores:
                 out[f"{name}_{region}"] = scores[name].assign_attrs(

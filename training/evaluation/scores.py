@@ -25,9 +25,9 @@ def variable_weights(name: str, base: xr.DataArray) -> xr.DataArray:
     return w
 
 
-def score_label(a: Aligned, weights: xr.DataArray, cfg: EvaluateConfig) -> xr.Dataset:
-    """Scores of one label: (variable, lead) arrays, the rank histogram (variable, lead, rank) and, for ensembles,
-    the spread–error reliability (variable, spread_bin)."""
+def score_label(a: Aligned, weights: xr.DataArray, cfg: EvaluateConfig, reliability: bool = True) -> xr.Dataset:
+    """Scores of one label: (variable, lead) arrays, the rank histogram (variable, lead, rank) and, for ensembles
+    when `reliability`, the spread–error reliability (variable, spread_bin)."""
     per_var = []
     keep = ("lead",)
     for v in cfg.variables:
@@ -35,7 +35,7 @@ def score_label(a: Aligned, weights: xr.DataArray, cfg: EvaluateConfig) -> xr.Da
         w = variable_weights(v, weights)
         if "member" in f.dims:
             s = M.ensemble_scores(f, r, w, keep, seed=cfg.rank_seed)
-            if f.sizes["member"] >= 4:  # the split-member classes need two members per half
+            if reliability and f.sizes["member"] >= 4:  # the split-member classes need two members per half
                 s = xr.merge([s, spread_error_bins(f, r, w, cfg.spread_error_bins, seed=cfg.rank_seed)])
         else:
             s = M.deterministic_scores(f, r, w, keep)
@@ -48,13 +48,14 @@ def score_label(a: Aligned, weights: xr.DataArray, cfg: EvaluateConfig) -> xr.Da
     return ds
 
 
-def score_labels(aligned: Sequence[Aligned], weights: xr.DataArray, cfg: EvaluateConfig) -> xr.Dataset:
+def score_labels(aligned: Sequence[Aligned], weights: xr.DataArray, cfg: EvaluateConfig,
+                 reliability: bool = True) -> xr.Dataset:
     """`score_label` of every label along a `model` dim. Ensembles carry coordinates (rank, spread_bin) that
     deterministic runs lack: coords="minimal" lets them be missing in any order of the labels (xarray's default
     refuses an ensemble, a deterministic run and an ensemble in that order)."""
     model = xr.DataArray([a.label for a in aligned], dims="model", name="model")
-    return xr.concat([score_label(a, weights, cfg) for a in aligned], dim=model, join="outer", data_vars="all",
-                     coords="minimal")
+    return xr.concat([score_label(a, weights, cfg, reliability) for a in aligned], dim=model, join="outer",
+                     data_vars="all", coords="minimal")
 
 
 #: variables whose initial value is a forecast worth beating; the ice velocity forgets its initial value within
