@@ -9,7 +9,8 @@ south walls; its view `sig12` is the (ny, nx) block of north-east corners. Param
 
 Land: the grid's ocean mask and Coriolis field (`GridConfig.mask`, `GridConfig.latitude`) are passed to every step
 (`seaice_api::coarse_step` arguments `ocean`, `fcor`); land cells hold no ice, no stress and no velocity on their
-faces (`set_state` puts any given there to 0), see docs/physics-land.md.
+faces (`set_state` puts any given there to 0), see docs/physics-land.md. A per-cell factor on the ice strength
+(`set_strength_factor`, argument `strength`; 1 by default) makes P* a field, e.g. a member's stochastic strength.
 
 What this model shares with `TruthModel` (the BBM truth, coupling/truth.py) lives in coupling/fortran_arrays.py.
 """
@@ -95,6 +96,7 @@ class CoarseModel:
         self._f0 = np.zeros((nx, ny, len(FORCING_VARIABLES)), dtype=np.float64, order="F")
         self._f1 = np.zeros_like(self._f0)
         self._ocean, self._fcor = grid_arrays(grid, self.physics.coriolis)
+        self._strength = field(1.0)
         self._resid = np.zeros(self.physics.n_evp, dtype=np.float64)
         self._info = np.zeros(_NINFO, dtype=np.float64)
         self._dyn_steps = 0  # global dynamics-substep counter: alternates the transport split order
@@ -146,6 +148,17 @@ class CoarseModel:
         write_state(views, checked)
         apply_land(views, self._ocean.T)
 
+    def set_strength_factor(self, factor) -> None:
+        """Multiply the ice strength P = P* h exp(−C*(1 − A)) of every cell by `factor` (ny, nx) (1), positive and
+        finite; it stays until set again (1 everywhere = the parameters' P*)."""
+        shape = (self.grid.ny, self.grid.nx)
+        values = np.asarray(factor, dtype=np.float64)
+        if values.shape != shape:
+            raise InputError(None, "strength factor", f"shape {values.shape}, expected (ny, nx) = {shape}")
+        if not (np.all(np.isfinite(values)) and values.min() > 0):
+            raise InputError(None, "strength factor", "values must be finite and positive")
+        self._strength[...] = values.T
+
     # ------------------------------------------------------------------------------------------------- step
     def step(self, forcing_t0: Mapping, forcing_t1: Mapping, duration_seconds: float = STEP_SECONDS) -> None:
         """Advance by `duration_seconds` (default exactly 12 h); forcing (cell centres, design.md names and units)
@@ -160,7 +173,7 @@ class CoarseModel:
         ierr = self._step_fn(self._pd, self._tp, g.nx, g.ny, len(FORCING_VARIABLES), g.dx, float(duration_seconds),
                              self._dyn_steps, r["a"], r["vice"], r["vsnow"], r["tsurf"], r["tos"], r["u"], r["v"],
                              r["s1"], r["s2"], self._s12, self._f0, self._f1, self._resid.size, self._resid,
-                             _NINFO, self._info, self._ocean, self._fcor)
+                             _NINFO, self._info, self._ocean, self._fcor, self._strength)
         wall = time.perf_counter() - t0
         if ierr != 0:
             raise ModelError(int(ierr), f"CoarseModel.step at t = {self.time_seconds:.0f} s")

@@ -43,6 +43,16 @@ class TimeoutConfig(StrictConfig):
     step: float = Field(600.0, gt=0, description="any single exchange within a cycle (s)")
 
 
+class StrengthFieldConfig(StrictConfig):
+    """A per-member random field on the ice strength P of the built-in coarse model: log-normal, Gaussian-correlated
+    in space, zero domain mean in log space (the domain-wide part is `physics_perturbation.p_star`), constant over
+    a window (coupling.member_physics.member_strength_field)."""
+
+    sigma: float = Field(ge=0, le=2, description="std of log(strength factor) over the domain (1)")
+    length_km: float = Field(gt=0, description="correlation length ℓ (km): the log-field's correlation at distance r "
+                                               "is exp(−r²/(4ℓ²)) (white noise smoothed by a Gaussian of std ℓ)")
+
+
 class CoupleConfig(StrictConfig):
     """A coupled (physics + corrector) or emulator ensemble run over one or more windows."""
 
@@ -73,6 +83,10 @@ class CoupleConfig(StrictConfig):
         "drawn from (seed, k) (the mean kept): a model error that persists in time, as the "
         "stochastic ice-strength ensembles of Juricke et al. (2013); e.g. {p_star: 0.3, c_air: 0.1}; parameters of "
         "a nested section dotted, e.g. {thermo.k_snow: 0.3}")
+    strength_field: StrengthFieldConfig | None = Field(
+        None, description="per-member spatial field on the ice strength of the built-in coarse model, e.g. {sigma: "
+        "0.5, length_km: 48}: weak and strong patches as the reference's heterogeneous (damaged) ice has, instead of "
+        "a whole member weaker or stronger; null = none")
     ml_ranks: int = Field(1, ge=1, description="ranks that hold the corrector when the role is not given per rank")
     model: str | None = Field(None, description="Python model of `icecorr couple`: 'package.module:Class' or an entry "
                                                 "point of the group icecorr.models, built per member as "

@@ -30,7 +30,7 @@ from .ensemble_output import output_paths
 from .forcing import open_forcing
 from .layout import WORLD, Layout
 from .member_fields import restore_state, set_hidden_state
-from .member_physics import member_physics
+from .member_physics import member_physics, member_strength_field
 from .model_protocol import model_factory as load_factory, model_hello
 from .pairs import preflight_inputs, state_arrays, window_states
 from .serve import read_run_restart, serve_ranks
@@ -85,14 +85,19 @@ def _factory(cfg: CoupleConfig, grid, physics, model_factory):
     """The model factory of a run, called with the member index: the caller's, else `cfg.model`
     (Class(grid, **model_options)), else CoarseModel with the member's parameters (`cfg.physics_perturbation`)."""
     if model_factory is not None or cfg.model is not None:
-        if cfg.physics_perturbation:
-            raise InputError(None, "couple.physics_perturbation", "perturbs the built-in coarse model's parameters; "
-                                   "a model of your own (couple.model) perturbs its own")
+        for name in ("physics_perturbation", "strength_field"):
+            if getattr(cfg, name):
+                raise InputError(None, f"couple.{name}", "perturbs the built-in coarse model's physics; a model of "
+                                                         "your own (couple.model) perturbs its own")
         factory = model_factory if model_factory is not None else load_factory(cfg.model, grid, cfg.model_options)
         return lambda member=0: factory()
 
     def coarse(member: int = 0):
-        return CoarseModel(grid, member_physics(physics, cfg.physics_perturbation, cfg.seed, member))
+        model = CoarseModel(grid, member_physics(physics, cfg.physics_perturbation, cfg.seed, member))
+        if cfg.strength_field is not None:
+            model.set_strength_factor(member_strength_field((grid.ny, grid.nx), grid.dx, cfg.strength_field.sigma,
+                                                            cfg.strength_field.length_km, cfg.seed, member))
+        return model
 
     return coarse
 

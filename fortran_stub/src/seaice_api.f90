@@ -6,9 +6,10 @@
 !   thermo_columns(tp, nx, ny, nf, dt, nsteps, a, vice, vsnow, tsurf, tos, forcing, update_tsurf,
 !                  da_new, dv_new, ierr)       nsteps thermodynamic steps with steady forcing(nx,ny,nf)
 !   coarse_step(pd, tp, nx, ny, nf, dx, duration, istep0, a, vice, vsnow, tsurf, tos, u, v, s1, s2, s12,
-!               f0, f1, nres, resid, ni, info, ocean, fcor, ierr)
+!               f0, f1, nres, resid, ni, info, ocean, fcor, strength, ierr)
 !                                  seaice_coarse::coarse_run; s12 is (nx+1, ny+1); ocean (nx,ny) 1 ocean / 0 land,
-!                                  fcor (nx,ny) Coriolis parameter at the cell centres (s-1)
+!                                  fcor (nx,ny) Coriolis parameter at the cell centres (s-1), strength (nx,ny)
+!                                  factor on the ice strength P (1: the parameters' P*)
 !   deformation_fields(nx, ny, dx, u, v, ocean, div, shear)       seaice_mevp::deformation (s-1), land = 0
 !   coarse_param_check(pd, ierr)                           0 if the coarse parameters are usable
 module seaice_api
@@ -59,7 +60,7 @@ contains
   end subroutine thermo_columns
 
   subroutine coarse_step(pd, tp, nx, ny, nf, dx, duration, istep0, a, vice, vsnow, tsurf, tos, u, v, s1, s2, &
-                         s12, f0, f1, nres, resid, ni, info, ocean, fcor, ierr)
+                         s12, f0, f1, nres, resid, ni, info, ocean, fcor, strength, ierr)
     type(coarse_params), intent(in) :: pd
     type(thermo_params), intent(in) :: tp
     integer, intent(in) :: nx, ny, nf, istep0, nres, ni
@@ -68,14 +69,14 @@ contains
                                u(nx, ny), v(nx, ny), s1(nx, ny), s2(nx, ny), s12(nx + 1, ny + 1)
     real(dp), intent(in) :: f0(nx, ny, nf), f1(nx, ny, nf)
     real(dp), intent(inout) :: resid(nres), info(ni)
-    real(dp), intent(in) :: ocean(nx, ny), fcor(nx, ny)
+    real(dp), intent(in) :: ocean(nx, ny), fcor(nx, ny), strength(nx, ny)
     integer, intent(out) :: ierr
     if (nf /= nforc .or. ni /= ninfo) then
        ierr = 2
        return
     end if
     call coarse_run(pd, tp, nx, ny, dx, duration, istep0, a, vice, vsnow, tsurf, tos, u, v, s1, s2, s12, &
-                    f0, f1, nres, resid, info, ierr, ocean, fcor)
+                    f0, f1, nres, resid, info, ierr, ocean, fcor, strength)
   end subroutine coarse_step
 
   subroutine deformation_fields(nx, ny, dx, u, v, ocean, div, shear)

@@ -6,7 +6,7 @@
 !   4. thermodynamics (seaice_thermo);  5. ice minima (seaice_minima), whose removed ice melts out of the slab.
 !
 !   call coarse_run(pd, tp, nx, ny, dx, duration, istep0, a, vice, vsnow, tsurf, tos, u, v, s1, s2, s12,
-!                   f0, f1, nres, resid, info, ierr [, ocean, fcor])
+!                   f0, f1, nres, resid, info, ierr [, ocean, fcor, strength])
 !     s12(0:nx,0:ny): corner stresses incl. the walls; f0, f1 (nx,ny,nforc): forcing (seaice_forcing order)
 !     resid(nres) out: mEVP residual per iteration of the last substep
 !     info(ninfo) out: see the info_* indices; ierr out: 0 ok, 2 bad parameter, 3 non-finite velocity,
@@ -49,7 +49,7 @@ contains
   end function check_coarse_params
 
   subroutine coarse_run(pd, tp, nx, ny, dx, duration, istep0, a, vice, vsnow, tsurf, tos, u, v, s1, s2, s12, &
-                        f0, f1, nres, resid, info, ierr, ocean, fcor)
+                        f0, f1, nres, resid, info, ierr, ocean, fcor, strength)
     type(coarse_params), intent(in) :: pd
     type(thermo_params), intent(in) :: tp
     integer, intent(in) :: nx, ny, istep0, nres
@@ -59,7 +59,7 @@ contains
     real(dp), intent(in) :: f0(nx, ny, nforc), f1(nx, ny, nforc)
     real(dp), intent(out) :: resid(nres), info(ninfo)
     integer, intent(out) :: ierr
-    real(dp), intent(in), optional :: ocean(nx, ny), fcor(nx, ny)
+    real(dp), intent(in), optional :: ocean(nx, ny), fcor(nx, ny), strength(nx, ny)
     real(dp), allocatable :: f(:, :, :), taux(:, :), tauy(:, :), wspd(:, :), q(:, :, :), da_new(:, :), &
                              dv_new(:, :), v_removed(:, :), ocn(:, :), fc(:, :), ou(:, :), ov(:, :)
     integer, allocatable :: nocean(:, :), coast(:, :)
@@ -120,7 +120,7 @@ contains
 
        if (pd%dynamics_on) then
           call mevp_solve(nx, ny, dx, dt, pd, a, vice, vsnow, taux, tauy, f(:, :, f_uo), f(:, :, f_vo), ocn, fc, &
-                          u, v, s1, s2, s12, nres, resid, alpha_max, ierr)
+                          u, v, s1, s2, s12, nres, resid, alpha_max, ierr, strength)
           if (ierr /= 0) return
           info(info_alpha_max) = max(info(info_alpha_max), alpha_max)
           info(info_courant) = max(info(info_courant), &

@@ -2,7 +2,7 @@
 ! (Bouillon 2013, Kimmritz 2015/2016; adaptive alpha = beta "aEVP") on the closed C-grid (physics.md §1.2-1.4).
 !
 !   call mevp_solve(nx, ny, dx, dt, pd, a, vice, vsnow, taux, tauy, uo, vo, ocean, fcor, u, v, s1, s2, s12, nres,
-!                   resid, alpha_max, ierr)
+!                   resid, alpha_max, ierr [, strength])
 !     dx (m), dt (s) dynamics step; pd type(coarse_params)
 !     a, vice, vsnow (nx,ny): concentration, ice and snow volume per area (m) at T-points
 !     taux, tauy (nx,ny): air stress rho_a C_a |U_a| U_a at T-points (N m-2) (multiplied by A here)
@@ -14,6 +14,8 @@
 !     s12 (0:nx,0:ny) inout: shear stress at all corners incl. the walls (N m-1); s12(i,j) is the NE corner of (i,j)
 !     resid(nres) out: RMS change of the face velocities in iteration k (m s-1), k = 1..min(nres, n_evp)
 !     alpha_max out: largest alpha used; ierr out: 0 ok, 3 non-finite velocity
+!     strength (nx,ny) optional, in: factor on the ice strength P per cell (1); absent = 1 (a spatially varying
+!                      P*, e.g. a member's stochastic strength field: coupling/member_physics.py)
 !
 !   call deformation(nx, ny, dx, u, v, div, shear [, ocean])   divergence and shear (D_T^2 + D_S^2)^(1/2) at T
 !                                                              (s-1); with land if ocean (nx,ny) is given
@@ -42,7 +44,7 @@ module seaice_mevp
 contains
 
   subroutine mevp_solve(nx, ny, dx, dt, pd, a, vice, vsnow, taux, tauy, uo, vo, ocean, fcor, u, v, s1, s2, s12, &
-                        nres, resid, alpha_max, ierr)
+                        nres, resid, alpha_max, ierr, strength)
     integer, intent(in) :: nx, ny, nres
     real(dp), intent(in) :: dx, dt
     type(coarse_params), intent(in) :: pd
@@ -51,6 +53,7 @@ contains
     real(dp), intent(inout) :: u(nx, ny), v(nx, ny), s1(nx, ny), s2(nx, ny), s12(0:nx, 0:ny)
     real(dp), intent(out) :: resid(nres), alpha_max
     integer, intent(out) :: ierr
+    real(dp), intent(in), optional :: strength(nx, ny)
 
     ! Work arrays. Face arrays (u: 1..nx-1 x 1..ny, v: 1..nx x 1..ny-1) hold what is fixed during the iterations:
     ! m/dt (floored), a 0/1 ice mask, the constant part of the right-hand side, A rho_w C_w, m f, the current.
@@ -122,6 +125,7 @@ contains
           acoef(i, j) = cstar_fac / max(mt, mass_tiny)   ! aEVP: alpha^2 = c* pi^2 zeta dt / (m dx^2)
        end do
     end do
+    if (present(strength)) press = press * strength
     nface = 0
     mdt_u = 1.0_dp; msk_u = 0.0_dp; c_u = 0.0_dp; cwc_u = 0.0_dp; mf_u = 0.0_dp; uo_u = 0.0_dp; vo_u = 0.0_dp
     mdt_v = 1.0_dp; msk_v = 0.0_dp; c_v = 0.0_dp; cwc_v = 0.0_dp; mf_v = 0.0_dp; uo_v = 0.0_dp; vo_v = 0.0_dp

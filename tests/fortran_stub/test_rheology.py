@@ -3,10 +3,12 @@ the mEVP residual decreasing with the iterations, and compact ice resisting an o
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from fortran_stub.config import CoarsePhysicsConfig, GridConfig
 from coupling.bridge import CoarseModel
 from coupling.cyclone import cyclone_forcing, initial_state
+from coupling.member_physics import member_strength_field
 from tests.helpers.physics import uniform_forcing
 
 
@@ -27,19 +29,23 @@ def _corner_mean(field_t):
     return s / c
 
 
-def test_stresses_inside_yield_ellipse():
-    """Normalised by P, the T-point stresses (s1, s2) and the corner shear stress each satisfy the e = 2 ellipse;
+@pytest.mark.parametrize("field", [False, True], ids=["uniform_p_star", "strength_field"])
+def test_stresses_inside_yield_ellipse(field):
+    """Normalised by P (with a strength field: P times the field's factor), the T-point stresses (s1, s2) and the corner shear stress each satisfy the e = 2 ellipse;
     combined at T (corner s12 averaged to the centre) they stay within 5 % of it: the C-grid keeps s12 on
     corners whose viscosity comes from the corner's own deformation, so the mix is not exactly on the curve."""
     # transport off keeps P fixed: every mEVP update is then a convex combination of the stress and a target on
     # or inside the ellipse of that P (with transport, P can drop under a stress carried from an earlier step)
     grid, model = _cyclone_model(dt_dyn=1800.0, n_evp=300, transport_on=False)
     p = model.physics
+    factor = member_strength_field((grid.ny, grid.nx), grid.dx, 0.6, 64.0, 0, 1) if field else 1.0
+    if field:
+        model.set_strength_factor(factor)
     on_curve = 0
     for k in range(12):  # 12 hourly windows with the moving storm
         model.step(cyclone_forcing(grid, k * 3600.0), cyclone_forcing(grid, (k + 1) * 3600.0), 3600.0)
         v = model.state_views()
-        strength = p.p_star * v["sivol"] * np.exp(-p.c_star * (1.0 - v["sic"]))
+        strength = factor * p.p_star * v["sivol"] * np.exp(-p.c_star * (1.0 - v["sic"]))
         # T-points: s1 = sigma_I + sigma_II in [-2P, 0] and (s1/P + 1)^2 + (e s2/P)^2 <= 1
         t_ell = (v["sig1"] / strength + 1.0) ** 2 + (p.ecc * v["sig2"] / strength) ** 2
         assert t_ell.max() <= 1.0 + 1e-9
@@ -51,9 +57,33 @@ def test_stresses_inside_yield_ellipse():
         s12_t = 0.25 * (s12_all[1:, 1:] + s12_all[:-1, 1:] + s12_all[1:, :-1] + s12_all[:-1, :-1])
         sigma_q = np.sqrt(0.25 * v["sig2"] ** 2 + s12_t ** 2)     # (sigma_I - sigma_II) / 2
         ell = (v["sig1"] / strength + 1.0) ** 2 + (2.0 * p.ecc * sigma_q / strength) ** 2
-        assert ell.max() <= 1.05 and np.percentile(ell, 99) <= 1.01
+        if not field:  # corners mix the strengths of four cells: with a field the mix is looser still
+            assert ell.max() <= 1.05 and np.percentile(ell, 99) <= 1.01
         on_curve += int((ell > 0.9).sum())
     assert on_curve > 100  # many cells are at plastic failure
+
+
+def test_a_uniform_strength_factor_is_p_star_scaled():
+    """set_strength_factor(k everywhere) runs the model with k P*, to round-off; bad factors are refused."""
+    def run(factor=None, **phys):
+        grid, model = _cyclone_model(**phys)
+        if factor is not None:
+            model.set_strength_factor(np.full((grid.ny, grid.nx), factor))
+        for k in range(4):
+            model.step(cyclone_forcing(grid, k * 3600.0), cyclone_forcing(grid, (k + 1) * 3600.0), 3600.0)
+        return model.get_state()
+
+    scaled, field, plain = run(p_star=1.3 * 27.5e3), run(1.3), run()
+    for name in ("sic", "sit", "siu", "siv", "sig1"):
+        scale = float(np.abs(plain[name]).max())
+        np.testing.assert_allclose(field[name], scaled[name], rtol=0, atol=1e-9 * scale)
+        if name != "sic":
+            assert float(np.abs(field[name] - plain[name]).max()) > 1e-3 * scale  # the factor does act
+    model = _cyclone_model()[1]
+    for bad, match in ((np.ones((3, 3)), "shape"), (np.zeros((16, 16)), "positive"),
+                       (np.full((16, 16), np.nan), "finite")):
+        with pytest.raises(ValueError, match=match):
+            model.set_strength_factor(bad)
 
 
 def test_mevp_residual_decreases():
