@@ -20,6 +20,18 @@ def test_builtin_plan_unchanged():
     assert "grid.nx=16" in quick.generate_overrides and quick.windows == 1 and quick.members == 4
 
 
+def test_the_demo_generates_and_couples_with_one_tuned_physics():
+    """The pairs' forecasts (generate) and the coupled runs (couple) must run the same coarse model: the demo's
+    P* tuned to its truth (docs/calibration.md), not Hibler's default."""
+    import yaml
+
+    from fortran_stub.config import CoarsePhysicsConfig
+
+    generate, couple = (CoarsePhysicsConfig.model_validate(yaml.safe_load((CONFIG_DIR / f"{n}.yaml").read_text())["physics"])
+                        for n in ("generate", "couple"))
+    assert generate == couple and generate.p_star == 2.5 * CoarsePhysicsConfig().p_star
+
+
 def test_demo_trainings_stop_at_fixed_step_counts():
     """Reproducible figures: the cosine horizon is max_steps, never fitted to a time budget (a guard only)."""
     import yaml
