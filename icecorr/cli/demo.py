@@ -61,9 +61,10 @@ class DemoPlan:
     # no better coupled (docs/calibration.md)
     cross_fit: bool = False
     # the diffusion ensemble's coarse model runs each member with its own P* and wind drag (couple.
-    # physics_perturbation): spread that persists like the model error; measured on the demo's windows it brings sit/
-    # snt spread/RMSE to 0.96–1.09 at every lead and lowers every CRPS (docs/calibration.md); {} = one physics
-    physics_perturbation: dict[str, float] = field(default_factory=lambda: {"p_star": 0.5, "c_air": 0.1})
+    # physics_perturbation): spread that persists like the model error. Around the tuned P* (configs/demo) σ 0.25
+    # ties σ 0.5 in validation CRPS with a better ensemble mean and less over-dispersion, and beats one physics in
+    # every CRPS (docs/calibration.md); {} = one physics
+    physics_perturbation: dict[str, float] = field(default_factory=lambda: {"p_star": 0.25, "c_air": 0.1})
 
 
 def plan(quick: bool, config_dir: Path = CONFIG_DIR) -> DemoPlan:

@@ -90,6 +90,7 @@ def table(result: dict[float, dict[str, float]], parameter: str, baseline: float
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: print the scan's table and the best factor per variable; 2 on bad input."""
     p = argparse.ArgumentParser(prog="python -m training.evaluation.parameter_scan", description=__doc__.split("\n\n")[0])
     p.add_argument("pairs", type=Path, help="pair file (the training split: tuning is training)")
     p.add_argument("--parameter", default="p_star", help="coarse-physics parameter (dotted for a nested section)")
