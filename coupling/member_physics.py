@@ -20,25 +20,32 @@ PHYSICS_STREAM = 0x9A7A  # extra SeedSequence word: parameter draws never share 
 STRENGTH_STREAM = 0x57F1  # the same for the strength fields
 
 
+def scaled_physics(physics: CoarsePhysicsConfig | None, factors: Mapping[str, float]) -> CoarsePhysicsConfig:
+    """`physics` (None = defaults) with each real parameter in `factors` multiplied by its factor; a name is a
+    parameter of the physics section or, dotted, of one of its sections ("thermo.k_snow")."""
+    base = physics if physics is not None else CoarsePhysicsConfig()
+    values = base.model_dump()
+    for name, factor in factors.items():
+        sections, key = physics_parameter(name)
+        section = values
+        for part in sections:
+            section = section[part]
+        section[key] = float(section[key] * factor)
+    return base.model_validate(values)
+
+
 def member_physics(physics: CoarsePhysicsConfig | None, sigma: Mapping[str, float], seed: int,
                    member: int) -> CoarsePhysicsConfig | None:
     """The coarse physics of `member`: each parameter p in `sigma` as p × exp(σ z − σ²/2), z ~ N(0, 1) from
     (seed, member, parameter name), so a member's parameters depend on nothing else (not the window, rank or order
-    of the names). A name is a parameter of the physics section or, dotted, of one of its sections
-    ("thermo.k_snow"). `physics` itself (None = defaults) without perturbation."""
+    of the names). `physics` itself (None = defaults) without perturbation."""
     if not sigma:
         return physics
-    base = physics if physics is not None else CoarsePhysicsConfig()
-    values = base.model_dump()
+    factors = {}
     for name, s in sigma.items():
-        words = [seed, PHYSICS_STREAM, member, *name.encode()]
-        z = np.random.default_rng(np.random.SeedSequence(words)).standard_normal()
-        sections, key = physics_parameter(name)  # "thermo.k_ice": a parameter of a nested section
-        section = values
-        for part in sections:
-            section = section[part]
-        section[key] = float(section[key] * np.exp(s * z - 0.5 * s * s))
-    return base.model_validate(values)
+        z = np.random.default_rng(np.random.SeedSequence([seed, PHYSICS_STREAM, member, *name.encode()])).standard_normal()
+        factors[name] = np.exp(s * z - 0.5 * s * s)
+    return scaled_physics(physics, factors)
 
 
 def member_strength_field(shape: tuple[int, int], dx: float, sigma: float, length_km: float, seed: int,

@@ -24,22 +24,12 @@ from typing import Sequence
 import numpy as np
 import xarray as xr
 
+from coupling.member_physics import scaled_physics
 from fortran_stub.config import CoarsePhysicsConfig, GridConfig, physics_parameter
 from icecorr.base.errors import InputError
 from icecorr.base.files import open_netcdf, write_text_atomic
 from icecorr.base.variables import ML_VARIABLES
 from training.fit.dataset import pair_grid_dx
-
-
-def scaled_physics(name: str, factor: float, physics: CoarsePhysicsConfig | None = None) -> CoarsePhysicsConfig:
-    """`physics` (None = defaults) with the real parameter `name` (dotted for a nested section) times `factor`."""
-    sections, key = physics_parameter(name)
-    values = (physics or CoarsePhysicsConfig()).model_dump()
-    section = values
-    for part in sections:
-        section = section[part]
-    section[key] = float(section[key] * factor)
-    return CoarsePhysicsConfig.model_validate(values)
 
 
 def scan(pairs: Path, parameter: str, factors: Sequence[float], starts: Sequence[int], steps: int,
@@ -67,7 +57,7 @@ def scan(pairs: Path, parameter: str, factors: Sequence[float], starts: Sequence
             cfg = CoupleConfig(members=1, n_steps=steps, start_indices=list(starts), seed=0, restart_interval=0,
                                output_options={"precision": "float64"})
             files = run_couple(cfg, str(pairs), FileForcing(pairs), Path(tmp) / f"scan_{f:g}.nc", comm=None, grid=grid,
-                               physics=scaled_physics(parameter, f, physics),
+                               physics=scaled_physics(physics, {parameter: f}),
                                command="training.evaluation.parameter_scan")
             err = {v: [] for v in ML_VARIABLES}
             for k, path in enumerate(files):

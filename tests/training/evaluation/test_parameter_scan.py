@@ -15,7 +15,8 @@ from icecorr.base.errors import InputError
 from icecorr.base.variables import ML_VARIABLES
 from training.data.config import TwinConfig
 from training.data.generate import run_generate
-from training.evaluation.parameter_scan import main, scaled_physics, scan
+from coupling.member_physics import scaled_physics
+from training.evaluation.parameter_scan import main, scan
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +31,8 @@ def test_scan_scores_the_uncorrected_model_with_the_scaled_parameter(pairs, tmp_
     result = scan(pairs, "p_star", [1.0, 2.0], [0, 2], 3)
     assert set(result) == {1.0, 2.0} and all(set(r) == set(ML_VARIABLES) for r in result.values())
     # factor 2: the same as running the model with 2 P* by hand from the same states and scoring it
-    physics = scaled_physics("p_star", 2.0)
-    assert physics.p_star == 2 * 27.5e3 and scaled_physics("thermo.k_snow", 0.5).thermo.k_snow == 0.3096 / 2
+    physics = scaled_physics(None, {"p_star": 2.0})
+    assert physics.p_star == 2 * 27.5e3 and scaled_physics(None, {"thermo.k_snow": 0.5}).thermo.k_snow == 0.3096 / 2
     forcing = FileForcing(pairs)
     with xr.open_dataset(pairs) as ds:
         grid = GridConfig(nx=16, ny=16, dx=float(ds.attrs["grid_dx"]))
