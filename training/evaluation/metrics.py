@@ -57,7 +57,8 @@ def _no_member(da: xr.DataArray, name: str) -> None:
                          f"take the ensemble mean first or use the ensemble scores")
 
 
-def _need_member(da: xr.DataArray, name: str, minimum: int = 1) -> int:
+def need_member(da: xr.DataArray, name: str, minimum: int = 1) -> int:
+    """The member count of an ensemble `da`; ValueError naming the score `name` without `minimum` members."""
     if MEMBER not in da.dims:
         raise ValueError(f"{name}: expected an ensemble with a '{MEMBER}' dim")
     m = da.sizes[MEMBER]
@@ -91,14 +92,14 @@ def bias(forecast: xr.DataArray, reference: xr.DataArray, weights: xr.DataArray 
 def ensemble_mean_rmse(ensemble: xr.DataArray, reference: xr.DataArray, weights: xr.DataArray | None = None,
                        keep: Sequence[str] = ("time",)) -> xr.DataArray:
     """RMSE of the ensemble mean."""
-    _need_member(ensemble, "ensemble_mean_rmse")
+    need_member(ensemble, "ensemble_mean_rmse")
     return rmse(ensemble.mean(MEMBER), reference, weights, keep)
 
 
 def spread(ensemble: xr.DataArray, weights: xr.DataArray | None = None, keep: Sequence[str] = ("time",),
            reference: xr.DataArray | None = None) -> xr.DataArray:
     """√ of the mean unbiased (ddof = 1) ensemble variance; points where `reference` is NaN are left out."""
-    _need_member(ensemble, "spread", minimum=2)
+    need_member(ensemble, "spread", minimum=2)
     var = ensemble.var(MEMBER, ddof=1)
     if reference is not None:
         var = _missing_aware(var, reference)
@@ -108,7 +109,7 @@ def spread(ensemble: xr.DataArray, weights: xr.DataArray | None = None, keep: Se
 def spread_skill_ratio(ensemble: xr.DataArray, reference: xr.DataArray, weights: xr.DataArray | None = None,
                        keep: Sequence[str] = ("time",)) -> xr.DataArray:
     """√((M+1)/M) · spread / ensemble-mean RMSE: 1 when truth is statistically indistinguishable from a member."""
-    m = _need_member(ensemble, "spread_skill_ratio", minimum=2)
+    m = need_member(ensemble, "spread_skill_ratio", minimum=2)
     return (np.sqrt((m + 1) / m) * spread(ensemble, weights, keep, reference)
             / ensemble_mean_rmse(ensemble, reference, weights, keep))
 
@@ -117,7 +118,7 @@ def spread_skill_ratio_raw(ensemble: xr.DataArray, reference: xr.DataArray, weig
                            keep: Sequence[str] = ("time",)) -> xr.DataArray:
     """spread / ensemble-mean RMSE without the finite-ensemble factor: a calibrated M-member ensemble gives
     √(M/(M+1)) (0.82 for M = 2, 0.94 for M = 8), so it reads as under-dispersive for small M."""
-    _need_member(ensemble, "spread_skill_ratio_raw", minimum=2)
+    need_member(ensemble, "spread_skill_ratio_raw", minimum=2)
     return spread(ensemble, weights, keep, reference) / ensemble_mean_rmse(ensemble, reference, weights, keep)
 
 
@@ -130,7 +131,7 @@ def ensemble_mean_rmse_fair(ensemble: xr.DataArray, reference: xr.DataArray, wei
     MSE_M − ⟨s²⟩/M is unbiased for MSE_∞. It is clipped at 0 before the root (an estimate, not a bound).
     Needs M ≥ 2: a single member has no spread to estimate s² from.
     """
-    m = _need_member(ensemble, "ensemble_mean_rmse_fair", minimum=2)
+    m = need_member(ensemble, "ensemble_mean_rmse_fair", minimum=2)
     err2 = (_missing_aware(ensemble.mean(MEMBER), reference) - reference) ** 2
     var = _missing_aware(ensemble.var(MEMBER, ddof=1), reference)
     # one mask for both terms: a point missing in either drops out of both means
@@ -159,7 +160,7 @@ def crps_fair_pointwise(members: np.ndarray, observation: np.ndarray, axis: int 
 def crps(ensemble: xr.DataArray, reference: xr.DataArray, weights: xr.DataArray | None = None,
          keep: Sequence[str] = ("time",)) -> xr.DataArray:
     """Fair ensemble CRPS (units of the variable), area-weighted mean."""
-    _need_member(ensemble, "crps", minimum=2)
+    need_member(ensemble, "crps", minimum=2)
     ens, ref = xr.broadcast(ensemble, reference, exclude=[MEMBER])
     ens = ens.transpose(MEMBER, *ref.dims)
     point = xr.DataArray(crps_fair_pointwise(ens.values, ref.values, axis=0), dims=ref.dims, coords=ref.coords)
@@ -173,7 +174,7 @@ def rank_histogram(ensemble: xr.DataArray, reference: xr.DataArray, weights: xr.
     Ties (common at the bounds sic = 0 or 1) are broken uniformly at random, so a calibrated ensemble gives a flat
     histogram even for bounded variables. Frequencies sum to 1 along `rank`.
     """
-    m = _need_member(ensemble, "rank_histogram")
+    m = need_member(ensemble, "rank_histogram")
     ens, ref = xr.broadcast(ensemble, reference, exclude=[MEMBER])
     kept = [d for d in ref.dims if d in keep]
     ref = ref.transpose(*kept, ...)  # kept dims first: one flat group index per kept combination

@@ -29,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 import xarray as xr
 
-from training.evaluation.metrics import MEMBER
+from training.evaluation.metrics import MEMBER, need_member
 
 BIN = "spread_bin"
 
@@ -41,9 +41,7 @@ def spread_error_bins(ensemble: xr.DataArray, reference: xr.DataArray, weights: 
 
     `ensemble` has dims (…, lead, member, y, x), `reference` the same without `member`, `weights` (y, x) area
     weights (0 on land). Points where the reference or a member is NaN are left out. Needs M ≥ 4."""
-    m = ensemble.sizes.get(MEMBER, 0)
-    if m < 4:  # two members per half at least
-        raise ValueError(f"spread_error_bins: needs an ensemble ('{MEMBER}' dim) of at least 4 members, got {m}")
+    m = need_member(ensemble, "spread_error_bins", minimum=4)  # two members per half at least
     if bins < 2:
         raise ValueError(f"spread_error_bins: needs at least 2 bins, got {bins}")
     if "lead" in ensemble.dims:
