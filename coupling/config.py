@@ -141,6 +141,12 @@ class CoupleConfig(StrictConfig):
         return self
 
     @property
+    def perturbed_physics(self) -> list[str]:
+        """The options set that perturb the built-in coarse model (a model of your own, or the standalone Fortran
+        driver, runs every member with one physics and cannot honour them)."""
+        return [name for name in ("physics_perturbation", "strength_field") if getattr(self, name)]
+
+    @property
     def steps(self) -> int:
         """12 h steps per window (default 30 = 15 days)."""
         if self.n_steps is not None:

@@ -85,10 +85,10 @@ def _factory(cfg: CoupleConfig, grid, physics, model_factory):
     """The model factory of a run, called with the member index: the caller's, else `cfg.model`
     (Class(grid, **model_options)), else CoarseModel with the member's parameters (`cfg.physics_perturbation`)."""
     if model_factory is not None or cfg.model is not None:
-        for name in ("physics_perturbation", "strength_field"):
-            if getattr(cfg, name):
-                raise InputError(None, f"couple.{name}", "perturbs the built-in coarse model's physics; a model of "
-                                                         "your own (couple.model) perturbs its own")
+        if cfg.perturbed_physics:
+            raise InputError(None, f"couple.{cfg.perturbed_physics[0]}", "perturbs the built-in coarse model's "
+                                                                         "physics; a model of your own (couple.model) "
+                                                                         "perturbs its own")
         factory = model_factory if model_factory is not None else load_factory(cfg.model, grid, cfg.model_options)
         return lambda member=0: factory()
 

@@ -96,10 +96,9 @@ def write_kit(grid: GridConfig, physics: CoarsePhysicsConfig, couple: CoupleConf
               out_dir: str | Path, tiles: tuple[int, int] = (1, 1)) -> Path:
     """Write kit.nml, forcing.bin, forcing_pairs.bin and initial.bin into `out_dir` (created); returns it.
     The same checks as `icecorr couple` run first (forcing window and grid, finite values, initial states)."""
-    for name in ("physics_perturbation", "strength_field"):  # the Fortran driver runs one physics for every member
-        if getattr(couple, name):
-            raise InputError(None, f"couple.{name}", "the standalone Fortran driver runs every member with the "
-                                                     "physics section's parameters; remove it for `icecorr fortran-kit`")
+    if couple.perturbed_physics:
+        raise InputError(None, f"couple.{couple.perturbed_physics[0]}", "the standalone Fortran driver runs every "
+                               "member with the physics section's parameters; remove it for `icecorr fortran-kit`")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     forcing = open_forcing(forcing_source)
