@@ -39,24 +39,22 @@ def scan(pairs: Path, parameter: str, factors: Sequence[float], starts: Sequence
     from coupling.couple import run_couple
     from coupling.forcing import FileForcing
 
-    physics_parameter(parameter)  # a bad name fails before anything runs
+    physics_parameter(parameter)  # a bad name or window fails before anything runs
+    forcing = FileForcing(pairs)
+    for s in starts:
+        forcing.check_window(s, steps)  # in the file, consecutive and inside one run
     with open_netcdf(pairs, "pair file") as ds:
-        n, ny, nx = ds.sizes["time"], ds.sizes["y"], ds.sizes["x"]
-        runs = ds["run"].values if "run" in ds else np.zeros(n, int)
+        ny, nx = ds.sizes["y"], ds.sizes["x"]
         mask = ds["mask"].values.astype(np.float64) if "mask" in ds else None
-        for s in starts:
-            if not (0 <= s and s + steps <= n) or len(set(runs[s:s + steps])) != 1:
-                raise InputError(str(pairs), "run", f"window {s}…{s + steps - 1} is not inside one run of the file "
-                                                    f"({n} windows): choose other --starts or fewer --days")
         reference = {v: np.stack([ds[f"reference_{v}"].values[s:s + steps] for s in starts]) for v in ML_VARIABLES}
         grid = GridConfig(nx=nx, ny=ny, dx=pair_grid_dx(ds, pairs), mask=mask.tolist() if mask is not None else None)
     ocean = np.ones((ny, nx), bool) if mask is None else mask > 0.5
     out: dict[float, dict[str, float]] = {}
+    cfg = CoupleConfig(members=1, n_steps=steps, start_indices=list(starts), seed=0, restart_interval=0,
+                       output_options={"precision": "float64"})
     with tempfile.TemporaryDirectory() as tmp:
         for f in factors:
-            cfg = CoupleConfig(members=1, n_steps=steps, start_indices=list(starts), seed=0, restart_interval=0,
-                               output_options={"precision": "float64"})
-            files = run_couple(cfg, str(pairs), FileForcing(pairs), Path(tmp) / f"scan_{f:g}.nc", comm=None, grid=grid,
+            files = run_couple(cfg, str(pairs), forcing, Path(tmp) / f"scan_{f:g}.nc", comm=None, grid=grid,
                                physics=scaled_physics(physics, {parameter: f}),
                                command="training.evaluation.parameter_scan")
             err = {v: [] for v in ML_VARIABLES}

@@ -53,8 +53,8 @@ def test_scan_scores_the_uncorrected_model_with_the_scaled_parameter(pairs, tmp_
 
 
 def test_bad_scans_are_refused_before_running(pairs, tmp_path):
-    with pytest.raises(InputError, match="not inside one run"):
-        scan(pairs, "p_star", [1.0], [4], 3)  # each run has 6 windows: 4…6 crosses into the next
+    with pytest.raises(InputError, match=r"records 4…6 are not consecutive 12 h steps"):
+        scan(pairs, "p_star", [1.0], [4], 3)  # each run has 6 windows: 4…6 crosses into the next run, a year later
     with pytest.raises(ValueError, match="'p_stars' is not a real parameter"):
         scan(pairs, "p_stars", [1.0], [0], 2)
     out = tmp_path / "scan.json"
