@@ -55,6 +55,9 @@ class Corrector:
         if model is not None:
             self.model = model.to(self.device, torch.float32).eval()
         self.last_bounds_counts: dict[str, int] = {}
+        #: the built-in coarse model's physics (its config fields) whose residual a residual-mode corrector learned,
+        #: as its training pairs recorded it; None if unknown (pairs of a model of your own)
+        self.coarse_physics: dict | None = None
 
     # -------------------------------------------------------------------------------------------- constructors
     @classmethod
@@ -74,7 +77,9 @@ class Corrector:
         except RuntimeError as exc:
             raise CheckpointError(data.path, f"weights do not fit the stored network config: "
                                              f"{str(exc).splitlines()[0]}") from None
-        return cls(model, data.normalization, data.config, data.grid, device, data.variables_units, data.path)
+        out = cls(model, data.normalization, data.config, data.grid, device, data.variables_units, data.path)
+        out.coarse_physics = data.extra.get("coarse_physics")
+        return out
 
     @classmethod
     def from_model(cls, model: CorrectorModel, normalization: Normalization, config: CorrectorConfig | None = None,

@@ -2,13 +2,14 @@
 file and the field for a file that cannot be opened, a variable with the wrong dimensions, shape or units, NaN/inf,
 fill or out-of-range values (`state_value_problem`: the one set of rules of `correct`, `couple` and `emulate`), no
 records, a reversed axis, an all-land mask, and time records that are not 12 h apart; and a checkpoint trained in
-other units than the variable table's.
+other units than the variable table's, or on the residual of the built-in coarse model with other physics.
 
 Units are compared by UDUNITS (icecorr.base.units.same_units), never as strings: 'm/s' == 'm s-1', '1' == 'kg kg-1'.
 """
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+import math
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import xarray as xr
@@ -199,6 +200,34 @@ def check_corrector_units(corrector) -> None:
             raise InputError(getattr(corrector, "source", None) or "the checkpoint", v,
                              f"the checkpoint was trained with {v} in '{have}', but icecorr runs and pair files use "
                              f"'{want}': its corrections would be applied in the wrong units")
+
+
+def _flat(section: Mapping, prefix: str = "") -> dict:
+    out = {}
+    for k, v in section.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, Mapping) else {f"{prefix}{k}": v})
+    return out
+
+
+def check_coarse_physics(corrector, physics: Mapping | None) -> None:
+    """A residual corrector runs on the model whose residual it learned: the built-in coarse model's `physics`
+    (its config fields; None for a model of your own, which is not checked) agrees with the physics the checkpoint's
+    training pairs recorded (`corrector.coarse_physics`; not checked when unknown). Else an InputError naming the
+    checkpoint and the first differing `physics.<field>` (e.g. a corrector of the tuned P* on Hibler's: its
+    corrections would push the wrong model)."""
+    learned = getattr(corrector, "coarse_physics", None)
+    if not learned or physics is None:
+        return
+    have = _flat(physics)
+    for key, want in _flat(learned).items():
+        run = have.get(key)
+        same = (math.isclose(float(want), float(run), rel_tol=1e-9, abs_tol=1e-12)
+                if isinstance(want, (int, float)) and isinstance(run, (int, float)) else want == run)
+        if key in have and not same:
+            raise InputError(getattr(corrector, "source", None) or "the checkpoint", f"physics.{key}",
+                             f"the corrector learned the residual of the coarse model with {key} = {want}, but this "
+                             f"run's physics has {run}: set physics.{key} in the run config (the training pairs' "
+                             f"`config` attribute records the physics they were generated with)")
 
 
 def check_pair_times(ds: xr.Dataset, path) -> None:

@@ -82,7 +82,8 @@ class CoupleConfig(StrictConfig):
         "physics section: σ}, member k runs for the whole window with parameter × exp(σ z − σ²/2), z ~ N(0, 1) "
         "drawn from (seed, k) (the mean kept): a model error that persists in time, as the "
         "stochastic ice-strength ensembles of Juricke et al. (2013); e.g. {p_star: 0.3, c_air: 0.1}; parameters of "
-        "a nested section dotted, e.g. {thermo.k_snow: 0.3}")
+        "a nested section dotted, e.g. {thermo.k_snow: 0.3}; parameters joined by '+' share one factor, e.g. "
+        "{p_star+delta_min: 0.25}: the plastic strength P* perturbed while the viscous creep limit P*/Δ_min is kept")
     strength_field: StrengthFieldConfig | None = Field(
         None, description="per-member spatial field on the ice strength of the built-in coarse model, e.g. {sigma: "
         "0.5, length_km: 48}: weak and strong patches as the reference's heterogeneous (damaged) ice has, instead of "
@@ -125,7 +126,8 @@ class CoupleConfig(StrictConfig):
 
         for name, sigma in value.items():
             try:
-                physics_parameter(name)
+                for part in name.split("+"):
+                    physics_parameter(part)
             except ValueError as exc:
                 raise ValueError(f"physics_perturbation: {exc}") from None
             if not 0 <= sigma <= 2:  # `not` also catches NaN

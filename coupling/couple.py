@@ -19,6 +19,7 @@ from typing import Callable
 
 import numpy as np
 
+from fortran_stub.config import CoarsePhysicsConfig
 from icecorr.base.errors import InputError
 from icecorr.base.mpi import resolve_comm
 from icecorr.inputs.state_file import StateFile
@@ -149,6 +150,8 @@ def _couple(cfg, lay: Layout, world, initial_state, forcing_source, paths, resta
         if stats is not None:
             stats.update(timings=timings, layout=lay)
         return
+    own_model = model_factory is not None or cfg.model is not None
     serve_ranks(cfg, lay, forcing, rstate, corrector, paths, command, config_text, stats, local_hello=hello,
-                run_local=lambda link, perturbs, interval: physics_cycle(link, perturbs, interval, cfg.steps))
+                run_local=lambda link, perturbs, interval: physics_cycle(link, perturbs, interval, cfg.steps),
+                coarse_physics=None if own_model else (physics or CoarsePhysicsConfig()).model_dump(mode="json"))
 

@@ -38,13 +38,14 @@ def member_physics(physics: CoarsePhysicsConfig | None, sigma: Mapping[str, floa
                    member: int) -> CoarsePhysicsConfig | None:
     """The coarse physics of `member`: each parameter p in `sigma` as p × exp(σ z − σ²/2), z ~ N(0, 1) from
     (seed, member, parameter name), so a member's parameters depend on nothing else (not the window, rank or order
-    of the names). `physics` itself (None = defaults) without perturbation."""
+    of the names); a name "a+b" scales a and b by one factor. `physics` itself (None = defaults) without
+    perturbation."""
     if not sigma:
         return physics
     factors = {}
     for name, s in sigma.items():
         z = np.random.default_rng(np.random.SeedSequence([seed, PHYSICS_STREAM, member, *name.encode()])).standard_normal()
-        factors[name] = np.exp(s * z - 0.5 * s * s)
+        factors.update(dict.fromkeys(name.split("+"), np.exp(s * z - 0.5 * s * s)))
     return scaled_physics(physics, factors)
 
 

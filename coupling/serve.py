@@ -9,11 +9,11 @@ checkpoint, output and restarts from `cfg` (the `couple` section of the run conf
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 from icecorr.base.errors import InputError
 from icecorr.base.mpi import resolve_comm
-from .checks import check_corrector_units, check_mask
+from .checks import check_coarse_physics, check_corrector_units, check_mask
 from .config import CoupleConfig
 from .coupler import LocalLink, Timings
 from .ensemble import EnsembleCorrection, check_mode, load_corrector, make_perturbation, with_sampler
@@ -63,10 +63,12 @@ def check_local_hello(hello, terms: ServerTerms, corrector):
 
 def serve_ranks(cfg: CoupleConfig, lay: Layout, forcing, rstate, corrector, paths, command, config_text,
                 stats: dict | None, verb: str = "couple", local_hello=None,
-                run_local: Callable[[LocalLink, bool, int], Timings] | None = None) -> None:
+                run_local: Callable[[LocalLink, bool, int], Timings] | None = None,
+                coarse_physics: Mapping | None = None) -> None:
     """The ML side on an ML rank (`lay.role` 'ml': the protocol with the physics ranks) or in one process (role
     'both': `local_hello` is the process's own hello, `run_local(link, perturbs, restart_interval)` runs its
-    physics side over the LocalLink)."""
+    physics side over the LocalLink). `coarse_physics`: the built-in coarse model's physics fields the physics
+    ranks run (None: a model of your own), checked against the corrector's (coupling.checks.check_coarse_physics)."""
     timeout = cfg.timeouts
     first = rstate.step if rstate is not None else 0
     timings = Timings()
@@ -80,6 +82,7 @@ def serve_ranks(cfg: CoupleConfig, lay: Layout, forcing, rstate, corrector, path
         check_mode(c, "residual", f"icecorr {verb}")
         c = with_sampler(c, cfg.sampler)
         check_corrector_units(c)  # the checks of every verb (correct, emulate): coupling.checks
+        check_coarse_physics(c, coarse_physics)
         check_mask(getattr(forcing, "path", None), forcing.mask, c)
         state["corrector"] = c
         return server_terms(cfg, c, first, lay.ml_of), cfg.initial_perturbation > 0, cfg.restart_interval

@@ -73,6 +73,25 @@ def test_trained_checkpoints_validate(twin):
         assert "valid" in res.stdout.lower()
 
 
+def test_the_corrector_couples_only_with_the_physics_it_learned(twin):
+    """The residual checkpoint records the tuned physics of its pairs (configs/demo/generate.yaml); `icecorr couple`
+    with Hibler's P* instead exits with one error naming the checkpoint and physics.p_star, and writes nothing."""
+    from corrector.checkpoint import load_checkpoint
+
+    with xr.open_dataset(twin / "data" / "train.nc") as ds:
+        assert "p_star: 68750.0" in ds.attrs["config"]
+    assert load_checkpoint(twin / "corrector" / "best.pt").extra["coarse_physics"]["p_star"] == 68750.0
+    assert load_checkpoint(twin / "emulator" / "best.pt").extra["coarse_physics"] is None  # runs no physics
+    out = twin / "refused"
+    cmd = [sys.executable, "-m", "icecorr.cli", "couple", str(CONFIGS / "demo" / "couple.yaml"),
+           f"initial={twin / 'data' / 'test.nc'}", *GRID, "couple.days=1", "couple.start_indices=[0]",
+           "physics.p_star=27500.0", f"couple.checkpoint={twin / 'corrector' / 'best.pt'}", f"couple.output={out / 'r.nc'}"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env={**os.environ, **MPI_ENV})
+    assert res.returncode != 0
+    assert "best.pt, field 'physics.p_star': the corrector learned the residual" in res.stderr, res.stderr[-2000:]
+    assert not out.exists() or not list(out.iterdir())
+
+
 def test_trained_corrector_beats_the_uncorrected_model_offline(twin):
     """`mpiexec -n 3 icecorr correct` on the held-out test split: the corrected forecast is closer to the reference
     than the coarse forecast, summed over the variables in units of each variable's coarse error."""

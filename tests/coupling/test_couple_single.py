@@ -7,6 +7,7 @@ import xarray as xr
 
 from corrector.inference import Corrector
 from coupling.bridge import CoarseModel
+from fortran_stub.config import CoarsePhysicsConfig
 from coupling.config import CoupleConfig
 from coupling.couple import run_couple
 from coupling.handshake import HandshakeError
@@ -18,11 +19,11 @@ VARS = ["sic", "sit", "snt", "siu", "siv"]
 FORCING = case.forcing(16, 12)
 
 
-def couple(tmp_path, name, corrector, restart=None, **cfg):
+def couple(tmp_path, name, corrector, restart=None, physics=None, **cfg):
     # float64 on disk: the zero-corrector runs are compared bit for bit with in-memory states
     cfg = CoupleConfig(**{"members": 2, "n_steps": 2, "output_options": {"precision": "float64"}, **cfg})
     return run_couple(cfg, case.initial_state(), FORCING, tmp_path / f"{name}.nc", restart=restart, comm=None,
-                      grid=case.grid(), corrector=corrector)
+                      grid=case.grid(), corrector=corrector, physics=physics)
 
 
 def uncoupled(start: int, steps: int) -> dict[str, np.ndarray]:
@@ -119,6 +120,21 @@ def test_handshake_rejects_grid_and_mode_mismatch(tmp_path):
         couple(tmp_path, "g", Corrector.zero(grid={"ny": 32, "nx": 32}))
     with pytest.raises(InputError, match="'emulator' corrector; icecorr couple needs 'residual'"):
         couple(tmp_path, "m", Corrector.zero(grid={"ny": 16, "nx": 16}, mode="emulator"))
+
+
+def test_a_corrector_runs_only_on_the_coarse_physics_whose_residual_it_learned(tmp_path):
+    """The checkpoint records the physics of its training pairs (coarse_physics); a run of the built-in model with
+    another P* is refused before any output, naming the checkpoint and the field; the same physics runs."""
+    tuned = CoarsePhysicsConfig(p_star=2.5 * CoarsePhysicsConfig().p_star)
+    corrector = tiny_corrector()
+    corrector.coarse_physics = tuned.model_dump(mode="json")
+    with pytest.raises(InputError, match=r"field 'physics.p_star': the corrector learned the residual of the coarse "
+                                         r"model with p_star = 68750.0, but this run's physics has 27500.0"):
+        couple(tmp_path, "hibler", corrector)
+    assert not list(tmp_path.glob("hibler*"))
+    assert len(couple(tmp_path, "tuned", corrector, physics=tuned)) == 1
+    corrector.coarse_physics = None  # unknown (pairs of a model of your own): not checked
+    assert len(couple(tmp_path, "unknown", corrector)) == 1
 
 
 def test_coupled_conditioning_counts_steps_since_the_start():

@@ -39,6 +39,11 @@ def test_member_parameters_are_seeded_lognormal_with_the_mean_kept():
     snow = member_physics(base, {"thermo.k_snow": 0.3, "p_star": 0.3}, 0, 5)
     assert snow.thermo.k_snow != base.thermo.k_snow and snow.thermo.k_ice == base.thermo.k_ice
     assert snow.p_star == member_physics(base, {"p_star": 0.3}, 0, 5).p_star
+    # parameters joined by '+' share one factor: P* and Δ_min together keep the viscous limit ζ_max = P/(2Δ_min)
+    tied = [member_physics(base, {"p_star+delta_min": 0.3}, 0, k) for k in range(8)]
+    assert len({t.p_star for t in tied}) == 8
+    for t in tied:
+        assert t.p_star / t.delta_min == pytest.approx(base.p_star / base.delta_min, rel=1e-12)
 
 
 def test_strength_fields_are_seeded_standardised_and_correlated():
@@ -97,7 +102,9 @@ def test_bad_perturbations_are_refused():
     for name in ("thermo.k_snows", "thermo", "grid.dx", "thermo.k_snow.x"):
         with pytest.raises(ValidationError, match=f"'{name}' is not a real parameter"):
             CoupleConfig(physics_perturbation={name: 0.1})
-    CoupleConfig(physics_perturbation={"thermo.k_snow": 0.1})
+    CoupleConfig(physics_perturbation={"thermo.k_snow": 0.1, "p_star+delta_min": 0.1})
+    with pytest.raises(ValidationError, match="'delta_mn' is not a real parameter"):
+        CoupleConfig(physics_perturbation={"p_star+delta_mn": 0.1})
     with pytest.raises(ValidationError, match=r"σ = 3.0 outside \[0, 2\]"):
         CoupleConfig(physics_perturbation={"p_star": 3.0})
     for bad in ({"sigma": 0.5}, {"sigma": -0.1, "length_km": 48}, {"sigma": 0.5, "length_km": 0},

@@ -177,12 +177,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = ap.parse_args(argv)
     from corrector.inference import Corrector
     from icecorr.base.files import open_netcdf
+    from training.data.provenance import pair_physics_config
 
     try:
         correctors = [Corrector.load(p) for p in args.corrector]
         with open_netcdf(args.pairs, "pair file") as ds:
-            out = with_drift_pairs(ds.load(), segment_steps(args.segment_days), correctors=correctors,
-                                   seed=args.seed)
+            out = with_drift_pairs(ds.load(), segment_steps(args.segment_days), pair_physics_config(args.pairs),
+                                   correctors=correctors, seed=args.seed)
     except InputError as exc:  # one line naming the file and field, no partial output
         print(f"training.data.drift: error: {exc}", file=sys.stderr)
         return 2

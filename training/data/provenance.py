@@ -1,9 +1,13 @@
 """Provenance of the files `icecorr generate` and `icecorr prepare` write: the package version, the resolved config
-as YAML and the global attributes of a pair file."""
+as YAML and the global attributes of a pair file; and back: the coarse physics a twin pair file's forecasts ran."""
 from __future__ import annotations
+
+from typing import Mapping
 
 import yaml
 
+from fortran_stub.config import CoarsePhysicsConfig
+from icecorr.base.errors import InputError
 from icecorr.base.version import package_version
 
 
@@ -28,3 +32,26 @@ def pair_file_attrs(cfg, split: str, producer: str, sections: tuple[str, ...]) -
         "grid_dx": float(cfg.grid.dx),
         "split": split,
     }
+
+
+def pair_file_physics(attrs: Mapping[str, object], path=None) -> dict | None:
+    """The built-in coarse model's physics (`CoarsePhysicsConfig` fields) whose 12 h forecasts a twin pair file
+    holds, from its `config` attribute; None for a file whose forecasts are not that model's (prepared from a
+    model of your own, persistence forecasts, or no config recorded). InputError naming `path` and the
+    attribute if the recorded section is not a valid physics config."""
+    if attrs.get("producer") != "icecorr generate" or attrs.get("forecast", "coarse") != "coarse":
+        return None
+    try:
+        section = (yaml.safe_load(str(attrs.get("config", ""))) or {}).get("physics")
+        return None if section is None else CoarsePhysicsConfig.model_validate(section).model_dump(mode="json")
+    except (yaml.YAMLError, AttributeError, ValueError) as exc:
+        raise InputError(str(path), "config", f"its physics section cannot be read: {exc}") from None
+
+
+def pair_physics_config(path) -> CoarsePhysicsConfig:
+    """The coarse physics a pair file's forecasts ran (`pair_file_physics`), else the defaults: the physics to run
+    the built-in model with beside that file (drift windows, parameter scans, long runs)."""
+    from icecorr.base.files import open_netcdf
+
+    with open_netcdf(path, "pair file") as ds:
+        return CoarsePhysicsConfig.model_validate(pair_file_physics(ds.attrs, path) or {})

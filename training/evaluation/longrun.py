@@ -35,8 +35,9 @@ import xarray as xr
 
 from icecorr.base.files import atomic_path, open_netcdf, write_text_atomic
 from icecorr.base.variables import ML_VARIABLES, STEP_HOURS
-from training.evaluation.longrun_scaling import scaling_by_lead, scaling_markdown
-from training.evaluation.longrun_seasons import seasonal_markdown, seasonal_scores
+from training.evaluation.longrun_report import write_report
+from training.evaluation.longrun_scaling import scaling_by_lead
+from training.evaluation.longrun_seasons import seasonal_scores
 from training.evaluation.seasonal_cycle import compare_cycles
 
 #: one 12 h step in days
@@ -141,14 +142,29 @@ def run_emulator(truth: Path, checkpoint: Path, out: Path, steps: int, sampler_s
     return run_emulate(cfg, truth, FileForcing(truth), out, comm=None, command="training.evaluation.longrun (emulate)")[0]
 
 
+def coarse_physics(truth: Path, correctors: Mapping[str, object]):
+    """The physics of every coarse-model run of the check (CoarsePhysicsConfig) and where it came from: the one the
+    coupled `correctors` learned (ValueError if they differ), else the one the truth pair file's forecasts ran,
+    else the defaults."""
+    from fortran_stub.config import CoarsePhysicsConfig
+    from training.data.provenance import pair_physics_config
+
+    learned = {label: c.coarse_physics for label, c in correctors.items() if c.coarse_physics}
+    if len({json.dumps(p, sort_keys=True) for p in learned.values()}) > 1:
+        raise ValueError(f"the coupled correctors learned the residuals of different coarse physics: {sorted(learned)}")
+    if learned:
+        return CoarsePhysicsConfig.model_validate(next(iter(learned.values()))), "the correctors' training pairs"
+    return pair_physics_config(truth), "the truth file (or the defaults if it records none)"
+
+
 def run_coupled(truth: Path, checkpoint: Path | None, out: Path, steps: int, members: int,
-                sampler_steps: int | None) -> Path:
-    """The coarse model coupled to `checkpoint` (None: uncorrected) for `steps` 12 h steps from the truth's first
-    state, `members` members, on the truth's grid; returns its trajectory file `out`."""
+                sampler_steps: int | None, physics) -> Path:
+    """The coarse model (`physics`) coupled to `checkpoint` (None: uncorrected) for `steps` 12 h steps from the
+    truth's first state, `members` members, on the truth's grid; returns its trajectory file `out`."""
     from coupling.config import CoupleConfig
     from coupling.couple import run_couple
     from coupling.forcing import FileForcing
-    from fortran_stub.config import CoarsePhysicsConfig, GridConfig
+    from fortran_stub.config import GridConfig
 
     with open_netcdf(truth, "truth file") as ds:
         ny, nx = ds.sizes["y"], ds.sizes["x"]
@@ -157,7 +173,7 @@ def run_coupled(truth: Path, checkpoint: Path | None, out: Path, steps: int, mem
                        checkpoint=str(checkpoint) if checkpoint else None, sampler_steps=sampler_steps,
                        output=str(out), restart_interval=0)
     return run_couple(cfg, truth, FileForcing(truth), out, comm=None, grid=GridConfig(nx=nx, ny=ny, dx=dx),
-                      physics=CoarsePhysicsConfig(), command="training.evaluation.longrun (couple)")[0]
+                      physics=physics, command="training.evaluation.longrun (couple)")[0]
 
 
 def plot_zoomed(series: Mapping[str, dict], truth: dict, path: Path) -> Path:
@@ -190,73 +206,6 @@ def plot_zoomed(series: Mapping[str, dict], truth: dict, path: Path) -> Path:
     finally:
         plt.close(fig)
     return path
-
-
-def _fmt(x, f="{:.4g}") -> str:
-    return "—" if x is None else f.format(x)
-
-
-def write_report(out: Path, summary: dict) -> Path:
-    """`<out>/report.md` of the long-run `summary` (runs, checks, biases, figures); returns its path."""
-    lines = ["# Long runs: stability against the truth", "",
-             f"Truth: `{summary['truth']}` ({summary['truth_records']} records = {summary['truth_days']:.0f} days, "
-             f"grid {summary['grid']}). Command: `{summary['command']}`.", "",
-             "Every record of every run was checked for NaN/inf over ocean cells and against the hard physical "
-             "bounds (0 ≤ sic ≤ 1, sit ≥ 0, snt ≥ 0) and plausible ranges (sit ≤ 30 m, snt ≤ 5 m, |u|,|v| ≤ 3 m/s). "
-             "Domain means are over ocean cells; 'volume' is sic·sit (m), 'thickness' the mean sit where sic > 0.15; "
-             "ensembles use the member mean. Bias = mean over the run of (run − truth) of the domain mean.", "",
-             "| run | members | days | wall (s) | status | NaN/inf first step | hard-bound violations | "
-             "plausible-range violations | bias sic | bias volume (m) | bias thickness (m) | final sic run/truth | "
-             "final volume run/truth (m) |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    truth_row = {"members": 1, "days": summary["truth_days"], "wall_seconds": float("nan"), "error": None,
-                 "checks": summary["truth_checks"], "stats": {}}
-    for name, r in [("truth (coarse-grained)", truth_row), *summary["runs"].items()]:
-        c, s = r.get("checks") or {}, r.get("stats") or {}
-        hard = ", ".join(f"{v}: {d['count']} (first step {d['first_step']})"
-                         for v, d in c.get("hard_violations", {}).items()) or "none"
-        odd = ", ".join(f"{v}: {d['count']} (first step {d['first_step']})"
-                        for v, d in c.get("plausible_violations", {}).items()) or "none"
-        status = "ok" if r["error"] is None else f"FAILED: {r['error'][:160]}"
-        lines.append(
-            f"| {name} | {r['members']} | {r['days']:g} | {r['wall_seconds']:.0f} | {status} | "
-            f"{_fmt(c.get('nonfinite_first_step'), '{}') if c else '—'} | {hard if c else '—'} | {odd if c else '—'} | "
-            f"{_fmt(s.get('sic', {}).get('mean_bias'), '{:+.4f}')} | "
-            f"{_fmt(s.get('volume', {}).get('mean_bias'), '{:+.4f}')} | "
-            f"{_fmt(s.get('thickness', {}).get('mean_bias'), '{:+.4f}')} | "
-            f"{_fmt(s.get('sic', {}).get('final_run'), '{:.3f}')}/{_fmt(s.get('sic', {}).get('final_truth'), '{:.3f}')} | "
-            f"{_fmt(s.get('volume', {}).get('final_run'), '{:.3f}')}/"
-            f"{_fmt(s.get('volume', {}).get('final_truth'), '{:.3f}')} |")
-    lines += ["", "Min/max over all records and ocean cells:", "", "| run | " + " | ".join(ML_VARIABLES) + " |",
-              "|---|" + "---|" * len(ML_VARIABLES)]
-    for name, r in [("truth", {"checks": summary["truth_checks"]}), *summary["runs"].items()]:
-        c = r.get("checks") or {}
-        if not c:
-            continue
-        lines.append(f"| {name} | " + " | ".join(f"{_fmt(c['min'][v])} … {_fmt(c['max'][v])}" for v in ML_VARIABLES) + " |")
-    cycles = [(name, r["cycle"]) for name, r in summary["runs"].items()
-              if r.get("cycle") and np.isfinite(r["cycle"]["sic"]["amplitude_ratio"])]
-    if cycles:
-        lines += ["", "Seasonal cycle of the domain means against the truth's (annual harmonic over the run, "
-                  "`training.evaluation.seasonal_cycle`; runs of at least a year; lag > 0: the run's minimum later):",
-                  "", "| run | sic amplitude run/truth | sic phase lag (d) | volume amplitude run/truth | "
-                  "volume phase lag (d) |", "|---|---|---|---|---|"]
-        lines += [f"| {name} | {c['sic']['amplitude_ratio']:.3f} | {c['sic']['phase_lag_days']:+.1f} | "
-                  f"{c['volume']['amplitude_ratio']:.3f} | {c['volume']['phase_lag_days']:+.1f} |" for name, c in cycles]
-    if summary.get("scaling"):
-        lines += ["", "Deformation scaling of the emulator runs against the truth over the same records "
-                  "(`training.evaluation.longrun_scaling`: records and members of each lead window pooled):", "",
-                  *scaling_markdown(summary["scaling"])]
-    by_season = seasonal_markdown(summary.get("seasons") or {})
-    if by_season:
-        lines += ["", "## Coupled runs by season against the uncorrected coarse model "
-                  "(`training.evaluation.longrun_seasons`)", "", *by_season]
-    lines += ["", "## Figures", ""]
-    for caption, fig in summary["figures"].items():
-        lines += [f"![{caption}]({Path(fig).name})", "", f"*{caption}*", ""]
-    if summary.get("notes"):
-        lines += ["## Notes", "", *summary["notes"], ""]
-    return write_text_atomic("\n".join(lines) + "\n", out / "report.md")
 
 
 def main(argv=None) -> int:
@@ -307,18 +256,24 @@ def main(argv=None) -> int:
     from corrector.inference import Corrector
 
     coupled_specs = ([f"diffusion={a.diffusion}"] if a.diffusion is not None else []) + list(a.coupled)
+    correctors = {}
     for spec in coupled_specs:
         label, sep, path = spec.partition("=")
         if not sep:
             ap.error(f"--coupled {spec!r}: expected LABEL=PATH")
-        members = 1 if Corrector.load(path).kind == "deterministic" else a.members
+        correctors[label] = Corrector.load(path)
+    physics, physics_source = coarse_physics(a.truth, correctors)
+    summary["coarse_physics"] = {"source": physics_source, "p_star": physics.p_star}
+    for spec in coupled_specs:
+        label, _, path = spec.partition("=")
+        members = 1 if correctors[label].kind == "deterministic" else a.members
         name = f"coupled {label}"
         files[name] = a.out / ("coupled_" + re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_") + ".nc")
         couplings.append(name)
         plan.append((name, members, cp_steps, lambda p=Path(path), f=files[name], m=members:
-                     run_coupled(a.truth, p, f, cp_steps, m, a.couple_steps)))
+                     run_coupled(a.truth, p, f, cp_steps, m, a.couple_steps, physics)))
     plan.append(("coarse uncorrected", 1, cp_steps,
-                 lambda: run_coupled(a.truth, None, a.out / "coarse.nc", cp_steps, 1, None)))
+                 lambda: run_coupled(a.truth, None, a.out / "coarse.nc", cp_steps, 1, None, physics)))
     from coupling.output import open_trajectory
 
     previous = {}

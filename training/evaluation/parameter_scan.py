@@ -8,8 +8,8 @@ value in the `physics` section of `generate` and `couple`, and only then generat
     python -m training.evaluation.parameter_scan PAIRS --parameter p_star --factors 0.5 1 2 2.5 3
         [--starts 0 30 60 …] [--days 15] [--json scan.json]
 
-For each factor f the coarse model (the `physics` defaults with the parameter × f; a nested one dotted, e.g.
-thermo.k_snow) runs from the pair file's reference states at `starts` (window indices) for `days`, forced by the
+For each factor f the coarse model (the physics the pair file's forecasts ran, as its `config` attribute records
+it, else the defaults; with the parameter × f, a nested one dotted, e.g. thermo.k_snow) runs from the pair file's reference states at `starts` (window indices) for `days`, forced by the
 file's forcing, and its RMSE against the reference (`reference_{v}` of the following windows; land excluded) is
 pooled over windows and leads per variable. Every window must lie inside one run of the file.
 """
@@ -29,6 +29,7 @@ from fortran_stub.config import CoarsePhysicsConfig, GridConfig, physics_paramet
 from icecorr.base.errors import InputError
 from icecorr.base.files import open_netcdf, write_text_atomic
 from icecorr.base.variables import ML_VARIABLES
+from training.data.provenance import pair_physics_config
 from training.fit.dataset import pair_grid_dx
 
 
@@ -40,6 +41,7 @@ def scan(pairs: Path, parameter: str, factors: Sequence[float], starts: Sequence
     from coupling.forcing import FileForcing
 
     physics_parameter(parameter)  # a bad name or window fails before anything runs
+    physics = physics if physics is not None else pair_physics_config(pairs)
     forcing = FileForcing(pairs)
     for s in starts:
         forcing.check_window(s, steps)  # in the file, consecutive and inside one run

@@ -15,6 +15,7 @@ from corrector.normalization import Normalization
 from icecorr.base.errors import InputError
 from icecorr.base.variables import VARIABLES
 from icecorr.inputs.regrid import grid_mapping_name
+from training.data.provenance import pair_file_physics
 from training.fit.config import TrainRunConfig
 from training.fit.dataset import PairDataset
 from training.fit.inputs import Data
@@ -36,11 +37,15 @@ def save_corrector(path: Path, model: nn.Module, ema: EMA, cfg: TrainRunConfig, 
     """A corrector checkpoint (corrector.checkpoint format): raw + EMA weights, config, normalisation, grid."""
     ds = data.train
     projection, provenance = pair_provenance(ds.path)
+    coarse_physics = None
+    if cfg.corrector.mode == "residual":  # the model whose residual it learns: couple refuses to run another
+        with xr.open_dataset(ds.path) as f:
+            coarse_physics = pair_file_physics(f.attrs, ds.path)
     grid = {"nx": ds.nx, "ny": ds.ny, "dx": ds.grid_dx, "mask_hash": mask_hash(ds.ocean), "projection": projection}
     return save_checkpoint(path, model_state=model.state_dict(), ema_state=ema.module.state_dict(),
                            config=cfg.corrector, normalization=data.normalization, grid=grid,
                            variables_units=corrector_units(ds, cfg.corrector.variables),
-                           extra={**extra, "train_pairs": provenance})
+                           extra={**extra, "train_pairs": provenance, "coarse_physics": coarse_physics})
 
 
 def pair_provenance(path: Path) -> tuple[dict, dict]:

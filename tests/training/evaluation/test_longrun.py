@@ -8,6 +8,7 @@ import xarray as xr
 
 from corrector.checkpoint import mask_hash, save_checkpoint
 from corrector.normalization import Normalization
+from fortran_stub.config import CoarsePhysicsConfig
 from training.data.config import TwinConfig
 from training.data.generate import run_generate
 from training.evaluation.longrun import main
@@ -28,7 +29,8 @@ def test_longrun_reports_every_coupled_run(tmp_path):
                            config=corrector_cfg,
                            normalization=Normalization.identity(corrector_cfg.conditioning, corrector_cfg.variables),
                            grid={"nx": 16, "ny": 16, "dx": 32_000.0, "mask_hash": mask_hash(np.ones((16, 16)))},
-                           variables_units=UNITS)
+                           variables_units=UNITS,
+                           extra={"coarse_physics": CoarsePhysicsConfig(p_star=55_000.0).model_dump(mode="json")})
     out = tmp_path / "out"
     code = main(["--truth", str(truth), "--out", str(out), "--couple-days", "1.5", "--members", "3",
                  "--coupled", f"small random net={ckpt}"])
@@ -36,6 +38,8 @@ def test_longrun_reports_every_coupled_run(tmp_path):
     summary = json.loads((out / "longrun.json").read_text())
     runs = summary["runs"]
     assert set(runs) == {"coupled small random net", "coarse uncorrected"}
+    # every coarse run (the uncorrected one too) runs the physics whose residual the corrector learned
+    assert summary["coarse_physics"] == {"source": "the correctors' training pairs", "p_star": 55_000.0}
     assert runs["coupled small random net"]["members"] == 1  # a deterministic corrector: one member
     with xr.open_dataset(out / "coupled_small_random_net.nc") as ds:
         assert ds.sizes["time"] == 4 and ds.attrs["status"] == "complete"
