@@ -55,3 +55,17 @@ def pair_physics_config(path) -> CoarsePhysicsConfig:
 
     with open_netcdf(path, "pair file") as ds:
         return CoarsePhysicsConfig.model_validate(pair_file_physics(ds.attrs, path) or {})
+
+
+def run_physics(pairs, correctors: Mapping[str, object] = {}) -> tuple[CoarsePhysicsConfig, str]:
+    """The physics to run the built-in coarse model with beside the pair file `pairs` and the residual
+    `correctors` ({label: Corrector}), and where it came from: the one the correctors learned (their
+    `coarse_physics`; ValueError if they differ), else the one the pair file's forecasts ran, else the defaults."""
+    import json
+
+    learned = {label: c.coarse_physics for label, c in correctors.items() if getattr(c, "coarse_physics", None)}
+    if len({json.dumps(p, sort_keys=True) for p in learned.values()}) > 1:
+        raise ValueError(f"the correctors learned the residuals of different coarse physics: {sorted(learned)}")
+    if learned:
+        return CoarsePhysicsConfig.model_validate(next(iter(learned.values()))), "the correctors' training pairs"
+    return pair_physics_config(pairs), f"{pairs} (or the defaults if it records none)"

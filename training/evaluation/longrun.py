@@ -35,6 +35,7 @@ import xarray as xr
 
 from icecorr.base.files import atomic_path, open_netcdf, write_text_atomic
 from icecorr.base.variables import ML_VARIABLES, STEP_HOURS
+from training.data.provenance import run_physics
 from training.evaluation.longrun_report import write_report
 from training.evaluation.longrun_scaling import scaling_by_lead
 from training.evaluation.longrun_seasons import seasonal_scores
@@ -142,21 +143,6 @@ def run_emulator(truth: Path, checkpoint: Path, out: Path, steps: int, sampler_s
     return run_emulate(cfg, truth, FileForcing(truth), out, comm=None, command="training.evaluation.longrun (emulate)")[0]
 
 
-def coarse_physics(truth: Path, correctors: Mapping[str, object]):
-    """The physics of every coarse-model run of the check (CoarsePhysicsConfig) and where it came from: the one the
-    coupled `correctors` learned (ValueError if they differ), else the one the truth pair file's forecasts ran,
-    else the defaults."""
-    from fortran_stub.config import CoarsePhysicsConfig
-    from training.data.provenance import pair_physics_config
-
-    learned = {label: c.coarse_physics for label, c in correctors.items() if c.coarse_physics}
-    if len({json.dumps(p, sort_keys=True) for p in learned.values()}) > 1:
-        raise ValueError(f"the coupled correctors learned the residuals of different coarse physics: {sorted(learned)}")
-    if learned:
-        return CoarsePhysicsConfig.model_validate(next(iter(learned.values()))), "the correctors' training pairs"
-    return pair_physics_config(truth), "the truth file (or the defaults if it records none)"
-
-
 def run_coupled(truth: Path, checkpoint: Path | None, out: Path, steps: int, members: int,
                 sampler_steps: int | None, physics) -> Path:
     """The coarse model (`physics`) coupled to `checkpoint` (None: uncorrected) for `steps` 12 h steps from the
@@ -262,7 +248,7 @@ def main(argv=None) -> int:
         if not sep:
             ap.error(f"--coupled {spec!r}: expected LABEL=PATH")
         correctors[label] = Corrector.load(path)
-    physics, physics_source = coarse_physics(a.truth, correctors)
+    physics, physics_source = run_physics(a.truth, correctors)
     summary["coarse_physics"] = {"source": physics_source, "p_star": physics.p_star}
     for spec in coupled_specs:
         label, _, path = spec.partition("=")

@@ -21,7 +21,7 @@ def write_report(out: Path, summary: dict) -> Path:
     lines = ["# Long runs: stability against the truth", "",
              f"Truth: `{summary['truth']}` ({summary['truth_records']} records = {summary['truth_days']:.0f} days, "
              f"grid {summary['grid']}). Command: `{summary['command']}`. Coarse physics (every coarse-model run): "
-             f"{summary.get('coarse_physics', {}).get('source', '?')}'s, P* = "
+             f"from {summary.get('coarse_physics', {}).get('source', '?')}, P* = "
              f"{summary.get('coarse_physics', {}).get('p_star', float('nan')):g} N m⁻².", "",
              "Every record of every run was checked for NaN/inf over ocean cells and against the hard physical "
              "bounds (0 ≤ sic ≤ 1, sit ≥ 0, snt ≥ 0) and plausible ranges (sit ≤ 30 m, snt ≤ 5 m, |u|,|v| ≤ 3 m/s). "

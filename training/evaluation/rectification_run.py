@@ -82,7 +82,7 @@ def run(pairs: Path, checkpoint: Path | None, starts: list[int], steps: int, mem
     from coupling.ensemble import load_corrector
     from coupling.forcing import FileForcing
     from fortran_stub.config import GridConfig
-    from training.data.provenance import pair_physics_config
+    from training.data.provenance import run_physics
 
     with open_netcdf(pairs, "pair file") as ds:
         ny, nx = ds.sizes["y"], ds.sizes["x"]
@@ -103,7 +103,7 @@ def run(pairs: Path, checkpoint: Path | None, starts: list[int], steps: int, mem
     cfg = CoupleConfig(members=members, n_steps=steps, start_indices=starts, seed=seed,
                        sampler_steps=sampler_steps, output=str(out_nc), restart_interval=0)
     run_couple(cfg, pairs, FileForcing(pairs), out_nc, comm=None, grid=grid,
-               physics=pair_physics_config(pairs), corrector=probe, command="training.evaluation.rectification_run")
+               physics=run_physics(pairs, {"": corrector})[0], corrector=probe, command="training.evaluation.rectification_run")
     return probe
 
 

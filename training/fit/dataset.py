@@ -109,8 +109,12 @@ class PairDataset(torch.utils.data.Dataset):
         self.indices = np.arange(n_time) if indices is None else np.asarray(list(indices), dtype=np.int64)
         if self.indices.size and (self.indices.min() < 0 or self.indices.max() >= n_time):
             raise InputError(str(self.path), "time", f"window index out of range 0..{n_time - 1}")
+        #: drift windows of the file left out (no `drift_steps` channel to tell the network they are drifted)
+        self.drift_windows_left_out = 0
         if DRIFT_STEPS in ds.variables and DRIFT_STEPS not in self.cond_names:
-            self.indices = self.indices[np.asarray(ds[DRIFT_STEPS].values)[self.indices] == 0]
+            started = np.asarray(ds[DRIFT_STEPS].values)[self.indices] == 0
+            self.drift_windows_left_out = int((~started).sum())
+            self.indices = self.indices[started]
         self.ny, self.nx = ds.sizes["y"], ds.sizes["x"]
         self.ocean = self._ocean_mask(ds)
         self.geography = geography_fields(ds)

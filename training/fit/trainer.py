@@ -117,6 +117,9 @@ class Trainer:
                              f"({t.batch_size})")
         self.square = self.data.train.nx == self.data.train.ny
         self.ocean_share = max(float(self.data.train.ocean.mean()), 1e-12)
+        if self.data.train.drift_windows_left_out:  # a DAgger file given to a corrector that cannot use it
+            self.say(f"train: {self.data.train.drift_windows_left_out} drift windows of {t.data.train_file} left out: "
+                     "the corrector has no drift_steps channel (set corrector.max_drift_steps to train on them)")
         self.say(f"train: {self.n_train} windows ({batches_per_epoch} batches/epoch), val: "
                  f"{len(self.data.val) if self.data.val else 0}; target coverage "
                  + ", ".join(f"{v} {c:.3f}" for v, c in zip(self.cfg.corrector.variables, self.data.coverage))

@@ -283,6 +283,7 @@ def test_dataset_uses_drift_windows_only_with_the_drift_channel(generated):
     try:
         plain = PairDataset.for_config(CorrectorConfig(), path)
         assert len(plain) == n + 1  # the reference windows and the drift run's restart (0 steps old)
+        assert plain.drift_windows_left_out == n - 1  # and the trainer says so
         drift = PairDataset.for_config(CorrectorConfig(max_drift_steps=2), path)
         assert len(drift) == 2 * n
         k = drift.cond_names.index(DRIFT_STEPS)
