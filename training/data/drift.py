@@ -34,6 +34,8 @@ from training.data.io import write_netcdf_atomic
 
 #: added to a run's index for its drift windows
 DRIFT_RUN_OFFSET = 100_000
+#: variables whose 12 h state keeps (almost) no memory of the initial one: their drift target stays the state
+MEMORYLESS = ("siu", "siv")
 
 
 def segment_steps(days: float) -> int:
@@ -41,12 +43,25 @@ def segment_steps(days: float) -> int:
     return max(1, int(round(days * (24 // STEP_HOURS))))
 
 
-def _forcing_names(pairs: xr.Dataset) -> list[str]:
+def forcing_names(pairs: xr.Dataset) -> list[str]:
+    """The forcing variables of a pair file: the names f with both `f_t0` and `f_t1`, sorted."""
     return sorted(n[:-3] for n in pairs.data_vars if n.endswith("_t0") and n[:-3] + "_t1" in pairs.data_vars)
 
 
+def window_step(model, t: int, state_vars: Sequence[str], f0: dict, f1: dict, initial: dict, forecast: dict) -> None:
+    """One window of a model run: the model's state into `initial[v][t]`, a 12 h step with the window's forcing
+    (`f0[f][t]`, `f1[f][t]`), its new state into `forecast[v][t]`."""
+    state = model.get_state()
+    for v in state_vars:
+        initial[v][t] = state[v].values
+    model.step({f: a[t] for f, a in f0.items()}, {f: a[t] for f, a in f1.items()})
+    state = model.get_state()
+    for v in state_vars:
+        forecast[v][t] = state[v].values
+
+
 def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsConfig | None = None,
-                model_cls=None, corrector=None, seed: int = 0) -> xr.Dataset:
+                model_cls=None, corrector=None, seed: int = 0, target: str = "state") -> xr.Dataset:
     """The drift windows of a pair Dataset (time, y, x): same variables, `drift_steps` added, run indices offset.
 
     Each run (the `run` variable; the whole file is one run without it) is cut into segments of `segment_steps`
@@ -55,7 +70,15 @@ def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsCon
     sample per step seeded from `seed` and the window index (the DAgger step proper: the states the corrector's own
     coupled run visits). The model's hidden state (stresses, surface and mixed-layer temperatures) is carried
     through, as in a coupled run.
+
+    `target` 'state': a drift window's reference is the reference's state at t + 12 h (the residual pulls the
+    drifted state back to it). 'tendency': for the slow variables (all but siu, siv, which keep no memory of their
+    initial state) the drifted state plus the reference's own 12 h change, so the residual is the reference's
+    tendency minus the model's from the drifted state — what a coupled run needs to evolve like the reference from
+    where it is, not a pull towards a state it can no longer know.
     """
+    if target not in ("state", "tendency"):
+        raise ValueError(f"drift_pairs: target must be 'state' or 'tendency', got {target!r}")
     if segment_steps < 1:
         raise ValueError(f"drift_pairs: segment_steps must be >= 1, got {segment_steps}")
     if model_cls is None:
@@ -64,7 +87,7 @@ def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsCon
     grid = GridConfig(nx=nx, ny=ny, dx=float(pairs.attrs.get("grid_dx", 16_000.0)))
     n = pairs.sizes["time"]
     runs = np.asarray(pairs["run"].values) if "run" in pairs.variables else np.zeros(n, dtype=np.int64)
-    forcing = _forcing_names(pairs)
+    forcing = forcing_names(pairs)
     state_vars = [v for v in ML_VARIABLES if f"initial_{v}" in pairs]
     missing = [f"{p}{v}" for v in state_vars for p in ("forecast_", "reference_") if f"{p}{v}" not in pairs]
     if not state_vars or missing:
@@ -90,18 +113,17 @@ def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsCon
             model.set_state({v: reference_start[v][t] for v in state_vars})
         else:
             age[t] = age[t - 1] + 1
-        state = model.get_state()
-        for v in state_vars:
-            initial[v][t] = state[v].values
-        model.step({f: f0[f][t] for f in forcing}, {f: f1[f][t] for f in forcing})
-        state = model.get_state()
-        for v in state_vars:
-            forecast[v][t] = state[v].values
+        window_step(model, t, state_vars, f0, f1, initial, forecast)
         if correct is not None and (k_in_run + 1) % segment_steps != 0:  # the next window continues this one
             model.set_state(correct(t, initial, forecast, f0, f1, int(age[t])))
         k_in_run += 1
 
     out = pairs.copy()
+    if target == "tendency":
+        reference_next = {v: (initial[v] + reference_next[v] - reference_start[v]) if v not in MEMORYLESS
+                          else reference_next[v] for v in state_vars}
+        for v in state_vars:
+            out[f"reference_{v}"] = pairs[f"reference_{v}"].copy(data=reference_next[v].astype(pairs[f"reference_{v}"].dtype))
     for v in state_vars:
         dtype = pairs[f"initial_{v}"].dtype
         out[f"initial_{v}"] = pairs[f"initial_{v}"].copy(data=initial[v].astype(dtype))
@@ -145,7 +167,7 @@ _DRIFT_ATTRS = {"long_name": "free coarse-model 12 h steps between the last star
 
 
 def with_drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsConfig | None = None,
-                     model_cls=None, correctors: Sequence = (), seed: int = 0) -> xr.Dataset:
+                     model_cls=None, correctors: Sequence = (), seed: int = 0, target: str = "state") -> xr.Dataset:
     """`pairs` (drift_steps 0), its free-model drift windows, then one set of hybrid drift windows per corrector
     in `correctors` (`drift_pairs`; run indices offset by k·DRIFT_RUN_OFFSET for the k-th set), along time."""
     if DRIFT_STEPS in pairs:
@@ -153,9 +175,9 @@ def with_drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysi
                          "reference pairs")
     base = pairs.copy()
     base[DRIFT_STEPS] = ("time", np.zeros(pairs.sizes["time"], dtype=np.int32), _DRIFT_ATTRS)
-    parts = [base, drift_pairs(pairs, segment_steps, physics, model_cls)]
+    parts = [base, drift_pairs(pairs, segment_steps, physics, model_cls, target=target)]
     for k, corrector in enumerate(correctors, start=1):
-        part = drift_pairs(pairs, segment_steps, physics, model_cls, corrector, seed)
+        part = drift_pairs(pairs, segment_steps, physics, model_cls, corrector, seed, target)
         part["run"] = part["run"] + k * DRIFT_RUN_OFFSET
         parts.append(part)
     out = xr.concat(parts, dim="time", data_vars="minimal", coords="minimal", compat="override", join="override")
@@ -174,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--corrector", type=Path, action="append", default=[],
                     help="residual checkpoint: also add the drift windows of its hybrid (repeatable; DAgger)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the hybrid runs' correction samples")
+    ap.add_argument("--target", choices=("state", "tendency"), default="state",
+                    help="drift windows' reference: the reference's state, or the drifted state plus the reference's "
+                         "12 h change (slow variables)")
     args = ap.parse_args(argv)
     from corrector.inference import Corrector
     from icecorr.base.files import open_netcdf
@@ -183,7 +208,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         correctors = [Corrector.load(p) for p in args.corrector]
         with open_netcdf(args.pairs, "pair file") as ds:
             out = with_drift_pairs(ds.load(), segment_steps(args.segment_days), pair_physics_config(args.pairs),
-                                   correctors=correctors, seed=args.seed)
+                                   correctors=correctors, seed=args.seed, target=args.target)
     except InputError as exc:  # one line naming the file and field, no partial output
         print(f"training.data.drift: error: {exc}", file=sys.stderr)
         return 2

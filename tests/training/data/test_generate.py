@@ -222,6 +222,29 @@ def test_drift_pairs_chain_free_model_states(generated):
         path.unlink()
 
 
+def test_tendency_drift_targets_carry_the_references_change_from_the_drifted_state(generated):
+    """target 'tendency': a drift window's reference is the drifted state plus the reference's own 12 h change
+    (sic, sit, snt), the velocities keep the reference's state; restarts (0 steps old) are the plain windows."""
+    from training.data.drift import drift_pairs
+
+    _, out, _ = generated
+    with xr.open_dataset(out / "train.nc") as ds:
+        pairs = ds.load()
+    state, tendency = drift_pairs(pairs, 2), drift_pairs(pairs, 2, target="tendency")
+    for v in ML_VARIABLES:
+        np.testing.assert_array_equal(tendency[f"initial_{v}"].values, state[f"initial_{v}"].values)
+        ref, truth_next = tendency[f"reference_{v}"].values.astype(float), pairs[f"reference_{v}"].values.astype(float)
+        np.testing.assert_allclose(ref[[0, 2]], truth_next[[0, 2]], atol=1e-6)  # restarts: unchanged
+        want = truth_next if v in ("siu", "siv") else (
+            state[f"initial_{v}"].values + truth_next - pairs[f"initial_{v}"].values.astype(float))
+        np.testing.assert_allclose(ref, want, atol=1e-5)
+        np.testing.assert_allclose(tendency[f"residual_{v}"].values,
+                                   ref - tendency[f"forecast_{v}"].values.astype(float), atol=1e-5)
+    assert not np.allclose(tendency["reference_sit"].values[1], pairs["reference_sit"].values[1])
+    with pytest.raises(ValueError, match="target must be 'state' or 'tendency'"):
+        drift_pairs(pairs, 2, target="nudge")
+
+
 def test_generate_appends_drift_windows_to_the_chosen_splits(tmp_path):
     cfg = _config(run_days=1.0, drift_segment_days=1.0, seeds={"train": [11], "val": [12], "test": []})
     run_generate(cfg, tmp_path, progress=False)
