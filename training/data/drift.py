@@ -19,7 +19,6 @@ a reference run into its drift copies. Measured effects: README, "Long runs" and
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -27,10 +26,9 @@ import numpy as np
 import xarray as xr
 
 from corrector.fields import DRIFT_STEPS
-from icecorr.base.errors import InputError
-from icecorr.base.variables import ML_VARIABLES, STEP_HOURS
-from fortran_stub.config import CoarsePhysicsConfig, GridConfig
-from training.data.io import write_netcdf_atomic
+from icecorr.base.variables import STEP_HOURS
+from fortran_stub.config import CoarsePhysicsConfig
+from training.data.pair_runs import run_inputs, transform_pair_file, window_step
 
 #: added to a run's index for its drift windows
 DRIFT_RUN_OFFSET = 100_000
@@ -41,23 +39,6 @@ MEMORYLESS = ("siu", "siv")
 def segment_steps(days: float) -> int:
     """12 h windows in a drift segment of `days` days (at least one)."""
     return max(1, int(round(days * (24 // STEP_HOURS))))
-
-
-def forcing_names(pairs: xr.Dataset) -> list[str]:
-    """The forcing variables of a pair file: the names f with both `f_t0` and `f_t1`, sorted."""
-    return sorted(n[:-3] for n in pairs.data_vars if n.endswith("_t0") and n[:-3] + "_t1" in pairs.data_vars)
-
-
-def window_step(model, t: int, state_vars: Sequence[str], f0: dict, f1: dict, initial: dict, forecast: dict) -> None:
-    """One window of a model run: the model's state into `initial[v][t]`, a 12 h step with the window's forcing
-    (`f0[f][t]`, `f1[f][t]`), its new state into `forecast[v][t]`."""
-    state = model.get_state()
-    for v in state_vars:
-        initial[v][t] = state[v].values
-    model.step({f: a[t] for f, a in f0.items()}, {f: a[t] for f, a in f1.items()})
-    state = model.get_state()
-    for v in state_vars:
-        forecast[v][t] = state[v].values
 
 
 def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsConfig | None = None,
@@ -83,23 +64,9 @@ def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsCon
         raise ValueError(f"drift_pairs: segment_steps must be >= 1, got {segment_steps}")
     if model_cls is None:
         from coupling.bridge import CoarseModel as model_cls
-    ny, nx = pairs.sizes["y"], pairs.sizes["x"]
-    grid = GridConfig(nx=nx, ny=ny, dx=float(pairs.attrs.get("grid_dx", 16_000.0)))
-    n = pairs.sizes["time"]
-    runs = np.asarray(pairs["run"].values) if "run" in pairs.variables else np.zeros(n, dtype=np.int64)
-    forcing = forcing_names(pairs)
-    state_vars = [v for v in ML_VARIABLES if f"initial_{v}" in pairs]
-    missing = [f"{p}{v}" for v in state_vars for p in ("forecast_", "reference_") if f"{p}{v}" not in pairs]
-    if not state_vars or missing:
-        raise ValueError(f"field {(missing or ['initial_sic'])[0]!r}: missing (drift windows need initial_, "
-                         "forecast_ and reference_ fields of the state variables)")
-
-    def load(prefix: str) -> dict[str, np.ndarray]:
-        return {v: np.asarray(pairs[prefix + v].values, dtype=np.float64) for v in state_vars}
-
-    reference_start, reference_next = load("initial_"), load("reference_")
-    f0 = {f: np.asarray(pairs[f + "_t0"].values, dtype=np.float64) for f in forcing}
-    f1 = {f: np.asarray(pairs[f + "_t1"].values, dtype=np.float64) for f in forcing}
+    ny, nx, n = pairs.sizes["y"], pairs.sizes["x"], pairs.sizes["time"]
+    inputs = run_inputs(pairs, "drift windows")
+    state_vars, runs, reference_start = inputs.state_vars, inputs.runs, inputs.reference_start
     initial = {v: np.empty((n, ny, nx)) for v in state_vars}
     forecast = {v: np.empty((n, ny, nx)) for v in state_vars}
     age = np.zeros(n, dtype=np.int32)
@@ -108,17 +75,18 @@ def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsCon
     model, model_run, k_in_run = None, None, 0
     for t in range(n):
         if runs[t] != model_run:  # a new run: a fresh model, its stresses develop within the first segment
-            model, model_run, k_in_run = model_cls(grid, physics or CoarsePhysicsConfig()), runs[t], 0
+            model, model_run, k_in_run = model_cls(inputs.grid, physics or CoarsePhysicsConfig()), runs[t], 0
         if k_in_run % segment_steps == 0:
             model.set_state({v: reference_start[v][t] for v in state_vars})
         else:
             age[t] = age[t - 1] + 1
-        window_step(model, t, state_vars, f0, f1, initial, forecast)
+        window_step(model, t, inputs, initial, forecast)
         if correct is not None and (k_in_run + 1) % segment_steps != 0:  # the next window continues this one
-            model.set_state(correct(t, initial, forecast, f0, f1, int(age[t])))
+            model.set_state(correct(t, initial, forecast, inputs.f0, inputs.f1, int(age[t])))
         k_in_run += 1
 
     out = pairs.copy()
+    reference_next = inputs.reference_next
     if target == "tendency":
         reference_next = {v: (initial[v] + reference_next[v] - reference_start[v]) if v not in MEMORYLESS
                           else reference_next[v] for v in state_vars}
@@ -201,24 +169,18 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "12 h change (slow variables)")
     args = ap.parse_args(argv)
     from corrector.inference import Corrector
-    from icecorr.base.files import open_netcdf
-    from training.data.provenance import pair_physics_config
 
-    try:
+    def make(pairs: xr.Dataset, physics: CoarsePhysicsConfig) -> xr.Dataset:
         correctors = [Corrector.load(p) for p in args.corrector]
-        with open_netcdf(args.pairs, "pair file") as ds:
-            out = with_drift_pairs(ds.load(), segment_steps(args.segment_days), pair_physics_config(args.pairs),
-                                   correctors=correctors, seed=args.seed, target=args.target)
-    except InputError as exc:  # one line naming the file and field, no partial output
-        print(f"training.data.drift: error: {exc}", file=sys.stderr)
+        return with_drift_pairs(pairs, segment_steps(args.segment_days), physics, correctors=correctors,
+                                seed=args.seed, target=args.target)
+
+    out = transform_pair_file("training.data.drift", args.pairs, args.out, make)
+    if out is None:  # one line naming the file and field, no partial output
         return 2
-    except (ValueError, OSError) as exc:
-        print(f"training.data.drift: error: file {args.pairs}: {exc}", file=sys.stderr)
-        return 2
-    write_netcdf_atomic(out, args.out)
     n_ref = int((out[DRIFT_STEPS].values == 0).sum())
     print(f"{args.out}: {out.sizes['time']} windows ({n_ref} started from the reference, segment "
-          f"{args.segment_days:g} days, {len(correctors)} hybrid(s))")
+          f"{args.segment_days:g} days, {len(args.corrector)} hybrid(s))")
     return 0
 
 

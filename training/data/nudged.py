@@ -19,18 +19,14 @@ learned nudging with relaxation time 12 h / α that needs no reference at run ti
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import xarray as xr
 
-from icecorr.base.errors import InputError
-from icecorr.base.variables import ML_VARIABLES
-from fortran_stub.config import CoarsePhysicsConfig, GridConfig
-from training.data.drift import forcing_names, window_step
-from training.data.io import write_netcdf_atomic
+from fortran_stub.config import CoarsePhysicsConfig
+from training.data.pair_runs import run_inputs, transform_pair_file, window_step
 
 
 def nudged_pairs(pairs: xr.Dataset, alpha: float, physics: CoarsePhysicsConfig | None = None,
@@ -42,25 +38,15 @@ def nudged_pairs(pairs: xr.Dataset, alpha: float, physics: CoarsePhysicsConfig |
     if model_cls is None:
         from coupling.bridge import CoarseModel as model_cls
     ny, nx, n = pairs.sizes["y"], pairs.sizes["x"], pairs.sizes["time"]
-    grid = GridConfig(nx=nx, ny=ny, dx=float(pairs.attrs.get("grid_dx", 16_000.0)))
-    runs = np.asarray(pairs["run"].values) if "run" in pairs.variables else np.zeros(n, dtype=np.int64)
-    state_vars = [v for v in ML_VARIABLES if f"initial_{v}" in pairs]
-    missing = [f"{p}{v}" for v in state_vars for p in ("forecast_", "reference_") if f"{p}{v}" not in pairs]
-    if not state_vars or missing:
-        raise ValueError(f"field {(missing or ['initial_sic'])[0]!r}: missing (nudged windows need initial_, "
-                         "forecast_ and reference_ fields of the state variables)")
-    load = lambda prefix: {v: np.asarray(pairs[prefix + v].values, dtype=np.float64) for v in state_vars}  # noqa: E731
-    start, target = load("initial_"), load("reference_")
-    names = forcing_names(pairs)
-    f0 = {f: np.asarray(pairs[f + "_t0"].values, dtype=np.float64) for f in names}
-    f1 = {f: np.asarray(pairs[f + "_t1"].values, dtype=np.float64) for f in names}
+    inputs = run_inputs(pairs, "nudged windows")
+    state_vars, target = inputs.state_vars, inputs.reference_next
     initial, forecast, nudged = ({v: np.empty((n, ny, nx)) for v in state_vars} for _ in range(3))
     model, model_run = None, None
     for t in range(n):
-        if runs[t] != model_run:  # a new run starts from its reference
-            model, model_run = model_cls(grid, physics or CoarsePhysicsConfig()), runs[t]
-            model.set_state({v: start[v][t] for v in state_vars})
-        window_step(model, t, state_vars, f0, f1, initial, forecast)
+        if inputs.runs[t] != model_run:  # a new run starts from its reference
+            model, model_run = model_cls(inputs.grid, physics or CoarsePhysicsConfig()), inputs.runs[t]
+            model.set_state({v: inputs.reference_start[v][t] for v in state_vars})
+        window_step(model, t, inputs, initial, forecast)
         for v in state_vars:
             nudged[v][t] = forecast[v][t] + alpha * (target[v][t] - forecast[v][t])
         model.set_state({v: nudged[v][t] for v in state_vars})  # set_state keeps the hidden state
@@ -83,19 +69,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("out", type=Path, help="output pair file (written atomically)")
     ap.add_argument("--alpha", type=float, default=0.5, help="nudging strength per 12 h step, in (0, 1]")
     args = ap.parse_args(argv)
-    from icecorr.base.files import open_netcdf
-    from training.data.provenance import pair_physics_config
-
-    try:
-        with open_netcdf(args.pairs, "pair file") as ds:
-            out = nudged_pairs(ds.load(), args.alpha, pair_physics_config(args.pairs))
-    except InputError as exc:
-        print(f"training.data.nudged: error: {exc}", file=sys.stderr)
+    out = transform_pair_file("training.data.nudged", args.pairs, args.out,
+                              lambda pairs, physics: nudged_pairs(pairs, args.alpha, physics))
+    if out is None:
         return 2
-    except (ValueError, OSError) as exc:
-        print(f"training.data.nudged: error: file {args.pairs}: {exc}", file=sys.stderr)
-        return 2
-    write_netcdf_atomic(out, args.out)
     print(f"{args.out}: {out.sizes['time']} nudged windows (alpha {args.alpha:g})")
     return 0
 

@@ -2,6 +2,7 @@
 as YAML and the global attributes of a pair file; and back: the coarse physics a twin pair file's forecasts ran."""
 from __future__ import annotations
 
+import json
 from typing import Mapping
 
 import yaml
@@ -48,22 +49,27 @@ def pair_file_physics(attrs: Mapping[str, object], path=None) -> dict | None:
         raise InputError(str(path), "config", f"its physics section cannot be read: {exc}") from None
 
 
+def physics_of(attrs: Mapping[str, object], path=None) -> CoarsePhysicsConfig:
+    """The coarse physics a pair file with global attributes `attrs` recorded (`pair_file_physics`), else the
+    defaults: the physics to run the built-in model with beside that file (drift windows, parameter scans, long
+    runs)."""
+    return CoarsePhysicsConfig.model_validate(pair_file_physics(attrs, path) or {})
+
+
 def pair_physics_config(path) -> CoarsePhysicsConfig:
-    """The coarse physics a pair file's forecasts ran (`pair_file_physics`), else the defaults: the physics to run
-    the built-in model with beside that file (drift windows, parameter scans, long runs)."""
+    """`physics_of` the pair file at `path`."""
     from icecorr.base.files import open_netcdf
 
     with open_netcdf(path, "pair file") as ds:
-        return CoarsePhysicsConfig.model_validate(pair_file_physics(ds.attrs, path) or {})
+        return physics_of(ds.attrs, path)
 
 
-def run_physics(pairs, correctors: Mapping[str, object] = {}) -> tuple[CoarsePhysicsConfig, str]:
+def run_physics(pairs, correctors: Mapping[str, object] | None = None) -> tuple[CoarsePhysicsConfig, str]:
     """The physics to run the built-in coarse model with beside the pair file `pairs` and the residual
     `correctors` ({label: Corrector}), and where it came from: the one the correctors learned (their
     `coarse_physics`; ValueError if they differ), else the one the pair file's forecasts ran, else the defaults."""
-    import json
-
-    learned = {label: c.coarse_physics for label, c in correctors.items() if getattr(c, "coarse_physics", None)}
+    learned = {label: c.coarse_physics for label, c in (correctors or {}).items()
+               if getattr(c, "coarse_physics", None)}
     if len({json.dumps(p, sort_keys=True) for p in learned.values()}) > 1:
         raise ValueError(f"the correctors learned the residuals of different coarse physics: {sorted(learned)}")
     if learned:

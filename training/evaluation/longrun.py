@@ -242,16 +242,15 @@ def main(argv=None) -> int:
     from corrector.inference import Corrector
 
     coupled_specs = ([f"diffusion={a.diffusion}"] if a.diffusion is not None else []) + list(a.coupled)
-    correctors = {}
+    paths, correctors = {}, {}
     for spec in coupled_specs:
         label, sep, path = spec.partition("=")
         if not sep:
             ap.error(f"--coupled {spec!r}: expected LABEL=PATH")
-        correctors[label] = Corrector.load(path)
-    physics, physics_source = run_physics(a.truth, correctors)
+        paths[label], correctors[label] = path, Corrector.load(path)
+    physics, physics_source = run_physics(a.truth, correctors)  # every coarse run: the physics they learned
     summary["coarse_physics"] = {"source": physics_source, "p_star": physics.p_star}
-    for spec in coupled_specs:
-        label, _, path = spec.partition("=")
+    for label, path in paths.items():
         members = 1 if correctors[label].kind == "deterministic" else a.members
         name = f"coupled {label}"
         files[name] = a.out / ("coupled_" + re.sub(r"[^A-Za-z0-9]+", "_", label).strip("_") + ".nc")

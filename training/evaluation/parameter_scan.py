@@ -29,7 +29,7 @@ from fortran_stub.config import CoarsePhysicsConfig, GridConfig, physics_paramet
 from icecorr.base.errors import InputError
 from icecorr.base.files import open_netcdf, write_text_atomic
 from icecorr.base.variables import ML_VARIABLES
-from training.data.provenance import pair_physics_config
+from training.data.provenance import physics_of
 from training.fit.dataset import pair_grid_dx
 
 
@@ -41,11 +41,11 @@ def scan(pairs: Path, parameter: str, factors: Sequence[float], starts: Sequence
     from coupling.forcing import FileForcing
 
     physics_parameter(parameter)  # a bad name or window fails before anything runs
-    physics = physics if physics is not None else pair_physics_config(pairs)
     forcing = FileForcing(pairs)
     for s in starts:
         forcing.check_window(s, steps)  # in the file, consecutive and inside one run
     with open_netcdf(pairs, "pair file") as ds:
+        physics = physics if physics is not None else physics_of(ds.attrs, pairs)
         ny, nx = ds.sizes["y"], ds.sizes["x"]
         mask = ds["mask"].values.astype(np.float64) if "mask" in ds else None
         reference = {v: np.stack([ds[f"reference_{v}"].values[s:s + steps] for s in starts]) for v in ML_VARIABLES}

@@ -36,11 +36,9 @@ def corrector_units(ds: PairDataset, variables: Sequence[str]) -> dict[str, str]
 def save_corrector(path: Path, model: nn.Module, ema: EMA, cfg: TrainRunConfig, data: Data, extra: dict) -> Path:
     """A corrector checkpoint (corrector.checkpoint format): raw + EMA weights, config, normalisation, grid."""
     ds = data.train
-    projection, provenance = pair_provenance(ds.path)
-    coarse_physics = None
-    if cfg.corrector.mode == "residual":  # the model whose residual it learns: couple refuses to run another
-        with xr.open_dataset(ds.path) as f:
-            coarse_physics = pair_file_physics(f.attrs, ds.path)
+    projection, provenance, coarse_physics = pair_provenance(ds.path)
+    if cfg.corrector.mode != "residual":  # an emulator runs no coarse model
+        coarse_physics = None
     grid = {"nx": ds.nx, "ny": ds.ny, "dx": ds.grid_dx, "mask_hash": mask_hash(ds.ocean), "projection": projection}
     return save_checkpoint(path, model_state=model.state_dict(), ema_state=ema.module.state_dict(),
                            config=cfg.corrector, normalization=data.normalization, grid=grid,
@@ -48,8 +46,10 @@ def save_corrector(path: Path, model: nn.Module, ema: EMA, cfg: TrainRunConfig, 
                            extra={**extra, "train_pairs": provenance, "coarse_physics": coarse_physics})
 
 
-def pair_provenance(path: Path) -> tuple[dict, dict]:
-    """(the CF grid-mapping attributes of a pair file, or {}; its provenance: producer, source files, version)."""
+def pair_provenance(path: Path) -> tuple[dict, dict, dict | None]:
+    """(the CF grid-mapping attributes of a pair file, or {}; its provenance: producer, source files, version; the
+    built-in coarse model's physics its forecasts ran, or None: the model whose residual a corrector learns, which
+    couple refuses to run another of)."""
     def plain(value):
         return value.item() if isinstance(value, np.generic) else \
             value.tolist() if isinstance(value, np.ndarray) else value
@@ -59,7 +59,8 @@ def pair_provenance(path: Path) -> tuple[dict, dict]:
         projection = {k: plain(a) for k, a in f[name].attrs.items()} if name else {}
         provenance = {k: str(f.attrs[k]) for k in ("producer", "source_files", "icecorr_version", "history")
                       if k in f.attrs}
-    return projection, provenance
+        coarse_physics = pair_file_physics(f.attrs, path)
+    return projection, provenance, coarse_physics
 
 
 
