@@ -24,10 +24,14 @@ into.
 
 Runs are distributed round-robin over MPI ranks; each rank writes its runs to part files, rank 0 concatenates them
 per split in run order (`train.nc`, `val.nc`, `test.nc`) and writes `manifest.json`. Every run depends only on its
-seed and config, so the files are identical for any number of ranks.
+seed and config, so the files are identical for any number of ranks. A part is named by its run's fingerprint (the
+config and the run, `run_fingerprint`), so an interrupted generation started again into the same folder keeps the
+runs it finished (a 25 km Arctic year costs tens of minutes) and redoes only the others.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import shutil
 import time
 from dataclasses import dataclass
@@ -258,12 +262,31 @@ def _file_attrs(cfg, split: str) -> dict[str, object]:
     return attrs
 
 
+def run_fingerprint(cfg, run: RunSpec) -> str:
+    """Hex digest of what a run's pairs depend on: the generation config (without the seed lists: the run's own
+    split, seed, position and start are in it) and the package version. Equal digests = the same part file."""
+    if hasattr(cfg, "model_dump"):
+        data = cfg.model_dump(mode="json")
+    else:
+        data = {k: getattr(cfg, k).model_dump(mode="json") for k in (*TWIN_SECTIONS, "region")
+                if hasattr(getattr(cfg, k, None), "model_dump")}
+    data.get("generate", {}).pop("seeds", None)
+    data["run"] = [run.split, run.seed, run.index, run.start.isoformat()]
+    data["icecorr_version"] = package_version()
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def part_path(parts_dir: Path, cfg, run: RunSpec) -> Path:
+    """The part file of `run` in `parts_dir`: a finished run of this config, reusable after an interruption."""
+    return parts_dir / f"run-{run.index:04d}-{run_fingerprint(cfg, run)}.nc"
+
+
 def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: bool | None = None,
                  models: tuple[type, type] | None = None) -> list[Path]:
     """Generate `train.nc`, `val.nc`, `test.nc` (splits with seeds) and `manifest.json` in `out_dir`.
 
     `comm`: an mpi4py communicator (None = serial). Runs go round-robin over ranks; all ranks return the same list
-    of paths. `progress`: tqdm bar on rank 0 (default: only when stderr is a terminal). `models`: (coarse, truth)
+    of paths. Runs whose part file (`part_path`) an interrupted call left in `out_dir/.parts` are not run again. `progress`: tqdm bar on rank 0 (default: only when stderr is a terminal). `models`: (coarse, truth)
     classes to use instead of `coupling.bridge` (tests).
     """
     out_dir = Path(out_dir)
@@ -272,6 +295,7 @@ def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: 
     runs = plan_runs(cfg.generate)
     mine = [run for run in runs if run.index % size == rank]
     parts_dir = out_dir / ".parts"
+    parts = {run.index: part_path(parts_dir, cfg, run) for run in runs}
     if rank == 0:
         parts_dir.mkdir(parents=True, exist_ok=True)
     if comm is not None:
@@ -283,6 +307,11 @@ def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: 
     try:
         grids = twin_grids(cfg) if mine else None
         for run in mine:
+            if parts[run.index].is_file():  # finished before an interruption (written atomically)
+                print(f"generate: run {run.index} ({run.split}, seed {run.seed}): reusing {parts[run.index]}",
+                      flush=True)
+                bar.update(steps_per_run)
+                continue
             ds = simulate_run(cfg, run, bar.update, models, grids)
             gen = cfg.generate
             if gen.drift_segment_days > 0 and run.split in gen.drift_splits:
@@ -290,7 +319,7 @@ def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: 
                                       (models or default_models())[0])
             if grids.coarse_geo is not None:  # lat/lon, x/y and the CF grid mapping of the region
                 ds = attach_geography(ds, grids.coarse_geo, with_fields=False)
-            write_netcdf_atomic(ds, parts_dir / f"run-{run.index:04d}.nc", cfg.generate.chunk_time, cfg.generate.dtype)
+            write_netcdf_atomic(ds, parts[run.index], cfg.generate.chunk_time, cfg.generate.dtype)
     except Exception as exc:  # every rank must learn about a failure, or the others wait forever
         error = f"rank {rank}: {type(exc).__name__}: {exc}"
         if comm is None:
@@ -304,8 +333,8 @@ def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: 
     if rank == 0:
         try:
             for split, path in zip([s for s in SPLITS if getattr(cfg.generate.seeds, s)], paths):
-                parts = [parts_dir / f"run-{run.index:04d}.nc" for run in runs if run.split == split]
-                concat_netcdf_along_time(parts, path, _file_attrs(cfg, split))
+                concat_netcdf_along_time([parts[run.index] for run in runs if run.split == split], path,
+                                         _file_attrs(cfg, split))
             shutil.rmtree(parts_dir, ignore_errors=True)
             elapsed = time.perf_counter() - t_start
             summary = residual_summary({p.stem: p for p in paths})

@@ -13,7 +13,9 @@ from fortran_stub.config import GridConfig
 from training.data.coarsegrain import coarsen_u, coarsen_v
 from training.data.config import GenerateConfig, TwinConfig
 from training.data.forcing import SyntheticForcing
-from training.data.generate import coarse_grained, initial_truth_state, plan_runs, run_generate, simulate_run
+from training.data import generate as generate_module
+from training.data.generate import (coarse_grained, initial_truth_state, plan_runs, run_fingerprint, run_generate,
+                                     simulate_run)
 
 from tests.helpers.mpirun import run_mpi
 
@@ -129,6 +131,50 @@ def test_serial_generation_is_reproducible():
     run = plan_runs(cfg.generate)[0]
     a, b = simulate_run(cfg, run), simulate_run(cfg, run)
     xr.testing.assert_identical(a, b)
+
+
+def test_interrupted_generation_keeps_its_finished_runs(generated, tmp_path, monkeypatch):
+    """A generation stopped after its first run, started again into the same folder, runs only the rest and writes
+    the same files as an uninterrupted one."""
+    from coupling.bridge import CoarseModel
+    from coupling.truth import TruthModel
+
+    cfg, clean_dir, _ = generated
+    made = []
+
+    class FailsOnSecondRun(TruthModel):
+        def __init__(self, *args, **kwargs):
+            made.append(1)
+            if len(made) > 1:
+                raise RuntimeError("killed")
+            super().__init__(*args, **kwargs)
+
+    with pytest.raises(RuntimeError, match="killed"):
+        run_generate(cfg, tmp_path, progress=False, models=(CoarseModel, FailsOnSecondRun))
+    assert not (tmp_path / "train.nc").exists()
+    assert [p.name for p in (tmp_path / ".parts").glob("run-*.nc")] == [
+        f"run-0000-{run_fingerprint(cfg, plan_runs(cfg.generate)[0])}.nc"]
+
+    simulated = []
+    real = generate_module.simulate_run
+    monkeypatch.setattr(generate_module, "simulate_run", lambda c, run, *a, **k: simulated.append(run.index)
+                        or real(c, run, *a, **k))
+    run_generate(cfg, tmp_path, progress=False)
+    assert simulated == [1]  # the finished train run was kept
+    assert not (tmp_path / ".parts").exists()
+    for name in ("train.nc", "val.nc"):
+        with xr.open_dataset(clean_dir / name) as a, xr.open_dataset(tmp_path / name) as b:
+            xr.testing.assert_identical(a.load(), b.load())
+
+
+def test_run_fingerprint_follows_the_config_not_the_other_runs():
+    cfg = _config()
+    run = plan_runs(cfg.generate)[0]
+    more_val_seeds = _config(seeds={"train": [11], "val": [12, 13], "test": []})
+    assert run_fingerprint(more_val_seeds, plan_runs(more_val_seeds.generate)[0]) == run_fingerprint(cfg, run)
+    other_physics = TwinConfig.model_validate({"grid": GRID, "generate": GEN, "physics": {"p_star": 30000.0}})
+    assert run_fingerprint(other_physics, run) != run_fingerprint(cfg, run)
+    assert run_fingerprint(cfg, plan_runs(cfg.generate)[1]) != run_fingerprint(cfg, run)
 
 
 @pytest.mark.mpi
