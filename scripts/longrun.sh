@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Long-run stability check (≈ 1.5 h on 2 cores): whole-year training data, the three demo models trained on them, a
+# Long-run stability check (≈ 2 h on 2 cores): whole-year training data, the three demo models trained on them, a
 # 3-year truth from an unseen seed, then `python -m training.evaluation.longrun` (3-year emulator rollouts, 1-year coupled run,
 # uncorrected coarse model) → $OUT/report.md with the domain-mean trajectories against the truth.
 #   make longrun            (or: scripts/longrun.sh [OUT], default runs/longrun)
@@ -46,8 +46,9 @@ train configs/train_diffusion_residual.yaml "$OUT/train/diffusion_nudged" $nudge
 wait
 
 # 4. the long runs against the truth: 3-year emulator rollouts; 1-year coupled runs of the nudged correctors and,
-#    for comparison, of the deterministic corrector trained on truth-started pairs
-python -m training.evaluation.longrun --truth "$OUT/truth/train.nc" --out "$OUT" --members 4 --reuse \
+#    for comparison, of the deterministic corrector trained on truth-started pairs; the diffusion ensemble with the
+#    demo's 16 members (≈ 25 min; 4 members: one season-variable more above the coarse model, docs/calibration.md)
+python -m training.evaluation.longrun --truth "$OUT/truth/train.nc" --out "$OUT" --members 16 --reuse \
   --emulator diffusion="$OUT/train/emulator/best.pt" \
   --emulator deterministic_tuned="$OUT/train/emulator_tuned/last.pt" \
   --emulator deterministic_one_step="$OUT/train/emulator_deterministic/best.pt" \
