@@ -57,6 +57,7 @@ def test_region_plan_from_demo_yaml():
     assert (quick.members, quick.windows, quick.window_days) == (4, 1, 2.0)
     assert set(quick.train_overrides) == set(TRAIN_CONFIGS) and "train.max_steps=30" in quick.train_overrides["emulator"]
     assert not any(o.startswith("grid.") for o in quick.generate_overrides)   # the region fixes the grid
+    assert full.emulator_extra_seeds == [] == quick.emulator_extra_seeds   # the region's emulator: its own pairs
 
 
 def test_region_commands(tmp_path, monkeypatch):

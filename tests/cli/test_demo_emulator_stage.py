@@ -40,3 +40,34 @@ def test_emulator_trains_on_its_regression_stage(tmp_path, monkeypatch):
     assert args[1] == str(TRAIN_CONFIGS["emulator"]) and f"train.base_checkpoint={tuned}" in args
     assert f"train.out_dir={tmp_path / 'train' / 'emulator'}" in args and kw["threads"] == 2
     assert "train.max_steps=30" in args   # the quick plan shrinks every stage
+
+
+def test_the_emulator_learns_on_its_own_pairs_of_more_winters(tmp_path, monkeypatch):
+    """The emulator's pairs: the correctors' training seeds and the plan's extra ones, the truth alone (no coarse
+    model); only the emulator's stages train on them; a held-out seed among the extra ones is refused."""
+    import json
+
+    import pytest
+
+    from icecorr.cli.demo import EMULATOR_STAGES
+
+    demo = Demo(tmp_path, quick=True, progress=False, reuse=False)
+    calls = []
+    monkeypatch.setattr(Demo, "icecorr", lambda self, *args, **kw: calls.append(args))
+    demo.data.mkdir(parents=True)
+    manifest = {"splits": {"train": {"seeds": [1]}, "val": {"seeds": [2]}, "test": {"seeds": [3]}}}
+    (demo.data / "manifest.json").write_text(json.dumps(manifest))
+    demo.generate_emulator_pairs()
+    args = calls[-1]
+    assert args[0] == "generate" and "generate.forecast=persistence" in args
+    assert "generate.seeds.train=[1, 4]" in args and "generate.seeds.val=[]" in args and "generate.seeds.test=[]" in args
+    assert args.index("generate.seeds.train=[1, 4]") > args.index("generate.seeds.train=[1]")  # after the plan's
+    assert args[args.index("--out") + 1] == str(tmp_path / "data" / "emulator")
+    for name in EMULATOR_STAGES:
+        assert f"train.data.train_file={tmp_path / 'data' / 'emulator' / 'train.nc'}" in demo.train_args(name, 1)
+    for name in ("deterministic", "diffusion"):
+        assert f"train.data.train_file={tmp_path / 'data' / 'train.nc'}" in demo.train_args(name, 1)
+    manifest["splits"]["test"]["seeds"] = [4]
+    (demo.data / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(RuntimeError, match=r"emulator_extra_seeds \[4\] are validation or test seeds"):
+        demo.generate_emulator_pairs()
