@@ -286,8 +286,9 @@ def run_generate(cfg: TwinConfigLike, out_dir: str | Path, comm=None, progress: 
     """Generate `train.nc`, `val.nc`, `test.nc` (splits with seeds) and `manifest.json` in `out_dir`.
 
     `comm`: an mpi4py communicator (None = serial). Runs go round-robin over ranks; all ranks return the same list
-    of paths. Runs whose part file (`part_path`) an interrupted call left in `out_dir/.parts` are not run again. `progress`: tqdm bar on rank 0 (default: only when stderr is a terminal). `models`: (coarse, truth)
-    classes to use instead of `coupling.bridge` (tests).
+    of paths. Runs whose part file (`part_path`) an interrupted call left in `out_dir/.parts` are not run again.
+    `progress`: tqdm bar on rank 0 (default: only when stderr is a terminal). `models`: (coarse, truth) classes to
+    use instead of `coupling.bridge` (tests).
     """
     out_dir = Path(out_dir)
     rank, size = (comm.Get_rank(), comm.Get_size()) if comm is not None else (0, 1)
