@@ -28,7 +28,7 @@ import xarray as xr
 from corrector.fields import DRIFT_STEPS
 from icecorr.base.variables import STEP_HOURS
 from fortran_stub.config import CoarsePhysicsConfig
-from training.data.pair_runs import run_inputs, transform_pair_file, window_step
+from training.data.pair_runs import run_inputs, transform_pair_file, window_step, with_run_fields
 
 #: added to a run's index for its drift windows
 DRIFT_RUN_OFFSET = 100_000
@@ -85,20 +85,11 @@ def drift_pairs(pairs: xr.Dataset, segment_steps: int, physics: CoarsePhysicsCon
             model.set_state(correct(t, initial, forecast, inputs.f0, inputs.f1, int(age[t])))
         k_in_run += 1
 
-    out = pairs.copy()
     reference_next = inputs.reference_next
     if target == "tendency":
         reference_next = {v: (initial[v] + reference_next[v] - reference_start[v]) if v not in MEMORYLESS
                           else reference_next[v] for v in state_vars}
-        for v in state_vars:
-            out[f"reference_{v}"] = pairs[f"reference_{v}"].copy(data=reference_next[v].astype(pairs[f"reference_{v}"].dtype))
-    for v in state_vars:
-        dtype = pairs[f"initial_{v}"].dtype
-        out[f"initial_{v}"] = pairs[f"initial_{v}"].copy(data=initial[v].astype(dtype))
-        out[f"forecast_{v}"] = pairs[f"forecast_{v}"].copy(data=forecast[v].astype(dtype))
-        if f"residual_{v}" in pairs:
-            out[f"residual_{v}"] = pairs[f"residual_{v}"].copy(
-                data=(reference_next[v] - forecast[v]).astype(pairs[f"residual_{v}"].dtype))
+    out = with_run_fields(pairs, state_vars, initial, forecast, reference_next)
     out["run"] = ("time", (runs + DRIFT_RUN_OFFSET).astype(np.int32),
                   {"long_name": "run (truth trajectory) index; windows never cross runs"})
     out[DRIFT_STEPS] = ("time", age, _DRIFT_ATTRS)

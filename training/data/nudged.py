@@ -26,7 +26,7 @@ import numpy as np
 import xarray as xr
 
 from fortran_stub.config import CoarsePhysicsConfig
-from training.data.pair_runs import run_inputs, transform_pair_file, window_step
+from training.data.pair_runs import run_inputs, transform_pair_file, window_step, with_run_fields
 
 
 def nudged_pairs(pairs: xr.Dataset, alpha: float, physics: CoarsePhysicsConfig | None = None,
@@ -50,14 +50,7 @@ def nudged_pairs(pairs: xr.Dataset, alpha: float, physics: CoarsePhysicsConfig |
         for v in state_vars:
             nudged[v][t] = forecast[v][t] + alpha * (target[v][t] - forecast[v][t])
         model.set_state({v: nudged[v][t] for v in state_vars})  # set_state keeps the hidden state
-    out = pairs.copy()
-    for prefix, fields in (("initial_", initial), ("forecast_", forecast), ("reference_", nudged)):
-        for v in state_vars:
-            out[prefix + v] = pairs[prefix + v].copy(data=fields[v].astype(pairs[prefix + v].dtype))
-    for v in state_vars:
-        if f"residual_{v}" in pairs:
-            out[f"residual_{v}"] = pairs[f"residual_{v}"].copy(
-                data=(nudged[v] - forecast[v]).astype(pairs[f"residual_{v}"].dtype))
+    out = with_run_fields(pairs, state_vars, initial, forecast, nudged)
     out.attrs = {**pairs.attrs, "nudging_alpha": float(alpha)}
     return out
 

@@ -66,6 +66,21 @@ def window_step(model, t: int, inputs: RunInputs, initial: dict, forecast: dict)
         forecast[v][t] = state[v].values
 
 
+def with_run_fields(pairs: xr.Dataset, state_vars: list[str], initial: dict, forecast: dict,
+                    reference: dict) -> xr.Dataset:
+    """A copy of `pairs` whose `initial_`, `forecast_` and `reference_` fields of `state_vars` are a run's arrays
+    ({v: (time, y, x)}, each stored in its field's dtype) and whose `residual_` fields are reference − forecast
+    (computed before the cast)."""
+    out = pairs.copy()
+    for v in state_vars:
+        for prefix, fields in (("initial_", initial), ("forecast_", forecast), ("reference_", reference)):
+            out[prefix + v] = pairs[prefix + v].copy(data=fields[v].astype(pairs[prefix + v].dtype))
+        if f"residual_{v}" in pairs:
+            out[f"residual_{v}"] = pairs[f"residual_{v}"].copy(
+                data=(reference[v] - forecast[v]).astype(pairs[f"residual_{v}"].dtype))
+    return out
+
+
 def transform_pair_file(prog: str, pairs: Path, out: Path,
                         make: Callable[[xr.Dataset, CoarsePhysicsConfig], xr.Dataset]) -> xr.Dataset | None:
     """`make(pairs Dataset, the physics its forecasts ran)` written atomically to `out`; on bad input one line
