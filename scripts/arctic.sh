@@ -7,10 +7,12 @@
 #   RES_KM=50 YEARS=2 scripts/arctic.sh runs/arctic50     coarser grid, fewer training years
 #   QUICK=1 scripts/arctic.sh runs/arctic_quick           smoke test: 200 km grid, a few days, a few steps
 # Sizes (env): RES_KM (25), YEARS of training runs (5), RANKS of generate (2), DET_STEPS, TUNE_STEPS and DIFF_STEPS
-# of the three trainings (3000, 1000, 2000: fixed counts, so the figures do not depend on the machine's load),
-# ROLLOUT_STEPS of the fine-tuning (8), THREADS of the trainings and rollouts (all cores), TRAIN_MINUTES (a guard per
-# training against a stalled machine, 240), ROLLOUT_DAYS (1095), CROP (64 cells).
+# of the three trainings (3000, 1000, 2000: fixed counts, so the figures do not depend on the machine's load;
+# DIFF_STEPS=0 leaves the diffusion emulator out), ROLLOUT_STEPS of the fine-tuning (8), THREADS of the trainings
+# and rollouts (all cores), TRAIN_MINUTES (a guard per training against a stalled machine, 240), ROLLOUT_DAYS
+# (1095), CROP (64 cells).
 set -euo pipefail
+{ # read whole before it runs, so an edit of this file cannot change a run under way
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/arctic}
 QUICK=${QUICK:-0}
@@ -75,19 +77,24 @@ train "$OUT/train/emulator_deterministic" corrector.kind=deterministic corrector
   train.max_steps="$TUNE_STEPS" train.rollout_steps="$ROLLOUT_STEPS" \
   train.init_checkpoint="$OUT/train/emulator_one_step/best.pt" train.optim.lr=3e-4 train.optim.min_lr=1e-5 \
   train.optim.warmup_steps=0 > "$OUT/train_emulator_deterministic.log" 2>&1
-log "train: diffusion emulator on the deterministic one ($DIFF_STEPS steps)"
-train "$OUT/train/emulator" train.max_steps="$DIFF_STEPS" \
-  train.base_checkpoint="$OUT/train/emulator_deterministic/last.pt" > "$OUT/train_emulator.log" 2>&1
+emulators=(--emulator deterministic="$OUT/train/emulator_deterministic/last.pt"
+           --emulator one_step="$OUT/train/emulator_one_step/best.pt")
+rollouts=(deterministic="$OUT/report/emulator_deterministic.nc" one_step="$OUT/report/emulator_one_step.nc")
+if [ "$DIFF_STEPS" != 0 ]; then  # DIFF_STEPS=0: the deterministic emulators only
+  log "train: diffusion emulator on the deterministic one ($DIFF_STEPS steps)"
+  train "$OUT/train/emulator" train.max_steps="$DIFF_STEPS" \
+    train.base_checkpoint="$OUT/train/emulator_deterministic/last.pt" > "$OUT/train_emulator.log" 2>&1
+  emulators=(--emulator diffusion="$OUT/train/emulator/best.pt" "${emulators[@]}")
+  rollouts=(diffusion="$OUT/report/emulator_diffusion.nc" "${rollouts[@]}")
+fi
 
 # 3. rollouts on the whole domain against the BBM run, and the report
 log "rollouts: $ROLLOUT_DAYS days"
 OMP_NUM_THREADS=$threads python -m training.evaluation.arctic_report --truth "$OUT/truth/train.nc" --out "$OUT/report" --days "$ROLLOUT_DAYS" \
-  --region "$OUT/grid.yaml" --forcing "$CFG/forcing.yaml" \
-  --emulator diffusion="$OUT/train/emulator/best.pt" \
-  --emulator deterministic="$OUT/train/emulator_deterministic/last.pt" \
-  --emulator one_step="$OUT/train/emulator_one_step/best.pt"
+  --region "$OUT/grid.yaml" --forcing "$CFG/forcing.yaml" "${emulators[@]}"
 log "evaluate"
-icecorr evaluate diffusion="$OUT/report/emulator_diffusion.nc" deterministic="$OUT/report/emulator_deterministic.nc" \
-  one_step="$OUT/report/emulator_one_step.nc" \
-  --reference "$OUT/truth/train.nc" -o "$OUT/report/evaluate" || log "icecorr evaluate failed (see above)"
+icecorr evaluate "${rollouts[@]}" --reference "$OUT/truth/train.nc" -o "$OUT/report/evaluate" \
+  --set "evaluate.spectrum_leads_hours=[12,360,1200]" || log "icecorr evaluate failed (see above)"
 log "done: $OUT/report/report.md"
+exit
+}

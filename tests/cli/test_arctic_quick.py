@@ -37,6 +37,9 @@ def test_quick_arctic_path_end_to_end(tmp_path):
     assert "rollout_steps: 2" in tuned and f"init_checkpoint: {out / 'train' / 'emulator_one_step' / 'best.pt'}" in tuned
     summary = json.loads((out / "report" / "arctic.json").read_text())
     assert summary["bbm_cost"]["truth_s"] > 0 and summary["bbm_cost"]["cells"] == 16 * 24
+    # β(q) at 15 and 50 days: beyond these 4-day rollouts, so no window has records and none is reported
+    assert summary["scaling"]["windows"] == [[10.0, 20.0], [45.0, 55.0]]
+    assert summary["scaling"]["beta"]["truth"] == [None, None]
     assert "speed-up over the BBM" in (out / "report" / "report.md").read_text()
     for label in ("diffusion", "deterministic", "one_step"):
         run = summary["runs"][label]

@@ -1,5 +1,6 @@
 """The Arctic report (`scripts/arctic.sh`, docs/arctic.md): multi-year emulator rollouts on the whole domain against
-the BBM run on the same grid — sea-ice extent and volume, their seasonal cycles, bounds, ice on land, cost per step.
+the BBM run on the same grid — sea-ice extent and volume, their seasonal cycles, deformation scaling β(q) at 15
+and 50 days, bounds, ice on land, cost per step.
 
     python -m training.evaluation.arctic_report --truth runs/arctic/truth/train.nc \\
         --emulator diffusion=runs/arctic/train/emulator/best.pt \\
@@ -28,6 +29,7 @@ import xarray as xr
 
 from icecorr.base.files import open_netcdf, write_text_atomic
 from training.evaluation.longrun import STEP_DAYS, check_records, run_emulator, truth_trajectory
+from training.evaluation.longrun_scaling import scaling_by_lead, scaling_markdown
 from training.evaluation.seasonal_cycle import annual_harmonic, compare_cycles
 
 EXTENT_THRESHOLD = 0.15
@@ -112,6 +114,9 @@ def write_report(out: Path, summary: dict) -> Path:
               f"minimum on day {t['extent']['min_day']:.0f}; volume mean {t['volume']['mean']:.3f}, amplitude "
               f"{t['volume']['amplitude']:.3f} 10^3 km3, minimum on day {t['volume']['min_day']:.0f} (days since "
               "the start).", "", "![seasonal cycle](seasonal_cycle.png)", ""]
+    if summary.get("scaling"):
+        lines += ["Deformation scaling β(q) (gradient method, ice cells) pooled over the records of each lead window, "
+                  "against the BBM's same records:", "", *scaling_markdown(summary["scaling"]), ""]
     return write_text_atomic("\n".join(lines), out / "report.md")
 
 
@@ -151,7 +156,8 @@ def main(argv=None) -> int:
         n_windows, dx, mask = ds.sizes["time"], float(ds.attrs["grid_dx"]), ds["mask"].values
         grid = f"{ds.sizes['y']} x {ds.sizes['x']} at {dx / 1e3:g} km"
     steps = min(int(round(a.days / STEP_DAYS)), n_windows)
-    truth = extent_volume(truth_trajectory(a.truth, steps), mask, dx)
+    truth_states = truth_trajectory(a.truth, steps)
+    truth = extent_volume(truth_states, mask, dx)
     series = {"BBM": truth}
     runs = {}
     for spec in a.emulator:
@@ -173,6 +179,13 @@ def main(argv=None) -> int:
     summary = {"truth": str(a.truth), "grid": grid, "days": steps * STEP_DAYS, "runs": runs,
                "truth_cycle": {k: annual_harmonic(truth[k], np.arange(len(truth[k])) * STEP_DAYS)
                                for k in ("extent", "volume")}}
+    finished = {label: open_netcdf(a.out / f"emulator_{label}.nc", "emulator run") for label in runs
+                if not runs[label].get("error")}
+    try:  # deformation scaling at 15 and 50 days: only those records are read
+        summary["scaling"] = scaling_by_lead(finished, truth_states, mask, dx, STEP_DAYS)
+    finally:
+        for ds in finished.values():
+            ds.close()
     if a.region is not None:
         summary["bbm_cost"] = bbm_cost(a.region, a.forcing, a.bbm_steps)
     write_text_atomic(json.dumps(summary, indent=1, default=float), a.out / "arctic.json")

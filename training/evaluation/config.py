@@ -20,6 +20,9 @@ class EvaluateConfig(BaseModel):
         "auto", description="lead of the first record of files without `step`: 'auto' = 0 if it equals the "
         "reference (an initial state), else 12")
     summary_leads_hours: tuple[float, float] = Field((12.0, 360.0), description="short and long lead of the summary")
+    spectrum_leads_hours: list[float] = Field(
+        [12.0, 120.0, 360.0], min_length=1, description="leads (hours) of the spectra, small-scale power ratios and "
+        "maps (the nearest available lead); e.g. add 1200 for 50 days of a long rollout")
     dx_m: float | None = Field(None, gt=0, description="cell size (m) if the reference has no x coordinate/grid_dx")
     ice_threshold: float = Field(0.15, ge=0, le=1, description="sic above which deformation is computed; ice edge")
     spectrum_detrend: Literal["none", "mean", "linear"] = "mean"

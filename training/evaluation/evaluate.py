@@ -52,10 +52,12 @@ class Evaluation:
 
 
 def evaluate(run_paths: Mapping[str, PathLike | Sequence[PathLike]],
-             reference: PathLike | Sequence[PathLike], leads: Sequence[float] = (12.0, 120.0, 360.0),
+             reference: PathLike | Sequence[PathLike], leads: Sequence[float] | None = None,
              config: EvaluateConfig | None = None) -> Evaluation:
-    """Read, align and score every run; `leads` (hours) select the spectra (nearest available lead)."""
+    """Read, align and score every run; `leads` (hours; default `spectrum_leads_hours`) select the spectra
+    (nearest available lead)."""
     cfg = config or EvaluateConfig()
+    leads = cfg.spectrum_leads_hours if leads is None else leads
     if not run_paths:
         raise InputError(None, "run_paths", "no runs to evaluate")
     for v in ("sic", "siu", "siv", "sit"):
@@ -216,13 +218,15 @@ def parse_run_specs(specs: Sequence[str]) -> dict[str, list[Path]]:
 
 
 def run_evaluate(run_paths: Mapping[str, PathLike | Sequence[PathLike]], reference: PathLike | Sequence[PathLike],
-                 out_dir: PathLike, leads: Sequence[float] = (12.0, 120.0, 360.0),
+                 out_dir: PathLike, leads: Sequence[float] | None = None,
                  config: EvaluateConfig | None = None) -> Path:
     """Evaluate every labelled run against `reference`; write metrics.nc, metrics.csv, PNG plots and report.md
-    into `out_dir`; return the report path. `leads` (hours) choose the maps and spectra shown."""
+    into `out_dir`; return the report path. `leads` (hours; default `spectrum_leads_hours`) choose the maps and
+    spectra shown."""
     from training.evaluation import plots, report  # matplotlib only when outputs are written
 
     cfg = config or EvaluateConfig()
+    leads = cfg.spectrum_leads_hours if leads is None else leads
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     ev = evaluate(run_paths, reference, leads, cfg)

@@ -163,6 +163,13 @@ def test_scores_reflect_the_constructed_errors(scenario):
     assert 0.9 < float((pdf * widths).sum()) <= 1.0 + 1e-9
 
 
+def test_spectrum_leads_come_from_the_config_at_the_nearest_available_lead(scenario):
+    cfg = EvaluateConfig(spectrum_leads_hours=[30.0, 1200.0])  # 50 days: beyond these 72 h runs
+    m = evaluate(runs(scenario), scenario["ref"], config=cfg).metrics
+    assert m["small_scale_ratio"]["spectrum_lead"].values.tolist() == [24.0, 72.0]
+    assert EvaluateConfig().spectrum_leads_hours == [12.0, 120.0, 360.0]
+
+
 def test_spread_error_reliability_of_ensembles_in_any_order_of_labels(scenario):
     """Ensembles carry coordinates (rank, spread_bin) deterministic runs lack; an ensemble, a deterministic run and
     an ensemble in that order used to be refused by xarray's concat."""
