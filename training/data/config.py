@@ -160,7 +160,8 @@ class GenerateConfig(StrictConfig):
         "drifts into (training.data.drift); 0 = off")
     drift_splits: list[Literal["train", "val", "test"]] = Field(["train"], description="splits given drift windows")
     dtype: Literal["float32", "float64"] = Field("float32", description="storage type (residuals computed in float64)")
-    chunk_time: int = Field(64, ge=1, description="NetCDF chunk length along time")
+    chunk_time: int = Field(64, ge=1, description="longest NetCDF chunk along time (shorter on large grids: "
+                            "training.data.io.time_chunk)")
 
     _check_start = field_validator("start")(classmethod(lambda cls, v: _parse_start(v)))
 
@@ -201,7 +202,7 @@ class PrepareConfig(StrictConfig):
         description="split -> [first, last] window start (ISO dates, inclusive)")
     coordinate_tolerance: float = Field(1e-3, gt=0, description="relative tolerance of the x/y spacing check")
     dtype: Literal["float32", "float64"] = "float32"
-    chunk_time: int = Field(64, ge=1)
+    chunk_time: int = Field(64, ge=1, description="longest NetCDF chunk along time (training.data.io.time_chunk)")
 
     @field_validator("state")
     @classmethod
