@@ -27,7 +27,8 @@ def time_chunk(chunk_time: int, values_per_time: int) -> int:
 
 def encoding_for(ds: xr.Dataset, chunk_time: int = 64, dtype: str | None = None) -> dict[str, dict]:
     """NetCDF encoding: floats stored as `dtype` (or as they are), chunked (up to chunk_time, y, x) along time
-    (`time_chunk`) and compressed (zlib, `COMPRESSION`), no fill value on coordinates, and the fixed CF time units/calendar."""
+    (`time_chunk`) and compressed (zlib, `COMPRESSION`), no fill value on coordinates, and the fixed CF time
+    units/calendar."""
     enc: dict[str, dict] = {}
     for name, var in ds.variables.items():
         e: dict = {}
