@@ -32,12 +32,12 @@ import torch
 from benchmarks.emulator_scaling import emulator_config, ratio
 from benchmarks.performance import STEPS_3_YEARS
 from benchmarks.timing import Table, best_time, machine_line, threads
-from corrector.checkpoint import load_checkpoint
 from corrector.config import CorrectorConfig
 from corrector.inference import Corrector
 from corrector.model import CorrectorModel
 from corrector.normalization import Normalization
 from corrector.seeding import member_seeds
+from coupling.ensemble import with_sampler
 
 ROOT = Path(__file__).resolve().parents[1]
 REGION = ROOT / "configs" / "region" / "arctic"
@@ -57,18 +57,20 @@ def region_shape(grid_yaml: Path, resolution_km: float) -> tuple[tuple[int, int]
 
 
 def emulator_call(cfg: CorrectorConfig, ocean: np.ndarray, checkpoint: Path | None = None, seed: int = 0):
-    """One 12 h sample of one member on the whole domain (random conditioning, the real land mask)."""
+    """One 12 h sample of one member on the whole domain (random conditioning, the real land mask), in a network
+    batch of one (as the Arctic report's one-member rollouts; the default pads every batch to 8 samples)."""
     ny, nx = ocean.shape
     torch.manual_seed(seed)
     if checkpoint is not None:
-        corr = Corrector.from_checkpoint(load_checkpoint(checkpoint), device="cpu")
+        corr = Corrector.load(checkpoint)
         if cfg.kind != corr.config.kind:
             raise SystemExit(f"{checkpoint}: a {corr.config.kind} checkpoint, not {cfg.kind}")
-        cfg = corr.config
     else:
         model = CorrectorModel(cfg, len(cfg.conditioning))
         norm = Normalization.identity(cfg.conditioning, cfg.variables)
         corr = Corrector.from_model(model, norm, cfg, dict(nx=nx, ny=ny), device="cpu")
+    corr = with_sampler(corr, {"network_batch": 1})
+    cfg = corr.config
     rng = np.random.default_rng(seed)
     cond = {k: rng.normal(size=(1, ny, nx)).astype(np.float32) for k in cfg.conditioning}
     cond["mask"] = ocean

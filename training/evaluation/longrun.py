@@ -133,13 +133,15 @@ def _run(label: str, fn) -> tuple[Path | None, float, str | None]:
 
 def run_emulator(truth: Path, checkpoint: Path, out: Path, steps: int, sampler_steps: int | None) -> Path:
     """A one-member emulator rollout of `steps` 12 h steps from the truth's first state, forced by the truth's
-    forcing; returns its trajectory file `out`."""
+    forcing; returns its trajectory file `out`. Network batches of one: the default pads every batch to 8 samples
+    (reproducible whatever the member count), which would cost a one-member run 8 network evaluations for one."""
     from coupling.config import CoupleConfig
     from coupling.emulate import run_emulate
     from coupling.forcing import FileForcing
 
     cfg = CoupleConfig(members=1, n_steps=steps, start_indices=[0], seed=0, checkpoint=str(checkpoint),
-                       sampler_steps=sampler_steps, output=str(out), restart_interval=0)
+                       sampler_steps=sampler_steps, sampler={"network_batch": 1}, output=str(out),
+                       restart_interval=0)
     return run_emulate(cfg, truth, FileForcing(truth), out, comm=None, command="training.evaluation.longrun (emulate)")[0]
 
 
