@@ -28,7 +28,7 @@ if str(ROOT) not in sys.path:
 
 from benchmarks import emulator_scaling, performance  # noqa: E402
 from benchmarks.performance import STEPS_3_YEARS  # noqa: E402
-from benchmarks.timing import Table, machine_line  # noqa: E402
+from benchmarks.timing import Table, machine_line, print_table  # noqa: E402
 
 PARTS = ("fortran", "coupling") + performance.SECTIONS + ("emulator_scaling",)
 
@@ -137,10 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print("== emulator_scaling", flush=True)
         table.extend(emulator_scaling.rows((64, 128) if a.quick else emulator_scaling.SIZES, n_threads=a.threads,
                                            repeat=2 if a.quick else 3))
-    print()
-    print(f"python -m benchmarks {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
-    print(machine_line() + f"; total {time.perf_counter() - t0:.0f} s")
-    print(table.render())
+    print_table("benchmarks", argv, table, f"; total {time.perf_counter() - t0:.0f} s")
     return 0
 
 

@@ -31,7 +31,7 @@ import torch
 
 from benchmarks.emulator_scaling import emulator_config, ratio
 from benchmarks.performance import STEPS_3_YEARS
-from benchmarks.timing import Table, best_time, machine_line, threads
+from benchmarks.timing import Table, best_time, machine_line, print_table, threads
 from corrector.config import CorrectorConfig
 from corrector.inference import Corrector
 from corrector.model import CorrectorModel
@@ -46,14 +46,11 @@ GOAL_ROLLOUT_S = 30 * 60.0
 BBM_START = "2001-01-15T00:00"  # mid-winter
 
 
-def region_shape(grid_yaml: Path, resolution_km: float) -> tuple[tuple[int, int], np.ndarray]:
-    """(ny, nx) and the ocean mask (1 ocean, 0 land) of the region at `resolution_km`."""
-    from icecorr.base.config import load_config
-    from training.data.geography import RegionGrid
+def region_ocean(region) -> np.ndarray:
+    """The ocean mask (1 ocean, 0 land) of a `RegionGrid` on its own cells."""
     from training.data.region_twin import region_twin_grids
 
-    region = load_config(RegionGrid, grid_yaml).model_copy(update={"resolution_km": resolution_km})
-    return region.shape, region_twin_grids(region, 1).fine.ocean_mask().astype(np.float32)
+    return region_twin_grids(region, 1).fine.ocean_mask().astype(np.float32)
 
 
 def emulator_call(cfg: CorrectorConfig, ocean: np.ndarray, checkpoint: Path | None = None, seed: int = 0):
@@ -86,7 +83,8 @@ def measure(resolution_km: float, thread_counts: Sequence[int], repeat: int, bbm
     from training.data.config import RegionForcingConfig
     from training.data.geography import RegionGrid
 
-    (ny, nx), ocean = region_shape(REGION / "grid.yaml", resolution_km)
+    region = load_config(RegionGrid, REGION / "grid.yaml").model_copy(update={"resolution_km": resolution_km})
+    (ny, nx), ocean = region.shape, region_ocean(region)
     table, raw = Table(), {"grid": [ny, nx], "ocean_cells": int(ocean.sum()), "emulator": {}}
     where = f"{ny} × {nx} at {resolution_km:g} km ({int(ocean.sum())} ocean cells)"
     base = emulator_config(config)
@@ -99,7 +97,6 @@ def measure(resolution_km: float, thread_counts: Sequence[int], repeat: int, bbm
             raw["emulator"][f"{name}, {n} thread(s)"] = sec
             table.add("emulator", f"{name} ({evaluations} network evaluation(s)), {where}, {n} torch thread(s)",
                       f"{sec:.3f} s per 12 h step", f"< {GOAL_STEP_S:g} s", sec < GOAL_STEP_S)
-    region = load_config(RegionGrid, REGION / "grid.yaml").model_copy(update={"resolution_km": resolution_km})
     forcing = load_config(RegionForcingConfig, REGION / "forcing.yaml")
     cost = step_costs(region, forcing, BBM_START, bbm_steps, warmup=1)
     raw["bbm_s"], raw["mevp_s"] = cost["truth_s"], cost["coarse_s"]
@@ -132,10 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     print(machine_line(), flush=True)
     t0, before = time.perf_counter(), os.getloadavg()
     table, _ = measure(a.resolution_km, a.threads, a.repeat, a.bbm_steps, a.config, checkpoints)
-    print()
-    print(f"python -m benchmarks.arctic_speed {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
-    print(machine_line() + f"; load average before {before[0]:.1f}; total {time.perf_counter() - t0:.0f} s")
-    print(table.render())
+    print_table("benchmarks.arctic_speed", argv, table,
+                f"; load average before {before[0]:.1f}; total {time.perf_counter() - t0:.0f} s")
     return 0
 
 

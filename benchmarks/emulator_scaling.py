@@ -51,7 +51,7 @@ from training.data.config import ForcingConfig, InitialIceConfig
 from training.data.forcing import SyntheticForcing
 from training.data.generate import initial_truth_state
 from benchmarks.performance import STEPS_3_YEARS
-from benchmarks.timing import Table, machine_line, threads
+from benchmarks.timing import Table, machine_line, print_table, threads
 
 ROOT = Path(__file__).resolve().parents[1]
 EMULATOR_CONFIG = ROOT / "configs" / "train_diffusion_emulator.yaml"
@@ -383,11 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     t = measure(a.sizes, a.members, a.threads, a.repeat, a.bbm_max, dx=a.dx, config=a.config,
                 global_max=a.global_max, clock=a.clock, bbm_dx=a.bbm_dx)
     table = build_table(t)
-    print()
-    print(f"python -m benchmarks.emulator_scaling {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
-    print(machine_line() + f"; emulator on {t.threads} torch thread(s), Fortran on 1; figures: {t.clock} time "
-                           f"(and {t.other_clock}); total {time.perf_counter() - t0:.0f} s")
-    print(table.render())
+    print_table("benchmarks.emulator_scaling", argv, table,
+                f"; emulator on {t.threads} torch thread(s), Fortran on 1; figures: {t.clock} time "
+                f"(and {t.other_clock}); total {time.perf_counter() - t0:.0f} s")
     print()
     print(per_grid_summary(t))
     if a.json:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -61,6 +62,15 @@ def machine_line() -> str:
     cpu = torch.backends.cpu.get_cpu_capability()
     return (f"cores: {os.cpu_count()} (usable {affinity}); torch {torch.__version__} ({cpu}), intra-op threads "
             f"{torch.get_num_threads()}; load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+
+
+def print_table(module: str, argv: list[str] | None, table: Table, machine_note: str = "") -> None:
+    """How every benchmark ends: a blank line, the command (`python -m module` and its arguments), the machine line
+    with `machine_note` appended, and the table."""
+    print()
+    print(f"python -m {module} {' '.join(argv if argv is not None else sys.argv[1:])}".rstrip())
+    print(machine_line() + machine_note)
+    print(table.render())
 
 
 def best_time(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:

@@ -40,9 +40,7 @@ def encoding_for(ds: xr.Dataset, chunk_time: int = 64, dtype: str | None = None)
             if dtype is not None and name not in ds.coords:
                 e["dtype"] = dtype
             e["_FillValue"] = None
-            if "time" in var.dims and var.size > 0:
-                e["chunksizes"] = _time_chunks(var.dims, var.shape, chunk_time)
-        elif "time" in var.dims and var.size > 0:
+        if name != "time" and "time" in var.dims and var.size > 0:
             e["chunksizes"] = _time_chunks(var.dims, var.shape, chunk_time)
         if var.ndim and var.size > 1 and var.dtype.kind in "fiub" and name != "time":
             e.update(COMPRESSION)
